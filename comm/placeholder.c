@@ -1,0 +1,1 @@
+typedef int tg_comm_placeholder;

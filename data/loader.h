@@ -1,0 +1,55 @@
+/* data/loader.h — serves (B, T+1) token windows from a glob of HDF5 shards.
+ *
+ * The corpus (all shards, in sorted file-name order) is cut into windows of T+1 tokens with
+ * stride T. Windows are visited in a deterministic shuffled order that depends only on
+ * (seed, epoch); the order is an infinite stream: global position p is window
+ * perm_{p / N}[p % N] for N windows. The loader's state is that position (plus the seed), so it is
+ * independent of the world size: a micro-batch of rank r takes the B windows at
+ * cursor + r*B ... and then the cursor advances by world*B. A global step of accumulation A
+ * therefore consumes the same A*world*B windows whatever world is, as long as the product is fixed.
+ *
+ * Validation (shuffle=0) reads a fixed prefix of windows in file order.
+ * A background thread reads and decompresses ahead (prefetch > 0). data/ knows nothing of CUDA. */
+#ifndef TG_LOADER_H
+#define TG_LOADER_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct {
+    const char *glob;     /* shard files, e.g. "data/fineweb/train_*.h5" */
+    int B, T;             /* micro-batch rows, sequence length (windows are T+1 tokens) */
+    int rank, world;      /* this rank takes rows [rank*B, rank*B + B) of each world*B slice */
+    uint64_t seed;
+    int shuffle;          /* 1 for training, 0 for validation */
+    int vocab_size;       /* expected vocab (0 = accept the shards'); mismatch is an error */
+    int prefetch;         /* micro-batches to read ahead in a background thread (0 = none) */
+} tg_loader_options;
+
+typedef struct {
+    uint64_t seed;
+    uint64_t position;    /* global window position of the next micro-batch slice */
+} tg_loader_state;
+
+typedef struct tg_loader tg_loader;
+
+tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error *err);
+void tg_loader_free(tg_loader *l);
+
+/* The shards' metadata (identical across shards, checked at open). */
+int tg_loader_vocab_size(const tg_loader *l);
+int tg_loader_eot_id(const tg_loader *l);
+const char *tg_loader_tokenizer_hash(const tg_loader *l);
+uint64_t tg_loader_n_tokens(const tg_loader *l);
+uint64_t tg_loader_n_windows(const tg_loader *l);
+
+/* Fills inputs[B*T] and targets[B*T] (targets = inputs shifted by one) with this rank's rows of
+ * the next world*B windows and advances the state. */
+tg_status tg_loader_next(tg_loader *l, int32_t *inputs, int32_t *targets, tg_error *err);
+
+/* State at the start of the next tg_loader_next; set discards prefetched batches. */
+void tg_loader_state_get(const tg_loader *l, tg_loader_state *s);
+tg_status tg_loader_state_set(tg_loader *l, const tg_loader_state *s, tg_error *err);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder until the data module lands */
+typedef int tg_data_placeholder;

@@ -1,0 +1,92 @@
+#include "model/model.h"
+
+#include <stdlib.h>
+
+#include "model/backend.h"
+
+int tg_model_cuda_available(void) {
+#ifdef TG_HAVE_CUDA
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+tg_status tg_model_init(tg_model **out, const tg_gpt2_config *cfg, const tg_model_options *opt,
+                        tg_error *err) {
+    tg_status st = TG_OK;
+    tg_model *m = NULL;
+    *out = NULL;
+    if (opt->B <= 0 || opt->T <= 0 || opt->T > cfg->max_seq_len)
+        return tg_error_set(err, TG_ERR_ARG, "model: need 0 < T <= %d and B > 0 (got B=%d T=%d)",
+                            cfg->max_seq_len, opt->B, opt->T);
+    m = calloc(1, sizeof *m);
+    TG_CHECK_ALLOC(err, m);
+    m->opt = *opt;
+    if (m->opt.pad_multiple == 0) m->opt.pad_multiple = 1;
+    TG_TRY(tg_gpt2_layout_init(&m->lay, cfg, err));
+    m->n_padded = (m->lay.n_params + m->opt.pad_multiple - 1) / m->opt.pad_multiple * m->opt.pad_multiple;
+    if (opt->device == TG_DEVICE_CPU) {
+        m->ops = &tg_cpu_backend_ops;
+    } else {
+#ifdef TG_HAVE_CUDA
+        m->ops = &tg_cuda_backend_ops;
+#else
+        TG_FAIL(err, TG_ERR_UNSUPPORTED,
+                "train.device=cuda but truthgpt was built without CUDA (configure with -DTRUTHGPT_CUDA=ON)");
+#endif
+    }
+    TG_TRY(m->ops->init(m, err));
+    *out = m;
+    m = NULL;
+cleanup:
+    if (m) {
+        tg_gpt2_layout_free(&m->lay);
+        free(m);
+    }
+    return st;
+}
+
+void tg_model_free(tg_model *m) {
+    if (!m) return;
+    if (m->ops) m->ops->free(m);
+    tg_gpt2_layout_free(&m->lay);
+    free(m);
+}
+
+const tg_gpt2_layout *tg_model_layout(const tg_model *m) { return &m->lay; }
+size_t tg_model_n_padded(const tg_model *m) { return m->n_padded; }
+const tg_model_options *tg_model_opts(const tg_model *m) { return &m->opt; }
+void tg_model_set_grad_hook(tg_model *m, tg_grad_ready_fn fn, void *ctx) {
+    m->hook = fn;
+    m->hook_ctx = ctx;
+}
+
+tg_status tg_model_params_set(tg_model *m, const float *h, tg_error *e) { return m->ops->params_set(m, h, e); }
+tg_status tg_model_params_get(tg_model *m, float *h, tg_error *e) { return m->ops->params_get(m, h, e); }
+tg_status tg_model_grads_get(tg_model *m, float *h, tg_error *e) { return m->ops->grads_get(m, h, e); }
+void *tg_model_params(tg_model *m, tg_dtype *d) { return m->ops->params(m, d); }
+void *tg_model_grads(tg_model *m, tg_dtype *d) { return m->ops->grads(m, d); }
+void *tg_model_stream(tg_model *m) { return m->ops->stream(m); }
+tg_status tg_model_grads_zero(tg_model *m, tg_error *e) { return m->ops->grads_zero(m, e); }
+tg_status tg_model_forward(tg_model *m, const int32_t *in, const int32_t *tgt, int B_used, tg_error *e) {
+    if (B_used <= 0 || B_used > m->opt.B)
+        return tg_error_set(e, TG_ERR_ARG, "model: forward with B=%d rows, model holds %d", B_used, m->opt.B);
+    return m->ops->forward(m, in, tgt, B_used, e);
+}
+tg_status tg_model_loss(tg_model *m, float *l, tg_error *e) { return m->ops->loss(m, l, e); }
+tg_status tg_model_logits_get(tg_model *m, float *h, tg_error *e) { return m->ops->logits_get(m, h, e); }
+tg_status tg_model_backward(tg_model *m, float s, tg_error *e) { return m->ops->backward(m, s, e); }
+tg_status tg_model_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *e) {
+    if (lo > hi || hi > m->n_padded) return tg_error_set(e, TG_ERR_ARG, "model: bad range [%zu, %zu)", lo, hi);
+    return m->ops->grad_sqnorm(m, lo, hi, out, e);
+}
+tg_status tg_model_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *e) {
+    if (lo > hi || hi > m->n_padded) return tg_error_set(e, TG_ERR_ARG, "model: bad shard [%zu, %zu)", lo, hi);
+    return m->ops->opt_init(m, lo, hi, e);
+}
+size_t tg_model_opt_bytes(const tg_model *m) { return m->ops->opt_bytes(m); }
+tg_status tg_model_opt_get(tg_model *m, float *mo, float *v, tg_error *e) { return m->ops->opt_get(m, mo, v, e); }
+tg_status tg_model_opt_set(tg_model *m, const float *mo, const float *v, tg_error *e) { return m->ops->opt_set(m, mo, v, e); }
+tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) { return m->ops->adamw(m, a, e); }
+size_t tg_model_device_bytes(const tg_model *m) { return m->ops->device_bytes(m); }

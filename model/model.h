@@ -1,0 +1,112 @@
+/* model/model.h — the one interface the trainer sees; CPU and CUDA backends live behind it.
+ *
+ * A tg_model owns, on its device: the parameters (working copy), the gradients, the optimizer
+ * state for its shard, and the activations for one micro-batch of (B, T). All flat buffers are
+ * n_padded elements long (n_params rounded up to opt.pad_multiple) so that data-parallel code can
+ * cut them into equal shards; the padding is zero and stays zero.
+ *
+ * One training step, as the trainer drives it:
+ *   tg_model_grads_zero
+ *   for each micro-batch: tg_model_forward(inputs, targets); tg_model_backward(scale)
+ *   (all-reduce / reduce-scatter of tg_model_grads())
+ *   tg_model_grad_sqnorm -> clip factor;  tg_model_adamw(shard)
+ *   (all-gather of tg_model_params() when the optimizer is sharded)
+ *
+ * model/ knows nothing of MPI, files or configs. */
+#ifndef TG_MODEL_H
+#define TG_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "model/gpt2.h"
+
+typedef enum { TG_DEVICE_CPU = 0, TG_DEVICE_CUDA = 1 } tg_device_kind;
+typedef enum { TG_DTYPE_F32 = 0, TG_DTYPE_BF16 = 1 } tg_dtype;
+
+typedef struct {
+    tg_device_kind device;
+    int cuda_device;    /* ordinal, CUDA only */
+    int bf16;           /* CUDA only: bf16 working weights/activations, fp32 master weights */
+    int recompute;      /* CUDA only: recompute GELU/LayerNorm outputs in backward */
+    int B, T;           /* micro-batch shape; T <= cfg.max_seq_len */
+    size_t pad_multiple;/* flat buffers are padded to a multiple of this (>= 1) */
+} tg_model_options;
+
+typedef struct tg_model tg_model;
+
+/* Called during backward each time the gradients of [lo, hi) are complete (elements of the
+ * flat buffer): once per layer from the last to the first, then once for the embeddings.
+ * On CUDA the grads are complete on tg_model_stream() when the call is made (enqueue after it). */
+typedef void (*tg_grad_ready_fn)(void *ctx, size_t lo, size_t hi);
+
+typedef struct {
+    size_t lo, hi;      /* shard of the flat buffer this rank updates */
+    float lr;
+    float beta1, beta2, eps;
+    float weight_decay; /* decoupled; applied only to tensors with decay=1 */
+    float grad_scale;   /* multiply grads by this first (clipping) */
+    int t;              /* step number, 1-based, for bias correction */
+} tg_adamw_args;
+
+tg_status tg_model_init(tg_model **out, const tg_gpt2_config *cfg, const tg_model_options *opt,
+                        tg_error *err);
+void tg_model_free(tg_model *m);
+
+const tg_gpt2_layout *tg_model_layout(const tg_model *m);
+size_t tg_model_n_padded(const tg_model *m);
+const tg_model_options *tg_model_opts(const tg_model *m);
+
+/* Copies n_params fp32 values from/to host memory (the canonical fp32 parameter values: the
+ * master weights where there are master weights). */
+tg_status tg_model_params_set(tg_model *m, const float *host, tg_error *err);
+tg_status tg_model_params_get(tg_model *m, float *host, tg_error *err);
+tg_status tg_model_grads_get(tg_model *m, float *host, tg_error *err); /* n_params fp32 */
+
+/* Device pointers for communication: the working parameters and gradients, n_padded elements. */
+void *tg_model_params(tg_model *m, tg_dtype *dtype);
+void *tg_model_grads(tg_model *m, tg_dtype *dtype);
+/* The CUDA stream the model computes on (cudaStream_t), NULL on CPU. */
+void *tg_model_stream(tg_model *m);
+
+void tg_model_set_grad_hook(tg_model *m, tg_grad_ready_fn fn, void *ctx);
+
+tg_status tg_model_grads_zero(tg_model *m, tg_error *err);
+
+/* Forward over inputs (B*T token ids, host memory); B_used <= opt.B rows. With targets
+ * (host, same shape; -1 = ignore) it computes the mean cross-entropy, readable by
+ * tg_model_loss. Keeps activations for backward. */
+tg_status tg_model_forward(tg_model *m, const int32_t *inputs, const int32_t *targets, int B_used,
+                           tg_error *err);
+/* Mean loss of the last forward (synchronises on CUDA). */
+tg_status tg_model_loss(tg_model *m, float *loss, tg_error *err);
+/* Logits of the last forward, (B_used, T, Vp) fp32 on host — for sampling and tests. */
+tg_status tg_model_logits_get(tg_model *m, float *host, tg_error *err);
+
+/* Backward of the last forward; ADDS d(loss_scale * mean_loss)/d(params) into the gradients. */
+tg_status tg_model_backward(tg_model *m, float loss_scale, tg_error *err);
+
+/* Sum of squares of the gradients over [lo, hi). */
+tg_status tg_model_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err);
+
+/* Allocates AdamW m, v (and fp32 master weights where the working copy is not fp32) for the
+ * shard [lo, hi); zero moments. Call once after params_set. */
+tg_status tg_model_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err);
+/* Bytes of optimizer state this model holds (m, v, master). */
+size_t tg_model_opt_bytes(const tg_model *m);
+/* Optimizer state of the shard to/from host (for checkpoints): m, v, master, each hi-lo fp32.
+ * master may be NULL on get when the working copy is fp32 (then it equals the params). */
+tg_status tg_model_opt_get(tg_model *m, float *mom, float *var, tg_error *err);
+tg_status tg_model_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err);
+
+/* AdamW over the shard [a->lo, a->hi) (must equal the opt_init shard). */
+tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err);
+
+/* Memory this model holds on its device, bytes (params, grads, optimizer, activations). */
+size_t tg_model_device_bytes(const tg_model *m);
+
+/* Is the CUDA backend compiled in? */
+int tg_model_cuda_available(void);
+
+#endif
