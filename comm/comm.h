@@ -37,7 +37,8 @@ const char *tg_comm_backend_name(const tg_comm *c);
 
 /* Switches data collectives to NCCL on CUDA device `cuda_device` (the caller picked it from
  * the local rank). Fails with TG_ERR_UNSUPPORTED when built without CUDA. Creates the comm
- * stream; compute_stream (cudaStream_t, may be NULL) is what collectives wait on. */
+ * stream; compute_stream (cudaStream_t, may be NULL) is what collectives wait on. Makes
+ * cuda_device current. Collective: every rank calls it (the NCCL id goes out by MPI). */
 tg_status tg_comm_use_nccl(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err);
 
 /* Host-side collectives (always MPI), for scalars, metadata and CPU training. */
@@ -61,7 +62,47 @@ tg_status tg_comm_broadcast(tg_comm *c, void *buf, size_t count, tg_comm_dtype t
 tg_status tg_comm_sync(tg_comm *c, tg_error *err);
 
 /* Ends the whole job now (MPI_Abort / ncclCommAbort) after this rank failed: prints
- * "rank R failed: msg" first. Does not return when MPI is up; returns otherwise. */
+ * "truthgpt: rank R failed: msg" to stderr first. c may be NULL (init failed). Does not
+ * return when MPI is up; returns otherwise (then the caller exits with `code`). */
 void tg_comm_abort(tg_comm *c, int code, const char *msg);
+
+/* ---- additions (see docs/comm.md) ---- */
+
+/* Device for this rank: *device = local rank. Fails (TG_ERR_CONFIG, saying so) when this
+ * node runs more ranks than it has devices, or n_devices < 1. */
+tg_status tg_comm_pick_cuda_device(const tg_comm *c, int n_devices, int *device, tg_error *err);
+/* This rank's share of the node's n_cores for OpenMP: the cores split evenly among the local
+ * ranks (the first n_cores % local_world ranks get one more); at least 1. */
+int tg_comm_cpu_threads(const tg_comm *c, int n_cores);
+/* Number of visible CUDA devices. TG_ERR_UNSUPPORTED when built without CUDA, TG_ERR_CUDA
+ * (with the driver's reason) when there is none. */
+tg_status tg_comm_cuda_device_count(int *n, tg_error *err);
+/* 1 when built with CUDA + NCCL, else 0. */
+int tg_comm_have_nccl(void);
+
+/* Waits (polling, no blocking device sync) until all collectives enqueued on the comm stream
+ * are done; fails with TG_ERR_NCCL on an NCCL async error or after the timeout (a peer rank
+ * died or hangs). No-op on MPI, whose collectives are complete on return. */
+tg_status tg_comm_wait(tg_comm *c, tg_error *err);
+/* The same wait for any CUDA stream (cudaStream_t; NULL = legacy default stream), e.g. the
+ * compute stream after tg_comm_sync, so an NCCL hang surfaces as an error, not a hang.
+ * Without NCCL active: TG_ERR_UNSUPPORTED. */
+tg_status tg_comm_wait_stream(tg_comm *c, void *stream, tg_error *err);
+/* Timeout of the waits above, in seconds (default 300 or env TRUTHGPT_COMM_TIMEOUT). */
+void tg_comm_set_timeout(tg_comm *c, double seconds);
+/* Largest element count passed to one MPI call (default INT_MAX; larger counts are chunked).
+ * Tests lower it to exercise the chunking on small buffers. 0 restores the default. */
+void tg_comm_set_mpi_max_count(tg_comm *c, size_t max_count);
+
+/* Buffers for the data collectives of the active backend: host memory on MPI, device memory
+ * on NCCL (allocated on the comm's device). For benchmarks and tests; the trainer uses its
+ * own allocations. write/read copy from/to host memory and first wait for the comm stream,
+ * so no collective is still using the buffer. */
+tg_status tg_comm_buf_alloc(tg_comm *c, size_t bytes, void **out, tg_error *err);
+void tg_comm_buf_free(tg_comm *c, void *p);
+tg_status tg_comm_buf_write(tg_comm *c, void *dst, const void *src_host, size_t bytes, tg_error *err);
+tg_status tg_comm_buf_read(tg_comm *c, void *dst_host, const void *src, size_t bytes, tg_error *err);
+size_t tg_comm_dtype_size(tg_comm_dtype t);
+const char *tg_comm_dtype_name(tg_comm_dtype t);
 
 #endif
