@@ -1,12 +1,29 @@
 #include "model/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 
 #include "model/backend.h"
+
+#ifdef TG_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
 
 int tg_model_cuda_available(void) {
 #ifdef TG_HAVE_CUDA
     return 1;
+#else
+    return 0;
+#endif
+}
+
+int tg_model_cuda_device_count(void) {
+#ifdef TG_HAVE_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
 #else
     return 0;
 #endif
@@ -90,3 +107,39 @@ tg_status tg_model_opt_get(tg_model *m, float *mo, float *v, tg_error *e) { retu
 tg_status tg_model_opt_set(tg_model *m, const float *mo, const float *v, tg_error *e) { return m->ops->opt_set(m, mo, v, e); }
 tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) { return m->ops->adamw(m, a, e); }
 size_t tg_model_device_bytes(const tg_model *m) { return m->ops->device_bytes(m); }
+
+/* Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendor datasheets. */
+static double peak_for(const char *name) {
+    if (strstr(name, "H200") || strstr(name, "H100 SXM") || strstr(name, "H100 80GB HBM3")) return 989.4;
+    if (strstr(name, "H100")) return 756.0; /* PCIe */
+    if (strstr(name, "A100")) return 312.0;
+    if (strstr(name, "L40S")) return 362.0;
+    return 0.0;
+}
+
+tg_status tg_model_device_info(const tg_model *m, tg_device_info *info, tg_error *err) {
+    memset(info, 0, sizeof *info);
+    if (m->opt.device == TG_DEVICE_CPU) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        snprintf(info->name, sizeof info->name, "cpu");
+        info->used_bytes = (size_t)ru.ru_maxrss * 1024;
+        return TG_OK;
+    }
+#ifdef TG_HAVE_CUDA
+    struct cudaDeviceProp prop;
+    size_t free_b = 0, total_b = 0;
+    cudaError_t e = cudaGetDeviceProperties(&prop, m->opt.cuda_device);
+    if (e == cudaSuccess) e = cudaMemGetInfo(&free_b, &total_b);
+    if (e != cudaSuccess)
+        return tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__, "device info: %s", cudaGetErrorString(e));
+    snprintf(info->name, sizeof info->name, "%s", prop.name);
+    info->peak_bf16_tflops = peak_for(prop.name);
+    info->used_bytes = total_b - free_b;
+    info->total_bytes = total_b;
+    return TG_OK;
+#else
+    (void)peak_for;
+    return tg_error_set(err, TG_ERR_UNSUPPORTED, "built without CUDA");
+#endif
+}

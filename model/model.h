@@ -108,5 +108,17 @@ size_t tg_model_device_bytes(const tg_model *m);
 
 /* Is the CUDA backend compiled in? */
 int tg_model_cuda_available(void);
+/* The model's device: name, dense bf16 peak (TFLOP/s; 0 when unknown, e.g. CPUs) and the bytes
+ * in use on it now (CUDA: total - free, which after a step is the step's peak since a step does
+ * not allocate; CPU: the process's peak resident set). */
+typedef struct {
+    char name[128];
+    double peak_bf16_tflops;
+    size_t used_bytes, total_bytes;
+} tg_device_info;
+tg_status tg_model_device_info(const tg_model *m, tg_device_info *info, tg_error *err);
+
+/* Number of CUDA devices visible (0 without CUDA support, a driver or a GPU). */
+int tg_model_cuda_device_count(void);
 
 #endif

@@ -13,5 +13,6 @@ int tg_cmd_bench_comm(int argc, char **argv);  /* train/cmd_bench_comm.c */
 int tg_cmd_bench_model(int argc, char **argv); /* train/cmd_bench.c */
 int tg_cmd_ckpt(int argc, char **argv);        /* train/cmd_ckpt.c */
 int tg_cmd_sample(int argc, char **argv);      /* train/cmd_ckpt.c */
+int tg_cmd_ckpt_diff(int argc, char **argv);   /* train/cmd_ckpt_diff.c: `ckpt diff A B` */
 
 #endif

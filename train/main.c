@@ -1,2 +1,55 @@
+/* truthgpt — one executable, subcommands. Only this file (and the subcommands' return codes)
+ * decides how the process exits. */
 #include <stdio.h>
-int main(void) { puts("truthgpt (placeholder)"); return 0; }
+#include <string.h>
+
+#include "train/cmds.h"
+
+#ifndef TG_VERSION
+#define TG_VERSION "dev"
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: truthgpt <command> [args]\n"
+            "\n"
+            "commands:\n"
+            "  train CONFIG [section.key=value ...]   train a GPT-2 model (mpirun/srun for several ranks)\n"
+            "  prepare --tokenizer FILE --out DIR INPUT...   tokenize text/JSONL into HDF5 shards\n"
+            "  tokenizer train --vocab-size N --out FILE INPUT...   learn a byte-level BPE tokenizer\n"
+            "  bench [model] --config CONFIG ...      time training steps (tokens/s, TFLOP/s, MFU, memory)\n"
+            "  bench data --data GLOB ...             time the data loader\n"
+            "  bench comm ...                         time collectives (nccl-tests style table)\n"
+            "  ckpt info FILE                         show what a checkpoint holds\n"
+            "  sample FILE --prompt TEXT --tokens N   generate text from a checkpoint\n"
+            "\n"
+            "options: --help, --version.  `truthgpt <command> --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("truthgpt %s\n", TG_VERSION);
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"train", tg_cmd_train},     {"prepare", tg_cmd_prepare}, {"tokenizer", tg_cmd_tokenizer},
+        {"bench", tg_cmd_bench},     {"ckpt", tg_cmd_ckpt},       {"sample", tg_cmd_sample},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "truthgpt: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

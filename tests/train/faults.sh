@@ -1,0 +1,60 @@
+# No hangs and preemption: a failing rank ends a 2-rank job within 30 s naming the rank; SIGUSR1 /
+# SIGTERM save and exit 75; a second signal exits at once; NaN losses skip the update.
+source "$(dirname "$0")/lib.sh"
+cd "$SRC"
+ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
+      train.eval_every=0 data.val= train.resume=none train.warmup_steps=1)
+set +e
+start=$(date +%s)
+TRUTHGPT_FAULT_STEP=3 TRUTHGPT_FAULT_STEP_RANK=1 timeout 60 "${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" \
+    train.max_steps=100000 run.out_dir="$TMP/fault" >"$TMP/fault.log" 2>&1
+rc=$?
+took=$(( $(date +%s) - start ))
+check "failing rank ends the 2-rank job non-zero" bash -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+check "it ends within 30 s (took $took s)" [ $took -le 30 ]
+check "the output names the failed rank and why" grep -q "rank 1 failed: .*injected fault" "$TMP/fault.log"
+
+# SIGUSR1 to a single process: finish the step, save, exit 75.
+"$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sig" >"$TMP/sig.log" 2>&1 &
+pid=$!
+for i in $(seq 100); do grep -q "step .*/100000" "$TMP/sig.log" && break; sleep 0.2; done
+kill -USR1 $pid
+wait $pid
+rc=$?
+check "SIGUSR1 exits 75" [ $rc -eq 75 ]
+check "SIGUSR1 saved a checkpoint" bash -c "ls '$TMP/sig/checkpoints/'step_*.h5 >/dev/null 2>&1"
+check "the log says it stopped on request" grep -q "stop requested: saved step" "$TMP/sig.log"
+step=$(ls "$TMP/sig/checkpoints/" | grep -o 'step_[0-9]*' | tail -1 | sed 's/step_0*//')
+"$TG" train "${ARGS[@]}" train.max_steps=$((step + 2)) run.out_dir="$TMP/sig" train.resume=auto >"$TMP/sig2.log" 2>&1
+check "resume after SIGUSR1 continues from step $step" grep -q "at step $step " "$TMP/sig2.log"
+
+# SIGTERM through mpirun with 2 ranks: both save the same step and the job exits 75.
+"${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sigmpi" >"$TMP/sigmpi.log" 2>&1 &
+pid=$!
+for i in $(seq 150); do grep -q "step .*/100000" "$TMP/sigmpi.log" && break; sleep 0.2; done
+kill -USR1 $pid
+wait $pid
+rc=$?
+check "SIGUSR1 to mpirun: 2-rank job exits 75" [ $rc -eq 75 ]
+check "2-rank job saved a checkpoint" bash -c "ls '$TMP/sigmpi/checkpoints/'step_*.h5 >/dev/null 2>&1"
+
+# Second signal exits at once (no save).
+TRUTHGPT_CKPT_SLOW_MS=3000 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sig3" >"$TMP/sig3.log" 2>&1 &
+pid=$!
+for i in $(seq 100); do grep -q "step .*/100000" "$TMP/sig3.log" && break; sleep 0.2; done
+kill -INT $pid; sleep 0.3; kill -INT $pid
+wait $pid
+rc=$?
+check "second signal exits at once with 128+SIGINT" [ $rc -eq 130 ]
+
+# NaN: one poisoned step is skipped and logged; training goes on.
+TRUTHGPT_NAN_STEP=3 "$TG" train "${ARGS[@]}" train.max_steps=6 run.out_dir="$TMP/nan" >"$TMP/nan.log" 2>&1
+rc=$?
+check "one NaN step: run still succeeds" [ $rc -eq 0 ]
+check "NaN step logged as skipped" grep -q "step 3: non-finite loss .* update skipped" "$TMP/nan.log"
+check "NaN step marked in metrics" grep -q '"step":3,"skipped":true' "$TMP/nan/metrics.jsonl"
+TRUTHGPT_NAN_STEP=3 "$TG" train "${ARGS[@]}" train.max_steps=6 train.nan_patience=1 run.out_dir="$TMP/nan2" >"$TMP/nan2.log" 2>&1
+rc=$?
+check "nan_patience=1 stops the run" bash -c "[ $rc -ne 0 ] && grep -q 'non-finite losses in a row' '$TMP/nan2.log'"
+set -e
+finish

@@ -1,0 +1,71 @@
+/* Config parsing: defaults valid, file + overrides, errors name source and key, round trip. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tg_test.h"
+#include "train/config.h"
+
+int main(void) {
+    tg_config c, d;
+    tg_error err = {0};
+    tg_config_defaults(&c);
+    CHECK_OK(tg_config_validate(&c, &err), &err);
+    CHECK(c.n_layer == 12 && c.seq_len == 1024 && c.lr == 6e-4 && strcmp(c.schedule, "cosine") == 0);
+
+    CHECK_OK(tg_config_set_override(&c, "train.lr=1e-3", &err), &err);
+    CHECK(c.lr == 1e-3);
+    CHECK_OK(tg_config_set_override(&c, "train.seed=18446744073709551615", &err), &err);
+    CHECK(c.seed == 18446744073709551615ull);
+    CHECK_OK(tg_config_set_override(&c, "data.val=", &err), &err);
+    CHECK(c.val[0] == 0);
+
+    CHECK(tg_config_set_override(&c, "train.lr=abc", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "train.lr") && strstr(err.msg, "command line"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "train.micro_batch=0", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "an integer in [1,"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "train.micro_batch=3.5", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "train.seed=-1", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "train.lr=nan", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "train.nope=1", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "unknown key 'train.nope'"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "lr=1", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "train.device=tpu", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "one of auto|cpu|cuda"), "%s", err.msg);
+
+    /* A file: values, line numbers in errors. */
+    const char *path = "test_config_tmp.ini";
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# comment\n[model]\nn_layer = 3\n\n[train]\nmax_steps = 7\nwarmup_steps = 9\n");
+    fclose(f);
+    tg_config_defaults(&c);
+    CHECK_OK(tg_config_load_file(&c, path, &err), &err);
+    CHECK(c.n_layer == 3 && c.max_steps == 7);
+    CHECK(tg_config_validate(&c, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "warmup_steps"), "%s", err.msg);
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 3\n[optim]\nlr = 1\n");
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "test_config_tmp.ini:4") && strstr(err.msg, "[optim]"), "%s", err.msg);
+
+    /* The first error in a file wins, even when later lines are fine. */
+    f = fopen(path, "w");
+    fprintf(f, "[train]\nmax_steps = -3\nlr = 0.1\n");
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "test_config_tmp.ini:2: bad value '-3' for train.max_steps"), "%s", err.msg);
+
+    /* Round trip: the written config reads back to the same values. */
+    tg_config_defaults(&c);
+    CHECK_OK(tg_config_set_override(&c, "train.lr=0.00123456789", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "run.out_dir=/tmp/x y", &err), &err);
+    f = fopen(path, "w");
+    tg_config_write(&c, f);
+    fclose(f);
+    tg_config_defaults(&d);
+    CHECK_OK(tg_config_load_file(&d, path, &err), &err);
+    CHECK(memcmp(&c, &d, sizeof c) == 0);
+    remove(path);
+    TEST_MAIN_END();
+}

@@ -1,0 +1,288 @@
+#include "train/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { K_INT, K_I64, K_U64, K_F64, K_STR, K_ENUM } key_type;
+
+typedef struct {
+    const char *section, *name;
+    key_type type;
+    size_t offset, size; /* size: for strings */
+    double min, max;     /* numeric range (inclusive) */
+    const char *choices; /* K_ENUM: "a|b|c" */
+    const char *def;     /* default, as text */
+    const char *help;
+} key_spec;
+
+#define F(field) offsetof(tg_config, field), sizeof(((tg_config *)0)->field)
+static const key_spec KEYS[] = {
+    {"model", "arch", K_ENUM, F(arch), 0, 0, "gpt2", "gpt2", "architecture"},
+    {"model", "n_layer", K_INT, F(n_layer), 1, 1024, NULL, "12", "transformer blocks (L)"},
+    {"model", "n_head", K_INT, F(n_head), 1, 1024, NULL, "12", "attention heads (NH)"},
+    {"model", "n_embd", K_INT, F(n_embd), 1, 65536, NULL, "768", "channels (C); a multiple of n_head"},
+    {"model", "seq_len", K_INT, F(seq_len), 1, 1 << 20, NULL, "1024", "sequence length (T)"},
+    {"model", "vocab_size", K_INT, F(vocab_size), 0, 1 << 24, NULL, "0", "vocabulary (V); 0 = from the data"},
+    {"data", "train", K_STR, F(train), 0, 0, NULL, "synthetic", "training shards (glob) or 'synthetic'"},
+    {"data", "val", K_STR, F(val), 0, 0, NULL, "", "validation shards (glob); empty = none"},
+    {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
+    {"train", "device", K_ENUM, F(device), 0, 0, "auto|cpu|cuda", "auto", "auto = cuda when built with it and a GPU is present"},
+    {"train", "precision", K_ENUM, F(precision), 0, 0, "bf16|fp32", "bf16", "CUDA precision (the CPU is always fp32)"},
+    {"train", "recompute", K_INT, F(recompute), 0, 1, NULL, "0", "CUDA: recompute GELU/LayerNorm in backward"},
+    {"train", "micro_batch", K_INT, F(micro_batch), 1, 1 << 20, NULL, "4", "sequences per rank per micro-step (B)"},
+    {"train", "total_batch_tokens", K_I64, F(total_batch_tokens), 0, 1e15, NULL, "0", "global batch in tokens; 0 = micro_batch*seq_len*world"},
+    {"train", "max_steps", K_INT, F(max_steps), 1, 1e9, NULL, "100", "optimizer steps"},
+    {"train", "lr", K_F64, F(lr), 0, 10, NULL, "6e-4", "peak learning rate"},
+    {"train", "min_lr", K_F64, F(min_lr), 0, 10, NULL, "0", "final learning rate"},
+    {"train", "warmup_steps", K_INT, F(warmup_steps), 0, 1e9, NULL, "0", "linear warmup steps"},
+    {"train", "schedule", K_ENUM, F(schedule), 0, 0, "cosine|linear|constant", "cosine", "decay after warmup"},
+    {"train", "weight_decay", K_F64, F(weight_decay), 0, 10, NULL, "0.1", "AdamW decoupled decay (2-D weights only)"},
+    {"train", "beta1", K_F64, F(beta1), 0, 0.999999, NULL, "0.9", "AdamW beta1"},
+    {"train", "beta2", K_F64, F(beta2), 0, 0.999999999, NULL, "0.95", "AdamW beta2"},
+    {"train", "eps", K_F64, F(eps), 1e-30, 1, NULL, "1e-8", "AdamW epsilon"},
+    {"train", "grad_clip", K_F64, F(grad_clip), 0, 1e9, NULL, "1.0", "global-norm clip; 0 = off"},
+    {"train", "seed", K_U64, F(seed), 0, 18446744073709551615.0, NULL, "1337", "seed for init and data order"},
+    {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
+    {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation"},
+    {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
+    {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
+    {"train", "resume", K_STR, F(resume), 0, 0, NULL, "auto", "auto | none | checkpoint path"},
+    {"train", "sample_every", K_INT, F(sample_every), 0, 1e9, NULL, "0", "print a sample every N steps; 0 = off"},
+    {"train", "sample_tokens", K_INT, F(sample_tokens), 1, 1e6, NULL, "64", "tokens per sample"},
+    {"train", "nan_patience", K_INT, F(nan_patience), 1, 1e9, NULL, "5", "stop after N non-finite losses in a row"},
+    {"train", "threads", K_INT, F(threads), 0, 4096, NULL, "0", "OpenMP threads per rank; 0 = cores / local ranks"},
+    {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
+    {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
+    {"run", "out_dir", K_STR, F(out_dir), 0, 0, NULL, "runs/default", "run directory (metrics, config, checkpoints)"},
+};
+#undef F
+#define N_KEYS (sizeof KEYS / sizeof KEYS[0])
+
+static const key_spec *find_key(const char *section, const char *name, int *section_known) {
+    *section_known = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(KEYS[i].section, section) != 0) continue;
+        *section_known = 1;
+        if (strcmp(KEYS[i].name, name) == 0) return &KEYS[i];
+    }
+    return NULL;
+}
+
+static void describe(const key_spec *k, char *buf, size_t cap) {
+    switch (k->type) {
+    case K_INT: case K_I64: case K_U64:
+        snprintf(buf, cap, "an integer in [%.0f, %.0f]", k->min, k->max);
+        break;
+    case K_F64: snprintf(buf, cap, "a number in [%g, %g]", k->min, k->max); break;
+    case K_STR: snprintf(buf, cap, "a string of at most %zu bytes", k->size - 1); break;
+    case K_ENUM: snprintf(buf, cap, "one of %s", k->choices); break;
+    }
+}
+
+static int enum_ok(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    const char *p = choices;
+    while (*p) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+/* Sets one key from text; `where` names the source for messages. */
+static tg_status set_value(tg_config *c, const char *where, const char *section, const char *name,
+                           const char *value, tg_error *err) {
+    int section_known;
+    const key_spec *k = find_key(section, name, &section_known);
+    if (!section_known)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "%s: unknown section [%s] (known: model, data, train, checkpoint, run)",
+                            where, section);
+    if (!k)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "%s: unknown key '%s.%s' (run `truthgpt train --help` for the keys)", where,
+                            section, name);
+    char *dst = (char *)c + k->offset;
+    char what[128];
+    describe(k, what, sizeof what);
+    while (*value == ' ' || *value == '\t') value++;
+    char *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case K_INT: case K_I64: case K_U64: {
+        double d;
+        if (k->type == K_U64) {
+            if (*value == '-') goto bad;
+            unsigned long long u = strtoull(value, &end, 0);
+            d = (double)u;
+            if (end == value || *end || errno) goto bad;
+            if (d < k->min || d > k->max) goto bad;
+            *(uint64_t *)dst = (uint64_t)u;
+            break;
+        }
+        long long v = strtoll(value, &end, 0);
+        if (end == value || *end || errno) goto bad;
+        d = (double)v;
+        if (d < k->min || d > k->max) goto bad;
+        if (k->type == K_INT) *(int *)dst = (int)v;
+        else *(int64_t *)dst = (int64_t)v;
+        break;
+    }
+    case K_F64: {
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !isfinite(v) || v < k->min || v > k->max) goto bad;
+        *(double *)dst = v;
+        break;
+    }
+    case K_ENUM:
+        if (!enum_ok(k->choices, value)) goto bad;
+        /* fallthrough */
+    case K_STR:
+        if (strlen(value) >= k->size) goto bad;
+        snprintf(dst, k->size, "%s", value);
+        break;
+    }
+    return TG_OK;
+bad:
+    return tg_error_set(err, TG_ERR_CONFIG, "%s: bad value '%s' for %s.%s: expected %s", where, value,
+                        section, name, what);
+}
+
+void tg_config_defaults(tg_config *c) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        tg_status st = set_value(c, "defaults", KEYS[i].section, KEYS[i].name, KEYS[i].def, NULL);
+        (void)st; /* the table's defaults are valid by construction (tested) */
+    }
+}
+
+typedef struct {
+    tg_config *c;
+    const char *path;
+    FILE *f;
+    int lineno; /* Debian's libinih is built without INI_HANDLER_LINENO: count lines ourselves */
+    tg_error *err;
+    tg_status st;
+} ini_ctx;
+
+static char *read_line(char *str, int num, void *stream) {
+    ini_ctx *x = stream;
+    char *r = fgets(str, num, x->f);
+    if (r) x->lineno++;
+    return r;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value) {
+    ini_ctx *x = user;
+    if (x->st != TG_OK) return 0; /* inih keeps going after an error: keep the first one */
+    char where[TG_PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s:%d", x->path, x->lineno);
+    x->st = set_value(x->c, where, section, name, value, x->err);
+    return x->st == TG_OK; /* 0 stops inih at the first error */
+}
+
+tg_status tg_config_load_file(tg_config *c, const char *path, tg_error *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return tg_error_set(err, TG_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
+    ini_ctx x = {c, path, f, 0, err, TG_OK};
+    int rc = ini_parse_stream(read_line, &x, on_ini, &x);
+    fclose(f);
+    if (x.st != TG_OK) return x.st;
+    if (rc != 0)
+        return tg_error_set(err, TG_ERR_CONFIG, "%s:%d: malformed line (expected 'key = value' or [section])",
+                            path, rc);
+    return TG_OK;
+}
+
+tg_status tg_config_set_override(tg_config *c, const char *arg, tg_error *err) {
+    const char *eq = strchr(arg, '=');
+    const char *dot = strchr(arg, '.');
+    if (!eq || !dot || dot > eq || dot == arg || dot + 1 == eq)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "command line: '%s' is not a section.key=value override", arg);
+    char section[64], name[64];
+    size_t ls = (size_t)(dot - arg), ln = (size_t)(eq - dot - 1);
+    if (ls >= sizeof section || ln >= sizeof name)
+        return tg_error_set(err, TG_ERR_CONFIG, "command line: key too long in '%s'", arg);
+    memcpy(section, arg, ls);
+    section[ls] = 0;
+    memcpy(name, dot + 1, ln);
+    name[ln] = 0;
+    return set_value(c, "command line", section, name, eq + 1, err);
+}
+
+tg_status tg_config_validate(const tg_config *c, tg_error *err) {
+    if (c->n_embd % c->n_head)
+        return tg_error_set(err, TG_ERR_CONFIG, "model.n_embd (%d) must be a multiple of model.n_head (%d)",
+                            c->n_embd, c->n_head);
+    if (c->min_lr > c->lr)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.min_lr (%g) must not exceed train.lr (%g)", c->min_lr,
+                            c->lr);
+    if (c->warmup_steps > c->max_steps)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.warmup_steps (%d) exceeds train.max_steps (%d)",
+                            c->warmup_steps, c->max_steps);
+    if (!c->out_dir[0]) return tg_error_set(err, TG_ERR_CONFIG, "run.out_dir must not be empty");
+    if (!c->train[0]) return tg_error_set(err, TG_ERR_CONFIG, "data.train must not be empty");
+    return TG_OK;
+}
+
+static void write_value(const tg_config *c, const key_spec *k, FILE *f) {
+    const char *src = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_INT: fprintf(f, "%d", *(const int *)src); break;
+    case K_I64: fprintf(f, "%lld", (long long)*(const int64_t *)src); break;
+    case K_U64: fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)src); break;
+    case K_F64: {
+        /* shortest text that reads back to the same double */
+        double v = *(const double *)src;
+        char buf[64];
+        for (int prec = 6; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
+        fputs(buf, f);
+        break;
+    }
+    case K_STR: case K_ENUM: fprintf(f, "%s", src); break;
+    }
+}
+
+void tg_config_write(const tg_config *c, FILE *f) {
+    const char *section = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(section, KEYS[i].section) != 0) {
+            section = KEYS[i].section;
+            fprintf(f, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        fprintf(f, "%s = ", KEYS[i].name);
+        write_value(c, &KEYS[i], f);
+        fputc('\n', f);
+    }
+}
+
+char *tg_config_to_string(const tg_config *c) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    tg_config_write(c, f);
+    fclose(f);
+    return buf;
+}
+
+void tg_config_print_keys(FILE *f) {
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char key[64], what[128];
+        snprintf(key, sizeof key, "%s.%s", KEYS[i].section, KEYS[i].name);
+        describe(&KEYS[i], what, sizeof what);
+        fprintf(f, "  %-26s %s (default %s%s%s)\n      %s\n", key, KEYS[i].help,
+                KEYS[i].def[0] ? "" : "\"", KEYS[i].def, KEYS[i].def[0] ? "" : "\"", what);
+    }
+}

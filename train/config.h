@@ -1,0 +1,71 @@
+/* train/config.h — the run configuration: INI files (libinih) plus `section.key=value` overrides.
+ *
+ * Every key is described once in a table (config.c): section, name, type, range or choices,
+ * default and help. Parsing rejects unknown sections/keys and malformed or out-of-range values,
+ * naming the source ("configs/tiny.ini:12" or "command line"), the key and what is accepted. */
+#ifndef TG_CONFIG_H
+#define TG_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/status.h"
+
+#define TG_PATH_MAX 1024
+
+typedef struct {
+    /* [model] */
+    char arch[16];          /* gpt2 */
+    int n_layer, n_head, n_embd;
+    int seq_len;            /* T */
+    int vocab_size;         /* 0 = from the data */
+    /* [data] */
+    char train[TG_PATH_MAX]; /* shard glob, or "synthetic" */
+    char val[TG_PATH_MAX];   /* shard glob, "" = none */
+    char tokenizer[TG_PATH_MAX]; /* tokenizer file, for samples (optional) */
+    /* [train] */
+    char device[8];          /* auto | cpu | cuda */
+    char precision[8];       /* bf16 | fp32 */
+    int recompute;
+    int micro_batch;         /* B per rank */
+    int64_t total_batch_tokens;
+    int max_steps;
+    double lr, min_lr;
+    int warmup_steps;
+    char schedule[16];       /* cosine | linear | constant */
+    double weight_decay, beta1, beta2, eps, grad_clip;
+    uint64_t seed;
+    int eval_every, eval_batches, log_every;
+    int zero_stage;          /* 0 | 1 */
+    char resume[TG_PATH_MAX]; /* auto | none | PATH */
+    int sample_every, sample_tokens;
+    int nan_patience;        /* stop after this many non-finite losses in a row */
+    int threads;             /* OpenMP threads per rank; 0 = share of the cores */
+    /* [checkpoint] */
+    int ckpt_every;          /* steps; 0 = only at the end and on signals */
+    int ckpt_keep;
+    /* [run] */
+    char out_dir[TG_PATH_MAX];
+} tg_config;
+
+/* Fills the defaults. */
+void tg_config_defaults(tg_config *c);
+
+/* Reads an INI file over the current values. */
+tg_status tg_config_load_file(tg_config *c, const char *path, tg_error *err);
+
+/* Applies one "section.key=value" override (source = "command line"). */
+tg_status tg_config_set_override(tg_config *c, const char *arg, tg_error *err);
+
+/* Cross-key checks after all sources are read (e.g. min_lr <= lr). */
+tg_status tg_config_validate(const tg_config *c, tg_error *err);
+
+/* Writes the effective config as INI (every key) — printed at start and saved in the run dir. */
+void tg_config_write(const tg_config *c, FILE *f);
+/* Same, into a malloc'd string (caller frees). */
+char *tg_config_to_string(const tg_config *c);
+
+/* One line per key for --help: "  section.key  (type, default X)  help". */
+void tg_config_print_keys(FILE *f);
+
+#endif

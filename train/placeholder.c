@@ -1,1 +1,0 @@
-typedef int tg_train_placeholder;

@@ -1,0 +1,29 @@
+/* train/trainer.h — one training run: config + comm in, metrics/checkpoints out.
+ * Ties model/ (compute), data/ (batches), comm/ (ranks) and the checkpoint module together. */
+#ifndef TG_TRAINER_H
+#define TG_TRAINER_H
+
+#include <signal.h>
+
+#include "comm/comm.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "train/config.h"
+
+/* Exit code of a run stopped by SIGTERM/SIGUSR1/SIGINT after saving: "requeue me"
+ * (EX_TEMPFAIL). scripts/slurm/train.sbatch requeues the job on it. */
+#define TG_EXIT_REQUEUE 75
+
+typedef struct {
+    volatile sig_atomic_t *stop_requested; /* set by a signal handler; checked after each step */
+    int fault_step;                        /* test-only: fail on purpose at this step (0 = off) */
+    int fault_rank;
+    int nan_step;                          /* test-only: poison the loss at this step (0 = off) */
+} tg_train_hooks;
+
+/* Runs the training loop. On success *stopped is 1 if a stop request ended it early (after
+ * saving a checkpoint), else 0. */
+tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, const tg_train_hooks *hooks,
+                       int *stopped, tg_error *err);
+
+#endif
