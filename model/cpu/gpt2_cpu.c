@@ -1,3 +1,499 @@
-/* placeholder: the CPU backend is being written */
+/* model/cpu/gpt2_cpu.c — the CPU reference backend of model/model.h: GPT-2 in fp32 with OpenMP.
+ *
+ * Memory (all 64-byte aligned host buffers):
+ *   params, grads    n_padded floats each; the padding [n_params, n_padded) stays zero.
+ *   acts             one buffer carved into cpu_acts (forward activations kept for backward)
+ *                    and cpu_scratch (backward temporaries, reused layer after layer).
+ *   opt_m, opt_v     AdamW moments for the shard [opt_lo, opt_hi); params are the master weights.
+ * Results do not depend on the number of OpenMP threads (see cpu_kernels.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "model/backend.h"
-const tg_backend_ops tg_cpu_backend_ops = {.name = "cpu"};
+#include "model/cpu/cpu_kernels.h"
+
+/* Forward activations. L, B, T are the model's (opt.B rows are allocated; a forward may use
+ * fewer, B_used, and then only the first B_used rows of each slice are written). */
+typedef struct {
+    float *encoded;   /* (B, T, C) */
+    float *ln1;       /* (L, B, T, C) */
+    float *ln1_mean;  /* (L, B, T) */
+    float *ln1_rstd;  /* (L, B, T) */
+    float *qkv;       /* (L, B, T, 3C) */
+    float *atty;      /* (L, B, T, C) attention output before c_proj */
+    float *att;       /* (L, B, NH, T, T) causal softmax, zeros above the diagonal */
+    float *residual2; /* (L, B, T, C) after the attention residual add */
+    float *ln2;       /* (L, B, T, C) */
+    float *ln2_mean;  /* (L, B, T) */
+    float *ln2_rstd;  /* (L, B, T) */
+    float *fch;       /* (L, B, T, 4C) c_fc output, GELU input */
+    float *fch_gelu;  /* (L, B, T, 4C) */
+    float *residual3; /* (L, B, T, C) block output */
+    float *lnf;       /* (B, T, C) */
+    float *lnf_mean;  /* (B, T) */
+    float *lnf_rstd;  /* (B, T) */
+    float *logits;    /* (B, T, Vp) */
+    float *lse;       /* (B, T) log-sum-exp over the real vocab */
+    float *losses;    /* (B, T) per-position loss, 0 where the target is ignored */
+    float *proj;      /* (B, T, C) c_proj outputs before their residual add */
+} cpu_acts;
+
+/* Backward temporaries, reused by every layer. */
+typedef struct {
+    float *dresidual; /* (B, T, C) gradient of the residual stream */
+    float *dln;       /* (B, T, C) gradient of a LayerNorm output */
+    float *datty;     /* (B, T, C) */
+    float *dqkv;      /* (B, T, 3C) */
+    float *dfch;      /* (B, T, 4C) gradient of the GELU output, then (in place) of its input */
+    float *dlogits;   /* (B, T, Vp) */
+    float *datt;      /* (B, NH, T) one attention row per (b, h) */
+    float *wT;        /* max(4C * C, Vp * C): a transposed weight */
+} cpu_scratch;
+
+typedef struct {
+    float *params, *grads; /* n_padded each */
+    float *acts_mem;       /* the one activation allocation (acts + scratch) */
+    size_t acts_floats;
+    cpu_acts acts;
+    cpu_scratch scr;
+    int32_t *inputs, *targets; /* (B, T) copies from the last forward */
+    int B_used;                /* rows of the last forward; 0 before any */
+    int has_targets;
+    int n_valid; /* targets != -1 in the last forward */
+    float loss;  /* mean loss of the last forward */
+    float *opt_m, *opt_v;
+    size_t opt_lo, opt_hi;
+    int opt_ready;
+} cpu_impl;
+
+/* Parameter tensors of one block, in the layout's order. */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} cpu_layer;
+
+static cpu_layer cpu_layer_at(const tg_gpt2_layout *lay, float *base, int l) {
+    const tg_tensor_info *t = &lay->tensors[2 + 12 * l];
+    cpu_layer p = {
+        base + t[0].offset, base + t[1].offset, base + t[2].offset,  base + t[3].offset,
+        base + t[4].offset, base + t[5].offset, base + t[6].offset,  base + t[7].offset,
+        base + t[8].offset, base + t[9].offset, base + t[10].offset, base + t[11].offset,
+    };
+    return p;
+}
+
+static float *cpu_tensor(const tg_gpt2_layout *lay, float *base, int idx) {
+    return base + lay->tensors[idx].offset;
+}
+
+/* 64-byte aligned, zeroed. */
+static float *cpu_alloc_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    float *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+/* Lays out acts and scratch in mem (or only counts when mem is NULL); returns floats needed.
+ * Each sub-buffer starts on a 64-byte boundary. */
+static size_t cpu_carve(cpu_acts *a, cpu_scratch *s, float *mem, const tg_gpt2_config *cfg, int B,
+                        int T) {
+    const size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
+    const size_t Vp = (size_t)cfg->padded_vocab_size, BT = (size_t)B * (size_t)T;
+    size_t off = 0;
+#define CARVE(ptr, n)                                                                          \
+    do {                                                                                       \
+        (ptr) = mem ? mem + off : NULL;                                                        \
+        off += ((n) + 15) / 16 * 16;                                                           \
+    } while (0)
+    CARVE(a->encoded, BT * C);
+    CARVE(a->ln1, L * BT * C);
+    CARVE(a->ln1_mean, L * BT);
+    CARVE(a->ln1_rstd, L * BT);
+    CARVE(a->qkv, L * BT * 3 * C);
+    CARVE(a->atty, L * BT * C);
+    CARVE(a->att, L * BT * NH * (size_t)T);
+    CARVE(a->residual2, L * BT * C);
+    CARVE(a->ln2, L * BT * C);
+    CARVE(a->ln2_mean, L * BT);
+    CARVE(a->ln2_rstd, L * BT);
+    CARVE(a->fch, L * BT * 4 * C);
+    CARVE(a->fch_gelu, L * BT * 4 * C);
+    CARVE(a->residual3, L * BT * C);
+    CARVE(a->lnf, BT * C);
+    CARVE(a->lnf_mean, BT);
+    CARVE(a->lnf_rstd, BT);
+    CARVE(a->logits, BT * Vp);
+    CARVE(a->lse, BT);
+    CARVE(a->losses, BT);
+    CARVE(a->proj, BT * C);
+    CARVE(s->dresidual, BT * C);
+    CARVE(s->dln, BT * C);
+    CARVE(s->datty, BT * C);
+    CARVE(s->dqkv, BT * 3 * C);
+    CARVE(s->dfch, BT * 4 * C);
+    CARVE(s->dlogits, BT * Vp);
+    CARVE(s->datt, BT * NH);
+    CARVE(s->wT, (4 * C > Vp ? 4 * C : Vp) * C);
+#undef CARVE
+    return off;
+}
+
+static void cpu_free(tg_model *m) {
+    cpu_impl *p = m->impl;
+    if (!p) return;
+    free(p->params);
+    free(p->grads);
+    free(p->acts_mem);
+    free(p->inputs);
+    free(p->targets);
+    free(p->opt_m);
+    free(p->opt_v);
+    free(p);
+    m->impl = NULL;
+}
+
+static tg_status cpu_init(tg_model *m, tg_error *err) {
+    tg_status st = TG_OK;
+    cpu_impl *p = calloc(1, sizeof *p);
+    TG_CHECK_ALLOC(err, p);
+    m->impl = p;
+    /* opt.bf16 and opt.recompute are CUDA options: this backend is always fp32 and keeps all
+     * activations, so they are ignored here. */
+    const int B = m->opt.B, T = m->opt.T;
+    p->params = cpu_alloc_floats(m->n_padded);
+    TG_CHECK_ALLOC(err, p->params);
+    p->grads = cpu_alloc_floats(m->n_padded);
+    TG_CHECK_ALLOC(err, p->grads);
+    p->acts_floats = cpu_carve(&p->acts, &p->scr, NULL, &m->lay.cfg, B, T);
+    p->acts_mem = cpu_alloc_floats(p->acts_floats);
+    TG_CHECK_ALLOC(err, p->acts_mem);
+    cpu_carve(&p->acts, &p->scr, p->acts_mem, &m->lay.cfg, B, T);
+    p->inputs = calloc((size_t)B * T, sizeof *p->inputs);
+    TG_CHECK_ALLOC(err, p->inputs);
+    p->targets = calloc((size_t)B * T, sizeof *p->targets);
+    TG_CHECK_ALLOC(err, p->targets);
+cleanup:
+    if (st != TG_OK) cpu_free(m);
+    return st;
+}
+
+static tg_status cpu_params_set(tg_model *m, const float *host, tg_error *err) {
+    (void)err;
+    cpu_impl *p = m->impl;
+    memcpy(p->params, host, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status cpu_params_get(tg_model *m, float *host, tg_error *err) {
+    (void)err;
+    cpu_impl *p = m->impl;
+    memcpy(host, p->params, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status cpu_grads_get(tg_model *m, float *host, tg_error *err) {
+    (void)err;
+    cpu_impl *p = m->impl;
+    memcpy(host, p->grads, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+
+static void *cpu_params_ptr(tg_model *m, tg_dtype *dtype) {
+    if (dtype) *dtype = TG_DTYPE_F32;
+    return ((cpu_impl *)m->impl)->params;
+}
+
+static void *cpu_grads_ptr(tg_model *m, tg_dtype *dtype) {
+    if (dtype) *dtype = TG_DTYPE_F32;
+    return ((cpu_impl *)m->impl)->grads;
+}
+
+static void *cpu_stream(tg_model *m) {
+    (void)m;
+    return NULL;
+}
+
+static tg_status cpu_grads_zero(tg_model *m, tg_error *err) {
+    (void)err;
+    cpu_impl *p = m->impl;
+    memset(p->grads, 0, m->n_padded * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *targets,
+                             int B_used, tg_error *err) {
+    cpu_impl *p = m->impl;
+    const tg_gpt2_layout *lay = &m->lay;
+    const int L = lay->cfg.n_layer, C = lay->cfg.n_embd, NH = lay->cfg.n_head;
+    const int V = lay->cfg.vocab_size, Vp = lay->cfg.padded_vocab_size;
+    const int B = B_used, T = m->opt.T, BT = B * T;
+    /* Per-layer slices are strided by the allocated rows, not by B_used. */
+    const size_t sBTC = (size_t)m->opt.B * T * C, sBT = (size_t)m->opt.B * T;
+    const size_t sATT = sBT * (size_t)NH * T;
+
+    for (int i = 0; i < BT; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return tg_error_set(err, TG_ERR_DATA, "model: input token %d at %d outside [0, %d)",
+                                (int)inputs[i], i, V);
+        if (targets && (targets[i] < -1 || targets[i] >= V))
+            return tg_error_set(err, TG_ERR_DATA, "model: target %d at %d outside [-1, %d)",
+                                (int)targets[i], i, V);
+    }
+    p->B_used = 0; /* invalid until this forward completes */
+    memcpy(p->inputs, inputs, (size_t)BT * sizeof *inputs);
+    if (targets) memcpy(p->targets, targets, (size_t)BT * sizeof *targets);
+    else for (int i = 0; i < BT; i++) p->targets[i] = -1;
+
+    cpu_acts *a = &p->acts;
+    float *params = p->params;
+    tg_cpu_encoder_forward(a->encoded, p->inputs, cpu_tensor(lay, params, 0),
+                           cpu_tensor(lay, params, 1), B, T, C);
+    for (int l = 0; l < L; l++) {
+        cpu_layer w = cpu_layer_at(lay, params, l);
+        const float *x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * sBTC;
+        float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
+        float *att = a->att + l * sATT, *res2 = a->residual2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
+        float *fch = a->fch + l * 4 * sBTC, *fch_gelu = a->fch_gelu + l * 4 * sBTC;
+        float *res3 = a->residual3 + l * sBTC;
+        tg_cpu_layernorm_forward(ln1, a->ln1_mean + l * sBT, a->ln1_rstd + l * sBT, x, w.ln1w,
+                                 w.ln1b, BT, C);
+        tg_cpu_matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+        tg_cpu_attention_forward(atty, att, qkv, B, T, C, NH);
+        tg_cpu_matmul_forward(a->proj, atty, w.attprojw, w.attprojb, BT, C, C);
+        tg_cpu_residual_forward(res2, x, a->proj, (size_t)BT * C);
+        tg_cpu_layernorm_forward(ln2, a->ln2_mean + l * sBT, a->ln2_rstd + l * sBT, res2, w.ln2w,
+                                 w.ln2b, BT, C);
+        tg_cpu_matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
+        tg_cpu_gelu_forward(fch_gelu, fch, (size_t)BT * 4 * C);
+        tg_cpu_matmul_forward(a->proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+        tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
+    }
+    tg_cpu_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * sBTC,
+                             cpu_tensor(lay, params, 2 + 12 * L), cpu_tensor(lay, params, 3 + 12 * L),
+                             BT, C);
+    /* logits = lnf @ wte^T over all Vp columns (padded ones included; they are simply unused). */
+    tg_cpu_transpose(p->scr.wT, cpu_tensor(lay, params, 0), Vp, C);
+    tg_cpu_gemm(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, p->scr.wT, (size_t)Vp, NULL, BT, Vp,
+                C, 0);
+
+    p->has_targets = targets != NULL;
+    p->n_valid = 0;
+    p->loss = 0.0f;
+    if (targets) {
+        tg_cpu_crossentropy_forward(a->losses, a->lse, a->logits, p->targets, BT, V, Vp);
+        double sum = 0.0; /* serial, in position order: thread-count independent */
+        for (int i = 0; i < BT; i++) {
+            if (p->targets[i] < 0) continue;
+            sum += a->losses[i];
+            p->n_valid++;
+        }
+        p->loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
+    }
+    p->B_used = B;
+    return TG_OK;
+}
+
+static tg_status cpu_loss(tg_model *m, float *loss, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->B_used || !p->has_targets)
+        return tg_error_set(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
+    *loss = p->loss;
+    return TG_OK;
+}
+
+static tg_status cpu_logits_get(tg_model *m, float *host, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->B_used) return tg_error_set(err, TG_ERR_ARG, "model: logits_get before any forward");
+    memcpy(host, p->acts.logits,
+           (size_t)p->B_used * m->opt.T * m->lay.cfg.padded_vocab_size * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
+    cpu_impl *p = m->impl;
+    const tg_gpt2_layout *lay = &m->lay;
+    const int L = lay->cfg.n_layer, C = lay->cfg.n_embd, NH = lay->cfg.n_head;
+    const int V = lay->cfg.vocab_size, Vp = lay->cfg.padded_vocab_size;
+    const int B = p->B_used, T = m->opt.T, BT = B * T;
+    const size_t sBTC = (size_t)m->opt.B * T * C, sBT = (size_t)m->opt.B * T;
+    const size_t sATT = sBT * (size_t)NH * T;
+    if (!B || !p->has_targets)
+        return tg_error_set(err, TG_ERR_ARG, "model: backward needs a forward with targets first");
+
+    cpu_acts *a = &p->acts;
+    cpu_scratch *s = &p->scr;
+    float *params = p->params, *grads = p->grads;
+    /* d(loss_scale * mean over valid positions) / dlogits */
+    const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
+    tg_cpu_crossentropy_backward(s->dlogits, a->logits, a->lse, p->targets, dscale, BT, V, Vp);
+    /* LM head, real vocab only (padded columns have zero gradient): dlnf = dlogits @ wte,
+     * dwte += dlogits^T @ lnf. */
+    float *wte = cpu_tensor(lay, params, 0), *dwte = cpu_tensor(lay, grads, 0);
+    tg_cpu_gemm(s->dln, (size_t)C, s->dlogits, (size_t)Vp, 1, wte, (size_t)C, NULL, BT, C, V, 0);
+    tg_cpu_gemm(dwte, (size_t)C, s->dlogits, 1, (size_t)Vp, a->lnf, (size_t)C, NULL, V, C, BT, 1);
+    memset(s->dresidual, 0, (size_t)BT * C * sizeof(float));
+    tg_cpu_layernorm_backward(s->dresidual, cpu_tensor(lay, grads, 2 + 12 * L),
+                              cpu_tensor(lay, grads, 3 + 12 * L), s->dln,
+                              a->residual3 + (size_t)(L - 1) * sBTC,
+                              cpu_tensor(lay, params, 2 + 12 * L), a->lnf_mean, a->lnf_rstd, BT, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        cpu_layer w = cpu_layer_at(lay, params, l), g = cpu_layer_at(lay, grads, l);
+        const float *x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * sBTC;
+        const float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC;
+        const float *atty = a->atty + l * sBTC, *att = a->att + l * sATT;
+        const float *res2 = a->residual2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
+        const float *fch = a->fch + l * 4 * sBTC, *fch_gelu = a->fch_gelu + l * 4 * sBTC;
+        /* dresidual is d/d(residual3): it flows into the MLP output projection... */
+        tg_cpu_matmul_backward(s->dfch, g.fcprojw, g.fcprojb, s->dresidual, fch_gelu, w.fcprojw,
+                               s->wT, BT, 4 * C, C);
+        tg_cpu_gelu_backward(s->dfch, fch, (size_t)BT * 4 * C);
+        tg_cpu_matmul_backward(s->dln, g.fcw, g.fcb, s->dfch, ln2, w.fcw, s->wT, BT, C, 4 * C);
+        /* ...and, through the identity branch plus ln_2, becomes d/d(residual2). */
+        tg_cpu_layernorm_backward(s->dresidual, g.ln2w, g.ln2b, s->dln, res2, w.ln2w,
+                                  a->ln2_mean + l * sBT, a->ln2_rstd + l * sBT, BT, C);
+        tg_cpu_matmul_backward(s->datty, g.attprojw, g.attprojb, s->dresidual, atty, w.attprojw,
+                               s->wT, BT, C, C);
+        tg_cpu_attention_backward(s->dqkv, s->datt, s->datty, qkv, att, B, T, C, NH);
+        tg_cpu_matmul_backward(s->dln, g.qkvw, g.qkvb, s->dqkv, ln1, w.qkvw, s->wT, BT, C, 3 * C);
+        /* now d/d(x), the block input */
+        tg_cpu_layernorm_backward(s->dresidual, g.ln1w, g.ln1b, s->dln, x, w.ln1w,
+                                  a->ln1_mean + l * sBT, a->ln1_rstd + l * sBT, BT, C);
+        tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
+    }
+    tg_cpu_encoder_backward(dwte, cpu_tensor(lay, grads, 1), s->dresidual, p->inputs, B, T, C);
+    tg_model_grad_ready(m, 0, lay->layer_begin[0]);
+    tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
+    return TG_OK;
+}
+
+static tg_status cpu_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
+    (void)err;
+    const float *g = ((cpu_impl *)m->impl)->grads;
+    /* Fixed chunks summed in chunk order: the result does not depend on the thread count. */
+    enum { CHUNK = 1 << 16 };
+    const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
+    double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
+    if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t i0 = lo + c * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
+        double sum = 0.0;
+        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
+        part[c] = sum;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < n_chunks; c++) total += part[c];
+    free(part);
+    *out = total;
+    return TG_OK;
+}
+
+static tg_status cpu_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
+    tg_status st = TG_OK;
+    cpu_impl *p = m->impl;
+    free(p->opt_m);
+    free(p->opt_v);
+    p->opt_ready = 0;
+    p->opt_m = cpu_alloc_floats(hi - lo);
+    p->opt_v = cpu_alloc_floats(hi - lo);
+    TG_CHECK_ALLOC(err, p->opt_m);
+    TG_CHECK_ALLOC(err, p->opt_v);
+    p->opt_lo = lo;
+    p->opt_hi = hi;
+    p->opt_ready = 1;
+cleanup:
+    return st;
+}
+
+static size_t cpu_opt_bytes(const tg_model *m) {
+    const cpu_impl *p = m->impl;
+    return p->opt_ready ? 2 * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
+}
+
+static tg_status cpu_opt_get(tg_model *m, float *mom, float *var, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->opt_ready) return tg_error_set(err, TG_ERR_ARG, "model: opt_get before opt_init");
+    memcpy(mom, p->opt_m, (p->opt_hi - p->opt_lo) * sizeof(float));
+    memcpy(var, p->opt_v, (p->opt_hi - p->opt_lo) * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status cpu_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->opt_ready) return tg_error_set(err, TG_ERR_ARG, "model: opt_set before opt_init");
+    memcpy(p->opt_m, mom, (p->opt_hi - p->opt_lo) * sizeof(float));
+    memcpy(p->opt_v, var, (p->opt_hi - p->opt_lo) * sizeof(float));
+    return TG_OK;
+}
+
+/* AdamW on params[i0, i1) with moments m[i0 - lo ...]; wd is 0 for tensors without decay. */
+static void cpu_adamw_range(cpu_impl *p, size_t i0, size_t i1, const tg_adamw_args *a, float wd,
+                            float bc1, float bc2) {
+    float *params = p->params;
+    const float *grads = p->grads;
+    float *mo = p->opt_m, *va = p->opt_v;
+    const size_t lo = p->opt_lo;
+#pragma omp parallel for schedule(static)
+    for (size_t i = i0; i < i1; i++) {
+        const float g = grads[i] * a->grad_scale;
+        const float mi = a->beta1 * mo[i - lo] + (1.0f - a->beta1) * g;
+        const float vi = a->beta2 * va[i - lo] + (1.0f - a->beta2) * g * g;
+        mo[i - lo] = mi;
+        va[i - lo] = vi;
+        const float mhat = mi / bc1, vhat = vi / bc2;
+        params[i] -= a->lr * (mhat / (sqrtf(vhat) + a->eps) + wd * params[i]);
+    }
+}
+
+static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+    cpu_impl *p = m->impl;
+    const tg_gpt2_layout *lay = &m->lay;
+    if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)",
+                            a->lo, a->hi, p->opt_lo, p->opt_hi);
+    if (a->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", a->t);
+    const float bc1 = (float)(1.0 - pow((double)a->beta1, a->t));
+    const float bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
+    /* Walk the tensors that intersect the shard, so each range knows whether it decays. */
+    for (int k = 0; k < lay->n_tensors; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
+        const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
+        if (i0 < i1) cpu_adamw_range(p, i0, i1, a, t->decay ? a->weight_decay : 0.0f, bc1, bc2);
+    }
+    /* The padding [n_params, n_padded) has zero params and grads; it is left untouched. */
+    return TG_OK;
+}
+
+static size_t cpu_device_bytes(const tg_model *m) {
+    const cpu_impl *p = m->impl;
+    return (2 * m->n_padded + p->acts_floats) * sizeof(float) + cpu_opt_bytes(m);
+}
+
+const tg_backend_ops tg_cpu_backend_ops = {
+    .name = "cpu",
+    .init = cpu_init,
+    .free = cpu_free,
+    .params_set = cpu_params_set,
+    .params_get = cpu_params_get,
+    .grads_get = cpu_grads_get,
+    .params = cpu_params_ptr,
+    .grads = cpu_grads_ptr,
+    .stream = cpu_stream,
+    .grads_zero = cpu_grads_zero,
+    .forward = cpu_forward,
+    .loss = cpu_loss,
+    .logits_get = cpu_logits_get,
+    .backward = cpu_backward,
+    .grad_sqnorm = cpu_grad_sqnorm,
+    .opt_init = cpu_opt_init,
+    .opt_bytes = cpu_opt_bytes,
+    .opt_get = cpu_opt_get,
+    .opt_set = cpu_opt_set,
+    .adamw = cpu_adamw,
+    .device_bytes = cpu_device_bytes,
+};

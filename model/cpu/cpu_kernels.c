@@ -1,0 +1,390 @@
+/* model/cpu/cpu_kernels.c — fp32 layer kernels for the CPU backend (see cpu_kernels.h).
+ * The layer maths follows llm.c's train_gpt2.c; the weights use the HF Conv1D (in, out) layout. */
+#include "model/cpu/cpu_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * GEMM. A register-blocked MR x NR micro-kernel: the MR x NR accumulators stay in vector
+ * registers while k runs, and each B row segment is loaded once per MR rows of C. Written with
+ * GCC vector types (4 floats, SSE) so the compiler cannot vectorise along k instead. */
+#define GEMM_MR 4
+#define GEMM_NR 8
+#define GEMM_KC 256
+
+typedef float tg_v4f __attribute__((vector_size(16)));
+
+static inline tg_v4f v4_load(const float *p) {
+    tg_v4f v;
+    memcpy(&v, p, sizeof v); /* unaligned load */
+    return v;
+}
+
+static inline void v4_store(float *p, tg_v4f v) { memcpy(p, &v, sizeof v); }
+
+/* Full MR x NR tile. */
+static inline void gemm_tile(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                             const float *B, size_t ldb, const float *bias, int K,
+                             int accumulate) {
+    tg_v4f acc[GEMM_MR][GEMM_NR / 4];
+    for (int r = 0; r < GEMM_MR; r++)
+        for (int j = 0; j < GEMM_NR / 4; j++) acc[r][j] = (tg_v4f){0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < K; k++) {
+        const float *b = B + (size_t)k * ldb;
+        const float *a = A + (size_t)k * sak;
+        tg_v4f bv[GEMM_NR / 4];
+        for (int j = 0; j < GEMM_NR / 4; j++) bv[j] = v4_load(b + 4 * j);
+        for (int r = 0; r < GEMM_MR; r++) {
+            const float ar = a[(size_t)r * sar];
+            const tg_v4f av = {ar, ar, ar, ar};
+            for (int j = 0; j < GEMM_NR / 4; j++) acc[r][j] += av * bv[j];
+        }
+    }
+    for (int r = 0; r < GEMM_MR; r++) {
+        float *cr = C + (size_t)r * ldc;
+        for (int j = 0; j < GEMM_NR / 4; j++) {
+            tg_v4f base = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (accumulate) base = v4_load(cr + 4 * j);
+            else if (bias) base = v4_load(bias + 4 * j);
+            v4_store(cr + 4 * j, base + acc[r][j]);
+        }
+    }
+}
+
+/* Edge tile (mr <= MR, nr <= NR): same summation order as gemm_tile, element by element. */
+static void gemm_edge(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                      const float *B, size_t ldb, const float *bias, int mr, int nr, int K,
+                      int accumulate) {
+    for (int r = 0; r < mr; r++) {
+        for (int c = 0; c < nr; c++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) acc += A[(size_t)r * sar + (size_t)k * sak] * B[(size_t)k * ldb + c];
+            float *cr = C + (size_t)r * ldc;
+            const float base = accumulate ? cr[c] : (bias ? bias[c] : 0.0f);
+            cr[c] = base + acc;
+        }
+    }
+}
+
+void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
+                 size_t ldb, const float *bias, int M, int N, int K, int accumulate) {
+    const int n_row_blocks = (M + GEMM_MR - 1) / GEMM_MR;
+#pragma omp parallel for schedule(static)
+    for (int rb = 0; rb < n_row_blocks; rb++) {
+        const int r0 = rb * GEMM_MR;
+        const int mr = M - r0 < GEMM_MR ? M - r0 : GEMM_MR;
+        float *Cr = C + (size_t)r0 * ldc;
+        /* k in chunks of GEMM_KC so the A and B panels of a chunk stay in L1/L2 across the
+         * column tiles; chunk sums are added to C in chunk order. */
+        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            const int acc = accumulate || k0 > 0;
+            const float *Ak = A + (size_t)r0 * sar + (size_t)k0 * sak;
+            const float *Bk = B + (size_t)k0 * ldb;
+            int c0 = 0;
+            if (mr == GEMM_MR)
+                for (; c0 + GEMM_NR <= N; c0 += GEMM_NR)
+                    gemm_tile(Cr + c0, ldc, Ak, sar, sak, Bk + c0, ldb, bias ? bias + c0 : NULL,
+                              kc, acc);
+            /* Full-height rows were done tile by tile; what is left is done element by element. */
+            if (c0 < N)
+                gemm_edge(Cr + c0, ldc, Ak, sar, sak, Bk + c0, ldb, bias ? bias + c0 : NULL, mr,
+                          N - c0, kc, acc);
+        }
+    }
+}
+
+void tg_cpu_transpose(float *out, const float *in, int rows, int cols) {
+    /* 32x32 blocks keep both sides in cache. */
+    enum { TB = 32 };
+    const int n_rb = (rows + TB - 1) / TB;
+#pragma omp parallel for schedule(static)
+    for (int rb = 0; rb < n_rb; rb++) {
+        const int r0 = rb * TB, r1 = r0 + TB < rows ? r0 + TB : rows;
+        for (int c0 = 0; c0 < cols; c0 += TB) {
+            const int c1 = c0 + TB < cols ? c0 + TB : cols;
+            for (int r = r0; r < r1; r++)
+                for (int c = c0; c < c1; c++) out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
+        }
+    }
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+void tg_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                            int B, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *we = wte + (size_t)inp[bt] * C;
+        const float *pe = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+    }
+}
+
+/* Column blocks for reductions over rows: a thread owns whole columns, so the sum over rows runs
+ * in row order whatever the thread count. */
+#define COL_BLOCK 32
+
+void tg_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                             int B, int T, int C) {
+    const int n_cb = (C + COL_BLOCK - 1) / COL_BLOCK;
+    /* Tokens repeat, so dwte rows are shared between positions: split by columns. */
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < n_cb; cb++) {
+        const int c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
+        for (int bt = 0; bt < B * T; bt++) {
+            float *dw = dwte + (size_t)inp[bt] * C;
+            const float *d = dout + (size_t)bt * C;
+            for (int c = c0; c < c1; c++) dw[c] += d[c];
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *dp = dwpe + (size_t)t * C;
+        for (int b = 0; b < B; b++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) dp[c] += d[c];
+        }
+    }
+}
+
+void tg_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C) {
+    const float eps = 1e-5f;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float m = 0.0f;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= (float)C;
+        float v = 0.0f;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= (float)C;
+        const float s = 1.0f / sqrtf(v + eps);
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void tg_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                               const float *inp, const float *w, const float *mean,
+                               const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *d = dout + (size_t)n * C;
+        const float m = mean[n], s = rstd[n];
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int c = 0; c < C; c++) {
+            const float norm = (x[c] - m) * s, dnorm = w[c] * d[c];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= (float)C;
+        dnorm_norm_mean /= (float)C;
+        float *di = dinp + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            const float norm = (x[c] - m) * s;
+            di[c] += (w[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+    const int n_cb = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (int cb = 0; cb < n_cb; cb++) {
+        const int c0 = cb * COL_BLOCK, nc = c0 + COL_BLOCK < C ? COL_BLOCK : C - c0;
+        float sw[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C + c0, *d = dout + (size_t)n * C + c0;
+            const float m = mean[n], s = rstd[n];
+            for (int c = 0; c < nc; c++) {
+                sw[c] += (x[c] - m) * s * d[c];
+                sb[c] += d[c];
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            dw[c0 + c] += sw[c];
+            db[c0 + c] += sb[c];
+        }
+    }
+}
+
+void tg_cpu_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N,
+                           int IC, int OC) {
+    tg_cpu_gemm(out, (size_t)OC, inp, (size_t)IC, 1, W, (size_t)OC, bias, N, OC, IC, 0);
+}
+
+void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout,
+                            const float *inp, const float *W, float *wT_scratch, int N, int IC,
+                            int OC) {
+    /* dinp = dout @ W^T: with W^T materialised (OC, IC) the inner loop runs along contiguous rows. */
+    tg_cpu_transpose(wT_scratch, W, IC, OC);
+    tg_cpu_gemm(dinp, (size_t)IC, dout, (size_t)OC, 1, wT_scratch, (size_t)IC, NULL, N, IC, OC, 0);
+    /* dW += inp^T @ dout: A = inp viewed transposed (row stride 1, k stride IC). */
+    tg_cpu_gemm(dW, (size_t)OC, inp, 1, (size_t)IC, dout, (size_t)OC, NULL, IC, OC, N, 1);
+    if (dbias) {
+        const int n_cb = (OC + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static)
+        for (int cb = 0; cb < n_cb; cb++) {
+            const int o0 = cb * COL_BLOCK, no = o0 + COL_BLOCK < OC ? COL_BLOCK : OC - o0;
+            float s[COL_BLOCK] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (size_t)n * OC + o0;
+                for (int o = 0; o < no; o++) s[o] += d[o];
+            }
+            for (int o = 0; o < no; o++) dbias[o0 + o] += s[o];
+        }
+    }
+}
+
+void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                              int NH) {
+    const int hs = C / NH;
+    const size_t C3 = 3 * (size_t)C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                /* pre-softmax scores and their max over the causal window t2 <= t */
+                float maxv = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+                    float dot = 0.0f;
+                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                    dot *= scale;
+                    a[t2] = dot;
+                    if (dot > maxv) maxv = dot;
+                }
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    a[t2] = expf(a[t2] - maxv);
+                    sum += a[t2];
+                }
+                const float inv = 1.0f / sum;
+                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
+                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) o[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+                    const float w = a[t2];
+                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
+                }
+            }
+        }
+    }
+}
+
+void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH) {
+    const int hs = C / NH;
+    const size_t C3 = 3 * (size_t)C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    /* One (b, h) pair owns its q, k, v slices of dqkv for all t: no write is shared. */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            float *datt = scratch + ((size_t)b * NH + h) * T; /* (T) */
+            for (int t = 0; t < T; t++) {
+                float *d = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                memset(d, 0, (size_t)hs * sizeof *d);
+                memset(d + C, 0, (size_t)hs * sizeof *d);
+                memset(d + 2 * C, 0, (size_t)hs * sizeof *d);
+            }
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *dy = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+                /* datt = dy . v; dv += att * dy */
+                float dot_ad = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const size_t row = ((size_t)b * T + t2) * C3 + (size_t)h * hs;
+                    const float *v = qkv + row + 2 * (size_t)C;
+                    float *dv = dqkv + row + 2 * (size_t)C;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) s += dy[i] * v[i];
+                    datt[t2] = s;
+                    dot_ad += a[t2] * s;
+                    const float w = a[t2];
+                    for (int i = 0; i < hs; i++) dv[i] += w * dy[i];
+                }
+                /* softmax backward: dpre = att * (datt - sum(att * datt)); then through the scaled
+                 * dot product into dq and dk. */
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float dpre = a[t2] * (datt[t2] - dot_ad) * scale;
+                    const size_t row = ((size_t)b * T + t2) * C3 + (size_t)h * hs;
+                    const float *k = qkv + row + C;
+                    float *dk = dqkv + row + C;
+                    for (int i = 0; i < hs; i++) {
+                        dq[i] += dpre * k[i];
+                        dk[i] += dpre * q[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
+
+void tg_cpu_gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void tg_cpu_gelu_backward(float *d, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float x = inp[i];
+        const float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+        const float sech2 = 1.0f - th * th;
+        const float g = 0.5f * (1.0f + th) +
+                        0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        d[i] *= g;
+    }
+}
+
+void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void tg_cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
+                                 const int32_t *targets, int N, int V, int Vp) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * Vp;
+        float maxv = -INFINITY;
+        for (int v = 0; v < V; v++) maxv = z[v] > maxv ? z[v] : maxv;
+        float sum = 0.0f;
+        for (int v = 0; v < V; v++) sum += expf(z[v] - maxv);
+        lse[n] = maxv + logf(sum);
+        losses[n] = targets[n] < 0 ? 0.0f : lse[n] - z[targets[n]];
+    }
+}
+
+void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+                                  const int32_t *targets, float dscale, int N, int V, int Vp) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * Vp;
+        float *dz = dlogits + (size_t)n * Vp;
+        const int tgt = targets[n];
+        if (tgt < 0) {
+            memset(dz, 0, (size_t)Vp * sizeof *dz);
+            continue;
+        }
+        for (int v = 0; v < V; v++) dz[v] = expf(z[v] - lse[n]) * dscale;
+        dz[tgt] -= dscale;
+        for (int v = V; v < Vp; v++) dz[v] = 0.0f;
+    }
+}

@@ -1,0 +1,73 @@
+/* model/cpu/cpu_kernels.h — internal: the fp32 OpenMP layer kernels of the CPU backend.
+ *
+ * Shapes: B batch rows, T positions, C channels, NH heads, OC/IC output/input channels,
+ * V real vocab, Vp padded vocab. Activations are row-major (B, T, ...).
+ *
+ * Determinism: every kernel parallelises over output elements (or disjoint output blocks) and
+ * each output is summed in one fixed order that does not depend on the number of threads, so
+ * results are bitwise identical for any OMP_NUM_THREADS. No atomics, no thread-count-dependent
+ * reductions. Buffers should be 64-byte aligned (vector code then never peels by address). */
+#ifndef TG_CPU_KERNELS_H
+#define TG_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* C[M, N] (row stride ldc) = base + A @ B, where A(r, k) = A[r*sar + k*sak] (so A may be a
+ * transposed view), B is (K, N) row-major with row stride ldb, and base is C itself when
+ * accumulate != 0, else bias[n] (bias may be NULL: zero). M, N, K > 0. Each C element sums k in
+ * fixed chunks of consecutive k, each chunk in order, and adds the chunk sums to its base in
+ * chunk order — the same arithmetic whatever the thread count. Parallel over row blocks of C. */
+void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
+                 size_t ldb, const float *bias, int M, int N, int K, int accumulate);
+
+/* out (cols, rows) = transpose of in (rows, cols). */
+void tg_cpu_transpose(float *out, const float *in, int rows, int cols);
+
+/* out (B,T,C) = wte[inp[b,t]] + wpe[t]. */
+void tg_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                            int B, int T, int C);
+/* dwte[inp[b,t]] += dout[b,t]; dwpe[t] += sum_b dout[b,t]. */
+void tg_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                             int B, int T, int C);
+
+/* out, mean, rstd (N = B*T rows of C) = LayerNorm(inp) * w + b, eps 1e-5. */
+void tg_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C);
+/* dinp += d/dinp; dw += ...; db += ... */
+void tg_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                               const float *inp, const float *w, const float *mean,
+                               const float *rstd, int N, int C);
+
+/* out (N, OC) = inp (N, IC) @ W (IC, OC) + bias (OC) — HF Conv1D layout. */
+void tg_cpu_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N,
+                           int IC, int OC);
+/* dinp (N, IC) = dout @ W^T (overwritten); dW (IC, OC) += inp^T @ dout; dbias (OC) += sum_n dout.
+ * wT_scratch holds IC*OC floats. */
+void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout,
+                            const float *inp, const float *W, float *wT_scratch, int N, int IC,
+                            int OC);
+
+/* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the causal softmax (zeros above diagonal). */
+void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                              int NH);
+/* dqkv (B,T,3C) = gradient (overwritten); scratch holds B*NH*T floats. */
+void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH);
+
+/* GELU, tanh approximation, over n elements. backward: d (in place) = gelu'(inp) * d. */
+void tg_cpu_gelu_forward(float *out, const float *inp, size_t n);
+void tg_cpu_gelu_backward(float *d, const float *inp, size_t n);
+
+/* out (N, C) = a + b. */
+void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t n);
+
+/* Per row of logits (N, Vp): lse = log-sum-exp over the real vocab [0, V) and losses = lse -
+ * logit[target] (0 where target < 0). Padded columns never enter the softmax. */
+void tg_cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
+                                 const int32_t *targets, int N, int V, int Vp);
+/* dlogits (N, Vp) = dscale * (softmax - onehot) on [0, V), 0 on padded columns and ignored rows. */
+void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+                                  const int32_t *targets, float dscale, int N, int V, int Vp);
+
+#endif
