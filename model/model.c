@@ -133,7 +133,7 @@ tg_status tg_model_device_info(const tg_model *m, tg_device_info *info, tg_error
     if (e == cudaSuccess) e = cudaMemGetInfo(&free_b, &total_b);
     if (e != cudaSuccess)
         return tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__, "device info: %s", cudaGetErrorString(e));
-    snprintf(info->name, sizeof info->name, "%s", prop.name);
+    snprintf(info->name, sizeof info->name, "%.127s", prop.name);
     info->peak_bf16_tflops = peak_for(prop.name);
     info->used_bytes = total_b - free_b;
     info->total_bytes = total_b;

@@ -1,0 +1,746 @@
+/* model/cuda/gpt2_cuda.cu — the CUDA backend of model/model.h (tg_cuda_backend_ops).
+ *
+ * Device memory (one cudaMalloc each, made at init / opt_init, never inside a step):
+ *   params   n_padded working weights, X = bf16 (opt.bf16) or fp32
+ *   grads    n_padded fp32 (accumulated across micro-batches, reduced by the trainer)
+ *   opt      m, v (+ fp32 master weights when X = bf16) for the shard [opt_lo, opt_hi)
+ *   acts     every activation kept for backward, the backward scratch buffers, the cuBLASLt
+ *            workspace, the uploaded token/target/bucket arrays and small tables.
+ * Pinned host memory holds the upload staging area and the loss/norm read-backs.
+ *
+ * Precision: activations and their gradients are X; matmuls accumulate in fp32 (no TF32);
+ * LayerNorm/softmax/cross-entropy statistics are fp32; parameter gradients are fp32.
+ * A step synchronises the host only in tg_model_loss and tg_model_grad_sqnorm (which return
+ * values), and in forward only if the previous forward's input upload is still pending. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cuda/ops.cuh"
+
+extern "C" {
+#include "model/backend.h"
+}
+
+#define TG_CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
+#define TG_CUDA_CHUNK_ELEMS ((size_t)1 << 22) /* host<->device conversion chunk */
+#define TG_CUDA_ALIGN 256
+
+/* Activations of one transformer block; (B,T,C) unless noted, X unless fp32. With
+ * opt.recompute, ln1, ln2, att and fch_gelu point to one shared buffer each. */
+typedef struct {
+    void *ln1;                   /* LayerNorm 1 output */
+    float *ln1_mean, *ln1_rstd;  /* (B,T) */
+    void *qkvr;                  /* q, k, v each (B,NH,T,HS) */
+    void *att;                   /* (B,NH,T,T) causal softmax */
+    void *atty;                  /* attention output before c_proj */
+    void *res2;                  /* residual after attention */
+    void *ln2;
+    float *ln2_mean, *ln2_rstd;
+    void *fch;                   /* (B,T,4C) c_fc output = GELU input */
+    void *fch_gelu;              /* (B,T,4C) */
+    void *res3;                  /* block output */
+} cuda_layer_acts;
+
+typedef struct {
+    int bf16, recompute;
+    size_t xs; /* sizeof(X) */
+    int B, T, C, NH, L, V, Vp;
+    cudaStream_t stream;
+    cudaEvent_t ev_upload; /* the last input upload has been read from h_io */
+    tg_cuda_blas blas;
+
+    void *params;  /* n_padded X */
+    float *grads;  /* n_padded */
+    float *opt_mem, *opt_m, *opt_v, *master;
+    size_t opt_lo, opt_hi;
+    int opt_ready;
+
+    char *act_mem;
+    size_t act_bytes;
+    cuda_layer_acts *layers; /* L */
+    void *encoded, *lnf, *logits;             /* (B,T,C), (B,T,C), (B,T,Vp) */
+    float *lnf_mean, *lnf_rstd, *lse, *losses; /* (B,T) */
+    /* backward scratch, reused by every layer */
+    void *dres;    /* (B,T,C) gradient of the residual stream */
+    void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
+    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward) */
+    void *s_dqkvr; /* 3 x (B,NH,T,HS) */
+    void *s_heads; /* (B,NH,T,HS): attention y (forward), dy (backward) */
+    void *s_datt;  /* (B,NH,T,T) */
+    float *s_partial; /* TG_CUDA_COL_CHUNKS x 4C column-reduction partials */
+    int32_t *d_io;    /* mirror of h_io */
+    unsigned long long *d_tstart; /* n_tensors + 1 */
+    int *d_tdecay;                /* n_tensors */
+    double *d_norm;               /* TG_CUDA_NORM_BLOCKS */
+
+    /* pinned host */
+    char *h_mem;
+    int32_t *h_io; /* tokens[BT] targets[BT] uniq[BT] seg[BT+1] pos[BT] */
+    float *h_losses;
+    double *h_norm;
+    void *h_chunk; /* TG_CUDA_CHUNK_ELEMS * 4 bytes */
+    int *h_count;  /* V, for the bucket sort (plain host memory) */
+
+    /* state of the last forward */
+    int B_used, has_targets, n_valid, n_uniq;
+    int logits_valid;   /* logits hold the last forward's logits (until backward) */
+    int backward_ready; /* a forward with targets whose backward has not run yet */
+} cuda_impl;
+
+static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; }
+
+/* Lays out the activation buffer at base (or only sizes it when base is NULL). */
+static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
+    const size_t B = (size_t)p->B, T = (size_t)p->T, C = (size_t)p->C, NH = (size_t)p->NH;
+    const size_t BT = B * T, BTC = BT * C, xs = p->xs, ATT = B * NH * T * T;
+    size_t off = 0;
+#define CARVE(ptr, bytes)                                                                      \
+    do {                                                                                       \
+        (ptr) = (decltype(ptr))(base ? base + off : NULL);                                     \
+        off += ((size_t)(bytes) + TG_CUDA_ALIGN - 1) / TG_CUDA_ALIGN * TG_CUDA_ALIGN;          \
+    } while (0)
+    void *sh_ln1 = NULL, *sh_ln2 = NULL, *sh_att = NULL, *sh_gelu = NULL;
+    if (p->recompute) {
+        CARVE(sh_ln1, BTC * xs);
+        CARVE(sh_ln2, BTC * xs);
+        CARVE(sh_att, ATT * xs);
+        CARVE(sh_gelu, 4 * BTC * xs);
+    }
+    CARVE(p->encoded, BTC * xs);
+    for (int l = 0; l < p->L; l++) {
+        cuda_layer_acts *a = &p->layers[l];
+        if (p->recompute) {
+            a->ln1 = sh_ln1;
+            a->ln2 = sh_ln2;
+            a->att = sh_att;
+            a->fch_gelu = sh_gelu;
+        } else {
+            CARVE(a->ln1, BTC * xs);
+            CARVE(a->ln2, BTC * xs);
+            CARVE(a->att, ATT * xs);
+            CARVE(a->fch_gelu, 4 * BTC * xs);
+        }
+        CARVE(a->ln1_mean, BT * 4);
+        CARVE(a->ln1_rstd, BT * 4);
+        CARVE(a->qkvr, 3 * BTC * xs);
+        CARVE(a->atty, BTC * xs);
+        CARVE(a->res2, BTC * xs);
+        CARVE(a->ln2_mean, BT * 4);
+        CARVE(a->ln2_rstd, BT * 4);
+        CARVE(a->fch, 4 * BTC * xs);
+        CARVE(a->res3, BTC * xs);
+    }
+    CARVE(p->lnf, BTC * xs);
+    CARVE(p->lnf_mean, BT * 4);
+    CARVE(p->lnf_rstd, BT * 4);
+    CARVE(p->logits, BT * (size_t)p->Vp * xs);
+    CARVE(p->lse, BT * 4);
+    CARVE(p->losses, BT * 4);
+    CARVE(p->dres, BTC * xs);
+    CARVE(p->s_btc, BTC * xs);
+    CARVE(p->s_bt4c, 4 * BTC * xs);
+    CARVE(p->s_dqkvr, 3 * BTC * xs);
+    CARVE(p->s_heads, BTC * xs);
+    CARVE(p->s_datt, ATT * xs);
+    CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
+    CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
+    CARVE(p->d_io, io_ints(p) * 4);
+    CARVE(p->d_tstart, ((size_t)n_tensors + 1) * 8);
+    CARVE(p->d_tdecay, (size_t)n_tensors * 4);
+    CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
+#undef CARVE
+    p->blas.workspace_bytes = TG_CUDA_WORKSPACE_BYTES;
+    return off;
+}
+
+static void cuda_free(tg_model *m) {
+    cuda_impl *p = (cuda_impl *)m->impl;
+    if (!p) return;
+    /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
+    if (p->stream) cudaStreamSynchronize(p->stream);
+    cudaFree(p->params);
+    cudaFree(p->grads);
+    cudaFree(p->opt_mem);
+    cudaFree(p->act_mem);
+    if (p->h_mem) cudaFreeHost(p->h_mem);
+    if (p->blas.lt) cublasLtDestroy(p->blas.lt);
+    if (p->ev_upload) cudaEventDestroy(p->ev_upload);
+    if (p->stream) cudaStreamDestroy(p->stream);
+    free(p->h_count);
+    free(p->layers);
+    free(p);
+    m->impl = NULL;
+}
+
+static tg_status cuda_init(tg_model *m, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
+    const tg_gpt2_config *cfg = &m->lay.cfg;
+    const int n_tensors = m->lay.n_tensors;
+    const char *fusion = getenv("TG_CUDA_FUSION");
+    int n_dev = 0;
+    size_t h_bytes = 0, BT = 0;
+    unsigned long long *tstart = NULL;
+    int *tdecay = NULL;
+    TG_CHECK_ALLOC(err, p);
+    m->impl = p;
+    p->bf16 = m->opt.bf16 != 0;
+    p->recompute = m->opt.recompute != 0;
+    p->xs = p->bf16 ? sizeof(tg_bf16) : sizeof(float);
+    p->B = m->opt.B;
+    p->T = m->opt.T;
+    p->C = cfg->n_embd;
+    p->NH = cfg->n_head;
+    p->L = cfg->n_layer;
+    p->V = cfg->vocab_size;
+    p->Vp = cfg->padded_vocab_size;
+    BT = (size_t)p->B * p->T;
+    /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
+    p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
+
+    TG_CUDA_CHECK(err, cudaGetDeviceCount(&n_dev));
+    if (m->opt.cuda_device < 0 || m->opt.cuda_device >= n_dev)
+        TG_FAIL(err, TG_ERR_CUDA, "cuda: device %d requested, %d visible", m->opt.cuda_device, n_dev);
+    TG_CUDA_CHECK(err, cudaSetDevice(m->opt.cuda_device));
+    TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->stream, cudaStreamNonBlocking));
+    TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_upload, cudaEventDisableTiming));
+    TG_CUBLAS_CHECK(err, cublasLtCreate(&p->blas.lt));
+
+    TG_CUDA_CHECK(err, cudaMalloc(&p->params, m->n_padded * p->xs));
+    TG_CUDA_CHECK(err, cudaMalloc(&p->grads, m->n_padded * sizeof(float)));
+    TG_CUDA_CHECK(err, cudaMemsetAsync(p->params, 0, m->n_padded * p->xs, p->stream));
+    TG_CUDA_CHECK(err, cudaMemsetAsync(p->grads, 0, m->n_padded * sizeof(float), p->stream));
+
+    p->layers = (cuda_layer_acts *)calloc((size_t)p->L, sizeof(cuda_layer_acts));
+    TG_CHECK_ALLOC(err, p->layers);
+    p->act_bytes = cuda_carve(p, NULL, n_tensors);
+    TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
+    cuda_carve(p, p->act_mem, n_tensors);
+
+    h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
+    TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
+    {
+        size_t off = 0;
+        p->h_io = (int32_t *)(p->h_mem + off);
+        off += (io_ints(p) * 4 + 63) / 64 * 64;
+        p->h_losses = (float *)(p->h_mem + off);
+        off += (BT * 4 + 63) / 64 * 64;
+        p->h_norm = (double *)(p->h_mem + off);
+        off += TG_CUDA_NORM_BLOCKS * 8;
+        p->h_chunk = p->h_mem + off;
+    }
+    p->h_count = (int *)calloc((size_t)p->V, sizeof(int));
+    TG_CHECK_ALLOC(err, p->h_count);
+
+    /* The per-tensor weight-decay table for AdamW. */
+    tstart = (unsigned long long *)malloc(((size_t)n_tensors + 1) * sizeof *tstart);
+    tdecay = (int *)malloc((size_t)n_tensors * sizeof *tdecay);
+    TG_CHECK_ALLOC(err, tstart);
+    TG_CHECK_ALLOC(err, tdecay);
+    for (int k = 0; k < n_tensors; k++) {
+        tstart[k] = m->lay.tensors[k].offset;
+        tdecay[k] = m->lay.tensors[k].decay;
+    }
+    tstart[n_tensors] = m->lay.n_params;
+    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_tstart, tstart, ((size_t)n_tensors + 1) * sizeof *tstart,
+                                       cudaMemcpyHostToDevice, p->stream));
+    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_tdecay, tdecay, (size_t)n_tensors * sizeof *tdecay,
+                                       cudaMemcpyHostToDevice, p->stream));
+    TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+cleanup:
+    free(tstart);
+    free(tdecay);
+    if (st != TG_OK) cuda_free(m);
+    return st;
+}
+
+/* ---- host <-> device copies (outside the step; these synchronise) ---- */
+
+/* dev (X) [0, n) <- host fp32 */
+static tg_status upload_params(cuda_impl *p, void *dev, const float *host, size_t n, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_bf16 *stage = (tg_bf16 *)p->h_chunk;
+    if (!p->bf16) {
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, p->stream));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+        goto cleanup;
+    }
+    for (size_t i0 = 0; i0 < n; i0 += TG_CUDA_CHUNK_ELEMS) {
+        const size_t k = n - i0 < TG_CUDA_CHUNK_ELEMS ? n - i0 : TG_CUDA_CHUNK_ELEMS;
+        for (size_t i = 0; i < k; i++) stage[i] = __float2bfloat16_rn(host[i0 + i]);
+        TG_CUDA_CHECK(err, cudaMemcpyAsync((tg_bf16 *)dev + i0, stage, k * sizeof(tg_bf16),
+                                           cudaMemcpyHostToDevice, p->stream));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream)); /* before stage is refilled */
+    }
+cleanup:
+    return st;
+}
+
+/* host fp32 [0, n) <- dev (X) */
+static tg_status download_x(cuda_impl *p, float *host, const void *dev, size_t n, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_bf16 *stage = (const tg_bf16 *)p->h_chunk;
+    if (!p->bf16) {
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(host, dev, n * sizeof(float), cudaMemcpyDeviceToHost, p->stream));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+        goto cleanup;
+    }
+    for (size_t i0 = 0; i0 < n; i0 += TG_CUDA_CHUNK_ELEMS) {
+        const size_t k = n - i0 < TG_CUDA_CHUNK_ELEMS ? n - i0 : TG_CUDA_CHUNK_ELEMS;
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_chunk, (const tg_bf16 *)dev + i0, k * sizeof(tg_bf16),
+                                           cudaMemcpyDeviceToHost, p->stream));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+        for (size_t i = 0; i < k; i++) host[i0 + i] = __bfloat162float(stage[i]);
+    }
+cleanup:
+    return st;
+}
+
+static tg_status copy_f32(cuda_impl *p, void *dst, const void *src, size_t n, cudaMemcpyKind kind,
+                          tg_error *err) {
+    tg_status st = TG_OK;
+    if (n == 0) goto cleanup;
+    TG_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, n * sizeof(float), kind, p->stream));
+    TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+cleanup:
+    return st;
+}
+
+/* Elements of the master shard that are real parameters: [opt_lo, min(opt_hi, n_params)). */
+static size_t master_real(const tg_model *m, const cuda_impl *p) {
+    const size_t hi = p->opt_hi < m->lay.n_params ? p->opt_hi : m->lay.n_params;
+    return hi > p->opt_lo ? hi - p->opt_lo : 0;
+}
+
+static tg_status cuda_params_set(tg_model *m, const float *host, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    TG_TRY(upload_params(p, p->params, host, m->lay.n_params, err));
+    if (p->master)
+        TG_TRY(copy_f32(p, p->master, host + p->opt_lo, master_real(m, p), cudaMemcpyHostToDevice, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_params_get(tg_model *m, float *host, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    TG_TRY(download_x(p, host, p->params, m->lay.n_params, err));
+    if (p->master)
+        TG_TRY(copy_f32(p, host + p->opt_lo, p->master, master_real(m, p), cudaMemcpyDeviceToHost, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_grads_get(tg_model *m, float *host, tg_error *err) {
+    cuda_impl *p = (cuda_impl *)m->impl;
+    return copy_f32(p, host, p->grads, m->lay.n_params, cudaMemcpyDeviceToHost, err);
+}
+
+static void *cuda_params_ptr(tg_model *m, tg_dtype *dtype) {
+    cuda_impl *p = (cuda_impl *)m->impl;
+    if (dtype) *dtype = p->bf16 ? TG_DTYPE_BF16 : TG_DTYPE_F32;
+    return p->params;
+}
+
+static void *cuda_grads_ptr(tg_model *m, tg_dtype *dtype) {
+    if (dtype) *dtype = TG_DTYPE_F32;
+    return ((cuda_impl *)m->impl)->grads;
+}
+
+static void *cuda_stream(tg_model *m) { return (void *)((cuda_impl *)m->impl)->stream; }
+
+static tg_status cuda_grads_zero(tg_model *m, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    TG_CUDA_CHECK(err, cudaMemsetAsync(p->grads, 0, m->n_padded * sizeof(float), p->stream));
+cleanup:
+    return st;
+}
+
+/* ---- forward / backward ---- */
+
+template <typename X> static const X *wt(const tg_model *m, const cuda_impl *p, int idx) {
+    return (const X *)p->params + m->lay.tensors[idx].offset;
+}
+static float *gr(const tg_model *m, const cuda_impl *p, int idx) {
+    return p->grads + m->lay.tensors[idx].offset;
+}
+
+/* Tensor indices inside a block (the layout's order, model/gpt2.h). */
+enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW, FCPROJB };
+
+template <typename X>
+static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, int with_targets, tg_error *err) {
+    tg_status st = TG_OK;
+    const int T = p->T, C = p->C, NH = p->NH, L = p->L, V = p->V, Vp = p->Vp, N = Bu * T;
+    const int lnf = 2 + 12 * L; /* ln_f.weight; ln_f.bias follows */
+    const cudaDataType_t dt = tg_cuda_type<X>::value;
+    const cudaStream_t s = p->stream;
+    const tg_cuda_blas *bl = &p->blas;
+    const size_t BT = (size_t)p->B * p->T;
+    const int32_t *d_tokens = p->d_io, *d_targets = p->d_io + BT;
+
+    TG_TRY(tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, 0), wt<X>(m, p, 1),
+                                      Bu, T, C, s, err));
+    TG_TRY(tg_cuda_residual_layernorm_forward<X>(NULL, (X *)p->layers[0].ln1, p->layers[0].ln1_mean,
+                                                 p->layers[0].ln1_rstd, (const X *)p->encoded, NULL,
+                                                 wt<X>(m, p, 2 + LN1W), wt<X>(m, p, 2 + LN1B), N, C, s, err));
+    for (int l = 0; l < L; l++) {
+        const cuda_layer_acts *a = &p->layers[l];
+        const int t0 = 2 + 12 * l;
+        const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
+        /* qkv = ln1 @ Wqkv + b  (N, 3C) */
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_bt4c, a->ln1, wt<X>(m, p, t0 + QKVW), N, 3 * C, C, 0,
+                              0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS, wt<X>(m, p, t0 + QKVB), NULL, err));
+        TG_TRY(tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att,
+                                            (X *)p->s_heads, (const X *)p->s_bt4c, Bu, T, C, NH, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->atty, wt<X>(m, p, t0 + ATTPROJW), N, C, C,
+                              0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS, wt<X>(m, p, t0 + ATTPROJB),
+                              NULL, err));
+        TG_TRY(tg_cuda_residual_layernorm_forward<X>((X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd,
+                                                     res_in, (const X *)p->s_btc, wt<X>(m, p, t0 + LN2W),
+                                                     wt<X>(m, p, t0 + LN2B), N, C, s, err));
+        /* fch = ln2 @ Wfc + b (kept), fch_gelu = gelu(fch)  (N, 4C) */
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, a->fch_gelu, a->ln2, wt<X>(m, p, t0 + FCW), N, 4 * C, C,
+                              0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_GELU_BIAS, wt<X>(m, p, t0 + FCB),
+                              a->fch, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW), N, C,
+                              4 * C, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS,
+                              wt<X>(m, p, t0 + FCPROJB), NULL, err));
+        /* res3 = res2 + proj, and the next LayerNorm (ln_1 of block l+1, or ln_f) on it */
+        if (l + 1 < L) {
+            const cuda_layer_acts *n = &p->layers[l + 1];
+            TG_TRY(tg_cuda_residual_layernorm_forward<X>(
+                (X *)a->res3, (X *)n->ln1, n->ln1_mean, n->ln1_rstd, (const X *)a->res2,
+                (const X *)p->s_btc, wt<X>(m, p, t0 + 12 + LN1W), wt<X>(m, p, t0 + 12 + LN1B), N, C, s, err));
+        } else {
+            TG_TRY(tg_cuda_residual_layernorm_forward<X>(
+                (X *)a->res3, (X *)p->lnf, p->lnf_mean, p->lnf_rstd, (const X *)a->res2,
+                (const X *)p->s_btc, wt<X>(m, p, lnf), wt<X>(m, p, lnf + 1), N, C, s, err));
+        }
+    }
+    /* logits (N, Vp) = lnf @ wte^T (tied LM head; padded rows of wte are zero) */
+    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->logits, p->lnf, wt<X>(m, p, 0), N, Vp, C, 0, 1, 1.0f,
+                          0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+    if (with_targets)
+        TG_TRY(tg_cuda_crossentropy_forward<X>(p->losses, p->lse, (const X *)p->logits, d_targets, N,
+                                               V, Vp, s, err));
+cleanup:
+    return st;
+}
+
+template <typename X>
+static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_gpt2_layout *lay = &m->lay;
+    const int Bu = p->B_used, T = p->T, C = p->C, NH = p->NH, L = p->L, V = p->V, Vp = p->Vp;
+    const int N = Bu * T, lnf = 2 + 12 * L;
+    const cudaDataType_t dt = tg_cuda_type<X>::value, f32 = CUDA_R_32F;
+    const cudaStream_t s = p->stream;
+    const tg_cuda_blas *bl = &p->blas;
+    const size_t BT = (size_t)p->B * p->T;
+    const int32_t *d_targets = p->d_io + BT, *d_uniq = p->d_io + 2 * BT;
+    const int32_t *d_seg = p->d_io + 3 * BT, *d_pos = p->d_io + 4 * BT + 1;
+    /* d(loss_scale * mean over valid positions) / dlogits */
+    const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
+    X *dres = (X *)p->dres, *s_btc = (X *)p->s_btc, *s_bt4c = (X *)p->s_bt4c;
+
+    TG_CUDA_CHECK(err, cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(X), s));
+    TG_TRY(tg_cuda_crossentropy_backward<X>((X *)p->logits, p->lse, d_targets, dscale, N, V, Vp, s, err));
+    p->logits_valid = 0;
+    /* LM head: dwte += dlogits^T @ lnf (fp32 accumulate), dlnf = dlogits @ wte */
+    TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, 0), p->logits, p->lnf, Vp, C, N, 1, 0, 1.0f, 1.0f,
+                          1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, p->logits, wt<X>(m, p, 0), N, C, Vp, 0, 0, 1.0f, 0.0f,
+                          1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1), p->s_partial, s_btc,
+                                         (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
+                                         wt<X>(m, p, lnf), N, C, s, err));
+
+    for (int l = L - 1; l >= 0; l--) {
+        const cuda_layer_acts *a = &p->layers[l];
+        const int t0 = 2 + 12 * l;
+        const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
+        /* dres is now d(res3): MLP output projection */
+        if (p->recompute)
+            TG_TRY(tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCPROJW), a->fch_gelu, dres, 4 * C, C, N, 1,
+                              0, 1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + FCPROJB), p->s_partial, dres, N, C, s, err));
+        /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_bt4c, dres, wt<X>(m, p, t0 + FCPROJW), N, 4 * C, C, 0, 1,
+                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_DGELU, NULL, a->fch, err));
+        if (p->recompute)
+            TG_TRY(tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
+                                              wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCW), a->ln2, s_bt4c, C, 4 * C, N, 1, 0,
+                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + FCB), p->s_partial, s_bt4c, N, 4 * C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + FCW), N, C, 4 * C, 0, 1,
+                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        /* through ln_2 plus the identity: dres becomes d(res2) */
+        TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B), p->s_partial,
+                                             s_btc, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
+                                             wt<X>(m, p, t0 + LN2W), N, C, s, err));
+        /* attention output projection */
+        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
+                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + ATTPROJB), p->s_partial, dres, N, C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, dres, wt<X>(m, p, t0 + ATTPROJW), N, C, C, 0, 1,
+                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        if (p->recompute)
+            TG_TRY(tg_cuda_attention_probs<X>(bl, (X *)a->att, (const X *)a->qkvr, Bu, T, C, NH, s, err));
+        TG_TRY(tg_cuda_attention_backward<X>(bl, s_bt4c, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
+                                             s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C, NH,
+                                             s, err));
+        /* qkv projection; s_bt4c holds dqkv (N, 3C) */
+        if (p->recompute)
+            TG_TRY(tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
+                                              wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + QKVW), a->ln1, s_bt4c, C, 3 * C, N, 1, 0,
+                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + QKVB), p->s_partial, s_bt4c, N, 3 * C, s, err));
+        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + QKVW), N, C, 3 * C, 0, 1,
+                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        /* through ln_1 plus the identity: dres becomes d(block input) */
+        TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B), p->s_partial,
+                                             s_btc, res_in, a->ln1_mean, a->ln1_rstd,
+                                             wt<X>(m, p, t0 + LN1W), N, C, s, err));
+        tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
+    }
+    TG_TRY(tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
+                                       p->n_uniq, Bu, T, C, s, err));
+    /* Same hook order as the CPU backend: embeddings, then ln_f (complete since the start). */
+    tg_model_grad_ready(m, 0, lay->layer_begin[0]);
+    tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
+cleanup:
+    return st;
+}
+
+/* Groups the positions of each distinct token for the deterministic wte backward:
+ * uniq[k] ascending, positions pos[seg[k] .. seg[k+1]) ascending. Returns the count. */
+static int bucket_tokens(cuda_impl *p, const int32_t *tokens, int N, int32_t *uniq, int32_t *seg,
+                         int32_t *pos) {
+    int *cnt = p->h_count, k = 0, off = 0;
+    memset(cnt, 0, (size_t)p->V * sizeof *cnt);
+    for (int i = 0; i < N; i++) cnt[tokens[i]]++;
+    for (int v = 0; v < p->V; v++) {
+        if (!cnt[v]) continue;
+        uniq[k] = v;
+        seg[k] = off;
+        off += cnt[v];
+        cnt[v] = seg[k]; /* now the write cursor of token v */
+        k++;
+    }
+    seg[k] = off;
+    for (int i = 0; i < N; i++) pos[cnt[tokens[i]]++] = i;
+    return k;
+}
+
+static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t *targets,
+                              int B_used, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const int N = B_used * p->T, V = p->V;
+    const size_t BT = (size_t)p->B * p->T;
+    int32_t *h_tok = p->h_io, *h_tgt = p->h_io + BT;
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            TG_FAIL(err, TG_ERR_DATA, "model: input token %d at %d outside [0, %d)", (int)inputs[i], i, V);
+        if (targets && (targets[i] < -1 || targets[i] >= V))
+            TG_FAIL(err, TG_ERR_DATA, "model: target %d at %d outside [-1, %d)", (int)targets[i], i, V);
+    }
+    p->B_used = 0; /* invalid until this forward is enqueued */
+    p->logits_valid = 0;
+    p->backward_ready = 0;
+    /* The staging area may still be read by the previous upload (only if the host runs ahead). */
+    TG_CUDA_CHECK(err, cudaEventSynchronize(p->ev_upload));
+    memcpy(h_tok, inputs, (size_t)N * sizeof *inputs);
+    p->n_valid = 0;
+    p->n_uniq = 0;
+    if (targets) {
+        memcpy(h_tgt, targets, (size_t)N * sizeof *targets);
+        for (int i = 0; i < N; i++) p->n_valid += targets[i] >= 0;
+        p->n_uniq = bucket_tokens(p, inputs, N, p->h_io + 2 * BT, p->h_io + 3 * BT, p->h_io + 4 * BT + 1);
+    }
+    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_io, p->h_io, io_ints(p) * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, p->stream));
+    TG_CUDA_CHECK(err, cudaEventRecord(p->ev_upload, p->stream));
+    if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, targets != NULL, err));
+    else TG_TRY(forward_impl<float>(m, p, B_used, targets != NULL, err));
+    p->B_used = B_used;
+    p->has_targets = targets != NULL;
+    p->logits_valid = 1;
+    p->backward_ready = targets != NULL;
+cleanup:
+    return st;
+}
+
+static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const int N = p->B_used * p->T;
+    double sum = 0.0;
+    if (!p->B_used || !p->has_targets)
+        TG_FAIL(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
+    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_losses, p->losses, (size_t)N * sizeof(float),
+                                       cudaMemcpyDeviceToHost, p->stream));
+    TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+    for (int i = 0; i < N; i++) sum += p->h_losses[i]; /* ignored positions hold 0 */
+    *loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
+cleanup:
+    return st;
+}
+
+static tg_status cuda_logits_get(tg_model *m, float *host, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    if (!p->logits_valid)
+        TG_FAIL(err, TG_ERR_ARG, "model: logits_get needs a forward (and no backward since: on CUDA "
+                                 "backward overwrites the logits with their gradient)");
+    TG_TRY(download_x(p, host, p->logits, (size_t)p->B_used * p->T * p->Vp, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_backward(tg_model *m, float loss_scale, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    if (!p->backward_ready)
+        TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
+    p->backward_ready = 0;
+    if (p->bf16) TG_TRY(backward_impl<tg_bf16>(m, p, loss_scale, err));
+    else TG_TRY(backward_impl<float>(m, p, loss_scale, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    double sum = 0.0;
+    if (lo < hi) {
+        TG_TRY(tg_cuda_sqnorm_partials(p->d_norm, p->grads, lo, hi, p->stream, err));
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_norm, p->d_norm, TG_CUDA_NORM_BLOCKS * sizeof(double),
+                                           cudaMemcpyDeviceToHost, p->stream));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+        for (int k = 0; k < TG_CUDA_NORM_BLOCKS; k++) sum += p->h_norm[k];
+    }
+    *out = sum;
+cleanup:
+    return st;
+}
+
+static tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const size_t n = hi - lo, nbuf = p->bf16 ? 3 : 2;
+    TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+    TG_CUDA_CHECK(err, cudaFree(p->opt_mem));
+    p->opt_mem = p->opt_m = p->opt_v = p->master = NULL;
+    p->opt_ready = 0;
+    if (n > 0) {
+        TG_CUDA_CHECK(err, cudaMalloc(&p->opt_mem, nbuf * n * sizeof(float)));
+        p->opt_m = p->opt_mem;
+        p->opt_v = p->opt_mem + n;
+        TG_CUDA_CHECK(err, cudaMemsetAsync(p->opt_mem, 0, 2 * n * sizeof(float), p->stream));
+        if (p->bf16) {
+            /* Masters start as the working copy; a params_set after opt_init makes them exact. */
+            p->master = p->opt_mem + 2 * n;
+            TG_TRY(tg_cuda_to_f32<tg_bf16>(p->master, (const tg_bf16 *)p->params + lo, n, p->stream, err));
+        }
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+    }
+    p->opt_lo = lo;
+    p->opt_hi = hi;
+    p->opt_ready = 1;
+cleanup:
+    return st;
+}
+
+static size_t cuda_opt_bytes(const tg_model *m) {
+    const cuda_impl *p = (const cuda_impl *)m->impl;
+    return p->opt_ready ? (p->bf16 ? 3 : 2) * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
+}
+
+static tg_status cuda_opt_get(tg_model *m, float *mom, float *var, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const size_t n = p->opt_hi - p->opt_lo;
+    if (!p->opt_ready) TG_FAIL(err, TG_ERR_ARG, "model: opt_get before opt_init");
+    TG_TRY(copy_f32(p, mom, p->opt_m, n, cudaMemcpyDeviceToHost, err));
+    TG_TRY(copy_f32(p, var, p->opt_v, n, cudaMemcpyDeviceToHost, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const size_t n = p->opt_hi - p->opt_lo;
+    if (!p->opt_ready) TG_FAIL(err, TG_ERR_ARG, "model: opt_set before opt_init");
+    TG_TRY(copy_f32(p, p->opt_m, mom, n, cudaMemcpyHostToDevice, err));
+    TG_TRY(copy_f32(p, p->opt_v, var, n, cudaMemcpyHostToDevice, err));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    tg_cuda_adamw_hp hp;
+    if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
+        TG_FAIL(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)", a->lo,
+                a->hi, p->opt_lo, p->opt_hi);
+    if (a->t < 1) TG_FAIL(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", a->t);
+    hp.lr = a->lr;
+    hp.beta1 = a->beta1;
+    hp.beta2 = a->beta2;
+    hp.eps = a->eps;
+    hp.weight_decay = a->weight_decay;
+    hp.grad_scale = a->grad_scale;
+    hp.bc1 = (float)(1.0 - pow((double)a->beta1, a->t)); /* as the CPU reference */
+    hp.bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
+    if (p->bf16)
+        TG_TRY(tg_cuda_adamw<tg_bf16>((tg_bf16 *)p->params, p->master, p->grads, p->opt_m, p->opt_v,
+                                      a->lo, a->hi, p->d_tstart, p->d_tdecay, m->lay.n_tensors, &hp,
+                                      p->stream, err));
+    else
+        TG_TRY(tg_cuda_adamw<float>((float *)p->params, NULL, p->grads, p->opt_m, p->opt_v, a->lo,
+                                    a->hi, p->d_tstart, p->d_tdecay, m->lay.n_tensors, &hp,
+                                    p->stream, err));
+cleanup:
+    return st;
+}
+
+static size_t cuda_device_bytes(const tg_model *m) {
+    const cuda_impl *p = (const cuda_impl *)m->impl;
+    return m->n_padded * (p->xs + sizeof(float)) + p->act_bytes + cuda_opt_bytes(m);
+}
+
+/* Positional: the order of struct tg_backend_ops in model/backend.h. */
+extern "C" const tg_backend_ops tg_cuda_backend_ops = {
+    "cuda",
+    cuda_init,
+    cuda_free,
+    cuda_params_set,
+    cuda_params_get,
+    cuda_grads_get,
+    cuda_params_ptr,
+    cuda_grads_ptr,
+    cuda_stream,
+    cuda_grads_zero,
+    cuda_forward,
+    cuda_loss,
+    cuda_logits_get,
+    cuda_backward,
+    cuda_grad_sqnorm,
+    cuda_opt_init,
+    cuda_opt_bytes,
+    cuda_opt_get,
+    cuda_opt_set,
+    cuda_adamw,
+    cuda_device_bytes,
+};

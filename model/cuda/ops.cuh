@@ -1,0 +1,151 @@
+/* model/cuda/ops.cuh — the CUDA backend's op launchers (one .cu per op family).
+ *
+ * Every launcher enqueues its kernels on `s` and returns at once (no host synchronisation),
+ * checking each launch; X is the working dtype (float, or tg_bf16 for mixed precision) and is
+ * instantiated for both in the op's .cu. Shapes: N = B*T rows; C channels; row-major.
+ * Gradients of parameters are fp32 and are ACCUMULATED (+=), as tg_model_backward adds.
+ * Reductions over rows never use atomics: results are bitwise reproducible run to run. */
+#ifndef TG_CUDA_OPS_CUH
+#define TG_CUDA_OPS_CUH
+
+#include "model/cuda/common.cuh"
+
+/* ---- matmul.cu: cuBLASLt and the linear-layer helpers ---- */
+
+typedef struct {
+    cublasLtHandle_t lt;
+    void *workspace; /* device, workspace_bytes */
+    size_t workspace_bytes;
+    int fuse;        /* 1: bias/GELU/dGELU in cuBLASLt epilogues; 0: separate kernels */
+} tg_cuda_blas;
+
+typedef enum {
+    TG_EPI_NONE = 0,
+    TG_EPI_BIAS,      /* D = A@B + bias (bias: N, X) */
+    TG_EPI_GELU_BIAS, /* aux = A@B + bias (pre-activation, X), D = gelu(aux) */
+    TG_EPI_DGELU      /* D = (A@B) * gelu'(aux)   (aux: the stored pre-activation) */
+} tg_cuda_epilogue;
+
+/* Row-major, batched:  D[b] (M,N) = alpha * op(A[b]) (M,K) @ op(B[b]) (K,N) + beta * D[b]
+ * with op = transpose when trans* is set (A is then stored (K,M), B stored (N,K)). A and B have
+ * type ab (X); D has type d (X, or fp32 for weight gradients, with beta = 1 to accumulate).
+ * fp32 compute (CUBLAS_COMPUTE_32F: no TF32). Epilogues need batch == 1 and d == ab; when
+ * cuBLASLt has no algorithm for an epilogue (or blas->fuse == 0) the same result is produced by
+ * a plain matmul plus the kernels below. */
+tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
+                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
+                         int K, int transA, int transB, float alpha, float beta, int batch,
+                         long long strideA, long long strideB, long long strideD,
+                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err);
+
+/* y (N, OC) += bias (OC) */
+template <typename X>
+tg_status tg_cuda_bias_add(X *y, const X *bias, int N, int OC, cudaStream_t s, tg_error *err);
+/* out = gelu(inp), n elements (tanh approximation, as GPT-2). */
+template <typename X>
+tg_status tg_cuda_gelu_forward(X *out, const X *inp, size_t n, cudaStream_t s, tg_error *err);
+/* d *= gelu'(inp), in place. */
+template <typename X>
+tg_status tg_cuda_gelu_backward(X *d, const X *inp, size_t n, cudaStream_t s, tg_error *err);
+/* dbias (OC, fp32) += column sums of dy (N, OC). partial: TG_CUDA_COL_CHUNKS * OC floats. */
+template <typename X>
+tg_status tg_cuda_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
+                                cudaStream_t s, tg_error *err);
+/* Row chunks of the deterministic column reductions (bias and LayerNorm weight grads). */
+#define TG_CUDA_COL_CHUNKS 64
+
+/* ---- encoder.cu ---- */
+
+/* out (B,T,C) = wte[tokens] + wpe[t] */
+template <typename X>
+tg_status tg_cuda_encoder_forward(X *out, const int32_t *tokens, const X *wte, const X *wpe,
+                                  int B, int T, int C, cudaStream_t s, tg_error *err);
+/* dwpe[t] += sum_b dout[b,t];  dwte[tok] += sum of dout over the positions holding tok.
+ * The positions are pre-bucketed on the host: uniq[k] is a token, its positions are
+ * pos[seg[k] .. seg[k+1]) (ascending), k < n_uniq. Deterministic, no atomics. */
+template <typename X>
+tg_status tg_cuda_encoder_backward(float *dwte, float *dwpe, const X *dout, const int32_t *uniq,
+                                   const int32_t *seg, const int32_t *pos, int n_uniq, int B,
+                                   int T, int C, cudaStream_t s, tg_error *err);
+
+/* ---- layernorm.cu (eps 1e-5, biased variance, as GPT-2) ---- */
+
+/* res = a + b (when b != NULL; else x = a and res is not written);  out = LN(x) * w + bias.
+ * mean, rstd: (N) fp32, kept for backward. */
+template <typename X>
+tg_status tg_cuda_residual_layernorm_forward(X *res, X *out, float *mean, float *rstd,
+                                             const X *a, const X *b, const X *w, const X *bias,
+                                             int N, int C, cudaStream_t s, tg_error *err);
+/* out = (x - mean) * rstd * w + bias with stored statistics (recompute in backward). */
+template <typename X>
+tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const float *rstd,
+                                  const X *w, const X *bias, int N, int C, cudaStream_t s,
+                                  tg_error *err);
+/* dx += dLN/dx;  dw, db (fp32) += ... . partial: TG_CUDA_COL_CHUNKS * 2C floats. */
+template <typename X>
+tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
+                                     const X *x, const float *mean, const float *rstd,
+                                     const X *w, int N, int C, cudaStream_t s, tg_error *err);
+
+/* ---- attention.cu: causal self-attention through cuBLASLt strided-batched matmuls ----
+ * qkvr holds q, k, v one after the other, each (B, NH, T, HS); att is (B, NH, T, T) softmax
+ * probabilities, zero above the diagonal. */
+
+/* qkv (B,T,3C) -> qkvr, att, out (B,T,C).  y: (B,NH,T,HS) scratch. */
+template <typename X>
+tg_status tg_cuda_attention_forward(const tg_cuda_blas *bl, X *out, X *qkvr, X *att, X *y,
+                                    const X *qkv, int B, int T, int C, int NH, cudaStream_t s,
+                                    tg_error *err);
+/* Recomputes att from qkvr (for opt.recompute). */
+template <typename X>
+tg_status tg_cuda_attention_probs(const tg_cuda_blas *bl, X *att, const X *qkvr, int B, int T,
+                                  int C, int NH, cudaStream_t s, tg_error *err);
+/* dout (B,T,C) -> dqkv (B,T,3C).  Scratch: dqkvr (3BTC), datt (B,NH,T,T), dy (BTC). */
+template <typename X>
+tg_status tg_cuda_attention_backward(const tg_cuda_blas *bl, X *dqkv, X *dqkvr, X *datt, X *dy,
+                                     const X *dout, const X *qkvr, const X *att, int B, int T,
+                                     int C, int NH, cudaStream_t s, tg_error *err);
+
+/* ---- classifier.cu: softmax cross-entropy over the real vocab V of Vp padded columns ---- */
+
+/* Per row: lse = logsumexp(logits[0:V)); loss = lse - logits[target] (0 when target == -1). */
+template <typename X>
+tg_status tg_cuda_crossentropy_forward(float *losses, float *lse, const X *logits,
+                                       const int32_t *targets, int N, int V, int Vp,
+                                       cudaStream_t s, tg_error *err);
+/* In place: logits <- dscale * (softmax - onehot) for valid rows, 0 for ignored rows and for
+ * the padded columns [V, Vp). */
+template <typename X>
+tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32_t *targets,
+                                        float dscale, int N, int V, int Vp, cudaStream_t s,
+                                        tg_error *err);
+
+/* ---- adamw.cu ---- */
+
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    float bc1, bc2; /* 1 - beta^t */
+} tg_cuda_adamw_hp;
+
+/* Over the shard [lo, hi) of the flat buffers: params (X, full), grads (fp32, full),
+ * m, v, master (fp32, hi-lo; master NULL when X is float: params are the master).
+ * Decay applies to element i when the tensor holding it has decay=1: tensor k spans
+ * [tstart[k], tstart[k+1]), k < n_tensors; elements >= tstart[n_tensors] never decay. */
+template <typename X>
+tg_status tg_cuda_adamw(X *params, float *master, const float *grads, float *m, float *v,
+                        size_t lo, size_t hi, const unsigned long long *tstart,
+                        const int *tdecay, int n_tensors, const tg_cuda_adamw_hp *hp,
+                        cudaStream_t s, tg_error *err);
+/* dst[i] = (float)src[i] */
+template <typename X>
+tg_status tg_cuda_to_f32(float *dst, const X *src, size_t n, cudaStream_t s, tg_error *err);
+
+/* ---- global_norm.cu ---- */
+
+#define TG_CUDA_NORM_BLOCKS 256
+/* partial[k] (double, TG_CUDA_NORM_BLOCKS) = sum of g[i]^2 over block k's part of [lo, hi);
+ * the host adds them in order (deterministic). */
+tg_status tg_cuda_sqnorm_partials(double *partial, const float *g, size_t lo, size_t hi,
+                                  cudaStream_t s, tg_error *err);
+
+#endif
