@@ -8,8 +8,17 @@
  * cursor + r*B ... and then the cursor advances by world*B. A global step of accumulation A
  * therefore consumes the same A*world*B windows whatever world is, as long as the product is fixed.
  *
- * Validation (shuffle=0) reads a fixed prefix of windows in file order.
- * A background thread reads and decompresses ahead (prefetch > 0). data/ knows nothing of CUDA. */
+ * Shuffled order (data/loader.c, docs/data.md): windows are grouped in blocks of
+ * K = max(1, block_tokens / T) consecutive windows of one shard (block_tokens defaults to 1Mi);
+ * epoch e visits the blocks in a Fisher-Yates permutation seeded by tg_hash64(seed, e) and the
+ * windows inside each block in a permutation seeded by (seed, e, block). Blocks keep reads
+ * sequential (one block = one contiguous, chunk-friendly HDF5 read); the order depends only on
+ * (seed, epoch, T, block_tokens, the shards), never on world or B.
+ *
+ * Validation (shuffle=0) reads windows in file order: a fixed prefix from position 0; the caller
+ * restores state {seed, 0} before each evaluation to read the same subset every time.
+ * A background thread reads and decompresses ahead (prefetch > 0). data/ knows nothing of CUDA.
+ * Every HDF5 call holds tg_h5_lock (data/h5util.h). Errors name the file and the problem. */
 #ifndef TG_LOADER_H
 #define TG_LOADER_H
 
@@ -25,6 +34,7 @@ typedef struct {
     int shuffle;          /* 1 for training, 0 for validation */
     int vocab_size;       /* expected vocab (0 = accept the shards'); mismatch is an error */
     int prefetch;         /* micro-batches to read ahead in a background thread (0 = none) */
+    int block_tokens;     /* shuffle granularity in tokens (0 = 1Mi); part of the order */
 } tg_loader_options;
 
 typedef struct {

@@ -1,2 +1,0 @@
-/* placeholder until the data module lands */
-typedef int tg_data_placeholder;
