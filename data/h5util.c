@@ -25,6 +25,10 @@ static void h5_once_init(void) {
 void tg_h5_lock(void) {
     pthread_once(&g_h5_once, h5_once_init);
     pthread_mutex_lock(&g_h5_mutex);
+    /* Debian's libhdf5 keeps the auto-print switch per thread (it is built thread-safe
+     * underneath), so silence it in whichever thread takes the lock; errors reach the user
+     * through tg_error instead. */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 void tg_h5_unlock(void) { pthread_mutex_unlock(&g_h5_mutex); }

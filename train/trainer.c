@@ -311,7 +311,9 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     TG_TRY(tg_model_init(&tr->model, &mc, &mo, err));
     tr->n_params = tg_model_layout(tr->model)->n_params;
     tr->n_padded = tg_model_n_padded(tr->model);
-    if (mo.device == TG_DEVICE_CUDA && tr->world > 1) {
+    /* On GPUs gradients always go through NCCL, also with one rank, so a single-GPU run
+     * exercises the same path as a multi-node one. */
+    if (mo.device == TG_DEVICE_CUDA) {
         TG_TRY(tg_comm_use_nccl(comm, mo.cuda_device, tg_model_stream(tr->model), err));
         tr->nccl = 1;
     }
@@ -346,6 +348,8 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
         snprintf(path, sizeof path, "%s/checkpoints", cfg->out_dir);
         TG_TRY(mkdir_p(path, err));
         TG_TRY(tg_ckpt_writer_init(&tr->ckpt, path, cfg->ckpt_keep, lg, err));
+        /* Touch the staging buffers now so the first save does not stall on page faults. */
+        TG_TRY(tg_ckpt_writer_reserve(tr->ckpt, &mc, 1, 0, err));
         snprintf(path, sizeof path, "%s/config.ini", cfg->out_dir);
         FILE *f = fopen(path, "w");
         if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/slurm/run.sh TRUTHGPT SRC_DIR TMP_DIR — end-to-end: a real one-node SLURM cluster on
+# localhost (scripts/slurm/local-cluster.sh), the tiny config trained with 2 ranks by
+# scripts/slurm/train.sbatch, `scontrol requeue`d while it runs, then sent USR1 (the time-limit
+# signal) after it restarted; it must resume by itself each time and finish with final
+# parameters bitwise equal to an uninterrupted run (plain mpirun -np 2). About 2.5 minutes,
+# mostly SLURM's requeue delay.
+# Exits 77 (ctest SKIP) without slurmctld or root. Env: TG_SLURM_STEPS, TG_SLURM_EVERY.
+set -euo pipefail
+
+truthgpt=$(readlink -f "$1")
+src=$(readlink -f "$2")
+tmp=$3
+steps=${TG_SLURM_STEPS:-160}
+every=${TG_SLURM_EVERY:-10}
+
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  echo "SKIP: slurmctld/munged not installed (apt-get install slurm-wlm munge)"
+  exit 77
+fi
+if [[ $(id -u) != 0 ]]; then
+  echo "SKIP: needs root to run slurmd"
+  exit 77
+fi
+
+rm -rf "$tmp"
+mkdir -p "$tmp"
+tmp=$(readlink -f "$tmp")
+state=$tmp/slurm-state
+export SLURM_CONF=$state/slurm.conf
+export TG_SLURM_PORT=${TG_SLURM_PORT:-6817}
+
+cleanup() {
+  "$src/scripts/slurm/local-cluster.sh" stop "$state" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$tmp"/job-*.out "$state"/slurmctld.log; do
+    [[ -f $f ]] && { echo "---- tail $f" >&2; tail -n 40 "$f" >&2; }
+  done
+  exit 1
+}
+
+# The same run, twice: keys shared by the reference and the SLURM job.
+keys=(run.out_dir=PLACEHOLDER train.max_steps="$steps" checkpoint.every="$every" checkpoint.keep=2
+      train.log_every=10)
+
+echo "== reference: mpirun -np 2, uninterrupted ($steps steps)"
+ref=$tmp/ref
+keys[0]=run.out_dir=$ref
+t0=$SECONDS
+OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2 --bind-to none \
+  "$truthgpt" train "$src/configs/tiny.ini" "${keys[@]}" train.resume=none >"$tmp/ref.log" 2>&1 ||
+  { tail -n 30 "$tmp/ref.log" >&2; fail "reference run failed"; }
+ref_s=$((SECONDS - t0))
+final=$(printf 'step_%08d.h5' "$steps")
+[[ -f $ref/checkpoints/$final ]] || fail "reference run left no $final"
+echo "   done in ${ref_s}s"
+
+echo "== start the local SLURM cluster"
+"$src/scripts/slurm/local-cluster.sh" start "$state"
+
+echo "== sbatch -n 2 scripts/slurm/train.sbatch, requeue while it runs"
+run=$tmp/run
+keys[0]=run.out_dir=$run
+job=$(cd "$src" && sbatch --parsable -n 2 -o "$tmp/job-%j.out" --export="ALL,TRUTHGPT=$truthgpt" \
+  scripts/slurm/train.sbatch "$src/configs/tiny.ini" "${keys[@]}")
+job=${job%%;*}
+echo "   job $job"
+
+field() { # field NAME: a field of `scontrol show job -o` for the job
+  scontrol show job -o "$job" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1
+}
+
+# Wait (bounded) for the first checkpoint, then requeue.
+deadline=$((SECONDS + 300))
+until compgen -G "$run/checkpoints/step_*.h5" >/dev/null; do
+  ((SECONDS < deadline)) || fail "no checkpoint after 300 s (state $(field JobState))"
+  [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended early"
+  sleep 0.2
+done
+[[ $(field JobState) == RUNNING ]] || fail "job not running at requeue time: $(field JobState)"
+first=$(ls "$run/checkpoints" | grep '^step_' | sort | head -n 1)
+echo "   $first exists; scontrol requeue $job"
+scontrol requeue "$job"
+
+out=$tmp/job-$job.out
+# wait_restart N: wait (bounded) until restart N of the job has resumed and written a checkpoint
+# (a requeued job waits ~30-46 s before it runs again: cred_expire).
+wait_restart() {
+  local deadline=$((SECONDS + 300))
+  until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "checkpoint: wrote"; do
+    ((SECONDS < deadline)) || fail "restart $1 did not resume and save within 300 s (state $(field JobState))"
+    [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before restart $1 saved"
+    sleep 0.5
+  done
+  sed -n "/restart $1:/,\$p" "$out" | grep -q "resumed from" || fail "restart $1 did not resume from a checkpoint"
+}
+wait_restart 1
+# The time-limit path: SLURM's --signal=B:USR1 goes to the batch script, which forwards it; the
+# ranks save and exit 75; the script requeues the job itself.
+echo "   restart 1 running; USR1 to the batch script (as before a time limit)"
+scancel --batch --signal=USR1 "$job"
+wait_restart 2
+grep -q "got SIGUSR1" "$out" || fail "the batch script did not see USR1"
+grep -q "requeueing job" "$out" || fail "the batch script did not requeue on exit 75"
+
+# Wait (bounded) for the job to finish.
+deadline=$((SECONDS + 300))
+while :; do
+  st=$(field JobState)
+  [[ $st =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)$ ]] && break
+  ((SECONDS < deadline)) || fail "job did not finish within 300 s (state $st)"
+  sleep 1
+done
+echo "   job ended: $st, restarts $(field Restarts), exit $(field ExitCode)"
+[[ $st == COMPLETED ]] || fail "job state $st"
+[[ -f $run/checkpoints/$final ]] || fail "the SLURM run left no $final"
+
+echo "== compare final parameters and optimizer state"
+"$truthgpt" ckpt diff "$ref/checkpoints/$final" "$run/checkpoints/$final" ||
+  fail "final parameters differ from the uninterrupted run"
+# Every tensor dataset (params, AdamW m and v) bitwise equal: same crc32c per dataset.
+crcs() { "$truthgpt" ckpt info "$1" --no-config | sed -n 's|^  \(/[a-z_]*/[^ ]*\) .*crc32c \([0-9a-f]*\).*|\1 \2|p' | grep -v '^/config_ini'; }
+crcs "$ref/checkpoints/$final" >"$tmp/ref.crc"
+crcs "$run/checkpoints/$final" >"$tmp/run.crc"
+[[ -s $tmp/ref.crc ]] || fail "no datasets listed by ckpt info"
+diff "$tmp/ref.crc" "$tmp/run.crc" >/dev/null || fail "dataset checksums differ: $(diff "$tmp/ref.crc" "$tmp/run.crc" | head)"
+echo "PASS: twice interrupted SLURM run equals the uninterrupted run ($(wc -l <"$tmp/ref.crc") datasets)"

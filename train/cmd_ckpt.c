@@ -1,0 +1,272 @@
+/* train/cmd_ckpt.c — `truthgpt ckpt info|latest` and `truthgpt sample`. */
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/timer.h"
+#include "data/tokenizer.h"
+#include "model/model.h"
+#include "train/ckpt.h"
+#include "train/cmds.h"
+
+static void ckpt_usage(void) {
+    fprintf(stderr,
+            "usage: truthgpt ckpt info FILE [--no-config] [--checksums]\n"
+            "           print what a checkpoint holds (step, config, tensors, sizes) and verify\n"
+            "           every dataset's checksum; exit 1 if any is bad\n"
+            "       truthgpt ckpt latest DIR\n"
+            "           print the newest checkpoint in DIR that verifies (what train.resume=auto\n"
+            "           would pick); exit 1 if there is none\n"
+            "       truthgpt ckpt diff A.h5 B.h5 [--tol X]\n"
+            "           compare the parameters of two checkpoints\n");
+}
+
+int tg_cmd_ckpt(int argc, char **argv) {
+    tg_error err = {0};
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        ckpt_usage();
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "diff") == 0) return tg_cmd_ckpt_diff(argc - 1, argv + 1);
+    if (argc < 3) {
+        ckpt_usage();
+        return 2;
+    }
+    const char *sub = argv[1], *file = argv[2];
+    if (strcmp(sub, "info") == 0) {
+        int show_config = 1;
+        for (int i = 3; i < argc; i++) {
+            if (strcmp(argv[i], "--no-config") == 0) {
+                show_config = 0;
+            } else if (strcmp(argv[i], "--checksums") == 0) {
+                /* accepted for scripts: the per-dataset crc32c lines are always printed */
+            } else {
+                fprintf(stderr, "truthgpt ckpt info: unknown option %s\n", argv[i]);
+                ckpt_usage();
+                return 2;
+            }
+        }
+        int n_bad = 0;
+        if (tg_ckpt_describe(file, stdout, show_config, &n_bad, &err) != TG_OK) {
+            fflush(stdout);
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        return n_bad ? 1 : 0;
+    }
+    if (strcmp(sub, "latest") == 0 && argc == 3) {
+        tg_log lg = {0, 1, 1};
+        char path[4096];
+        int found = 0;
+        if (tg_ckpt_find_latest(file, &lg, path, sizeof path, &found, &err) != TG_OK) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        if (!found) {
+            fprintf(stderr, "no valid checkpoint in %s\n", file);
+            return 1;
+        }
+        printf("%s\n", path);
+        return 0;
+    }
+    ckpt_usage();
+    return 2;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void sample_usage(void) {
+    fprintf(stderr,
+            "usage: truthgpt sample FILE --prompt TEXT --tokens N [--temperature T] [--top-k K]\n"
+            "                       [--seed S] [--tokenizer FILE] [--device cpu|cuda]\n"
+            "  Generates N tokens after TEXT with the checkpoint's weights. temperature 0 is greedy\n"
+            "  (default 1.0); top-k 0 keeps the whole vocabulary (default 40); seed default 1337.\n"
+            "  The tokenizer defaults to the file recorded in the checkpoint.\n");
+}
+
+/* Picks the next token from logits[0..V): greedy for temperature <= 0, else softmax of
+ * logits/temperature restricted to the top_k largest (top_k <= 0: all). probs: V scratch. */
+static int sample_pick(const float *logits, int V, float temperature, int top_k, float *probs,
+                       tg_rng *rng) {
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best]) best = i;
+    if (temperature <= 0.0f) return best;
+    /* k-th largest logit as a threshold (ties at the threshold are all kept: harmless) */
+    float thresh = -FLT_MAX;
+    if (top_k > 0 && top_k < V) {
+        for (int i = 0; i < V; i++) probs[i] = logits[i];
+        /* partial selection: k passes are fine for the k of interest (tens) */
+        for (int k = 0; k < top_k; k++) {
+            int m = k;
+            for (int i = k + 1; i < V; i++)
+                if (probs[i] > probs[m]) m = i;
+            float t = probs[k];
+            probs[k] = probs[m];
+            probs[m] = t;
+        }
+        thresh = probs[top_k - 1];
+    }
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) {
+        float p = logits[i] >= thresh ? expf((logits[i] - logits[best]) / temperature) : 0.0f;
+        probs[i] = p;
+        sum += p;
+    }
+    double u = (double)tg_rng_f32(rng) * sum, acc = 0.0;
+    for (int i = 0; i < V; i++) {
+        acc += probs[i];
+        if (probs[i] > 0.0f && u < acc) return i;
+    }
+    return best;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+int tg_cmd_sample(int argc, char **argv) {
+    tg_status st = TG_OK;
+    tg_error err = {0};
+    tg_log lg = {0, 1, 1};
+    const char *file = NULL, *prompt = NULL, *tok_path = NULL, *device = "cpu";
+    long n_tokens = -1, top_k = 40, seed = 1337;
+    float temperature = 1.0f;
+    tg_ckpt_state ck = {0};
+    tg_tokenizer *tok = NULL;
+    tg_model *m = NULL;
+    tg_tokens ids = {0};
+    int32_t *inputs = NULL;
+    float *logits = NULL, *probs = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_val = i + 1 < argc;
+        long v;
+        if (strcmp(a, "--prompt") == 0 && has_val) {
+            prompt = argv[++i];
+        } else if (strcmp(a, "--tokens") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
+            n_tokens = v;
+            i++;
+        } else if (strcmp(a, "--top-k") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
+            top_k = v;
+            i++;
+        } else if (strcmp(a, "--seed") == 0 && has_val && parse_int(argv[i + 1], 0, LONG_MAX, &v)) {
+            seed = v;
+            i++;
+        } else if (strcmp(a, "--temperature") == 0 && has_val) {
+            char *end;
+            temperature = strtof(argv[++i], &end);
+            if (*end || !(temperature >= 0.0f) || !isfinite(temperature)) {
+                fprintf(stderr, "truthgpt sample: bad --temperature %s\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
+            tok_path = argv[++i];
+        } else if (strcmp(a, "--device") == 0 && has_val) {
+            device = argv[++i];
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            sample_usage();
+            return 0;
+        } else if (a[0] != '-' && !file) {
+            file = a;
+        } else {
+            fprintf(stderr, "truthgpt sample: bad argument %s\n", a);
+            sample_usage();
+            return 2;
+        }
+    }
+    if (!file || !prompt || n_tokens < 0 ||
+        (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)) {
+        sample_usage();
+        return 2;
+    }
+
+    TG_TRY(tg_ckpt_load(file, &ck, &err));
+    const tg_gpt2_config *cfg = &ck.model_cfg;
+    if (!tok_path) tok_path = ck.tokenizer_path;
+    if (!tok_path || !tok_path[0])
+        TG_FAIL(&err, TG_ERR_ARG, "%s records no tokenizer file; pass --tokenizer FILE", file);
+    TG_TRY(tg_tokenizer_load(&tok, tok_path, &err));
+    if (ck.tokenizer_hash && ck.tokenizer_hash[0] &&
+        strcmp(ck.tokenizer_hash, tg_tokenizer_hash(tok)) != 0)
+        tg_log_warn(&lg, "tokenizer %s (hash %.12s...) is not the one the model was trained with "
+                         "(hash %.12s...)", tok_path, tg_tokenizer_hash(tok), ck.tokenizer_hash);
+    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    if (tg_tokenizer_vocab_size(tok) > V)
+        TG_FAIL(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
+                tg_tokenizer_vocab_size(tok), V);
+
+    /* Only ids the tokenizer can decode are candidates (a model may have spare vocab rows). */
+    int V_tok = tg_tokenizer_vocab_size(tok);
+    TG_TRY(tg_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &err));
+    if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));
+    /* The context a forward sees is at most T tokens; a shorter model T saves time. */
+    size_t want = ids.n + (size_t)n_tokens;
+    int T = want < (size_t)cfg->max_seq_len ? (int)want : cfg->max_seq_len;
+    tg_model_options opt = {0};
+    opt.device = strcmp(device, "cuda") == 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
+    opt.B = 1;
+    opt.T = T;
+    opt.pad_multiple = 1;
+    TG_TRY(tg_model_init(&m, cfg, &opt, &err));
+    /* the canonical fp32 values are the master weights where there are any */
+    TG_TRY(tg_model_params_set(m, ck.master ? ck.master : ck.params, &err));
+
+    inputs = calloc((size_t)T, sizeof *inputs);
+    logits = malloc((size_t)T * (size_t)Vp * sizeof *logits);
+    probs = malloc((size_t)V * sizeof *probs);
+    TG_CHECK_ALLOC(&err, inputs);
+    TG_CHECK_ALLOC(&err, logits);
+    TG_CHECK_ALLOC(&err, probs);
+    tg_rng rng;
+    tg_rng_init(&rng, (uint64_t)seed);
+    tg_log_info(&lg, "sample: step %" PRId64 " checkpoint, %zu prompt tokens, T=%d, %s",
+                ck.step, ids.n, T, device);
+    fputs(prompt, stdout);
+    fflush(stdout);
+    double t0 = tg_now_ms();
+    for (long k = 0; k < n_tokens; k++) {
+        /* the last min(n, T) tokens; positions after them are padding a causal model ignores */
+        size_t n_ctx = ids.n < (size_t)T ? ids.n : (size_t)T;
+        const uint32_t *ctx = ids.ids + (ids.n - n_ctx);
+        for (int t = 0; t < T; t++) inputs[t] = t < (int)n_ctx ? (int32_t)ctx[t] : 0;
+        TG_TRY(tg_model_forward(m, inputs, NULL, 1, &err));
+        TG_TRY(tg_model_logits_get(m, logits, &err));
+        const float *row = logits + (n_ctx - 1) * (size_t)Vp;
+        int next = sample_pick(row, V_tok, temperature, (int)top_k, probs, &rng);
+        TG_TRY(tg_tokens_push(&ids, (uint32_t)next, &err));
+        size_t len = 0;
+        const uint8_t *piece = tg_tokenizer_piece(tok, (uint32_t)next, &len);
+        if (piece) fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+    }
+    fputc('\n', stdout);
+    double dt = (tg_now_ms() - t0) * 1e-3;
+    tg_log_info(&lg, "sample: %ld tokens in %.2f s (%.1f tok/s)", n_tokens, dt,
+                dt > 0 ? (double)n_tokens / dt : 0.0);
+cleanup:
+    if (st != TG_OK) {
+        fflush(stdout);
+        fprintf(stderr, "error: %s\n", err.msg);
+    }
+    free(inputs);
+    free(logits);
+    free(probs);
+    tg_tokens_free(&ids);
+    tg_model_free(m);
+    tg_tokenizer_free(tok);
+    tg_ckpt_state_free(&ck);
+    return st == TG_OK ? 0 : 1;
+}
