@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "train/ckpt.h"
 #include "train/cmds.h"
+#include "train/sample.h"
 
 static void ckpt_usage(void) {
     fprintf(stderr,
@@ -91,41 +92,12 @@ static void sample_usage(void) {
             "  The tokenizer defaults to the file recorded in the checkpoint.\n");
 }
 
-/* Picks the next token from logits[0..V): greedy for temperature <= 0, else softmax of
- * logits/temperature restricted to the top_k largest (top_k <= 0: all). probs: V scratch. */
-static int sample_pick(const float *logits, int V, float temperature, int top_k, float *probs,
-                       tg_rng *rng) {
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (logits[i] > logits[best]) best = i;
-    if (temperature <= 0.0f) return best;
-    /* k-th largest logit as a threshold (ties at the threshold are all kept: harmless) */
-    float thresh = -FLT_MAX;
-    if (top_k > 0 && top_k < V) {
-        for (int i = 0; i < V; i++) probs[i] = logits[i];
-        /* partial selection: k passes are fine for the k of interest (tens) */
-        for (int k = 0; k < top_k; k++) {
-            int m = k;
-            for (int i = k + 1; i < V; i++)
-                if (probs[i] > probs[m]) m = i;
-            float t = probs[k];
-            probs[k] = probs[m];
-            probs[m] = t;
-        }
-        thresh = probs[top_k - 1];
-    }
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) {
-        float p = logits[i] >= thresh ? expf((logits[i] - logits[best]) / temperature) : 0.0f;
-        probs[i] = p;
-        sum += p;
-    }
-    double u = (double)tg_rng_f32(rng) * sum, acc = 0.0;
-    for (int i = 0; i < V; i++) {
-        acc += probs[i];
-        if (probs[i] > 0.0f && u < acc) return i;
-    }
-    return best;
+/* Prints each sampled token's bytes as it comes. */
+static void emit_piece(void *ctx, uint32_t id) {
+    size_t len = 0;
+    const uint8_t *piece = tg_tokenizer_piece(ctx, id, &len);
+    if (piece) fwrite(piece, 1, len, stdout);
+    fflush(stdout);
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
@@ -148,8 +120,6 @@ int tg_cmd_sample(int argc, char **argv) {
     tg_tokenizer *tok = NULL;
     tg_model *m = NULL;
     tg_tokens ids = {0};
-    int32_t *inputs = NULL;
-    float *logits = NULL, *probs = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -203,12 +173,11 @@ int tg_cmd_sample(int argc, char **argv) {
         strcmp(ck.tokenizer_hash, tg_tokenizer_hash(tok)) != 0)
         tg_log_warn(&lg, "tokenizer %s (hash %.12s...) is not the one the model was trained with "
                          "(hash %.12s...)", tok_path, tg_tokenizer_hash(tok), ck.tokenizer_hash);
-    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
+    int V = cfg->vocab_size;
     if (tg_tokenizer_vocab_size(tok) > V)
         TG_FAIL(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
                 tg_tokenizer_vocab_size(tok), V);
 
-    /* Only ids the tokenizer can decode are candidates (a model may have spare vocab rows). */
     int V_tok = tg_tokenizer_vocab_size(tok);
     TG_TRY(tg_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &err));
     if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));
@@ -224,12 +193,6 @@ int tg_cmd_sample(int argc, char **argv) {
     /* the canonical fp32 values are the master weights where there are any */
     TG_TRY(tg_model_params_set(m, ck.master ? ck.master : ck.params, &err));
 
-    inputs = calloc((size_t)T, sizeof *inputs);
-    logits = malloc((size_t)T * (size_t)Vp * sizeof *logits);
-    probs = malloc((size_t)V * sizeof *probs);
-    TG_CHECK_ALLOC(&err, inputs);
-    TG_CHECK_ALLOC(&err, logits);
-    TG_CHECK_ALLOC(&err, probs);
     tg_rng rng;
     tg_rng_init(&rng, (uint64_t)seed);
     tg_log_info(&lg, "sample: step %" PRId64 " checkpoint, %zu prompt tokens, T=%d, %s",
@@ -237,21 +200,10 @@ int tg_cmd_sample(int argc, char **argv) {
     fputs(prompt, stdout);
     fflush(stdout);
     double t0 = tg_now_ms();
-    for (long k = 0; k < n_tokens; k++) {
-        /* the last min(n, T) tokens; positions after them are padding a causal model ignores */
-        size_t n_ctx = ids.n < (size_t)T ? ids.n : (size_t)T;
-        const uint32_t *ctx = ids.ids + (ids.n - n_ctx);
-        for (int t = 0; t < T; t++) inputs[t] = t < (int)n_ctx ? (int32_t)ctx[t] : 0;
-        TG_TRY(tg_model_forward(m, inputs, NULL, 1, &err));
-        TG_TRY(tg_model_logits_get(m, logits, &err));
-        const float *row = logits + (n_ctx - 1) * (size_t)Vp;
-        int next = sample_pick(row, V_tok, temperature, (int)top_k, probs, &rng);
-        TG_TRY(tg_tokens_push(&ids, (uint32_t)next, &err));
-        size_t len = 0;
-        const uint8_t *piece = tg_tokenizer_piece(tok, (uint32_t)next, &len);
-        if (piece) fwrite(piece, 1, len, stdout);
-        fflush(stdout);
-    }
+    /* Only ids the tokenizer can decode are candidates (a model may have spare vocab rows). */
+    tg_sample_options so = {.n_tokens = (int)n_tokens, .temperature = temperature, .top_k = (int)top_k,
+                            .vocab_limit = V_tok};
+    TG_TRY(tg_sample_generate(m, &ids, &so, &rng, emit_piece, tok, &err));
     fputc('\n', stdout);
     double dt = (tg_now_ms() - t0) * 1e-3;
     tg_log_info(&lg, "sample: %ld tokens in %.2f s (%.1f tok/s)", n_tokens, dt,
@@ -261,9 +213,6 @@ cleanup:
         fflush(stdout);
         fprintf(stderr, "error: %s\n", err.msg);
     }
-    free(inputs);
-    free(logits);
-    free(probs);
     tg_tokens_free(&ids);
     tg_model_free(m);
     tg_tokenizer_free(tok);

@@ -12,8 +12,10 @@
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/loader.h"
+#include "data/tokenizer.h"
 #include "model/model.h"
 #include "train/ckpt.h"
+#include "train/sample.h"
 #include "train/schedule.h"
 #include "train/synthetic.h"
 
@@ -89,6 +91,7 @@ typedef struct {
     int has_val;
     int32_t *inputs, *targets; /* (B, T) host */
     tg_ckpt_writer *ckpt;
+    tg_tokenizer *tok;         /* rank 0, for train.sample_every */
     FILE *metrics;
     tg_rng rng;                /* sampling; part of the checkpoint */
     int64_t step;              /* optimizer steps done */
@@ -250,6 +253,24 @@ cleanup:
     return st;
 }
 
+/* Rank 0: a sample from an end-of-text prompt, printed as one log line. */
+static tg_status print_sample(trainer *tr, int step, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_tokens ids = {0};
+    uint8_t *text = NULL;
+    size_t len = 0;
+    TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tr->tok), err));
+    tg_sample_options so = {.n_tokens = tr->cfg->sample_tokens, .temperature = 1.0f, .top_k = 40,
+                            .vocab_limit = tg_tokenizer_vocab_size(tr->tok)};
+    TG_TRY(tg_sample_generate(tr->model, &ids, &so, &tr->rng, NULL, NULL, err));
+    TG_TRY(tg_tokenizer_decode(tr->tok, ids.ids + 1, ids.n - 1, &text, &len, err));
+    tg_log_info(tr->lg, "step %5d sample: %.*s", step, (int)len, (const char *)text);
+cleanup:
+    free(text);
+    tg_tokens_free(&ids);
+    return st;
+}
+
 static void format_eta(double seconds, char *buf, size_t cap) {
     if (!(seconds >= 0) || seconds > 1e8) {
         snprintf(buf, cap, "?");
@@ -356,6 +377,14 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
         tg_config_write(cfg, f);
         fclose(f);
     }
+    if (cfg->sample_every > 0 && tr->is_root) {
+        if (!cfg->tokenizer[0])
+            TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
+        TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
+        if (tg_tokenizer_vocab_size(tr->tok) > mc.vocab_size)
+            TG_FAIL(err, TG_ERR_DATA, "data.tokenizer %s has %d tokens but the model only %d", cfg->tokenizer,
+                    tg_tokenizer_vocab_size(tr->tok), mc.vocab_size);
+    }
     TG_TRY(tg_comm_barrier(comm, err)); /* out_dir exists before anyone looks for checkpoints */
     TG_TRY(maybe_resume(tr, err));
     if (tr->is_root) {
@@ -394,6 +423,7 @@ static void teardown(trainer *tr) {
         tg_ckpt_writer_free(tr->ckpt);
     }
     if (tr->metrics) fclose(tr->metrics);
+    tg_tokenizer_free(tr->tok);
     source_close(&tr->train);
     source_close(&tr->val);
     tg_model_free(tr->model);
@@ -506,6 +536,7 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
                 fflush(tr.metrics);
             }
         }
+        if (tr.tok && step % cfg->sample_every == 0) TG_TRY(print_sample(&tr, step, err));
         /* Stop requests are agreed on by all ranks so that everyone saves the same step. */
         double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
         if (tr.world > 1) TG_TRY(tg_comm_allreduce_host(comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));

@@ -2,7 +2,7 @@
 source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 
-check "--help exits 0" "$TG" --help
+check "--help exits 0" bash -c "'$TG' --help >/dev/null"
 check "--version prints the version" bash -c "'$TG' --version | grep -q '^truthgpt [0-9]'"
 check "train --help lists keys" bash -c "'$TG' train --help | grep -q 'train.total_batch_tokens'"
 set +e
@@ -39,5 +39,13 @@ check "cross-key check (n_embd % n_head)" bash -c "[ $rc -ne 0 ] && grep -q 'mul
 check "total_batch_tokens must divide" bash -c "[ $rc -ne 0 ] && grep -q 'must be a multiple of micro_batch' '$TMP/o'"
 "$TG" train /nonexistent.ini >"$TMP/o" 2>&1; rc=$?
 check "missing config file is named" bash -c "[ $rc -ne 0 ] && grep -q '/nonexistent.ini: cannot open config' '$TMP/o'"
+# train.sample_every: needs a tokenizer; with one it prints decoded samples.
+"$TG" train configs/tiny.ini train.sample_every=5 train.max_steps=5 run.out_dir="$TMP/s0" >"$TMP/o" 2>&1; rc=$?
+check "sample_every without a tokenizer fails clearly" bash -c "[ $rc -ne 0 ] && grep -q 'sample_every needs data.tokenizer' '$TMP/o'"
+printf 'the cat sat on the mat. the dog sat on the log.\n' >"$TMP/corpus.txt"
+"$TG" tokenizer train --vocab-size 300 --out "$TMP/tok.tiktoken" "$TMP/corpus.txt" >/dev/null 2>&1
+"$TG" train configs/tiny.ini data.tokenizer="$TMP/tok.tiktoken" train.sample_every=5 train.sample_tokens=8 \
+    train.max_steps=10 train.eval_every=0 run.out_dir="$TMP/s1" >"$TMP/o" 2>&1; rc=$?
+check "sample_every prints samples at steps 5 and 10" bash -c "[ $rc -eq 0 ] && [ \$(grep -c 'sample: ' '$TMP/o') -eq 2 ]"
 set -e
 finish
