@@ -225,9 +225,6 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
     if (c->min_lr > c->lr)
         return tg_error_set(err, TG_ERR_CONFIG, "train.min_lr (%g) must not exceed train.lr (%g)", c->min_lr,
                             c->lr);
-    if (c->warmup_steps > c->max_steps)
-        return tg_error_set(err, TG_ERR_CONFIG, "train.warmup_steps (%d) exceeds train.max_steps (%d)",
-                            c->warmup_steps, c->max_steps);
     if (!c->out_dir[0]) return tg_error_set(err, TG_ERR_CONFIG, "run.out_dir must not be empty");
     if (!c->train[0]) return tg_error_set(err, TG_ERR_CONFIG, "data.train must not be empty");
     return TG_OK;

@@ -36,13 +36,13 @@ int main(void) {
     /* A file: values, line numbers in errors. */
     const char *path = "test_config_tmp.ini";
     FILE *f = fopen(path, "w");
-    fprintf(f, "# comment\n[model]\nn_layer = 3\n\n[train]\nmax_steps = 7\nwarmup_steps = 9\n");
+    fprintf(f, "# comment\n[model]\nn_layer = 3\n\n[train]\nmax_steps = 7\nlr = 1e-4\nmin_lr = 1e-3\n");
     fclose(f);
     tg_config_defaults(&c);
     CHECK_OK(tg_config_load_file(&c, path, &err), &err);
     CHECK(c.n_layer == 3 && c.max_steps == 7);
     CHECK(tg_config_validate(&c, &err) == TG_ERR_CONFIG);
-    CHECKF(strstr(err.msg, "warmup_steps"), "%s", err.msg);
+    CHECKF(strstr(err.msg, "train.min_lr"), "%s", err.msg);
     f = fopen(path, "w");
     fprintf(f, "[model]\nn_layer = 3\n[optim]\nlr = 1\n");
     fclose(f);
