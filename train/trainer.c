@@ -168,6 +168,9 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
     TG_TRY(tg_model_params_get(tr->model, tr->host_params, err));
     TG_TRY(tg_model_opt_get(tr->model, tr->host_m + tr->shard_lo, tr->host_v + tr->shard_lo, err));
     if (tr->cfg->zero_stage == 1) {
+        /* params_get is exact (the fp32 masters) only on this rank's shard when the working copy
+         * is bf16: gather every rank's shard so the file holds exact fp32 values everywhere. */
+        TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_params, shard, TG_COMM_F32, err));
         TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_m, shard, TG_COMM_F32, err));
         TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_v, shard, TG_COMM_F32, err));
     }
@@ -358,10 +361,11 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     TG_CHECK_ALLOC(err, tr->inputs);
     TG_CHECK_ALLOC(err, tr->targets);
 
-    /* Every rank initialises identically from the seed: no broadcast needed. */
+    /* Every rank initialises identically from the seed: no broadcast needed. The optimizer
+     * shard comes first so that params_set also fills the fp32 master weights exactly (bf16). */
+    TG_TRY(tg_model_opt_init(tr->model, tr->shard_lo, tr->shard_hi, err));
     tg_gpt2_params_init(tg_model_layout(tr->model), tr->host_params, cfg->seed);
     TG_TRY(tg_model_params_set(tr->model, tr->host_params, err));
-    TG_TRY(tg_model_opt_init(tr->model, tr->shard_lo, tr->shard_hi, err));
 
     if (tr->is_root) {
         char path[TG_PATH_MAX + 32];
