@@ -205,6 +205,7 @@ int tg_cmd_sample(int argc, char **argv) {
                             .vocab_limit = V_tok};
     TG_TRY(tg_sample_generate(m, &ids, &so, &rng, emit_piece, tok, &err));
     fputc('\n', stdout);
+    fflush(stdout); /* before the stderr summary line */
     double dt = (tg_now_ms() - t0) * 1e-3;
     tg_log_info(&lg, "sample: %ld tokens in %.2f s (%.1f tok/s)", n_tokens, dt,
                 dt > 0 ? (double)n_tokens / dt : 0.0);
