@@ -27,7 +27,7 @@ static void on_signal(int sig) {
 
 static void train_usage(FILE *f) {
     fprintf(f,
-            "usage: truthgpt train [CONFIG.ini] [section.key=value ...]\n"
+            "usage: truthgpt train CONFIG.ini [section.key=value ...]\n"
             "\n"
             "Trains a GPT-2 model. Launch with mpirun -np N or srun for data parallelism (one rank per GPU,\n"
             "or CPU ranks sharing the cores). Keys given on the command line override the file.\n"
@@ -70,8 +70,13 @@ int tg_cmd_train(int argc, char **argv) {
             cfg_path = argv[i];
         }
     }
+    if (!cfg_path) {
+        fprintf(stderr, "truthgpt train: no config file (try configs/tiny.ini)\n\n");
+        train_usage(stderr);
+        return 2;
+    }
     /* The file first, then the overrides in order, then cross-key checks — before any work. */
-    if (cfg_path && tg_config_load_file(&cfg, cfg_path, &err) != TG_OK) goto config_error;
+    if (tg_config_load_file(&cfg, cfg_path, &err) != TG_OK) goto config_error;
     for (int i = 1; i < argc; i++)
         if (strchr(argv[i], '=') && tg_config_set_override(&cfg, argv[i], &err) != TG_OK) goto config_error;
     if (tg_config_validate(&cfg, &err) != TG_OK) goto config_error;
@@ -82,8 +87,7 @@ int tg_cmd_train(int argc, char **argv) {
     }
     tg_log lg = {.rank = tg_comm_rank(comm), .world = tg_comm_world(comm), .level = tg_comm_rank(comm) == 0};
     if (lg.rank == 0) {
-        fprintf(stderr, "truthgpt %s: effective config%s%s\n", "train", cfg_path ? " from " : "",
-                cfg_path ? cfg_path : "");
+        fprintf(stderr, "truthgpt train: effective config (%s + command line)\n", cfg_path);
         tg_config_write(&cfg, stderr);
         fputc('\n', stderr);
     }

@@ -6,6 +6,8 @@ check "--help exits 0" bash -c "'$TG' --help >/dev/null"
 check "--version prints the version" bash -c "'$TG' --version | grep -q '^truthgpt [0-9]'"
 check "train --help lists keys" bash -c "'$TG' train --help | grep -q 'train.total_batch_tokens'"
 set +e
+"$TG" train >"$TMP/o" 2>&1; rc=$?
+check "train without a config exits 2 with usage" bash -c "[ $rc -eq 2 ] && grep -q 'no config file' '$TMP/o'"
 "$TG" no-such-command >"$TMP/o" 2>&1; rc=$?
 check "unknown command exits 2" [ $rc -eq 2 ]
 check "unknown command prints usage" grep -q "usage: truthgpt" "$TMP/o"
