@@ -381,10 +381,16 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
         tg_config_write(cfg, f);
         fclose(f);
     }
-    if (cfg->sample_every > 0 && tr->is_root) {
-        if (!cfg->tokenizer[0])
-            TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
+    if (cfg->sample_every > 0 && !cfg->tokenizer[0])
+        TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
+    if (cfg->tokenizer[0] && tr->is_root) {
         TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
+        const char *shard_hash = tr->train.loader ? tg_loader_tokenizer_hash(tr->train.loader) : "";
+        if (shard_hash[0] && strcmp(shard_hash, tg_tokenizer_hash(tr->tok)) != 0)
+            TG_FAIL(err, TG_ERR_DATA,
+                    "data.tokenizer %s (sha256 %.16s...) is not the tokenizer the shards of data.train were made "
+                    "with (sha256 %.16s...)",
+                    cfg->tokenizer, tg_tokenizer_hash(tr->tok), shard_hash);
         if (tg_tokenizer_vocab_size(tr->tok) > mc.vocab_size)
             TG_FAIL(err, TG_ERR_DATA, "data.tokenizer %s has %d tokens but the model only %d", cfg->tokenizer,
                     tg_tokenizer_vocab_size(tr->tok), mc.vocab_size);

@@ -17,4 +17,13 @@ check "prepare reports the unigram entropy" test -n "$unigram"
 val=$(json_field run/metrics.jsonl 150 val_loss)
 echo "fortunes: unigram entropy $unigram nats/token, val loss after 150 steps $val"
 check "val loss is well below the unigram baseline (by > 0.5 nats)" python3 -c "import sys; sys.exit(not $val < $unigram - 0.5)"
+# The config's tokenizer must be the one the shards were made with.
+"$TG" tokenizer train --vocab-size 512 --split-on-percent --out tok512.tiktoken "${inputs[@]}" >/dev/null 2>&1
+set +e
+"$TG" train "$SRC/configs/tiny.ini" data.train='data/train_*.h5' data.val= data.tokenizer=tok512.tiktoken train.max_steps=1 \
+    run.out_dir=run2 >mismatch.log 2>&1
+rc=$?
+set -e
+check "a tokenizer that did not make the shards is refused" \
+    bash -c "[ $rc -ne 0 ] && grep -q 'is not the tokenizer the shards of data.train were made with' mismatch.log"
 finish
