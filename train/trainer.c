@@ -115,6 +115,33 @@ static tg_status mkdir_p(const char *path, tg_error *err) {
     return TG_OK;
 }
 
+/* On resume, drop the records of steps after the checkpoint (the interrupted run may have logged
+ * a few): the file then reads as one uninterrupted run. */
+static tg_status metrics_truncate(const char *path, int64_t last_step, tg_error *err) {
+    tg_status st = TG_OK;
+    char tmp[TG_PATH_MAX + 64], line[4096];
+    FILE *in = fopen(path, "r"), *out = NULL;
+    if (!in) return TG_OK; /* no metrics yet */
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    out = fopen(tmp, "w");
+    if (!out) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    while (fgets(line, sizeof line, in)) {
+        long long step;
+        if (sscanf(line, "{\"step\":%lld", &step) == 1 && step > last_step) continue;
+        fputs(line, out);
+    }
+    if (fclose(out) != 0) {
+        out = NULL;
+        TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    out = NULL;
+    if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "cannot replace %s: %s", path, strerror(errno));
+cleanup:
+    if (out) fclose(out);
+    fclose(in);
+    return st;
+}
+
 static tg_device_kind pick_device(const tg_config *cfg) {
     if (strcmp(cfg->device, "cpu") == 0) return TG_DEVICE_CPU;
     if (strcmp(cfg->device, "cuda") == 0) return TG_DEVICE_CUDA;
@@ -400,6 +427,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     if (tr->is_root) {
         char path[TG_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
+        if (tr->step > 0) TG_TRY(metrics_truncate(path, tr->step, err));
         tr->metrics = fopen(path, tr->step > 0 ? "a" : "w");
         if (!tr->metrics) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     }

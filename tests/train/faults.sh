@@ -28,6 +28,16 @@ step=$(ls "$TMP/sig/checkpoints/" | grep -o 'step_[0-9]*' | tail -1 | sed 's/ste
 "$TG" train "${ARGS[@]}" train.max_steps=$((step + 2)) run.out_dir="$TMP/sig" train.resume=auto >"$TMP/sig2.log" 2>&1
 check "resume after SIGUSR1 continues from step $step" grep -q "at step $step " "$TMP/sig2.log"
 
+# A run that dies after logging steps past its last checkpoint: the resumed metrics read as one run.
+TRUTHGPT_FAULT_STEP=7 "$TG" train "${ARGS[@]}" train.max_steps=10 checkpoint.every=4 run.out_dir="$TMP/dup" >/dev/null 2>&1
+"$TG" train "${ARGS[@]}" train.max_steps=10 checkpoint.every=4 run.out_dir="$TMP/dup" train.resume=auto >"$TMP/dup.log" 2>&1
+check "metrics.jsonl has each step once after a resume from an older checkpoint" python3 -c '
+import json, sys
+steps = [r["step"] for r in map(json.loads, open(sys.argv[1])) if "loss" in r]
+print("  steps:", steps)
+sys.exit(steps != list(range(1, 11)))
+' "$TMP/dup/metrics.jsonl"
+
 # SIGTERM through mpirun with 2 ranks: both save the same step and the job exits 75.
 "${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sigmpi" >"$TMP/sigmpi.log" 2>&1 &
 pid=$!
