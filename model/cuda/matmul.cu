@@ -233,14 +233,20 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
     int no_algo = 0;
     cublasLtEpilogue_t lt_epi = CUBLASLT_EPILOGUE_DEFAULT;
     void *plain_out = D; /* where the unfused path's matmul writes */
+    int fusable = 0;
     if (epi != TG_EPI_NONE && (batch != 1 || d != ab))
         TG_FAIL(err, TG_ERR_INTERNAL, "cuda matmul: epilogue %d needs batch 1 and D of the input type", (int)epi);
     if (epi == TG_EPI_BIAS) lt_epi = CUBLASLT_EPILOGUE_BIAS;
     if (epi == TG_EPI_GELU_BIAS) lt_epi = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     if (epi == TG_EPI_DGELU) lt_epi = CUBLASLT_EPILOGUE_DGELU;
     if (epi == TG_EPI_GELU_BIAS) plain_out = aux;
+    /* The bias and aux vectors are outside the alignment preferences the heuristic sees, and
+     * cuBLASLt (like llm.c, which insists on it) needs them 16-byte aligned and the aux ld a
+     * multiple of 8: a bias at an odd offset of the flat buffer (C % 8 != 0) takes the
+     * unfused path instead of faulting. */
+    fusable = (uintptr_t)bias % 16 == 0 && (uintptr_t)aux % 16 == 0 && (aux == NULL || N % 8 == 0);
 
-    if (epi == TG_EPI_NONE || bl->fuse) {
+    if (epi == TG_EPI_NONE || (bl->fuse && fusable)) {
         TG_TRY(lt_matmul(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch,
                          strideA, strideB, strideD, lt_epi, bias, aux, &no_algo, err));
         if (!no_algo) goto cleanup;
