@@ -259,15 +259,20 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
                 "T=%d V=%d)",
                 path, cs.model_cfg.n_layer, cs.model_cfg.n_head, cs.model_cfg.n_embd, cs.model_cfg.max_seq_len,
                 cs.model_cfg.vocab_size, mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size);
+    if (tr->train.loader && cs.tokenizer_hash && cs.tokenizer_hash[0] &&
+        strcmp(cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader)) != 0)
+        TG_FAIL(err, TG_ERR_DATA,
+                "%s: the checkpoint was trained on data from tokenizer sha256 %.16s..., but data.train's shards "
+                "come from %.16s...",
+                path, cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader));
     TG_TRY(tg_model_params_set(tr->model, cs.params, err));
     if (cs.adam_m && cs.adam_v) {
         /* Gathered moments: slice this rank's shard (the padding beyond n_params stays zero). */
-        size_t lo = tr->shard_lo, hi = tr->shard_hi;
+        size_t lo = tr->shard_lo;
         memset(tr->host_m, 0, tr->n_padded * sizeof(float));
         memset(tr->host_v, 0, tr->n_padded * sizeof(float));
         memcpy(tr->host_m, cs.adam_m, tr->n_params * sizeof(float));
         memcpy(tr->host_v, cs.adam_v, tr->n_params * sizeof(float));
-        (void)hi;
         TG_TRY(tg_model_opt_set(tr->model, tr->host_m + lo, tr->host_v + lo, err));
     }
     tr->step = cs.step;

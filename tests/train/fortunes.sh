@@ -26,4 +26,14 @@ rc=$?
 set -e
 check "a tokenizer that did not make the shards is refused" \
     bash -c "[ $rc -ne 0 ] && grep -q 'is not the tokenizer the shards of data.train were made with' mismatch.log"
+# Resuming a run on shards from another tokenizer of the same size is refused too.
+"$TG" tokenizer train --vocab-size 1024 --split-on-percent --out tok1024b.tiktoken "${inputs[0]}" >/dev/null 2>&1
+"$TG" prepare --tokenizer tok1024b.tiktoken --out data_b --split-on-percent "${inputs[@]}" >/dev/null 2>&1
+set +e
+"$TG" train "$SRC/configs/tiny.ini" data.train='data_b/train_*.h5' data.val= train.max_steps=151 \
+    run.out_dir=run >resume-mismatch.log 2>&1
+rc=$?
+set -e
+check "resuming on shards from another tokenizer is refused" \
+    bash -c "[ $rc -ne 0 ] && grep -q 'the checkpoint was trained on data from tokenizer' resume-mismatch.log"
 finish
