@@ -7,15 +7,29 @@ cd "$(dirname "$0")/.."
 if [ "${TG_TEST_SLURM:-1}" = 1 ]; then scripts/install-deps.sh --slurm; else scripts/install-deps.sh; fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 t0=$(date +%s)
+PASSED=0 SKIPPED=0 RUN=0
+# run_ctest ARGS...: ctest with its output shown, and its counts added to the totals.
+run_ctest() {
+    local log
+    log=$(mktemp)
+    ctest "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local n s
+    n=$(grep -o "tests failed out of [0-9]*" "$log" | grep -o "[0-9]*$" || echo 0)
+    s=$(grep -c "\*\*\*Skipped" "$log" || true)
+    rm -f "$log"
+    RUN=$((RUN + n)); SKIPPED=$((SKIPPED + s)); PASSED=$((PASSED + n - s))
+    return "$rc"
+}
 
 echo "== CPU build + tests"
 scripts/build.sh build/cpu -DTRUTHGPT_CUDA=OFF -DCMAKE_BUILD_TYPE=Release
-ctest --test-dir build/cpu --output-on-failure -j2 -LE "slurm"
+run_ctest --test-dir build/cpu --output-on-failure -j2 -LE "slurm"
 
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
     echo "== CUDA build (sm_80, sm_90) + its tests (GPU tests skip without a GPU)"
     scripts/build.sh build/cuda -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release
-    ctest --test-dir build/cuda --output-on-failure -L cuda
+    run_ctest --test-dir build/cuda --output-on-failure -L cuda
     build/cuda/train/truthgpt --version
 else
     echo "== no nvcc: CUDA variant not built"
@@ -25,10 +39,11 @@ echo "== ASan + UBSan build + unit tests"
 scripts/build.sh build/asan -DTRUTHGPT_CUDA=OFF -DTRUTHGPT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # MPI and OpenMP runtimes keep allocations until exit: leaks there are not ours.
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --test-dir build/asan --output-on-failure -j2 -LE "slurm|e2e|cuda"
+    run_ctest --test-dir build/asan --output-on-failure -j2 -LE "slurm|e2e|cuda"
 
 if [ "${TG_TEST_SLURM:-1}" = 1 ]; then
     echo "== SLURM: a real one-node cluster on localhost (sbatch, requeue, resume)"
-    ctest --test-dir build/cpu --output-on-failure -L slurm
+    run_ctest --test-dir build/cpu --output-on-failure -L slurm
 fi
-echo "== all tests passed in $(( $(date +%s) - t0 )) s"
+echo "== all tests passed in $(( $(date +%s) - t0 )) s (CPU, CUDA-compiled, ASan/UBSan and SLURM runs together)"
+echo "total: $PASSED passed, 0 failed, $SKIPPED skipped"
