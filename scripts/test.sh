@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${TG_TEST_SLURM:-1}" = 1 ]; then scripts/install-deps.sh --slurm; else scripts/install-deps.sh; fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Tests oversubscribe (up to 4 ranks on 2 cores): idle ranks must yield, not busy-poll.
+export OMPI_MCA_mpi_yield_when_idle=1
 t0=$(date +%s)
 PASSED=0 SKIPPED=0 RUN=0
 # run_ctest ARGS...: ctest with its output shown, and its counts added to the totals.

@@ -8,7 +8,7 @@ rm -rf "$TMP"
 mkdir -p "$TMP"
 PASS=0
 FAIL=0
-export OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 
 ok() { PASS=$((PASS + 1)); echo "ok: $*"; }
