@@ -338,6 +338,8 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
                 "(%d*%d*%d = %lld)",
                 (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
     tr->accum = (int)(total / per_micro);
+    if (cfg->sample_every > 0 && !cfg->tokenizer[0])
+        TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
 
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     else omp_set_num_threads(tg_comm_cpu_threads(comm, omp_get_num_procs()));
@@ -413,8 +415,6 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
         tg_config_write(cfg, f);
         fclose(f);
     }
-    if (cfg->sample_every > 0 && !cfg->tokenizer[0])
-        TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     if (cfg->tokenizer[0] && tr->is_root) {
         TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
         const char *shard_hash = tr->train.loader ? tg_loader_tokenizer_hash(tr->train.loader) : "";
@@ -451,8 +451,12 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
         /* Every rank prints its own memory (ZeRO-1 shows 1/N of the optimizer state). */
         tg_log rl = *lg;
         rl.level = 1;
+        tg_dtype pdt, gdt;
+        (void)tg_model_params(tr->model, &pdt);
+        (void)tg_model_grads(tr->model, &gdt);
+        double pg_bytes = (double)tr->n_padded * ((pdt == TG_DTYPE_BF16 ? 2 : 4) + (gdt == TG_DTYPE_BF16 ? 2 : 4));
         tg_log_info(&rl, "memory rank %d: params+grads %.3f MB, optimizer state %.3f MB (zero_stage=%d), model total %.3f MB",
-                    tr->rank, 2.0 * (double)tr->n_padded * 4 / 1e6, (double)tg_model_opt_bytes(tr->model) / 1e6,
+                    tr->rank, pg_bytes / 1e6, (double)tg_model_opt_bytes(tr->model) / 1e6,
                     cfg->zero_stage, (double)tg_model_device_bytes(tr->model) / 1e6);
     }
 cleanup:
