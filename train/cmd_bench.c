@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "train/cmds.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 static void bench_usage(FILE *f) {
     fprintf(f,
@@ -65,10 +66,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
             return 2;
         }
     }
-    if (cfg_path && tg_config_load_file(&cfg, cfg_path, &err) != TG_OK) goto fail;
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] != '-' && strchr(argv[i], '=') && tg_config_set_override(&cfg, argv[i], &err) != TG_OK)
-            goto fail;
+    if (tg_config_load(&cfg, cfg_path, argc - 1, argv + 1, &err) != TG_OK) goto fail;
     if (B <= 0) B = cfg.micro_batch;
     if (T <= 0) T = cfg.seq_len;
     if (steps < 1 || warmup < 0) {
@@ -79,10 +77,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
         tg_gpt2_config mc = {.max_seq_len = T, .vocab_size = cfg.vocab_size ? cfg.vocab_size : 50257,
                              .n_layer = cfg.n_layer, .n_head = cfg.n_head, .n_embd = cfg.n_embd};
         if (tg_gpt2_config_finalize(&mc, &err) != TG_OK) goto fail;
-        tg_device_kind dev = !strcmp(cfg.device, "cpu")    ? TG_DEVICE_CPU
-                             : !strcmp(cfg.device, "cuda") ? TG_DEVICE_CUDA
-                             : tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA
-                                                                 : TG_DEVICE_CPU;
+        tg_device_kind dev = tg_train_device(&cfg);
         tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && !strcmp(cfg.precision, "bf16"), .recompute = cfg.recompute,
                                .B = B, .T = T, .pad_multiple = 64};
         if (tg_model_init(&m, &mc, &mo, &err) != TG_OK) goto fail;

@@ -76,10 +76,7 @@ int tg_cmd_train(int argc, char **argv) {
         return 2;
     }
     /* The file first, then the overrides in order, then cross-key checks — before any work. */
-    if (tg_config_load_file(&cfg, cfg_path, &err) != TG_OK) goto config_error;
-    for (int i = 1; i < argc; i++)
-        if (strchr(argv[i], '=') && tg_config_set_override(&cfg, argv[i], &err) != TG_OK) goto config_error;
-    if (tg_config_validate(&cfg, &err) != TG_OK) goto config_error;
+    if (tg_config_load(&cfg, cfg_path, argc - 1, argv + 1, &err) != TG_OK) goto config_error;
 
     if (tg_comm_init(&comm, NULL, NULL, &err) != TG_OK) {
         tg_comm_abort(NULL, 1, err.msg); /* ends the whole job when MPI is up; returns otherwise */

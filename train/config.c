@@ -230,6 +230,16 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
     return TG_OK;
 }
 
+tg_status tg_config_load(tg_config *c, const char *path, int argc, char **argv, tg_error *err) {
+    tg_status st = TG_OK;
+    if (path) TG_TRY(tg_config_load_file(c, path, err));
+    for (int i = 0; i < argc; i++)
+        if (argv[i][0] != '-' && strchr(argv[i], '=')) TG_TRY(tg_config_set_override(c, argv[i], err));
+    TG_TRY(tg_config_validate(c, err));
+cleanup:
+    return st;
+}
+
 static void write_value(const tg_config *c, const key_spec *k, FILE *f) {
     const char *src = (const char *)c + k->offset;
     switch (k->type) {

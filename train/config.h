@@ -57,6 +57,11 @@ tg_status tg_config_load_file(tg_config *c, const char *path, tg_error *err);
 /* Applies one "section.key=value" override (source = "command line"). */
 tg_status tg_config_set_override(tg_config *c, const char *arg, tg_error *err);
 
+/* The one loading path of every command: the file (if path), then each argv[i] that is a
+ * `section.key=value` override (contains '=', does not start with '-'), in order, then
+ * tg_config_validate. Other arguments are the caller's to parse. */
+tg_status tg_config_load(tg_config *c, const char *path, int argc, char **argv, tg_error *err);
+
 /* Cross-key checks after all sources are read (e.g. min_lr <= lr). */
 tg_status tg_config_validate(const tg_config *c, tg_error *err);
 

@@ -142,7 +142,7 @@ cleanup:
     return st;
 }
 
-static tg_device_kind pick_device(const tg_config *cfg) {
+tg_device_kind tg_train_device(const tg_config *cfg) {
     if (strcmp(cfg->device, "cpu") == 0) return TG_DEVICE_CPU;
     if (strcmp(cfg->device, "cuda") == 0) return TG_DEVICE_CUDA;
     return tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
@@ -358,7 +358,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     tg_gpt2_config mc = {.max_seq_len = cfg->seq_len, .vocab_size = tr->train.V, .n_layer = cfg->n_layer,
                          .n_head = cfg->n_head, .n_embd = cfg->n_embd};
     TG_TRY(tg_gpt2_config_finalize(&mc, err));
-    tg_model_options mo = {.device = pick_device(cfg),
+    tg_model_options mo = {.device = tg_train_device(cfg),
                            .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
                            .pad_multiple = (size_t)tr->world * 64};
     if (mo.device == TG_DEVICE_CUDA) {

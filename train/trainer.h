@@ -8,6 +8,7 @@
 #include "comm/comm.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "model/model.h"
 #include "train/config.h"
 
 /* Exit code of a run stopped by SIGTERM/SIGUSR1/SIGINT after saving: "requeue me"
@@ -20,6 +21,9 @@ typedef struct {
     int fault_rank;
     int nan_step;                          /* test-only: poison the loss at this step (0 = off) */
 } tg_train_hooks;
+
+/* train.device resolved: auto = CUDA when built with it and a GPU is visible, else CPU. */
+tg_device_kind tg_train_device(const tg_config *cfg);
 
 /* Runs the training loop. On success *stopped is 1 if a stop request ended it early (after
  * saving a checkpoint), else 0. */
