@@ -26,8 +26,10 @@ ref=$tmp/ref/checkpoints/step_00000040.h5
 echo "== kill -9 in the middle of a checkpoint write"
 run=$tmp/run
 # Slow writes (64 KiB pieces, 5 ms apart: ~0.5 s per checkpoint) so the kill lands mid-write.
-TRUTHGPT_CKPT_SLOW_MS=5 train run.out_dir="$run" train.max_steps=40 checkpoint.every=10 \
-  checkpoint.keep=2 >"$tmp/run1.log" 2>&1 &
+# Started directly, not through train(): `func &` forks a subshell, and kill -9 of the subshell
+# would leave the trainer running on (and writing into $run) behind the test's back.
+TRUTHGPT_CKPT_SLOW_MS=5 "$tg" train "$src/configs/tiny.ini" train.eval_every=0 train.log_every=10 \
+  run.out_dir="$run" train.max_steps=40 checkpoint.every=10 checkpoint.keep=2 >"$tmp/run1.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do # the write of step 20 (step 10 must be complete by then)
   [[ -e $run/checkpoints/step_00000020.h5.tmp ]] && break
