@@ -41,6 +41,7 @@ struct tg_backend_ops {
     tg_status (*opt_set)(tg_model *m, const float *mom, const float *var, tg_error *err);
     tg_status (*adamw)(tg_model *m, const tg_adamw_args *a, tg_error *err);
     size_t (*device_bytes)(const tg_model *m);
+    const char *(*describe)(const tg_model *m);
 };
 
 extern const tg_backend_ops tg_cpu_backend_ops;

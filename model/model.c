@@ -107,6 +107,7 @@ tg_status tg_model_opt_get(tg_model *m, float *mo, float *v, tg_error *e) { retu
 tg_status tg_model_opt_set(tg_model *m, const float *mo, const float *v, tg_error *e) { return m->ops->opt_set(m, mo, v, e); }
 tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) { return m->ops->adamw(m, a, e); }
 size_t tg_model_device_bytes(const tg_model *m) { return m->ops->device_bytes(m); }
+const char *tg_model_describe(const tg_model *m) { return m->ops->describe(m); }
 
 /* Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendor datasheets. */
 static double peak_for(const char *name) {

@@ -106,6 +106,10 @@ tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err);
 /* Memory this model holds on its device, bytes (params, grads, optimizer, activations). */
 size_t tg_model_device_bytes(const tg_model *m);
 
+/* One line on how the backend computes: precision and, on CUDA, which attention implementation
+ * it chose and why (e.g. "bf16, attention: cudnn sdpa (deterministic)"). Valid until free. */
+const char *tg_model_describe(const tg_model *m);
+
 /* Is the CUDA backend compiled in? */
 int tg_model_cuda_available(void);
 /* The model's device: name, dense bf16 peak (TFLOP/s; 0 when unknown, e.g. CPUs) and the bytes

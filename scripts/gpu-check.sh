@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# scripts/gpu-check.sh — the one prepared check for a session that has a GPU (the CUDA backend
-# was written on a machine without one; see docs/cuda.md "What to check first").
+# scripts/gpu-check.sh — the one prepared check for a session that has a GPU.
 #
-#   1. configure + build (CUDA ON; sm_80 + sm_90) in build-gpu — skipped when build-gpu was built
-#      on the dev machine and carried (the GPU machine has no libinih and maybe no -dev headers):
-#        here:  scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON
-#               mkdir -p gpu-data bench && cp runs/demo/data/*.h5 gpu-data/ && cp ../shared/bench/torch_gpt2_bench.py bench/
-#        run:   command "scripts/gpu-check.sh", carry ["build-gpu", "gpu-data", "bench"]
-#   2. the CUDA ctest(s): CUDA vs CPU reference (fp32 / bf16 / recompute / no-fusion)
-#   4. truthgpt bench on GPT-2 124M (B=64, T=1024, 30 steps), if truthgpt was built
-#   5. the PyTorch reference benchmark, if bench/torch_gpt2_bench.py exists
-#   6. the CUDA test under compute-sanitizer memcheck (out-of-bounds, misaligned accesses)
-# Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a
-# timeout so that one hang does not eat the device time; the script goes on after a failure
-# and exits non-zero if any step failed.
+#   here:  scripts/gpu-prepare.sh          (builds build-gpu, copies data, the PyTorch reference, libs)
+#   run:   command "scripts/gpu-check.sh", carry the list gpu-prepare.sh prints
+#
+# Steps (GPU_STEPS, space-separated; default all, in this order):
+#   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
+#             no-fusion / each attention implementation)
+#   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention, timed
+#   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer, bitwise bf16 resume
+#   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%
+#   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default, flash, recompute, profile, and
+#             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
+#   torch     the PyTorch torch.compile reference, same shape
+#   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
+#   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
+# Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
+# so that one hang does not eat the device time; the script goes on after a failure and exits
+# non-zero if any step failed.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-./gpu-out}
@@ -22,67 +26,114 @@ LOG="$OUT/gpu-check.log"
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
 BUILD="$ROOT/build-gpu"
-JOBS=$(nproc 2>/dev/null || echo 4)
+TG="$BUILD/train/truthgpt"
+TEST="$BUILD/tests/cuda/test_cuda_model"
+ATEST="$BUILD/tests/cuda/test_cuda_attention"
+STEPS=${GPU_STEPS:-"test attn resume curve bench torch bench350 torch350 sanitize"}
+B350=${B350:-32}
+export PYTHONUNBUFFERED=1
 fails=0
+summary=()
+T_START=$(date +%s)
 
-step() { echo; echo "=== $* [$(date -u +%H:%M:%S)]"; }
-run() { # run TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped)
-    local t=$1; shift
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+step() { echo; echo "=== $* [$(date -u +%H:%M:%S), +$(( $(date +%s) - T_START ))s]"; }
+run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped)
+    local name=$1 t=$2; shift 2
     echo "+ $*"
+    local t0=$(date +%s)
     timeout "$t" "$@"
     local rc=$?
     echo "--> exit $rc"
+    summary+=("$(printf '%-10s exit %-3s %4ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then fails=$((fails + 1)); fi
     return $rc
 }
 
 step "device"
-nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv || true
-nvcc --version | tail -2 || true
+nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.max.sm --format=csv || true
+# Libraries the machine lacks: link in the carried copies (gpu-libs), soname by soname.
+for pass in 1 2 3; do
+    missing=$(ldd "$TG" "$TEST" "$ATEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    [ -z "$missing" ] && break
+    mkdir -p /tmp/tglibs
+    for m in $missing; do
+        if [ -e "$ROOT/gpu-libs/$m" ]; then ln -sf "$ROOT/gpu-libs/$m" /tmp/tglibs/; else echo "no carried copy of $m"; fi
+    done
+    export LD_LIBRARY_PATH=/tmp/tglibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    echo "pass $pass: using carried copies of: $missing"
+done
+ldd "$TG" | grep -i "not found" && echo "WARNING: unresolved libraries"
 
-if [ -x "$BUILD/train/truthgpt" ] && [ -x "$BUILD/tests/cuda/test_cuda_model" ]; then
-    echo "using the carried build in $BUILD"
-    PREBUILT=1
-else
-    PREBUILT=0
-    step "configure"
-    run 300 cmake -S "$ROOT" -B "$BUILD" -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release || { echo "configure failed"; exit 1; }
-    step "build the CUDA test"
-    run 600 cmake --build "$BUILD" -j"$JOBS" --target test_cuda_model
+G124=(--config "$ROOT/configs/gpt2-124m.ini" --batch 64 --seq-len 1024)
+test_rc=0
+if want test; then
+    step "test_cuda_model"
+    run test 90 "$TEST"
+    test_rc=$?
 fi
-
-if [ -x "$BUILD/tests/cuda/test_cuda_model" ]; then
-    step "test_cuda_model verbose"
-    run 300 "$BUILD/tests/cuda/test_cuda_model"
+attn_rc=0
+if want attn; then
+    step "test_cuda_attention"
+    run attn 90 "$ATEST"
+    attn_rc=$?
 fi
-
-if [ $PREBUILT = 0 ]; then
-    step "build truthgpt"
-    run 600 cmake --build "$BUILD" -j"$JOBS" --target truthgpt
+if want resume; then
+    step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
+    run resume 90 bash "$ROOT/tests/cuda/resume.sh" "$TG" "$ROOT" /tmp/tg-resume
 fi
-if [ -x "$BUILD/train/truthgpt" ]; then
+if want curve; then
     step "300-step loss curve, GPU vs CPU (tests/cuda/curve.sh)"
-    TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} run 600 bash "$ROOT/tests/cuda/curve.sh" \
-        "$BUILD/train/truthgpt" "$ROOT" /tmp/tg-curve
-    step "bench GPT-2 124M, B=64, T=1024"
-    run 600 "$BUILD/train/truthgpt" bench --config "$ROOT/configs/gpt2-124m.ini" --batch 64 \
-        --seq-len 1024 --steps 30
-else
-    echo "truthgpt not built: bench skipped"
+    TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} TG_CURVE_EXTRA=${TG_CURVE_EXTRA-"flash naive"} \
+        run curve 90 bash "$ROOT/tests/cuda/curve.sh" "$TG" "$ROOT" /tmp/tg-curve
+    (cd /tmp/tg-curve && tar czf "$OUT/curves.tgz" */metrics.jsonl 2>/dev/null) || true
+fi
+bench_rc=1
+if want bench; then
+    step "bench GPT-2 124M, B=64, T=1024 (default attention)"
+    run bench 60 "$TG" bench "${G124[@]}" --steps 30
+    bench_rc=$?
+    step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"
+    TG_CUDA_ATTN=flash run bench-flash 60 "$TG" bench "${G124[@]}" --steps 20
+fi
+if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
+    step "PyTorch reference benchmark, GPT-2 124M, B=64"
+    run torch 120 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B 64
+fi
+if want bench; then
+    step "bench 124M with train.recompute=1"
+    run bench-rc 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=1
+    step "per-phase profile (CUDA events around every op; 10 steps)"
+    TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
+fi
+bench350_rc=1
+if want bench350; then
+    step "bench GPT-2 350M, B=$B350, T=1024"
+    run bench350 60 "$TG" bench --config "$ROOT/configs/gpt2-350m.ini" --batch "$B350" --seq-len 1024 --steps 20
+    bench350_rc=$?
+fi
+if want torch350 && [ -f "$ROOT/bench/torch_gpt2_bench.py" ] && [ $bench350_rc -eq 0 ]; then
+    step "PyTorch reference benchmark, GPT-2 350M, B=$B350"
+    run torch350 150 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B "$B350" --layers 24 --heads 16 --dim 1024
+fi
+if want bench; then
+    step "bench 124M, cuDNN backward with atomics (TG_CUDNN_DETERMINISTIC=0)"
+    TG_CUDNN_DETERMINISTIC=0 run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20
+    step "bench 124M with the cuBLASLt attention (TG_CUDA_ATTN=naive)"
+    TG_CUDA_ATTN=naive run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10
+fi
+# Last (slow, and only useful when a test failed): the memory checker on the failing test.
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if want sanitize && { { [ $test_rc -ne 0 ] && [ $test_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
+    step "compute-sanitizer memcheck: test_cuda_model"
+    run sanitize 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$TEST"
+fi
+if want sanitize && { { [ $attn_rc -ne 0 ] && [ $attn_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
+    step "compute-sanitizer memcheck: test_cuda_attention (small shapes)"
+    TG_ATTN_QUICK=1 run sanitize-a 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$ATEST"
 fi
 
-if [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
-    step "PyTorch reference benchmark"
-    run 400 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B 64
-else
-    echo "bench/torch_gpt2_bench.py not present: skipped"
-fi
-
-if [ -x "$BUILD/tests/cuda/test_cuda_model" ] && { command -v compute-sanitizer >/dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; }; then
-    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-    step "compute-sanitizer memcheck (last: slow)"
-    run 240 "$CS" --tool memcheck --error-exitcode 9 "$BUILD/tests/cuda/test_cuda_model"
-fi
-
-step "done: $fails failed step(s); log in $LOG"
+step "summary"
+printf '%s\n' "${summary[@]}"
+echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))

@@ -138,7 +138,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
         tg_device_info di;
         if (tg_model_device_info(m, &di, &err) != TG_OK) goto fail;
         double tflops = flops / (med / 1e3) / 1e12;
-        printf("device: %s\n", di.name);
+        printf("device: %s; %s\n", di.name, tg_model_describe(m));
         printf("%-10s %-12s %-10s %-8s %-12s %s\n", "ms/step", "tokens/s", "TFLOP/s", "MFU", "peak mem", "(median)");
         char mfu[32];
         if (di.peak_bf16_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / di.peak_bf16_tflops);

@@ -445,6 +445,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
                 (double)lay->n_params / 1e6, mo.device == TG_DEVICE_CUDA ? "cuda" : "cpu",
                 mo.device == TG_DEVICE_CUDA ? (mo.bf16 ? " bf16" : " fp32") : "", tr->world,
                 tg_comm_backend_name(comm), omp_get_max_threads());
+    tg_log_info(lg, "backend: %s", tg_model_describe(tr->model));
     tg_log_info(lg, "batch: %d x %d tokens/micro-step x %d ranks x %d accumulation = %lld tokens/step",
                 tr->B, tr->T, tr->world, tr->accum, (long long)total);
     {

@@ -469,6 +469,11 @@ static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     return TG_OK;
 }
 
+static const char *cpu_describe(const tg_model *m) {
+    (void)m;
+    return "fp32 reference (OpenMP)";
+}
+
 static size_t cpu_device_bytes(const tg_model *m) {
     const cpu_impl *p = m->impl;
     return (2 * m->n_padded + p->acts_floats) * sizeof(float) + cpu_opt_bytes(m);
@@ -496,4 +501,5 @@ const tg_backend_ops tg_cpu_backend_ops = {
     .opt_set = cpu_opt_set,
     .adamw = cpu_adamw,
     .device_bytes = cpu_device_bytes,
+    .describe = cpu_describe,
 };

@@ -67,6 +67,18 @@ static inline unsigned int tg_cuda_blocks(size_t n) {
     return b ? (unsigned int)b : 1u;
 }
 
+/* VEC consecutive elements of X moved as one access: 16 bytes (LDG/STG.128) when VEC is
+ * TG_VEC16(X). Only for addresses aligned to the whole vector; VEC = 1 is the scalar fallback
+ * of the same kernels. */
+#define TG_VEC16(X) ((int)(16 / sizeof(X)))
+template <typename X, int VEC> struct alignas(sizeof(X) * VEC) tg_vec {
+    X v[VEC];
+};
+/* 1 when p is aligned to `bytes` (a power of two). */
+static inline int tg_aligned(const void *p, size_t bytes) {
+    return ((uintptr_t)p & (bytes - 1)) == 0;
+}
+
 __device__ __forceinline__ float tg_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -13,6 +13,7 @@
  * A step synchronises the host only in tg_model_loss and tg_model_grad_sqnorm (which return
  * values), and in forward only if the previous forward's input upload is still pending. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +32,9 @@ extern "C" {
 typedef struct {
     void *ln1;                   /* LayerNorm 1 output */
     float *ln1_mean, *ln1_rstd;  /* (B,T) */
-    void *qkvr;                  /* q, k, v each (B,NH,T,HS) */
-    void *att;                   /* (B,NH,T,T) causal softmax */
+    void *qkvr;                  /* q, k, v each (B,NH,T,HS); flash: the qkv projection (B,T,3C) */
+    void *att;                   /* (B,NH,T,T) causal softmax; NULL with flash attention */
+    float *lse;                  /* flash: (B,NH,T) log2-sum-exp of the attention rows */
     void *atty;                  /* attention output before c_proj */
     void *res2;                  /* residual after attention */
     void *ln2;
@@ -42,8 +44,28 @@ typedef struct {
     void *res3;                  /* block output */
 } cuda_layer_acts;
 
+/* TG_CUDA_PROFILE=1: an event before every op on the stream; the time between two events is the
+ * op's (kernels on one stream run in order), summed per phase and category and printed to stderr
+ * when the model is freed. A diagnostic for `truthgpt bench`, not for training. */
+enum { P_MATMUL, P_LMHEAD, P_ATTN, P_LAYERNORM, P_ELEMWISE, P_XENT, P_OPTIM, P_OTHER, P_NCAT };
+static const char *const prof_cat_name[P_NCAT] = {
+    "matmul (blocks)", "matmul (LM head)", "attention", "residual+layernorm", "gelu/bias/embed", "cross-entropy",
+    "optimizer (norm+adamw)", "other (host, upload, idle)"};
+#define TG_PROF_MAX_EVENTS 4096
+typedef struct {
+    int on, phase, n, steps;   /* phase: 0 forward, 1 backward, 2 optimizer/other */
+    cudaEvent_t ev[TG_PROF_MAX_EVENTS];
+    unsigned char tag[TG_PROF_MAX_EVENTS]; /* cat * 3 + phase of the segment starting at ev[i] */
+    double ms[P_NCAT * 3];
+} cuda_prof;
+
 typedef struct {
     int bf16, recompute;
+    int flash; /* attention by flash_attention.cu (bf16, supported head size, not TG_CUDA_ATTN=naive) */
+    tg_cudnn_attn *cudnn; /* with flash: cuDNN SDPA for full batches (B_used == B), when it built */
+    void *cudnn_ws;
+    int cudnn_last;       /* the last forward's attention ran on cuDNN (its backward must too) */
+    char note[256];       /* tg_model_describe */
     size_t xs; /* sizeof(X) */
     int B, T, C, NH, L, V, Vp;
     cudaStream_t stream;
@@ -68,6 +90,7 @@ typedef struct {
     void *s_dqkvr; /* 3 x (B,NH,T,HS) */
     void *s_heads; /* (B,NH,T,HS): attention y (forward), dy (backward) */
     void *s_datt;  /* (B,NH,T,T) */
+    float *s_delta; /* flash: (B,NH,T) rowsum(dy * y) */
     float *s_partial; /* TG_CUDA_COL_CHUNKS x 4C column-reduction partials */
     int32_t *d_io;    /* mirror of h_io */
     unsigned long long *d_tstart; /* n_tensors + 1 */
@@ -86,7 +109,50 @@ typedef struct {
     int B_used, has_targets, n_valid, n_uniq;
     int logits_valid;   /* logits hold the last forward's logits (until backward) */
     int backward_ready; /* a forward with targets whose backward has not run yet */
+    cuda_prof *prof;    /* NULL unless TG_CUDA_PROFILE=1 */
 } cuda_impl;
+
+/* Starts a profiled segment of category cat (no-op unless profiling). */
+static void prof_mark(cuda_impl *p, int cat) {
+    cuda_prof *pr = p->prof;
+    if (!pr || pr->n >= TG_PROF_MAX_EVENTS) return;
+    if (cudaEventRecord(pr->ev[pr->n], p->stream) != cudaSuccess) return;
+    pr->tag[pr->n++] = (unsigned char)(cat * 3 + (cat == P_OPTIM || cat == P_OTHER ? 2 : pr->phase));
+}
+
+/* After a device sync: adds the closed segments to the totals; the last event stays open. */
+static void prof_collect(cuda_impl *p) {
+    cuda_prof *pr = p->prof;
+    if (!pr || pr->n < 2) return;
+    for (int i = 0; i + 1 < pr->n; i++) {
+        float ms = 0.0f;
+        if (cudaEventElapsedTime(&ms, pr->ev[i], pr->ev[i + 1]) == cudaSuccess && pr->steps >= 3)
+            pr->ms[pr->tag[i]] += ms; /* the first 3 steps are warm-up */
+    }
+    cudaEvent_t last = pr->ev[pr->n - 1];
+    pr->ev[pr->n - 1] = pr->ev[0];
+    pr->ev[0] = last;
+    pr->tag[0] = P_OTHER * 3 + 2;
+    pr->n = 1;
+    pr->steps++;
+}
+
+static void prof_print(const cuda_impl *p) {
+    const cuda_prof *pr = p->prof;
+    const int steps = pr->steps - 3;
+    double total = 0.0;
+    if (steps < 1) return;
+    for (int k = 0; k < P_NCAT * 3; k++) total += pr->ms[k];
+    fprintf(stderr, "cuda profile (TG_CUDA_PROFILE=1): %d steps after 3 warm-up, %.2f ms/step on the stream\n",
+            steps, total / steps);
+    fprintf(stderr, "  %-28s %10s %10s %10s %7s\n", "category", "fwd ms", "bwd ms", "other ms", "share");
+    for (int c = 0; c < P_NCAT; c++) {
+        const double f = pr->ms[c * 3] / steps, b = pr->ms[c * 3 + 1] / steps, o = pr->ms[c * 3 + 2] / steps;
+        if (f + b + o == 0.0) continue;
+        fprintf(stderr, "  %-28s %10.2f %10.2f %10.2f %6.1f%%\n", prof_cat_name[c], f, b, o,
+                100.0 * (f + b + o) * steps / total);
+    }
+}
 
 static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; }
 
@@ -100,11 +166,13 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
         (ptr) = (decltype(ptr))(base ? base + off : NULL);                                     \
         off += ((size_t)(bytes) + TG_CUDA_ALIGN - 1) / TG_CUDA_ALIGN * TG_CUDA_ALIGN;          \
     } while (0)
+    /* flash attention keeps no (T,T) matrices: only the row statistics */
+    const size_t att_bytes = p->flash ? 0 : ATT * xs;
     void *sh_ln1 = NULL, *sh_ln2 = NULL, *sh_att = NULL, *sh_gelu = NULL;
     if (p->recompute) {
         CARVE(sh_ln1, BTC * xs);
         CARVE(sh_ln2, BTC * xs);
-        CARVE(sh_att, ATT * xs);
+        if (att_bytes) CARVE(sh_att, att_bytes);
         CARVE(sh_gelu, 4 * BTC * xs);
     }
     CARVE(p->encoded, BTC * xs);
@@ -118,9 +186,10 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
         } else {
             CARVE(a->ln1, BTC * xs);
             CARVE(a->ln2, BTC * xs);
-            CARVE(a->att, ATT * xs);
+            if (att_bytes) CARVE(a->att, att_bytes);
             CARVE(a->fch_gelu, 4 * BTC * xs);
         }
+        if (p->flash) CARVE(a->lse, B * NH * T * 4);
         CARVE(a->ln1_mean, BT * 4);
         CARVE(a->ln1_rstd, BT * 4);
         CARVE(a->qkvr, 3 * BTC * xs);
@@ -140,9 +209,14 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
     CARVE(p->dres, BTC * xs);
     CARVE(p->s_btc, BTC * xs);
     CARVE(p->s_bt4c, 4 * BTC * xs);
-    CARVE(p->s_dqkvr, 3 * BTC * xs);
-    CARVE(p->s_heads, BTC * xs);
-    CARVE(p->s_datt, ATT * xs);
+    if (p->cudnn) CARVE(p->cudnn_ws, tg_cudnn_attn_workspace(p->cudnn));
+    if (p->flash) {
+        CARVE(p->s_delta, B * NH * T * 4);
+    } else {
+        CARVE(p->s_dqkvr, 3 * BTC * xs);
+        CARVE(p->s_heads, BTC * xs);
+        CARVE(p->s_datt, ATT * xs);
+    }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
     CARVE(p->d_io, io_ints(p) * 4);
@@ -159,6 +233,14 @@ static void cuda_free(tg_model *m) {
     if (!p) return;
     /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
     if (p->stream) cudaStreamSynchronize(p->stream);
+    tg_cudnn_attn_free(p->cudnn);
+    if (p->prof) {
+        prof_collect(p);
+        prof_print(p);
+        for (int i = 0; i < TG_PROF_MAX_EVENTS; i++)
+            if (p->prof->ev[i]) cudaEventDestroy(p->prof->ev[i]);
+        free(p->prof);
+    }
     cudaFree(p->params);
     cudaFree(p->grads);
     cudaFree(p->opt_mem);
@@ -206,6 +288,35 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->stream, cudaStreamNonBlocking));
     TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_upload, cudaEventDisableTiming));
     TG_CUBLAS_CHECK(err, cublasLtCreate(&p->blas.lt));
+    if (getenv("TG_CUDA_PROFILE") && strcmp(getenv("TG_CUDA_PROFILE"), "1") == 0) {
+        p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
+        TG_CHECK_ALLOC(err, p->prof);
+        p->prof->on = 1;
+        for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
+    }
+    /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
+     * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
+     * batch (B_used < B) and any shape cuDNN refuses run on flash_attention.cu. */
+    {
+        const char *attn = getenv("TG_CUDA_ATTN") ? getenv("TG_CUDA_ATTN") : "cudnn";
+        const char *det = getenv("TG_CUDNN_DETERMINISTIC");
+        const int deterministic = !(det && strcmp(det, "0") == 0);
+        char why[200] = "";
+        if (strcmp(attn, "cudnn") && strcmp(attn, "flash") && strcmp(attn, "naive"))
+            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_ATTN=%s: expected cudnn, flash or naive", attn);
+        p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && strcmp(attn, "naive") != 0;
+        if (p->flash && strcmp(attn, "cudnn") == 0)
+            TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, why,
+                                      sizeof why, err));
+        if (p->cudnn)
+            snprintf(p->note, sizeof p->note, "bf16, attention: cudnn sdpa%s (flash kernels for partial batches)",
+                     deterministic ? " (deterministic)" : " (non-deterministic backward)");
+        else if (p->flash)
+            snprintf(p->note, sizeof p->note, "bf16, attention: flash kernels%s%s%s",
+                     why[0] ? " (cudnn unavailable: " : "", why, why[0] ? ")" : "");
+        else
+            snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
+    }
 
     TG_CUDA_CHECK(err, cudaMalloc(&p->params, m->n_padded * p->xs));
     TG_CUDA_CHECK(err, cudaMalloc(&p->grads, m->n_padded * sizeof(float)));
@@ -217,6 +328,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->act_bytes = cuda_carve(p, NULL, n_tensors);
     TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
     cuda_carve(p, p->act_mem, n_tensors);
+    tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
 
     h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
     TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
@@ -371,6 +483,13 @@ static float *gr(const tg_model *m, const cuda_impl *p, int idx) {
 /* Tensor indices inside a block (the layout's order, model/gpt2.h). */
 enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW, FCPROJB };
 
+/* One op of the flat forward/backward lists: marks its profile category, then runs it. */
+#define OP(cat, call)                                                                          \
+    do {                                                                                       \
+        prof_mark(p, cat);                                                                     \
+        TG_TRY(call);                                                                          \
+    } while (0)
+
 template <typename X>
 static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, int with_targets, tg_error *err) {
     tg_status st = TG_OK;
@@ -382,50 +501,58 @@ static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, int with_target
     const size_t BT = (size_t)p->B * p->T;
     const int32_t *d_tokens = p->d_io, *d_targets = p->d_io + BT;
 
-    TG_TRY(tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, 0), wt<X>(m, p, 1),
+    OP(P_ELEMWISE, tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, 0), wt<X>(m, p, 1),
                                       Bu, T, C, s, err));
-    TG_TRY(tg_cuda_residual_layernorm_forward<X>(NULL, (X *)p->layers[0].ln1, p->layers[0].ln1_mean,
+    OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(NULL, (X *)p->layers[0].ln1, p->layers[0].ln1_mean,
                                                  p->layers[0].ln1_rstd, (const X *)p->encoded, NULL,
                                                  wt<X>(m, p, 2 + LN1W), wt<X>(m, p, 2 + LN1B), N, C, s, err));
     for (int l = 0; l < L; l++) {
         const cuda_layer_acts *a = &p->layers[l];
         const int t0 = 2 + 12 * l;
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
-        /* qkv = ln1 @ Wqkv + b  (N, 3C) */
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_bt4c, a->ln1, wt<X>(m, p, t0 + QKVW), N, 3 * C, C, 0,
-                              0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS, wt<X>(m, p, t0 + QKVB), NULL, err));
-        TG_TRY(tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att,
-                                            (X *)p->s_heads, (const X *)p->s_bt4c, Bu, T, C, NH, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->atty, wt<X>(m, p, t0 + ATTPROJW), N, C, C,
+        /* qkv = ln1 @ Wqkv + b  (N, 3C); flash attention reads it in place */
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->flash ? a->qkvr : p->s_bt4c, a->ln1,
+                                    wt<X>(m, p, t0 + QKVW), N, 3 * C, C, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+                                    TG_EPI_BIAS, wt<X>(m, p, t0 + QKVB), NULL, err));
+        if (p->flash && p->cudnn_last)
+            OP(P_ATTN, tg_cudnn_attn_forward(p->cudnn, (tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr, C,
+                                             s, err));
+        else if (p->flash)
+            OP(P_ATTN, tg_cuda_flash_attention_forward((tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr,
+                                                       Bu, T, C, NH, s, err));
+        else
+            OP(P_ATTN, tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att,
+                                                    (X *)p->s_heads, (const X *)p->s_bt4c, Bu, T, C, NH, s, err));
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->atty, wt<X>(m, p, t0 + ATTPROJW), N, C, C,
                               0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS, wt<X>(m, p, t0 + ATTPROJB),
                               NULL, err));
-        TG_TRY(tg_cuda_residual_layernorm_forward<X>((X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd,
+        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>((X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd,
                                                      res_in, (const X *)p->s_btc, wt<X>(m, p, t0 + LN2W),
                                                      wt<X>(m, p, t0 + LN2B), N, C, s, err));
         /* fch = ln2 @ Wfc + b (kept), fch_gelu = gelu(fch)  (N, 4C) */
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, a->fch_gelu, a->ln2, wt<X>(m, p, t0 + FCW), N, 4 * C, C,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, a->fch_gelu, a->ln2, wt<X>(m, p, t0 + FCW), N, 4 * C, C,
                               0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_GELU_BIAS, wt<X>(m, p, t0 + FCB),
                               a->fch, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW), N, C,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW), N, C,
                               4 * C, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS,
                               wt<X>(m, p, t0 + FCPROJB), NULL, err));
         /* res3 = res2 + proj, and the next LayerNorm (ln_1 of block l+1, or ln_f) on it */
         if (l + 1 < L) {
             const cuda_layer_acts *n = &p->layers[l + 1];
-            TG_TRY(tg_cuda_residual_layernorm_forward<X>(
+            OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(
                 (X *)a->res3, (X *)n->ln1, n->ln1_mean, n->ln1_rstd, (const X *)a->res2,
                 (const X *)p->s_btc, wt<X>(m, p, t0 + 12 + LN1W), wt<X>(m, p, t0 + 12 + LN1B), N, C, s, err));
         } else {
-            TG_TRY(tg_cuda_residual_layernorm_forward<X>(
+            OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(
                 (X *)a->res3, (X *)p->lnf, p->lnf_mean, p->lnf_rstd, (const X *)a->res2,
                 (const X *)p->s_btc, wt<X>(m, p, lnf), wt<X>(m, p, lnf + 1), N, C, s, err));
         }
     }
     /* logits (N, Vp) = lnf @ wte^T (tied LM head; padded rows of wte are zero) */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, p->logits, p->lnf, wt<X>(m, p, 0), N, Vp, C, 0, 1, 1.0f,
+    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, p->logits, p->lnf, wt<X>(m, p, 0), N, Vp, C, 0, 1, 1.0f,
                           0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
     if (with_targets)
-        TG_TRY(tg_cuda_crossentropy_forward<X>(p->losses, p->lse, (const X *)p->logits, d_targets, N,
+        OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses, p->lse, (const X *)p->logits, d_targets, N,
                                                V, Vp, s, err));
 cleanup:
     return st;
@@ -447,15 +574,16 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
     X *dres = (X *)p->dres, *s_btc = (X *)p->s_btc, *s_bt4c = (X *)p->s_bt4c;
 
+    prof_mark(p, P_ELEMWISE);
     TG_CUDA_CHECK(err, cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(X), s));
-    TG_TRY(tg_cuda_crossentropy_backward<X>((X *)p->logits, p->lse, d_targets, dscale, N, V, Vp, s, err));
+    OP(P_XENT, tg_cuda_crossentropy_backward<X>((X *)p->logits, p->lse, d_targets, dscale, N, V, Vp, s, err));
     p->logits_valid = 0;
     /* LM head: dwte += dlogits^T @ lnf (fp32 accumulate), dlnf = dlogits @ wte */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, 0), p->logits, p->lnf, Vp, C, N, 1, 0, 1.0f, 1.0f,
+    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, 0), p->logits, p->lnf, Vp, C, N, 1, 0, 1.0f, 1.0f,
                           1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, p->logits, wt<X>(m, p, 0), N, C, Vp, 0, 0, 1.0f, 0.0f,
+    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, s_btc, p->logits, wt<X>(m, p, 0), N, C, Vp, 0, 0, 1.0f, 0.0f,
                           1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-    TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1), p->s_partial, s_btc,
+    OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1), p->s_partial, s_btc,
                                          (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
                                          wt<X>(m, p, lnf), N, C, s, err));
 
@@ -465,52 +593,62 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
         /* dres is now d(res3): MLP output projection */
         if (p->recompute)
-            TG_TRY(tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCPROJW), a->fch_gelu, dres, 4 * C, C, N, 1,
+            OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCPROJW), a->fch_gelu, dres, 4 * C, C, N, 1,
                               0, 1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + FCPROJB), p->s_partial, dres, N, C, s, err));
+        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + FCPROJB), p->s_partial, dres, N, C, s, err));
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_bt4c, dres, wt<X>(m, p, t0 + FCPROJW), N, 4 * C, C, 0, 1,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_bt4c, dres, wt<X>(m, p, t0 + FCPROJW), N, 4 * C, C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_DGELU, NULL, a->fch, err));
         if (p->recompute)
-            TG_TRY(tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
+            OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCW), a->ln2, s_bt4c, C, 4 * C, N, 1, 0,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCW), a->ln2, s_bt4c, C, 4 * C, N, 1, 0,
                               1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + FCB), p->s_partial, s_bt4c, N, 4 * C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + FCW), N, C, 4 * C, 0, 1,
+        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + FCB), p->s_partial, s_bt4c, N, 4 * C, s, err));
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + FCW), N, C, 4 * C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
-        TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B), p->s_partial,
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B), p->s_partial,
                                              s_btc, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                              wt<X>(m, p, t0 + LN2W), N, C, s, err));
         /* attention output projection */
-        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
                               1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + ATTPROJB), p->s_partial, dres, N, C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, dres, wt<X>(m, p, t0 + ATTPROJW), N, C, C, 0, 1,
+        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + ATTPROJB), p->s_partial, dres, N, C, s, err));
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, dres, wt<X>(m, p, t0 + ATTPROJW), N, C, C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        if (p->recompute)
-            TG_TRY(tg_cuda_attention_probs<X>(bl, (X *)a->att, (const X *)a->qkvr, Bu, T, C, NH, s, err));
-        TG_TRY(tg_cuda_attention_backward<X>(bl, s_bt4c, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
-                                             s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C, NH,
-                                             s, err));
+        if (p->flash && p->cudnn_last) {
+            OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)s_bt4c, (const tg_bf16 *)s_btc,
+                                              (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s,
+                                              err));
+        } else if (p->flash) {
+            OP(P_ATTN, tg_cuda_flash_attention_backward((tg_bf16 *)s_bt4c, p->s_delta, (const tg_bf16 *)s_btc,
+                                                        (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr,
+                                                        a->lse, Bu, T, C, NH, s, err));
+        } else {
+            if (p->recompute)
+                OP(P_ATTN, tg_cuda_attention_probs<X>(bl, (X *)a->att, (const X *)a->qkvr, Bu, T, C, NH, s, err));
+            OP(P_ATTN, tg_cuda_attention_backward<X>(bl, s_bt4c, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
+                                                     s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C,
+                                                     NH, s, err));
+        }
         /* qkv projection; s_bt4c holds dqkv (N, 3C) */
         if (p->recompute)
-            TG_TRY(tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
+            OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + QKVW), a->ln1, s_bt4c, C, 3 * C, N, 1, 0,
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + QKVW), a->ln1, s_bt4c, C, 3 * C, N, 1, 0,
                               1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        TG_TRY(tg_cuda_bias_backward<X>(gr(m, p, t0 + QKVB), p->s_partial, s_bt4c, N, 3 * C, s, err));
-        TG_TRY(tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + QKVW), N, C, 3 * C, 0, 1,
+        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + QKVB), p->s_partial, s_bt4c, N, 3 * C, s, err));
+        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + QKVW), N, C, 3 * C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
         /* through ln_1 plus the identity: dres becomes d(block input) */
-        TG_TRY(tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B), p->s_partial,
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B), p->s_partial,
                                              s_btc, res_in, a->ln1_mean, a->ln1_rstd,
                                              wt<X>(m, p, t0 + LN1W), N, C, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
-    TG_TRY(tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
+    OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
                                        p->n_uniq, Bu, T, C, s, err));
     /* Same hook order as the CPU backend: embeddings, then ln_f (complete since the start). */
     tg_model_grad_ready(m, 0, lay->layer_begin[0]);
@@ -565,9 +703,12 @@ static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t 
         for (int i = 0; i < N; i++) p->n_valid += targets[i] >= 0;
         p->n_uniq = bucket_tokens(p, inputs, N, p->h_io + 2 * BT, p->h_io + 3 * BT, p->h_io + 4 * BT + 1);
     }
+    prof_mark(p, P_OTHER);
     TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_io, p->h_io, io_ints(p) * sizeof(int32_t),
                                        cudaMemcpyHostToDevice, p->stream));
     TG_CUDA_CHECK(err, cudaEventRecord(p->ev_upload, p->stream));
+    if (p->prof) p->prof->phase = 0;
+    p->cudnn_last = p->cudnn != NULL && B_used == p->B;
     if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, targets != NULL, err));
     else TG_TRY(forward_impl<float>(m, p, B_used, targets != NULL, err));
     p->B_used = B_used;
@@ -585,9 +726,11 @@ static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
     double sum = 0.0;
     if (!p->B_used || !p->has_targets)
         TG_FAIL(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
+    prof_mark(p, P_OTHER);
     TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_losses, p->losses, (size_t)N * sizeof(float),
                                        cudaMemcpyDeviceToHost, p->stream));
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
+    prof_collect(p);
     for (int i = 0; i < N; i++) sum += p->h_losses[i]; /* ignored positions hold 0 */
     *loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
 cleanup:
@@ -611,6 +754,7 @@ static tg_status cuda_backward(tg_model *m, float loss_scale, tg_error *err) {
     if (!p->backward_ready)
         TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
     p->backward_ready = 0;
+    if (p->prof) p->prof->phase = 1;
     if (p->bf16) TG_TRY(backward_impl<tg_bf16>(m, p, loss_scale, err));
     else TG_TRY(backward_impl<float>(m, p, loss_scale, err));
 cleanup:
@@ -622,6 +766,7 @@ static tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out
     cuda_impl *p = (cuda_impl *)m->impl;
     double sum = 0.0;
     if (lo < hi) {
+        prof_mark(p, P_OPTIM);
         TG_TRY(tg_cuda_sqnorm_partials(p->d_norm, p->grads, lo, hi, p->stream, err));
         TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_norm, p->d_norm, TG_CUDA_NORM_BLOCKS * sizeof(double),
                                            cudaMemcpyDeviceToHost, p->stream));
@@ -703,6 +848,7 @@ static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) 
     hp.grad_scale = a->grad_scale;
     hp.bc1 = (float)(1.0 - pow((double)a->beta1, a->t)); /* as the CPU reference */
     hp.bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
+    prof_mark(p, P_OPTIM);
     if (p->bf16)
         TG_TRY(tg_cuda_adamw<tg_bf16>((tg_bf16 *)p->params, p->master, p->grads, p->opt_m, p->opt_v,
                                       a->lo, a->hi, p->d_tstart, p->d_tdecay, m->lay.n_tensors, &hp,
@@ -714,6 +860,8 @@ static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) 
 cleanup:
     return st;
 }
+
+static const char *cuda_describe(const tg_model *m) { return ((const cuda_impl *)m->impl)->note; }
 
 static size_t cuda_device_bytes(const tg_model *m) {
     const cuda_impl *p = (const cuda_impl *)m->impl;
@@ -743,4 +891,5 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     cuda_opt_set,
     cuda_adamw,
     cuda_device_bytes,
+    cuda_describe,
 };

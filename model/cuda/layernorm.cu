@@ -1,123 +1,323 @@
 /* model/cuda/layernorm.cu — LayerNorm fused with the residual add, its recompute, and its
  * backward (which adds into the residual-stream gradient). One warp per row; the weight and
- * bias gradients are column reductions without atomics (deterministic). */
+ * bias gradients are column reductions without atomics (deterministic).
+ *
+ * Activation rows are moved as VEC-element vectors (16 bytes) when the buffers are aligned and
+ * C % VEC == 0 (checked by the launchers; VEC = 1 is the scalar fallback of the same kernels).
+ * w and bias sit at arbitrary offsets of the flat parameter buffer, so every block first stages
+ * them as fp32 in shared memory with scalar loads. */
 #include "model/cuda/ops.cuh"
 
 #define TG_LN_EPS 1e-5f
-#define TG_WARPS_PER_BLOCK (TG_CUDA_THREADS / 32)
+#define TG_LN_MAX_WARPS 8      /* warps per block of the row kernels */
+#define TG_LN_MAX_BLOCKS 1024  /* grid cap of the row kernels: staging w/bias stays negligible */
+#define TG_LN_BWD_WARPS 4096   /* backward: blocks * warps (= the number of dw/db partials * W) */
+#define TG_LN_SMEM 49152       /* default dynamic shared-memory limit per block */
 
-/* res = a + b (b may be NULL: x = a), out = (x - mean) * rstd * w + bias. Warp per row. */
-template <typename X>
-__global__ void residual_layernorm_kernel(X *res, X *out, float *mean, float *rstd, const X *a,
-                                          const X *b, const X *w, const X *bias, int N, int C) {
-    const int row = blockIdx.x * TG_WARPS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) return;
-    const size_t off = (size_t)row * C;
-    /* The LayerNorm input is the rounded residual (what backward reads back). */
-    const X *x = b ? res + off : a + off;
-    float sum = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        float v;
-        if (b) {
-            const X r = tg_from_f32<X>(tg_to_f32(a[off + c]) + tg_to_f32(b[off + c]));
-            res[off + c] = r;
-            v = tg_to_f32(r);
-        } else {
-            v = tg_to_f32(a[off + c]);
+/* d[0..VEC) = p[0..VEC) from shared memory, 16 bytes at a time where VEC allows. */
+template <int VEC> __device__ __forceinline__ void lds_f32(float (&d)[VEC], const float *p) {
+    if constexpr (VEC % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < VEC / 4; k++) {
+            const float4 t = ((const float4 *)p)[k];
+            d[4 * k] = t.x;
+            d[4 * k + 1] = t.y;
+            d[4 * k + 2] = t.z;
+            d[4 * k + 3] = t.w;
         }
-        sum += v;
-    }
-    const float mu = tg_warp_sum(sum) / C;
-    float var = 0.0f;
-    for (int c = lane; c < C; c += 32) { /* each lane reads back only what it wrote */
-        const float d = tg_to_f32(x[c]) - mu;
-        var += d * d;
-    }
-    const float rs = 1.0f / sqrtf(tg_warp_sum(var) / C + TG_LN_EPS);
-    for (int c = lane; c < C; c += 32) {
-        const float n = (tg_to_f32(x[c]) - mu) * rs;
-        out[off + c] = tg_from_f32<X>(n * tg_to_f32(w[c]) + tg_to_f32(bias[c]));
-    }
-    if (lane == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; j++) d[j] = p[j];
     }
 }
 
-template <typename X>
-__global__ void layernorm_apply_kernel(X *out, const X *x, const float *mean, const float *rstd,
-                                       const X *w, const X *bias, size_t n, int C) {
+/* Shared memory: ws, bs (C floats each: w, bias), then one row cache of C X per warp.
+ * res = a + b (b may be NULL: x = a), out = (x - mean) * rstd * w + bias. Warp per row; a lane
+ * always handles the same vectors of a row, so it reads back from the cache only what it wrote
+ * (no barrier needed). */
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+residual_layernorm_kernel(X *__restrict__ res, X *__restrict__ out, float *__restrict__ mean,
+                          float *__restrict__ rstd, const X *__restrict__ a,
+                          const X *__restrict__ b, const X *__restrict__ w,
+                          const X *__restrict__ bias, int N, int C) {
+    typedef tg_vec<X, VEC> V;
+    extern __shared__ float smem[];
+    const int W = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int nvec = C / VEC;
+    float *ws = smem, *bs = smem + C;
+    V *xs = (V *)((X *)(smem + 2 * C) + (size_t)warp * C);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        ws[c] = tg_to_f32(w[c]);
+        bs[c] = tg_to_f32(bias[c]);
+    }
+    __syncthreads();
+    for (int row = blockIdx.x * W + warp; row < N; row += gridDim.x * W) {
+        const size_t off = (size_t)row * C;
+        const V *ap = (const V *)(a + off), *bp = b ? (const V *)(b + off) : NULL;
+        V *rp = b ? (V *)(res + off) : NULL, *op = (V *)(out + off);
+        float sum = 0.0f;
+#pragma unroll 4
+        for (int v = lane; v < nvec; v += 32) {
+            V xv = ap[v];
+            if (b) { /* the LayerNorm input is the rounded residual (what backward reads back) */
+                const V bv = bp[v];
+#pragma unroll
+                for (int j = 0; j < VEC; j++)
+                    xv.v[j] = tg_from_f32<X>(tg_to_f32(xv.v[j]) + tg_to_f32(bv.v[j]));
+                rp[v] = xv;
+            }
+            xs[v] = xv;
+#pragma unroll
+            for (int j = 0; j < VEC; j++) sum += tg_to_f32(xv.v[j]);
+        }
+        const float mu = tg_warp_sum(sum) / C;
+        float var = 0.0f;
+        for (int v = lane; v < nvec; v += 32) {
+            const V xv = xs[v];
+#pragma unroll
+            for (int j = 0; j < VEC; j++) {
+                const float d = tg_to_f32(xv.v[j]) - mu;
+                var += d * d;
+            }
+        }
+        const float rs = 1.0f / sqrtf(tg_warp_sum(var) / C + TG_LN_EPS);
+#pragma unroll 4
+        for (int v = lane; v < nvec; v += 32) {
+            const V xv = xs[v];
+            float wv[VEC], bv[VEC];
+            lds_f32<VEC>(wv, ws + v * VEC);
+            lds_f32<VEC>(bv, bs + v * VEC);
+            V o;
+#pragma unroll
+            for (int j = 0; j < VEC; j++)
+                o.v[j] = tg_from_f32<X>((tg_to_f32(xv.v[j]) - mu) * rs * wv[j] + bv[j]);
+            op[v] = o;
+        }
+        if (lane == 0) {
+            mean[row] = mu;
+            rstd[row] = rs;
+        }
+    }
+}
+
+/* Elementwise over N*C/VEC vectors; shared memory: ws, bs (C floats each). */
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+layernorm_apply_kernel(X *__restrict__ out, const X *__restrict__ x,
+                       const float *__restrict__ mean, const float *__restrict__ rstd,
+                       const X *__restrict__ w, const X *__restrict__ bias, int N, int C) {
+    typedef tg_vec<X, VEC> V;
+    extern __shared__ float smem[];
+    const int nvec = C / VEC;
+    const size_t n = (size_t)N * nvec;
+    float *ws = smem, *bs = smem + C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        ws[c] = tg_to_f32(w[c]);
+        bs[c] = tg_to_f32(bias[c]);
+    }
+    __syncthreads();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = i / C;
-        const int c = (int)(i % C);
-        const float nv = (tg_to_f32(x[i]) - mean[row]) * rstd[row];
-        out[i] = tg_from_f32<X>(nv * tg_to_f32(w[c]) + tg_to_f32(bias[c]));
+        const size_t row = i / nvec;
+        const int c = (int)(i - row * nvec) * VEC;
+        const V xv = ((const V *)x)[i];
+        const float mu = mean[row], rs = rstd[row];
+        float wv[VEC], bv[VEC];
+        lds_f32<VEC>(wv, ws + c);
+        lds_f32<VEC>(bv, bs + c);
+        V o;
+#pragma unroll
+        for (int j = 0; j < VEC; j++)
+            o.v[j] = tg_from_f32<X>((tg_to_f32(xv.v[j]) - mu) * rs * wv[j] + bv[j]);
+        ((V *)out)[i] = o;
     }
 }
 
-/* dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * w. Warp/row. */
-template <typename X>
-__global__ void layernorm_backward_dx_kernel(X *dx, const X *dout, const X *x, const float *mean,
-                                             const float *rstd, const X *w, int N, int C) {
-    const int row = blockIdx.x * TG_WARPS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= N) return;
-    const size_t off = (size_t)row * C;
-    const float mu = mean[row], rs = rstd[row];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float n = (tg_to_f32(x[off + c]) - mu) * rs;
-        const float dn = tg_to_f32(dout[off + c]) * tg_to_f32(w[c]);
-        s1 += dn;
-        s2 += dn * n;
+/* Fused backward. Block b takes the tiles of W consecutive rows t = b, b + grid, ...; per tile:
+ *  1. warp per row: dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),
+ *     dnorm = dout * w; the row's dout, x and dx are all loaded at once (one memory latency
+ *     per tile) into a shared-memory cache;
+ *  2. barrier; thread per column vector: acc += sum over the tile's rows (in row order) of
+ *     dout * norm and dout, read from the cache; barrier (the cache is reused).
+ * Each column of acc belongs to one thread for the whole kernel, so acc needs no atomics; the
+ * block finally writes partial[b][0][c] = sum dout*norm, partial[b][1][c] = sum dout, and the
+ * finish kernel adds the blocks in order: bitwise reproducible.
+ * Shared memory: ws (C), acc (2C), stat (16: mean, rstd of the tile's rows) floats, then per
+ * warp a dout, an x and a dx row (3C X). */
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
+                          const X *__restrict__ dout, const X *__restrict__ x,
+                          const float *__restrict__ mean, const float *__restrict__ rstd,
+                          const X *__restrict__ w, int N, int C) {
+    typedef tg_vec<X, VEC> V;
+    extern __shared__ float smem[];
+    const int W = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int nvec = C / VEC, ntiles = (N + W - 1) / W;
+    float *ws = smem, *acc = smem + C, *stat = smem + 3 * C;
+    X *cache = (X *)(smem + 3 * C + 2 * TG_LN_MAX_WARPS);
+    V *dc = (V *)(cache + (size_t)warp * 3 * C), *xc = (V *)(cache + (size_t)warp * 3 * C + C);
+    V *oc = (V *)(cache + (size_t)warp * 3 * C + 2 * C);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        ws[c] = tg_to_f32(w[c]);
+        acc[c] = 0.0f;
+        acc[C + c] = 0.0f;
     }
-    const float m1 = tg_warp_sum(s1) / C, m2 = tg_warp_sum(s2) / C;
-    for (int c = lane; c < C; c += 32) {
-        const float n = (tg_to_f32(x[off + c]) - mu) * rs;
-        const float dn = tg_to_f32(dout[off + c]) * tg_to_f32(w[c]);
-        dx[off + c] = tg_from_f32<X>(tg_to_f32(dx[off + c]) + (dn - m1 - n * m2) * rs);
+    __syncthreads();
+    for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x) {
+        const int row = tile * W + warp;
+        if (row < N) {
+            const size_t off = (size_t)row * C;
+            const float mu = mean[row], rs = rstd[row];
+            const V *dp = (const V *)(dout + off), *xp = (const V *)(x + off);
+            V *dxp = (V *)(dx + off);
+            float s1 = 0.0f, s2 = 0.0f;
+#pragma unroll 4
+            for (int v = lane; v < nvec; v += 32) {
+                const V dv = dp[v], xv = xp[v];
+                dc[v] = dv;
+                xc[v] = xv;
+                oc[v] = dxp[v];
+                float wv[VEC];
+                lds_f32<VEC>(wv, ws + v * VEC);
+#pragma unroll
+                for (int j = 0; j < VEC; j++) {
+                    const float n = (tg_to_f32(xv.v[j]) - mu) * rs;
+                    const float dn = tg_to_f32(dv.v[j]) * wv[j];
+                    s1 += dn;
+                    s2 += dn * n;
+                }
+            }
+            const float m1 = tg_warp_sum(s1) / C, m2 = tg_warp_sum(s2) / C;
+#pragma unroll 4
+            for (int v = lane; v < nvec; v += 32) { /* the lane's own cache entries */
+                const V dv = dc[v], xv = xc[v];
+                V o = oc[v];
+                float wv[VEC];
+                lds_f32<VEC>(wv, ws + v * VEC);
+#pragma unroll
+                for (int j = 0; j < VEC; j++) {
+                    const float n = (tg_to_f32(xv.v[j]) - mu) * rs;
+                    const float dn = tg_to_f32(dv.v[j]) * wv[j];
+                    o.v[j] = tg_from_f32<X>(tg_to_f32(o.v[j]) + (dn - m1 - n * m2) * rs);
+                }
+                dxp[v] = o;
+            }
+            if (lane == 0) {
+                stat[warp] = mu;
+                stat[TG_LN_MAX_WARPS + warp] = rs;
+            }
+        }
+        __syncthreads(); /* cache and stat of all rows of the tile written */
+        const int rows = min(W, N - tile * W);
+        for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
+            float aw[VEC], ab[VEC];
+#pragma unroll
+            for (int j = 0; j < VEC; j++) aw[j] = ab[j] = 0.0f;
+            for (int r = 0; r < rows; r++) {
+                const V dv = ((const V *)(cache + (size_t)r * 3 * C))[v];
+                const V xv = ((const V *)(cache + (size_t)r * 3 * C + C))[v];
+                const float mu = stat[r], rs = stat[TG_LN_MAX_WARPS + r];
+#pragma unroll
+                for (int j = 0; j < VEC; j++) {
+                    const float d = tg_to_f32(dv.v[j]);
+                    aw[j] += d * ((tg_to_f32(xv.v[j]) - mu) * rs);
+                    ab[j] += d;
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < VEC; j++) {
+                acc[v * VEC + j] += aw[j];
+                acc[C + v * VEC + j] += ab[j];
+            }
+        }
+        __syncthreads(); /* the cache is overwritten by the next tile; acc read below */
+    }
+    float *pb = partial + (size_t)blockIdx.x * 2 * C;
+    for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) pb[i] = acc[i];
+}
+
+/* block (32, 32), grid ceil(2C / 32): column i of the (chunks, 2C) partials is summed by 32
+ * row lanes (chunks k = ty, ty + 32, ...), then the lanes in order: a fixed order. */
+__global__ void layernorm_backward_finish_kernel(float *dw, float *db, const float *partial,
+                                                 int chunks, int C) {
+    __shared__ float red[32][33];
+    const int i = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (i < 2 * C) {
+#pragma unroll 8
+        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * 2 * C + i];
+    }
+    red[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && i < 2 * C) {
+        float t = 0.0f;
+        for (int k = 0; k < 32; k++) t += red[k][threadIdx.x];
+        if (i < C)
+            dw[i] += t;
+        else
+            db[i - C] += t;
     }
 }
 
-/* grid (ceil(C/256), chunks): partial[chunk][0][c] = sum dout*norm, [1][c] = sum dout. */
-template <typename X>
-__global__ void layernorm_backward_dw_kernel(float *partial, const X *dout, const X *x,
-                                             const float *mean, const float *rstd, int N, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    const int per = (N + gridDim.y - 1) / gridDim.y;
-    const int r0 = blockIdx.y * per, r1 = min(N, r0 + per);
-    float sw = 0.0f, sb = 0.0f;
-    for (int r = r0; r < r1; r++) {
-        const size_t i = (size_t)r * C + c;
-        const float d = tg_to_f32(dout[i]);
-        sw += d * (tg_to_f32(x[i]) - mean[r]) * rstd[r];
-        sb += d;
-    }
-    partial[((size_t)blockIdx.y * 2 + 0) * C + c] = sw;
-    partial[((size_t)blockIdx.y * 2 + 1) * C + c] = sb;
+/* Warps per block such that fixed + W * per_warp bytes of shared memory fit the default limit
+ * (at least 1; the launch raises the limit when even one warp does not fit). */
+static int ln_warps(size_t fixed, size_t per_warp) {
+    int W = TG_LN_MAX_WARPS;
+    while (W > 1 && fixed + W * per_warp > TG_LN_SMEM) W--;
+    return W;
 }
 
-__global__ void layernorm_backward_dw_finish_kernel(float *dw, float *db, const float *partial,
-                                                    int chunks, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    float sw = 0.0f, sb = 0.0f;
-    for (int k = 0; k < chunks; k++) {
-        sw += partial[((size_t)k * 2 + 0) * C + c];
-        sb += partial[((size_t)k * 2 + 1) * C + c];
-    }
-    dw[c] += sw;
-    db[c] += sb;
+/* Allows `bytes` of dynamic shared memory for kernel when over the default. */
+template <typename K> static cudaError_t ln_allow_smem(K kernel, size_t bytes) {
+    if (bytes <= TG_LN_SMEM) return cudaSuccess;
+    return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+static unsigned int ln_blocks(int N, int W) {
+    const int b = (N + W - 1) / W;
+    return (unsigned int)(b < 1 ? 1 : b > TG_LN_MAX_BLOCKS ? TG_LN_MAX_BLOCKS : b);
+}
+
+template <typename X, int VEC>
+static tg_status launch_forward(X *res, X *out, float *mean, float *rstd, const X *a, const X *b,
+                                const X *w, const X *bias, int N, int C, cudaStream_t s,
+                                tg_error *err) {
+    tg_status st = TG_OK;
+    const size_t fixed = (size_t)2 * C * sizeof(float), per_warp = (size_t)C * sizeof(X);
+    const int W = ln_warps(fixed, per_warp);
+    const size_t smem = fixed + W * per_warp;
+    TG_CUDA_CHECK(err, ln_allow_smem(residual_layernorm_kernel<X, VEC>, smem));
+    residual_layernorm_kernel<X, VEC><<<ln_blocks(N, W), 32 * W, smem, s>>>(res, out, mean, rstd, a, b, w, bias, N, C);
+    TG_CUDA_LAUNCH_CHECK(err);
+cleanup:
+    return st;
 }
 
 template <typename X>
 tg_status tg_cuda_residual_layernorm_forward(X *res, X *out, float *mean, float *rstd,
                                              const X *a, const X *b, const X *w, const X *bias,
                                              int N, int C, cudaStream_t s, tg_error *err) {
+    const int V = TG_VEC16(X);
+    if (N <= 0 || C <= 0) return TG_OK;
+    if (C % V == 0 && tg_aligned(out, 16) && tg_aligned(a, 16) &&
+        (!b || (tg_aligned(b, 16) && tg_aligned(res, 16))))
+        return launch_forward<X, TG_VEC16(X)>(res, out, mean, rstd, a, b, w, bias, N, C, s, err);
+    return launch_forward<X, 1>(res, out, mean, rstd, a, b, w, bias, N, C, s, err);
+}
+
+template <typename X, int VEC>
+static tg_status launch_apply(X *out, const X *x, const float *mean, const float *rstd,
+                              const X *w, const X *bias, int N, int C, cudaStream_t s,
+                              tg_error *err) {
     tg_status st = TG_OK;
-    const unsigned int blocks = (unsigned int)((N + TG_WARPS_PER_BLOCK - 1) / TG_WARPS_PER_BLOCK);
-    residual_layernorm_kernel<X><<<blocks, TG_CUDA_THREADS, 0, s>>>(res, out, mean, rstd, a, b, w, bias, N, C);
+    const size_t smem = (size_t)2 * C * sizeof(float);
+    const size_t n = (size_t)N * (C / VEC);
+    unsigned int blocks = tg_cuda_blocks(n);
+    if (blocks > TG_LN_MAX_BLOCKS) blocks = TG_LN_MAX_BLOCKS;
+    TG_CUDA_CHECK(err, ln_allow_smem(layernorm_apply_kernel<X, VEC>, smem));
+    layernorm_apply_kernel<X, VEC><<<blocks, TG_CUDA_THREADS, smem, s>>>(out, x, mean, rstd, w, bias, N, C);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
     return st;
@@ -127,9 +327,30 @@ template <typename X>
 tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const float *rstd,
                                   const X *w, const X *bias, int N, int C, cudaStream_t s,
                                   tg_error *err) {
+    if (N <= 0 || C <= 0) return TG_OK;
+    if (C % TG_VEC16(X) == 0 && tg_aligned(out, 16) && tg_aligned(x, 16))
+        return launch_apply<X, TG_VEC16(X)>(out, x, mean, rstd, w, bias, N, C, s, err);
+    return launch_apply<X, 1>(out, x, mean, rstd, w, bias, N, C, s, err);
+}
+
+template <typename X, int VEC>
+static tg_status launch_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
+                                 const X *x, const float *mean, const float *rstd, const X *w,
+                                 int N, int C, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    const size_t n = (size_t)N * C;
-    layernorm_apply_kernel<X><<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, s>>>(out, x, mean, rstd, w, bias, n, C);
+    const size_t fixed = (size_t)(3 * C + 2 * TG_LN_MAX_WARPS) * sizeof(float);
+    const size_t per_warp = (size_t)3 * C * sizeof(X);
+    const int W = ln_warps(fixed, per_warp);
+    const size_t smem = fixed + W * per_warp;
+    /* Grid (= number of partials): TG_LN_BWD_WARPS warps in flight, within the partial buffer.
+     * It depends only on N, C and X, so the summation order is the same on every device. */
+    int chunks = (N + W - 1) / W;
+    if (chunks > TG_LN_BWD_WARPS / W) chunks = TG_LN_BWD_WARPS / W;
+    if (chunks > TG_CUDA_COL_CHUNKS) chunks = TG_CUDA_COL_CHUNKS;
+    TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_kernel<X, VEC>, smem));
+    layernorm_backward_kernel<X, VEC><<<chunks, 32 * W, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
+    TG_CUDA_LAUNCH_CHECK(err);
+    layernorm_backward_finish_kernel<<<(2 * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, partial, chunks, C);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
     return st;
@@ -139,18 +360,11 @@ template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
                                      const X *x, const float *mean, const float *rstd,
                                      const X *w, int N, int C, cudaStream_t s, tg_error *err) {
-    tg_status st = TG_OK;
-    const unsigned int blocks = (unsigned int)((N + TG_WARPS_PER_BLOCK - 1) / TG_WARPS_PER_BLOCK);
-    const int chunks = N < TG_CUDA_COL_CHUNKS ? N : TG_CUDA_COL_CHUNKS;
-    const dim3 grid((C + TG_CUDA_THREADS - 1) / TG_CUDA_THREADS, chunks);
-    layernorm_backward_dx_kernel<X><<<blocks, TG_CUDA_THREADS, 0, s>>>(dx, dout, x, mean, rstd, w, N, C);
-    TG_CUDA_LAUNCH_CHECK(err);
-    layernorm_backward_dw_kernel<X><<<grid, TG_CUDA_THREADS, 0, s>>>(partial, dout, x, mean, rstd, N, C);
-    TG_CUDA_LAUNCH_CHECK(err);
-    layernorm_backward_dw_finish_kernel<<<grid.x, TG_CUDA_THREADS, 0, s>>>(dw, db, partial, chunks, C);
-    TG_CUDA_LAUNCH_CHECK(err);
-cleanup:
-    return st;
+    if (N <= 0 || C <= 0) return TG_OK;
+    if (C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16))
+        return launch_backward<X, TG_VEC16(X)>(dx, dw, db, partial, dout, x, mean, rstd, w, N, C,
+                                               s, err);
+    return launch_backward<X, 1>(dx, dw, db, partial, dout, x, mean, rstd, w, N, C, s, err);
 }
 
 #define TG_INSTANTIATE(X)                                                                      \

@@ -42,25 +42,62 @@ template <typename X> __global__ void gelu_backward_kernel(X *d, const X *inp, s
         d[i] = tg_from_f32<X>(tg_to_f32(d[i]) * gelu_grad_f(tg_to_f32(inp[i])));
 }
 
-/* grid (ceil(OC/256), chunks): thread = one column over one chunk of rows; coalesced loads. */
-template <typename X>
-__global__ void column_sum_partial_kernel(float *partial, const X *dy, int N, int OC) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= OC) return;
+/* Bias gradient: column sums of dy (N, OC) without atomics. grid (ceil(OC / (32 VEC)), chunks),
+ * block (32, 8): thread (tx, ty) sums VEC adjacent columns (one 16-byte load per row when
+ * VEC > 1) over the rows r0 + ty, r0 + ty + 8, ... of its chunk, so a warp reads 32 VEC
+ * contiguous elements of a row and many rows are in flight; the 8 row lanes are then added in
+ * order through shared memory into partial[chunk][c]. */
+#define TG_COLSUM_ROWS 8
+template <typename X, int VEC>
+__global__ void __launch_bounds__(32 * TG_COLSUM_ROWS)
+column_sum_partial_kernel(float *__restrict__ partial, const X *__restrict__ dy, int N, int OC) {
+    typedef tg_vec<X, VEC> V;
+    __shared__ float red[TG_COLSUM_ROWS][32 * VEC];
+    const int nvec = OC / VEC, cv = blockIdx.x * 32 + threadIdx.x;
     const int per = (N + gridDim.y - 1) / gridDim.y;
     const int r0 = blockIdx.y * per, r1 = min(N, r0 + per);
-    float sum = 0.0f;
-    for (int r = r0; r < r1; r++) sum += tg_to_f32(dy[(size_t)r * OC + c]);
-    partial[(size_t)blockIdx.y * OC + c] = sum;
+    float s[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; j++) s[j] = 0.0f;
+    if (cv < nvec) {
+#pragma unroll 8
+        for (int r = r0 + threadIdx.y; r < r1; r += TG_COLSUM_ROWS) {
+            const V v = ((const V *)(dy + (size_t)r * OC))[cv];
+#pragma unroll
+            for (int j = 0; j < VEC; j++) s[j] += tg_to_f32(v.v[j]);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < VEC; j++) red[threadIdx.y][threadIdx.x * VEC + j] = s[j];
+    __syncthreads();
+    for (int e = threadIdx.y * 32 + threadIdx.x; e < 32 * VEC; e += 32 * TG_COLSUM_ROWS) {
+        const int c = blockIdx.x * 32 * VEC + e;
+        if (c < OC) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < TG_COLSUM_ROWS; k++) sum += red[k][e];
+            partial[(size_t)blockIdx.y * OC + c] = sum;
+        }
+    }
 }
 
-/* out[c] += sum over chunks (in chunk order) of partial[chunk * OC + c]. */
+/* block (32, 32), grid ceil(OC / 32): out[c] += sum of partial[k][c] over the chunks, summed by
+ * 32 row lanes (k = ty, ty + 32, ...) and then the lanes in order: a fixed order. */
 __global__ void column_sum_finish_kernel(float *out, const float *partial, int chunks, int OC) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= OC) return;
-    float sum = 0.0f;
-    for (int k = 0; k < chunks; k++) sum += partial[(size_t)k * OC + c];
-    out[c] += sum;
+    __shared__ float red[32][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.0f;
+    if (c < OC) {
+#pragma unroll 8
+        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * OC + c];
+    }
+    red[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < OC) {
+        float t = 0.0f;
+        for (int k = 0; k < 32; k++) t += red[k][threadIdx.x];
+        out[c] += t;
+    }
 }
 
 template <typename X>
@@ -91,18 +128,37 @@ cleanup:
     return st;
 }
 
-template <typename X>
-tg_status tg_cuda_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
-                                cudaStream_t s, tg_error *err) {
+/* Chunks (row ranges) so that about 4096 blocks of 8 warps are in flight, at least 32 rows
+ * each and within the partial buffer. Depends only on N, OC and VEC: the summation order is the
+ * same on every device. */
+static int colsum_chunks(int N, int tiles) {
+    int chunks = (4096 + tiles - 1) / tiles;
+    if (chunks > TG_CUDA_COL_CHUNKS) chunks = TG_CUDA_COL_CHUNKS;
+    if (chunks > (N + 31) / 32) chunks = (N + 31) / 32;
+    return chunks < 1 ? 1 : chunks;
+}
+
+template <typename X, int VEC>
+static tg_status launch_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
+                                      cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    const int chunks = N < TG_CUDA_COL_CHUNKS ? N : TG_CUDA_COL_CHUNKS;
-    const dim3 grid((OC + TG_CUDA_THREADS - 1) / TG_CUDA_THREADS, chunks);
-    column_sum_partial_kernel<X><<<grid, TG_CUDA_THREADS, 0, s>>>(partial, dy, N, OC);
+    const int tiles = (OC / VEC + 31) / 32;
+    const dim3 grid(tiles, colsum_chunks(N, tiles));
+    column_sum_partial_kernel<X, VEC><<<grid, dim3(32, TG_COLSUM_ROWS), 0, s>>>(partial, dy, N, OC);
     TG_CUDA_LAUNCH_CHECK(err);
-    column_sum_finish_kernel<<<grid.x, TG_CUDA_THREADS, 0, s>>>(dbias, partial, chunks, OC);
+    column_sum_finish_kernel<<<(OC + 31) / 32, dim3(32, 32), 0, s>>>(dbias, partial, grid.y, OC);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
     return st;
+}
+
+template <typename X>
+tg_status tg_cuda_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
+                                cudaStream_t s, tg_error *err) {
+    if (N <= 0 || OC <= 0) return TG_OK;
+    if (OC % TG_VEC16(X) == 0 && tg_aligned(dy, 16))
+        return launch_bias_backward<X, TG_VEC16(X)>(dbias, partial, dy, N, OC, s, err);
+    return launch_bias_backward<X, 1>(dbias, partial, dy, N, OC, s, err);
 }
 
 /* Largest power of two (<= 256) dividing the address, the leading dimension and the batch

@@ -52,7 +52,7 @@ template <typename X>
 tg_status tg_cuda_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
                                 cudaStream_t s, tg_error *err);
 /* Row chunks of the deterministic column reductions (bias and LayerNorm weight grads). */
-#define TG_CUDA_COL_CHUNKS 64
+#define TG_CUDA_COL_CHUNKS 1024
 
 /* ---- encoder.cu ---- */
 
@@ -105,6 +105,20 @@ template <typename X>
 tg_status tg_cuda_attention_backward(const tg_cuda_blas *bl, X *dqkv, X *dqkvr, X *datt, X *dy,
                                      const X *dout, const X *qkvr, const X *att, int B, int T,
                                      int C, int NH, cudaStream_t s, tg_error *err);
+
+/* ---- flash_attention.cu: causal attention without the T x T matrix (bf16, sm_80+) ----
+ * q, k, v are read in place from qkv (B, T, 3C); y is (B, T, C); lse (B, NH, T) fp32 holds the
+ * log2-sum-exp of each row's scaled scores for backward. Head sizes 16, 32, 64. */
+int tg_cuda_flash_supported(int head_size);
+tg_status tg_cuda_flash_attention_forward(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T,
+                                          int C, int NH, cudaStream_t s, tg_error *err);
+/* dy (B,T,C) -> dqkv (B,T,3C) (overwritten). delta: (B, NH, T) fp32 scratch. */
+tg_status tg_cuda_flash_attention_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy,
+                                           const tg_bf16 *y, const tg_bf16 *qkv, const float *lse,
+                                           int B, int T, int C, int NH, cudaStream_t s, tg_error *err);
+
+/* ---- cudnn_attention.cpp: the same through cuDNN's fused SDPA (see cudnn_attention.h) ---- */
+#include "model/cuda/cudnn_attention.h"
 
 /* ---- classifier.cu: softmax cross-entropy over the real vocab V of Vp padded columns ---- */
 

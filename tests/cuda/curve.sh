@@ -20,6 +20,29 @@ for v in "cpu cpu fp32" "bf16 cuda bf16" "fp32 cuda fp32"; do
     "$TG" train "${ARGS[@]}" train.device=$2 train.precision=$3 run.out_dir="$TMP/$1" >"$TMP/$1.log" 2>&1 \
         || { tail -20 "$TMP/$1.log"; bad "$1 run exits 0"; }
 done
+# Diagnostics (not checked): more bf16 runs with other attention implementations (TG_CURVE_EXTRA,
+# e.g. "flash naive"), and where along the curve the differences sit.
+for a in ${TG_CURVE_EXTRA:-}; do
+    TG_CUDA_ATTN=$a "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-$a" \
+        >"$TMP/bf16-$a.log" 2>&1 || tail -5 "$TMP/bf16-$a.log"
+done
+python3 - "$TMP" ${TG_CURVE_EXTRA:-} <<'PY' || true
+import json, os, sys
+tmp, extra = sys.argv[1], sys.argv[2:]
+def losses(name):
+    p = os.path.join(tmp, name, "metrics.jsonl")
+    return [r["loss"] for r in map(json.loads, open(p)) if r.get("loss") is not None] if os.path.exists(p) else None
+cpu = losses("cpu")
+runs = [(n, losses(n)) for n in ["fp32", "bf16"] + ["bf16-" + a for a in extra]]
+print("  10-step mean loss at steps:  " + " ".join("%6d" % (i + 10) for i in range(0, 300, 30)))
+print("  %-22s" % "cpu" + " ".join("%6.3f" % (sum(cpu[i:i+10]) / 10) for i in range(0, 300, 30)))
+for n, l in runs:
+    if not l or len(l) != 300: continue
+    d = [(sum(l[i:i+10]) - sum(cpu[i:i+10])) / sum(cpu[i:i+10]) for i in range(0, 300, 10)]
+    w = max(range(30), key=lambda k: abs(d[k]))
+    print("  %-22s" % n + " ".join("%6.3f" % (sum(l[i:i+10]) / 10) for i in range(0, 300, 30))
+          + "   worst %+.4f at steps %d-%d, mean of last 100 steps %+.4f" % (d[w], 10 * w + 1, 10 * w + 10, sum(d[20:]) / 10))
+PY
 for p in bf16 fp32; do
     check "$p GPU loss curve within 2% of the CPU's (10-step means)" python3 -c '
 import json, sys

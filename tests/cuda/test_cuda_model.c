@@ -6,8 +6,10 @@
  * logits, loss, every parameter gradient (norm-wise relative error per tensor), grad_sqnorm,
  * the AdamW update and moments, and the grad-ready hook sequence.
  *
- * Cases: fp32 with cuBLASLt epilogues, fp32 without them (TG_CUDA_FUSION=0), fp32 recompute,
- * bf16, bf16 recompute. fp32 must match to 1e-4 (the backends differ only in summation order
+ * Cases: fp32 with cuBLASLt epilogues, fp32 without them (TG_CUDA_FUSION=0), fp32 recompute;
+ * bf16 with flash attention (head sizes 16 and 64, with and without recompute), with the
+ * cuBLASLt attention (TG_CUDA_ATTN=naive) and with cuDNN's SDPA (where cuDNN takes the shape;
+ * the backend line printed per case says which ran). fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
  * rounded ~10-20 times along the forward/backward path, which gives norm-wise errors of about
@@ -70,9 +72,12 @@ static void make_batch(tg_rng *r, int32_t *in, int32_t *tgt, int V) {
     }
 }
 
-static void run_case(const char *name, int bf16, int recompute, int fusion, const tolerances *tol) {
+/* attn: TG_CUDA_ATTN (cudnn, flash or naive = cuBLASLt + softmax); n_head sets
+ * the head size 64 / n_head (4 -> 16, 1 -> 64 as in every GPT-2 size). */
+static void run_case(const char *name, int bf16, int recompute, int fusion, const char *attn, int n_head,
+                     const tolerances *tol) {
     tg_error err = {0};
-    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = 4, .n_embd = 64};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = n_head, .n_embd = 64};
     tg_model_options cpu_opt = {.device = TG_DEVICE_CPU, .B = B, .T = T, .pad_multiple = 64};
     tg_model_options gpu_opt = cpu_opt;
     tg_model *cpu = NULL, *gpu = NULL;
@@ -82,9 +87,11 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
     gpu_opt.bf16 = bf16;
     gpu_opt.recompute = recompute;
     setenv("TG_CUDA_FUSION", fusion ? "1" : "0", 1);
+    setenv("TG_CUDA_ATTN", attn, 1);
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_model_init(&cpu, &cfg, &cpu_opt, &err), &err);
     CHECK_OK(tg_model_init(&gpu, &cfg, &gpu_opt, &err), &err);
+    if (gpu) printf("  backend: %s\n", tg_model_describe(gpu));
     if (!cpu || !gpu) {
         tg_model_free(cpu);
         tg_model_free(gpu);
@@ -226,10 +233,17 @@ int main(void) {
         printf("SKIP: no CUDA device (%s)\n", ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices");
         return 77;
     }
-    run_case("fp32", 0, 0, 1, &fp32_tol);
-    run_case("fp32-nofusion", 0, 0, 0, &fp32_tol);
-    run_case("fp32-recompute", 0, 1, 1, &fp32_tol);
-    run_case("bf16", 1, 0, 1, &bf16_tol);
-    run_case("bf16-recompute-nofusion", 1, 1, 0, &bf16_tol);
+    /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
+    run_case("fp32", 0, 0, 1, "flash", 4, &fp32_tol);
+    run_case("fp32-nofusion", 0, 0, 0, "flash", 4, &fp32_tol);
+    run_case("fp32-recompute", 0, 1, 1, "flash", 4, &fp32_tol);
+    run_case("bf16-flash", 1, 0, 1, "flash", 4, &bf16_tol);
+    run_case("bf16-flash-hs64", 1, 0, 1, "flash", 1, &bf16_tol);
+    run_case("bf16-flash-recompute-nofusion", 1, 1, 0, "flash", 4, &bf16_tol);
+    run_case("bf16-naive-attn", 1, 0, 1, "naive", 4, &bf16_tol);
+    /* cuDNN SDPA serves the full first micro-batch, flash the partial second one (B_used < B) */
+    run_case("bf16-cudnn", 1, 0, 1, "cudnn", 4, &bf16_tol);
+    run_case("bf16-cudnn-hs64-recompute", 1, 1, 1, "cudnn", 1, &bf16_tol);
+    run_case("bf16-naive-attn-recompute", 1, 1, 1, "naive", 2, &bf16_tol);
     TEST_MAIN_END();
 }

@@ -1,0 +1,341 @@
+/* tests/cuda/test_cuda_attention.cu — flash attention (bf16, model/cuda/flash_attention.cu)
+ * against the cuBLASLt attention in fp32 (model/cuda/attention.cu, itself checked against the
+ * CPU reference by test_cuda_model) at GPT-2's head size and sequence length and at odd shapes
+ * (T not a multiple of the 64-row tile, head sizes 16/32/64).
+ *
+ * Both get the same bf16-rounded q, k, v and output gradient. Tolerance: flash rounds P and dS
+ * to bf16 (unit roundoff 2^-9 ~ 2e-3) before the second products, and writes bf16 outputs, so
+ * norm-wise errors land around 3e-3; 1.5e-2 leaves headroom while a wrong tile, mask or
+ * fragment layout gives errors of order 1. Outputs are poisoned (NaN) first, so an element
+ * never written fails; the pipelined (cp.async) and plain kernels must give identical bits.
+ * Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64).
+ * Without a CUDA device: prints "SKIP: no CUDA device" and exits 77. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cuda/ops.cuh"
+
+extern "C" {
+#include "core/rng.h"
+}
+#include "tg_test.h"
+
+#define CU(call)                                                                               \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != cudaSuccess) {                                                               \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double d = 0.0, r = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double x = (double)a[i] - b[i];
+        d += isfinite(a[i]) ? x * x : INFINITY;
+        r += (double)b[i] * b[i];
+    }
+    return r == 0.0 ? (d == 0.0 ? 0.0 : INFINITY) : sqrt(d / r);
+}
+
+/* err over the columns [c0, c0 + w) of rows of width ld */
+static double rel_err_cols(const float *a, const float *b, size_t rows, int ld, int c0, int w) {
+    double d = 0.0, r = 0.0;
+    for (size_t i = 0; i < rows; i++)
+        for (int c = c0; c < c0 + w; c++) {
+            const double x = (double)a[i * ld + c] - b[i * ld + c];
+            d += isfinite(a[i * ld + c]) ? x * x : INFINITY;
+            r += (double)b[i * ld + c] * b[i * ld + c];
+        }
+    return r == 0.0 ? (d == 0.0 ? 0.0 : INFINITY) : sqrt(d / r);
+}
+
+static void to_bf16(tg_bf16 *dst, float *rounded, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        dst[i] = __float2bfloat16_rn(src[i]);
+        rounded[i] = __bfloat162float(dst[i]);
+    }
+}
+
+static void from_bf16(float *dst, const tg_bf16 *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = __bfloat162float(src[i]);
+}
+
+static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int NH, int HS, float amp) {
+    const int C = NH * HS;
+    const size_t N = (size_t)B * T, n3 = N * 3 * C, n1 = N * C, natt = (size_t)B * NH * T * T;
+    tg_error err = {};
+    tg_rng r;
+    tg_rng_init(&r, 7 + (uint64_t)T * 31 + (uint64_t)HS);
+    float *qkv = (float *)malloc(n3 * 4), *dy = (float *)malloc(n1 * 4);
+    float *ref_y = (float *)malloc(n1 * 4), *ref_d = (float *)malloc(n3 * 4);
+    float *got_y = (float *)malloc(n1 * 4), *got_d = (float *)malloc(n3 * 4);
+    tg_bf16 *qkv_b = (tg_bf16 *)malloc(n3 * 2), *dy_b = (tg_bf16 *)malloc(n1 * 2);
+    tg_bf16 *h_y = (tg_bf16 *)malloc(n1 * 2), *h_d = (tg_bf16 *)malloc(n3 * 2);
+    tg_bf16 *h_y2 = (tg_bf16 *)malloc(n1 * 2), *h_d2 = (tg_bf16 *)malloc(n3 * 2);
+    for (size_t i = 0; i < n3; i++) qkv[i] = amp * tg_rng_normal(&r);
+    for (size_t i = 0; i < n1; i++) dy[i] = tg_rng_normal(&r);
+    to_bf16(qkv_b, qkv, qkv, n3);
+    to_bf16(dy_b, dy, dy, n1);
+
+    /* reference: fp32 cuBLASLt attention */
+    float *f_qkv, *f_qkvr, *f_att, *f_heads, *f_out, *f_dqkv, *f_dqkvr, *f_datt, *f_dheads, *f_dout;
+    CU(cudaMalloc(&f_qkv, n3 * 4));
+    CU(cudaMalloc(&f_qkvr, n3 * 4));
+    CU(cudaMalloc(&f_att, natt * 4));
+    CU(cudaMalloc(&f_heads, n1 * 4));
+    CU(cudaMalloc(&f_out, n1 * 4));
+    CU(cudaMalloc(&f_dqkv, n3 * 4));
+    CU(cudaMalloc(&f_dqkvr, n3 * 4));
+    CU(cudaMalloc(&f_datt, natt * 4));
+    CU(cudaMalloc(&f_dheads, n1 * 4));
+    CU(cudaMalloc(&f_dout, n1 * 4));
+    CU(cudaMemcpy(f_qkv, qkv, n3 * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(f_dout, dy, n1 * 4, cudaMemcpyHostToDevice));
+    CHECK_OK(tg_cuda_attention_forward<float>(bl, f_out, f_qkvr, f_att, f_heads, f_qkv, B, T, C, NH, s, &err), &err);
+    CHECK_OK(tg_cuda_attention_backward<float>(bl, f_dqkv, f_dqkvr, f_datt, f_dheads, f_dout, f_qkvr, f_att, B,
+                                               T, C, NH, s, &err), &err);
+    CU(cudaStreamSynchronize(s));
+    CU(cudaMemcpy(ref_y, f_out, n1 * 4, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(ref_d, f_dqkv, n3 * 4, cudaMemcpyDeviceToHost));
+
+    /* flash, bf16, twice */
+    tg_bf16 *b_qkv, *b_dy, *b_y, *b_d;
+    float *lse, *delta;
+    CU(cudaMalloc(&b_qkv, n3 * 2));
+    CU(cudaMalloc(&b_dy, n1 * 2));
+    CU(cudaMalloc(&b_y, n1 * 2));
+    CU(cudaMalloc(&b_d, n3 * 2));
+    CU(cudaMalloc(&lse, (size_t)B * NH * T * 4));
+    CU(cudaMalloc(&delta, (size_t)B * NH * T * 4));
+    CU(cudaMemcpy(b_qkv, qkv_b, n3 * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(b_dy, dy_b, n1 * 2, cudaMemcpyHostToDevice));
+    /* run 0: the pipelined kernels (the default); run 1: the plain ones — same arithmetic */
+    for (int rep = 0; rep < 2; rep++) {
+        setenv("TG_CUDA_FLASH_PIPE", rep ? "0" : "1", 1);
+        CU(cudaMemset(b_y, 0xFF, n1 * 2)); /* 0xFFFF is a bf16 NaN */
+        CU(cudaMemset(b_d, 0xFF, n3 * 2));
+        CHECK_OK(tg_cuda_flash_attention_forward(b_y, lse, b_qkv, B, T, C, NH, s, &err), &err);
+        CHECK_OK(tg_cuda_flash_attention_backward(b_d, delta, b_dy, b_y, b_qkv, lse, B, T, C, NH, s, &err), &err);
+        CU(cudaStreamSynchronize(s));
+        CU(cudaMemcpy(rep ? h_y2 : h_y, b_y, n1 * 2, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(rep ? h_d2 : h_d, b_d, n3 * 2, cudaMemcpyDeviceToHost));
+    }
+    from_bf16(got_y, h_y, n1);
+    from_bf16(got_d, h_d, n3);
+    const double ey = rel_err(got_y, ref_y, n1);
+    const double eq = rel_err_cols(got_d, ref_d, N, 3 * C, 0, C);
+    const double ek = rel_err_cols(got_d, ref_d, N, 3 * C, C, C);
+    const double ev = rel_err_cols(got_d, ref_d, N, 3 * C, 2 * C, C);
+    printf("  B=%d T=%d NH=%d HS=%d amp=%.1f: rel err y %.2e  dq %.2e  dk %.2e  dv %.2e\n", B, T, NH, HS, amp,
+           ey, eq, ek, ev);
+    const double tol = 1.5e-2;
+    CHECKF(ey < tol, "y rel err %.3g", ey);
+    CHECKF(eq < tol, "dq rel err %.3g", eq);
+    CHECKF(ek < tol, "dk rel err %.3g", ek);
+    CHECKF(ev < tol, "dv rel err %.3g", ev);
+    CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
+           "pipelined and plain flash kernels differ (a race, or a tile read before it landed)");
+    unsetenv("TG_CUDA_FLASH_PIPE");
+
+    /* cuDNN SDPA (deterministic backward), where it takes the shape: same inputs and tolerance,
+     * twice, bitwise equal. */
+    tg_cudnn_attn *cd = NULL;
+    char why[200] = "";
+    CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, 1, why, sizeof why, &err), &err);
+    if (!cd) {
+        printf("    cudnn: not available for this shape (%s)\n", why);
+    } else {
+        void *ws = NULL;
+        const size_t wsb = tg_cudnn_attn_workspace(cd);
+        CU(cudaMalloc(&ws, wsb ? wsb : 16));
+        tg_cudnn_attn_set_workspace(cd, ws);
+        for (int rep = 0; rep < 2; rep++) {
+            CU(cudaMemset(b_y, 0xFF, n1 * 2));
+            CU(cudaMemset(b_d, 0xFF, n3 * 2));
+            CHECK_OK(tg_cudnn_attn_forward(cd, b_y, lse, b_qkv, C, s, &err), &err);
+            CHECK_OK(tg_cudnn_attn_backward(cd, b_d, b_dy, b_y, b_qkv, lse, C, s, &err), &err);
+            CU(cudaStreamSynchronize(s));
+            CU(cudaMemcpy(rep ? h_y2 : h_y, b_y, n1 * 2, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(rep ? h_d2 : h_d, b_d, n3 * 2, cudaMemcpyDeviceToHost));
+        }
+        from_bf16(got_y, h_y, n1);
+        from_bf16(got_d, h_d, n3);
+        const double cy = rel_err(got_y, ref_y, n1);
+        const double cq = rel_err_cols(got_d, ref_d, N, 3 * C, 0, C);
+        const double ck = rel_err_cols(got_d, ref_d, N, 3 * C, C, C);
+        const double cv = rel_err_cols(got_d, ref_d, N, 3 * C, 2 * C, C);
+        printf("    cudnn: rel err y %.2e  dq %.2e  dk %.2e  dv %.2e\n", cy, cq, ck, cv);
+        CHECKF(cy < tol, "cudnn y rel err %.3g", cy);
+        CHECKF(cq < tol, "cudnn dq rel err %.3g", cq);
+        CHECKF(ck < tol, "cudnn dk rel err %.3g", ck);
+        CHECKF(cv < tol, "cudnn dv rel err %.3g", cv);
+        CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
+               "cudnn attention (deterministic) differs between two runs");
+        tg_cudnn_attn_free(cd);
+        cudaFree(ws);
+    }
+
+    cudaFree(f_qkv);
+    cudaFree(f_qkvr);
+    cudaFree(f_att);
+    cudaFree(f_heads);
+    cudaFree(f_out);
+    cudaFree(f_dqkv);
+    cudaFree(f_dqkvr);
+    cudaFree(f_datt);
+    cudaFree(f_dheads);
+    cudaFree(f_dout);
+    cudaFree(b_qkv);
+    cudaFree(b_dy);
+    cudaFree(b_y);
+    cudaFree(b_d);
+    cudaFree(lse);
+    cudaFree(delta);
+    free(qkv);
+    free(dy);
+    free(ref_y);
+    free(ref_d);
+    free(got_y);
+    free(got_d);
+    free(qkv_b);
+    free(dy_b);
+    free(h_y);
+    free(h_d);
+    free(h_y2);
+    free(h_d2);
+}
+
+/* Forward and backward time at GPT-2 124M's attention shape (random data, no check).
+ * impl 0: flash, plain; 1: flash, pipelined; 2: cuDNN deterministic; 3: cuDNN with atomics. */
+/* the timed implementation: cuDNN when cd is set, else the flash kernels */
+static tg_status fwd(tg_cudnn_attn *cd, tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C, int NH,
+                     cudaStream_t s, tg_error *err) {
+    return cd ? tg_cudnn_attn_forward(cd, y, lse, qkv, C, s, err)
+              : tg_cuda_flash_attention_forward(y, lse, qkv, B, T, C, NH, s, err);
+}
+static tg_status bwd(tg_cudnn_attn *cd, tg_bf16 *d, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+                     const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t s,
+                     tg_error *err) {
+    return cd ? tg_cudnn_attn_backward(cd, d, dy, y, qkv, lse, C, s, err)
+              : tg_cuda_flash_attention_backward(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err);
+}
+
+static void time_gpt2(cudaStream_t s, int impl) {
+    const int pipe = impl == 1;
+    static const char *const names[] = {"flash (plain)", "flash (pipelined)", "cudnn (deterministic)",
+                                        "cudnn (atomics)"};
+    const int B = 64, T = 1024, NH = 12, HS = 64, C = NH * HS, reps = 10;
+    const size_t N = (size_t)B * T;
+    tg_error err = {};
+    tg_bf16 *qkv, *dy, *y, *d;
+    float *lse, *delta, ms_f = 0.0f, ms_b = 0.0f;
+    cudaEvent_t e0, e1, e2;
+    CU(cudaMalloc(&qkv, N * 3 * C * 2));
+    CU(cudaMalloc(&dy, N * C * 2));
+    CU(cudaMalloc(&y, N * C * 2));
+    CU(cudaMalloc(&d, N * 3 * C * 2));
+    CU(cudaMalloc(&lse, (size_t)B * NH * T * 4));
+    CU(cudaMalloc(&delta, (size_t)B * NH * T * 4));
+    {
+        /* small random values: bf16 of uniform bytes would hold NaNs and huge numbers */
+        const size_t n = N * 3 * C;
+        tg_bf16 *h = (tg_bf16 *)malloc(n * 2);
+        tg_rng r;
+        tg_rng_init(&r, 3);
+        for (size_t i = 0; i < n; i++) h[i] = __float2bfloat16_rn(tg_rng_normal(&r));
+        CU(cudaMemcpy(qkv, h, n * 2, cudaMemcpyHostToDevice));
+        CU(cudaMemcpy(dy, h, N * C * 2, cudaMemcpyHostToDevice));
+        free(h);
+    }
+    setenv("TG_CUDA_FLASH_PIPE", pipe ? "1" : "0", 1);
+    tg_cudnn_attn *cd = NULL;
+    void *ws = NULL;
+    if (impl >= 2) {
+        char why[200] = "";
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl == 2, why, sizeof why, &err), &err);
+        if (!cd) {
+            printf("  %-22s timing: not available (%s)\n", names[impl], why);
+            cudaFree(qkv);
+            cudaFree(dy);
+            cudaFree(y);
+            cudaFree(d);
+            cudaFree(lse);
+            cudaFree(delta);
+            return;
+        }
+        CU(cudaMalloc(&ws, tg_cudnn_attn_workspace(cd) + 16));
+        tg_cudnn_attn_set_workspace(cd, ws);
+    }
+    CU(cudaEventCreate(&e0));
+    CU(cudaEventCreate(&e1));
+    CU(cudaEventCreate(&e2));
+    for (int i = 0; i < 2; i++) { /* warm-up */
+        CHECK_OK(fwd(cd, y, lse, qkv, B, T, C, NH, s, &err), &err);
+        CHECK_OK(bwd(cd, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
+    }
+    CU(cudaEventRecord(e0, s));
+    for (int i = 0; i < reps; i++) CHECK_OK(fwd(cd, y, lse, qkv, B, T, C, NH, s, &err), &err);
+    CU(cudaEventRecord(e1, s));
+    for (int i = 0; i < reps; i++)
+        CHECK_OK(bwd(cd, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
+    CU(cudaEventRecord(e2, s));
+    CU(cudaEventSynchronize(e2));
+    CU(cudaEventElapsedTime(&ms_f, e0, e1));
+    CU(cudaEventElapsedTime(&ms_b, e1, e2));
+    ms_f /= reps;
+    ms_b /= reps;
+    /* causal: half of the 4*B*NH*T^2*HS forward FLOPs; backward counted as 2.5x forward */
+    const double flops = 2.0 * B * NH * (double)T * T * HS;
+    printf("  %-22s timing B=%d NH=%d T=%d HS=%d (one layer): forward %.3f ms (%.0f TFLOP/s), backward %.3f ms "
+           "(%.0f TFLOP/s)\n",
+           names[impl], B, NH, T, HS, ms_f, flops / (ms_f * 1e-3) / 1e12, ms_b, 2.5 * flops / (ms_b * 1e-3) / 1e12);
+    cudaFree(qkv);
+    cudaFree(dy);
+    cudaFree(y);
+    cudaFree(d);
+    cudaFree(lse);
+    cudaFree(delta);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaEventDestroy(e2);
+    tg_cudnn_attn_free(cd);
+    cudaFree(ws);
+}
+
+int main(void) {
+    int n_dev = 0;
+    cudaError_t ce = cudaGetDeviceCount(&n_dev);
+    if (ce != cudaSuccess || n_dev == 0) {
+        printf("SKIP: no CUDA device (%s)\n", ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices");
+        return 77;
+    }
+    cudaStream_t s;
+    tg_cuda_blas bl = {};
+    CU(cudaStreamCreate(&s));
+    if (cublasLtCreate(&bl.lt) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cublasLtCreate failed\n");
+        return 1;
+    }
+    bl.workspace_bytes = (size_t)32 << 20;
+    bl.fuse = 1;
+    CU(cudaMalloc(&bl.workspace, bl.workspace_bytes));
+    /* TG_ATTN_QUICK=1 (under compute-sanitizer): the small shapes only, no timing */
+    const int quick = getenv("TG_ATTN_QUICK") != NULL;
+    if (!quick) run_case(s, &bl, 2, 1024, 2, 64, 1.0f);
+    run_case(s, &bl, 1, 200, 3, 64, 2.0f);
+    run_case(s, &bl, 2, 77, 2, 32, 1.0f);
+    run_case(s, &bl, 3, 50, 4, 16, 1.0f);
+    run_case(s, &bl, 1, 64, 1, 64, 3.0f);
+    if (!quick) {
+        for (int impl = 0; impl < 4; impl++) time_gpt2(s, impl);
+    }
+    unsetenv("TG_CUDA_FLASH_PIPE");
+    cudaFree(bl.workspace);
+    cublasLtDestroy(bl.lt);
+    cudaStreamDestroy(s);
+    TEST_MAIN_END();
+}
