@@ -8,7 +8,9 @@
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
 #             no-fusion / each attention implementation)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention, timed
-#   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer, bitwise bf16 resume
+#   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
+#             bf16 resume
+#   comm      truthgpt bench comm --device cuda: the NCCL collectives table (one rank)
 #   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default, flash, recompute, profile, and
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
@@ -29,7 +31,7 @@ BUILD="$ROOT/build-gpu"
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
-STEPS=${GPU_STEPS:-"test attn resume curve bench torch bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -81,6 +83,10 @@ fi
 if want resume; then
     step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
     run resume 90 bash "$ROOT/tests/cuda/resume.sh" "$TG" "$ROOT" /tmp/tg-resume
+fi
+if want comm; then
+    step "truthgpt bench comm --device cuda (NCCL, one rank)"
+    run comm 60 "$TG" bench comm --device cuda
 fi
 if want curve; then
     step "300-step loss curve, GPU vs CPU (tests/cuda/curve.sh)"

@@ -1,5 +1,6 @@
 # GPU check (issues: CUDA backend, data parallel, checkpoints): `train.device=cuda` trains through the
-# shared trainer with NCCL on one rank — without a launcher and under `mpirun -np 1` — and a bf16 run
+# shared trainer with NCCL on one rank — without a launcher, under `mpirun -np 1` and with ZeRO-1
+# (added after the 2026-11-26 GPU runs: not yet run on a GPU) — and a bf16 run
 # stopped at step 8 and resumed from its checkpoint continues bitwise like the uninterrupted run (no
 # kernel uses atomics, the checkpoint holds the exact fp32 masters and AdamW state). Skips (77) without a GPU.
 source "$(dirname "$0")/../train/lib.sh"
@@ -11,6 +12,10 @@ ARGS=(configs/tiny.ini train.device=cuda train.precision=bf16 train.max_steps=16
 check "the cuda run uses NCCL" grep -qi "nccl" "$TMP/full.log"
 "${MPIRUN[@]}" -np 1 "$TG" train "${ARGS[@]}" run.out_dir="$TMP/mpi" >"$TMP/mpi.log" 2>&1 \
     || { cat "$TMP/mpi.log"; bad "cuda run under mpirun -np 1 exits 0"; }
+# ZeRO-1 on NCCL (reduce-scatter, sharded AdamW, all-gather): with one rank the shard is everything,
+# so the losses must equal stage 0's bit for bit.
+"$TG" train "${ARGS[@]}" train.zero_stage=1 run.out_dir="$TMP/zero1" >"$TMP/zero1.log" 2>&1 \
+    || { cat "$TMP/zero1.log"; bad "cuda run with zero_stage=1 exits 0"; }
 set +e
 TRUTHGPT_FAULT_STEP=9 TRUTHGPT_FAULT_STEP_RANK=0 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/cut" \
     >"$TMP/cut.log" 2>&1
@@ -20,16 +25,17 @@ check "first half stops (injected fault at step 9)" [ $rc -ne 0 ]
 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/cut" train.resume=auto >"$TMP/resume.log" 2>&1 \
     || { cat "$TMP/resume.log"; bad "resume run exits 0"; }
 check "resume says where it resumed" grep -q "resumed from .*step_00000008.h5 at step 8" "$TMP/resume.log"
-check "losses: launcher-less == mpirun -np 1, and resumed == uninterrupted (bitwise)" python3 -c '
+check "losses: launcher-less == mpirun -np 1 == zero_stage=1, and resumed == uninterrupted (bitwise)" python3 -c '
 import json, sys
 def losses(p):
     return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r.get("loss") is not None}
-a, b, c = (losses(p) for p in sys.argv[1:4])
+a, b, c, z = (losses(p) for p in sys.argv[1:5])
 assert sorted(a) == list(range(1, 17)), sorted(a)
 print("  step 1 %.5f, step 16 %.5f" % (a[1], a[16]))
 d1 = [s for s in a if a[s] != b.get(s)]
 d2 = [s for s in a if a[s] != c.get(s)]
-print("  differing steps: mpirun %s, resumed %s" % (d1, d2))
-sys.exit(bool(d1 or d2) or not a[16] < a[1])
-' "$TMP/full/metrics.jsonl" "$TMP/mpi/metrics.jsonl" "$TMP/cut/metrics.jsonl"
+d3 = [s for s in a if a[s] != z.get(s)]
+print("  differing steps: mpirun %s, resumed %s, zero_stage=1 %s" % (d1, d2, d3))
+sys.exit(bool(d1 or d2 or d3) or not a[16] < a[1])
+' "$TMP/full/metrics.jsonl" "$TMP/mpi/metrics.jsonl" "$TMP/cut/metrics.jsonl" "$TMP/zero1/metrics.jsonl"
 finish
