@@ -28,7 +28,8 @@ typedef enum { TG_DTYPE_F32 = 0, TG_DTYPE_BF16 = 1 } tg_dtype;
 typedef struct {
     tg_device_kind device;
     int cuda_device;    /* ordinal, CUDA only */
-    int bf16;           /* CUDA only: bf16 working weights/activations, fp32 master weights */
+    int bf16;           /* bf16 working weights/activations, fp32 master weights (CUDA); the
+                         * CPU reference emulates it (rounds where CUDA stores bf16) */
     int recompute;      /* CUDA only: recompute GELU/LayerNorm outputs in backward */
     int B, T;           /* micro-batch shape; T <= cfg.max_seq_len */
     size_t pad_multiple;/* flat buffers are padded to a multiple of this (>= 1) */

@@ -363,8 +363,13 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
                            .pad_multiple = (size_t)tr->world * 64};
     if (mo.device == TG_DEVICE_CUDA) {
         int n = tg_model_cuda_device_count();
-        mo.bf16 = strcmp(cfg->precision, "bf16") == 0; /* the CPU reference is always fp32 */
+        mo.bf16 = strcmp(cfg->precision, "bf16") == 0;
         TG_TRY(tg_comm_pick_cuda_device(comm, n, &mo.cuda_device, err));
+    } else {
+        /* The CPU reference trains in fp32. TG_CPU_EMULATE_BF16=1 (a test switch) makes it round
+         * to bf16 where the CUDA backend stores bf16: the reference for bf16 loss curves. */
+        const char *emu = getenv("TG_CPU_EMULATE_BF16");
+        mo.bf16 = emu && strcmp(emu, "1") == 0 && strcmp(cfg->precision, "bf16") == 0;
     }
     TG_TRY(tg_model_init(&tr->model, &mc, &mo, err));
     tr->n_params = tg_model_layout(tr->model)->n_params;

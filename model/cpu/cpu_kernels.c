@@ -358,6 +358,19 @@ void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t 
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void tg_cpu_round_bf16(float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7f800000u) != 0x7f800000u) { /* inf and NaN stay as they are */
+            u += 0x7fffu + ((u >> 16) & 1u);    /* round to nearest, ties to even */
+            u &= 0xffff0000u;
+            memcpy(&x[i], &u, sizeof u);
+        }
+    }
+}
+
 void tg_cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
                                  const int32_t *targets, int N, int V, int Vp) {
 #pragma omp parallel for schedule(static)

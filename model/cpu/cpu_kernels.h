@@ -62,6 +62,9 @@ void tg_cpu_gelu_backward(float *d, const float *inp, size_t n);
 /* out (N, C) = a + b. */
 void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t n);
 
+/* x[i] = x[i] rounded to bfloat16 (nearest-even), kept as float: bf16 storage emulated. */
+void tg_cpu_round_bf16(float *x, size_t n);
+
 /* Per row of logits (N, Vp): lse = log-sum-exp over the real vocab [0, V) and losses = lse -
  * logit[target] (0 where target < 0). Padded columns never enter the softmax. */
 void tg_cpu_crossentropy_forward(float *losses, float *lse, const float *logits,

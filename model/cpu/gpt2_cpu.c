@@ -1,5 +1,11 @@
 /* model/cpu/gpt2_cpu.c — the CPU reference backend of model/model.h: GPT-2 in fp32 with OpenMP.
  *
+ * With opt.bf16 it emulates the CUDA backend's bf16 storage while still computing in fp32: the
+ * forward and backward read bf16-rounded copies of the weights (params stay the fp32 masters
+ * AdamW updates), and activations, logits and activation gradients are rounded to bf16 where the
+ * CUDA backend stores them in bf16. It is the reference for bf16 loss curves: rounding alone moves
+ * a training curve by a few percent (docs/cuda.md, "Known differences").
+ *
  * Memory (all 64-byte aligned host buffers):
  *   params, grads    n_padded floats each; the padding [n_params, n_padded) stays zero.
  *   acts             one buffer carved into cpu_acts (forward activations kept for backward)
@@ -65,7 +71,13 @@ typedef struct {
     float *opt_m, *opt_v;
     size_t opt_lo, opt_hi;
     int opt_ready;
+    float *wbf; /* opt.bf16: the bf16-rounded working copy of params (n_padded), else NULL */
 } cpu_impl;
+
+/* Rounds x (n floats) to bf16 when the model emulates bf16 storage. */
+static void cpu_bf16(const cpu_impl *p, float *x, size_t n) {
+    if (p->wbf) tg_cpu_round_bf16(x, n);
+}
 
 /* Parameter tensors of one block, in the layout's order. */
 typedef struct {
@@ -151,6 +163,7 @@ static void cpu_free(tg_model *m) {
     free(p->targets);
     free(p->opt_m);
     free(p->opt_v);
+    free(p->wbf);
     free(p);
     m->impl = NULL;
 }
@@ -160,8 +173,8 @@ static tg_status cpu_init(tg_model *m, tg_error *err) {
     cpu_impl *p = calloc(1, sizeof *p);
     TG_CHECK_ALLOC(err, p);
     m->impl = p;
-    /* opt.bf16 and opt.recompute are CUDA options: this backend is always fp32 and keeps all
-     * activations, so they are ignored here. */
+    /* opt.recompute is a CUDA option: this backend keeps all activations. opt.bf16 emulates bf16
+     * storage (see the top of the file). */
     const int B = m->opt.B, T = m->opt.T;
     p->params = cpu_alloc_floats(m->n_padded);
     TG_CHECK_ALLOC(err, p->params);
@@ -175,6 +188,10 @@ static tg_status cpu_init(tg_model *m, tg_error *err) {
     TG_CHECK_ALLOC(err, p->inputs);
     p->targets = calloc((size_t)B * T, sizeof *p->targets);
     TG_CHECK_ALLOC(err, p->targets);
+    if (m->opt.bf16) {
+        p->wbf = cpu_alloc_floats(m->n_padded);
+        TG_CHECK_ALLOC(err, p->wbf);
+    }
 cleanup:
     if (st != TG_OK) cpu_free(m);
     return st;
@@ -249,8 +266,14 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
 
     cpu_acts *a = &p->acts;
     float *params = p->params;
+    if (p->wbf) { /* the bf16 working copy of the (fp32 master) weights, for forward and backward */
+        memcpy(p->wbf, p->params, m->n_padded * sizeof(float));
+        tg_cpu_round_bf16(p->wbf, m->n_padded);
+        params = p->wbf;
+    }
     tg_cpu_encoder_forward(a->encoded, p->inputs, cpu_tensor(lay, params, 0),
                            cpu_tensor(lay, params, 1), B, T, C);
+    cpu_bf16(p, a->encoded, (size_t)BT * C);
     for (int l = 0; l < L; l++) {
         cpu_layer w = cpu_layer_at(lay, params, l);
         const float *x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * sBTC;
@@ -260,24 +283,36 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
         float *res3 = a->residual3 + l * sBTC;
         tg_cpu_layernorm_forward(ln1, a->ln1_mean + l * sBT, a->ln1_rstd + l * sBT, x, w.ln1w,
                                  w.ln1b, BT, C);
+        cpu_bf16(p, ln1, (size_t)BT * C);
         tg_cpu_matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+        cpu_bf16(p, qkv, (size_t)BT * 3 * C);
         tg_cpu_attention_forward(atty, att, qkv, B, T, C, NH);
+        cpu_bf16(p, atty, (size_t)BT * C);
         tg_cpu_matmul_forward(a->proj, atty, w.attprojw, w.attprojb, BT, C, C);
+        cpu_bf16(p, a->proj, (size_t)BT * C);
         tg_cpu_residual_forward(res2, x, a->proj, (size_t)BT * C);
+        cpu_bf16(p, res2, (size_t)BT * C);
         tg_cpu_layernorm_forward(ln2, a->ln2_mean + l * sBT, a->ln2_rstd + l * sBT, res2, w.ln2w,
                                  w.ln2b, BT, C);
+        cpu_bf16(p, ln2, (size_t)BT * C);
         tg_cpu_matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
         tg_cpu_gelu_forward(fch_gelu, fch, (size_t)BT * 4 * C);
+        cpu_bf16(p, fch, (size_t)BT * 4 * C);
+        cpu_bf16(p, fch_gelu, (size_t)BT * 4 * C);
         tg_cpu_matmul_forward(a->proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+        cpu_bf16(p, a->proj, (size_t)BT * C);
         tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
+        cpu_bf16(p, res3, (size_t)BT * C);
     }
     tg_cpu_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * sBTC,
                              cpu_tensor(lay, params, 2 + 12 * L), cpu_tensor(lay, params, 3 + 12 * L),
                              BT, C);
+    cpu_bf16(p, a->lnf, (size_t)BT * C);
     /* logits = lnf @ wte^T over all Vp columns (padded ones included; they are simply unused). */
     tg_cpu_transpose(p->scr.wT, cpu_tensor(lay, params, 0), Vp, C);
     tg_cpu_gemm(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, p->scr.wT, (size_t)Vp, NULL, BT, Vp,
                 C, 0);
+    cpu_bf16(p, a->logits, (size_t)BT * Vp);
 
     p->has_targets = targets != NULL;
     p->n_valid = 0;
@@ -325,10 +360,11 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
 
     cpu_acts *a = &p->acts;
     cpu_scratch *s = &p->scr;
-    float *params = p->params, *grads = p->grads;
+    float *params = p->wbf ? p->wbf : p->params, *grads = p->grads; /* wbf: set by forward */
     /* d(loss_scale * mean over valid positions) / dlogits */
     const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
     tg_cpu_crossentropy_backward(s->dlogits, a->logits, a->lse, p->targets, dscale, BT, V, Vp);
+    cpu_bf16(p, s->dlogits, (size_t)BT * Vp);
     /* LM head, real vocab only (padded columns have zero gradient): dlnf = dlogits @ wte,
      * dwte += dlogits^T @ lnf. */
     float *wte = cpu_tensor(lay, params, 0), *dwte = cpu_tensor(lay, grads, 0);
@@ -348,17 +384,24 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
         const float *res2 = a->residual2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
         const float *fch = a->fch + l * 4 * sBTC, *fch_gelu = a->fch_gelu + l * 4 * sBTC;
         /* dresidual is d/d(residual3): it flows into the MLP output projection... */
+        cpu_bf16(p, s->dresidual, (size_t)BT * C);
         tg_cpu_matmul_backward(s->dfch, g.fcprojw, g.fcprojb, s->dresidual, fch_gelu, w.fcprojw,
                                s->wT, BT, 4 * C, C);
         tg_cpu_gelu_backward(s->dfch, fch, (size_t)BT * 4 * C);
+        cpu_bf16(p, s->dfch, (size_t)BT * 4 * C);
         tg_cpu_matmul_backward(s->dln, g.fcw, g.fcb, s->dfch, ln2, w.fcw, s->wT, BT, C, 4 * C);
+        cpu_bf16(p, s->dln, (size_t)BT * C);
         /* ...and, through the identity branch plus ln_2, becomes d/d(residual2). */
         tg_cpu_layernorm_backward(s->dresidual, g.ln2w, g.ln2b, s->dln, res2, w.ln2w,
                                   a->ln2_mean + l * sBT, a->ln2_rstd + l * sBT, BT, C);
+        cpu_bf16(p, s->dresidual, (size_t)BT * C);
         tg_cpu_matmul_backward(s->datty, g.attprojw, g.attprojb, s->dresidual, atty, w.attprojw,
                                s->wT, BT, C, C);
+        cpu_bf16(p, s->datty, (size_t)BT * C);
         tg_cpu_attention_backward(s->dqkv, s->datt, s->datty, qkv, att, B, T, C, NH);
+        cpu_bf16(p, s->dqkv, (size_t)BT * 3 * C);
         tg_cpu_matmul_backward(s->dln, g.qkvw, g.qkvb, s->dqkv, ln1, w.qkvw, s->wT, BT, C, 3 * C);
+        cpu_bf16(p, s->dln, (size_t)BT * C);
         /* now d/d(x), the block input */
         tg_cpu_layernorm_backward(s->dresidual, g.ln1w, g.ln1b, s->dln, x, w.ln1w,
                                   a->ln1_mean + l * sBT, a->ln1_rstd + l * sBT, BT, C);
@@ -470,8 +513,8 @@ static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
 }
 
 static const char *cpu_describe(const tg_model *m) {
-    (void)m;
-    return "fp32 reference (OpenMP)";
+    return ((const cpu_impl *)m->impl)->wbf ? "fp32 reference (OpenMP), emulating bf16 storage"
+                                             : "fp32 reference (OpenMP)";
 }
 
 static size_t cpu_device_bytes(const tg_model *m) {

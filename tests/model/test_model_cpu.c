@@ -1,5 +1,6 @@
 /* CPU backend contracts: padded vocab and ignored targets, thread-count determinism, gradient
- * accumulation and the grad-ready hook, sharded (ZeRO-style) AdamW and its state round trip. */
+ * accumulation and the grad-ready hook, sharded (ZeRO-style) AdamW and its state round trip, and
+ * the bf16-storage emulation (opt.bf16) that serves as the reference for bf16 GPU curves. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -368,11 +369,82 @@ cleanup_models:
     for (int i = 0; i < NM; i++) tg_model_free(ms[i]);
 }
 
+/* 1 when x is exactly representable in bf16 (its low 16 bits are zero). */
+static int is_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0xffffu) == 0;
+}
+
+/* opt.bf16 on the CPU: the same model in fp32 and with bf16 storage emulated. Logits are bf16
+ * values; params (the fp32 masters) are not rounded; loss and gradients move by bf16-sized
+ * amounts (more than fp32 rounding, far less than a wrong kernel); two runs are identical. */
+static void test_bf16_emulation(void) {
+    tg_error err = {0};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = NH, .n_embd = C};
+    tg_model_options o32 = {.device = TG_DEVICE_CPU, .B = B, .T = T, .pad_multiple = 64}, o16 = o32;
+    tg_model *m32 = NULL, *m16 = NULL;
+    o16.bf16 = 1;
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    CHECK_OK(tg_model_init(&m32, &cfg, &o32, &err), &err);
+    CHECK_OK(tg_model_init(&m16, &cfg, &o16, &err), &err);
+    if (!m32 || !m16) goto done;
+    {
+        const tg_gpt2_layout *lay = tg_model_layout(m32);
+        const size_t n = lay->n_params, nl = (size_t)B * T * cfg.padded_vocab_size;
+        float *p0 = malloc(n * sizeof *p0), *g32 = malloc(n * sizeof *g32), *g16 = malloc(n * sizeof *g16);
+        float *back = malloc(n * sizeof *back), *logits = malloc(nl * sizeof *logits);
+        int32_t in[B * T], tgt[B * T];
+        float l32 = 0, l16 = 0, l16b = 0;
+        int rounded = 1, masters_exact = 1;
+        double d = 0, r = 0;
+        tg_gpt2_params_init(lay, p0, 5);
+        mt_tokens(in, B * T, V, 11);
+        mt_tokens(tgt, B * T, V, 12);
+        CHECK(strstr(tg_model_describe(m16), "emulating bf16") != NULL);
+        CHECK_OK(tg_model_params_set(m32, p0, &err), &err);
+        CHECK_OK(tg_model_params_set(m16, p0, &err), &err);
+        fwd_bwd(m32, in, tgt, B, 1.0f, 1, &l32);
+        CHECK_OK(tg_model_forward(m16, in, tgt, B, &err), &err);
+        CHECK_OK(tg_model_logits_get(m16, logits, &err), &err);
+        for (size_t i = 0; i < nl; i++) rounded &= is_bf16(logits[i]);
+        CHECK(rounded);
+        CHECK_OK(tg_model_loss(m16, &l16, &err), &err);
+        CHECK_OK(tg_model_grads_zero(m16, &err), &err);
+        CHECK_OK(tg_model_backward(m16, 1.0f, &err), &err);
+        CHECK_OK(tg_model_grads_get(m32, g32, &err), &err);
+        CHECK_OK(tg_model_grads_get(m16, g16, &err), &err);
+        CHECK_OK(tg_model_params_get(m16, back, &err), &err);
+        for (size_t i = 0; i < n; i++) masters_exact &= back[i] == p0[i];
+        CHECK(masters_exact);
+        for (size_t i = 0; i < n; i++) {
+            d += ((double)g16[i] - g32[i]) * ((double)g16[i] - g32[i]);
+            r += (double)g32[i] * g32[i];
+        }
+        const double eg = sqrt(d / r), el = fabs(l16 - l32) / l32;
+        printf("bf16 emulation: loss %.6f vs fp32 %.6f (rel %.2e), gradients rel %.2e\n", l16, l32, el, eg);
+        CHECKF(el > 1e-6 && el < 1e-2, "loss rel diff %.3g", el);
+        CHECKF(eg > 1e-4 && eg < 5e-2, "gradient rel diff %.3g", eg);
+        fwd_bwd(m16, in, tgt, B, 1.0f, 1, &l16b);
+        CHECK_OK(tg_model_grads_get(m16, back, &err), &err);
+        CHECK(l16b == l16 && memcmp(back, g16, n * sizeof *back) == 0);
+        free(p0);
+        free(g32);
+        free(g16);
+        free(back);
+        free(logits);
+    }
+done:
+    tg_model_free(m32);
+    tg_model_free(m16);
+}
+
 int main(void) {
     test_padded_vocab_and_ignore();
     test_causal_short_T();
     test_determinism();
     test_accumulation_and_hook();
     test_sharded_adamw();
+    test_bf16_emulation();
     TEST_MAIN_END();
 }
