@@ -64,6 +64,62 @@ static void from_bf16(float *dst, const tg_bf16 *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = __bfloat162float(src[i]);
 }
 
+/* the implementation under test: cuDNN when cd is set, else the flash kernels */
+static tg_status fwd(tg_cudnn_attn *cd, tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C, int NH,
+                     cudaStream_t s, tg_error *err) {
+    return cd ? tg_cudnn_attn_forward(cd, y, lse, qkv, C, s, err)
+              : tg_cuda_flash_attention_forward(y, lse, qkv, B, T, C, NH, s, err);
+}
+static tg_status bwd(tg_cudnn_attn *cd, tg_bf16 *d, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+                     const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t s,
+                     tg_error *err) {
+    return cd ? tg_cudnn_attn_backward(cd, d, dy, y, qkv, lse, C, s, err)
+              : tg_cuda_flash_attention_backward(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err);
+}
+
+/* One case's device buffers: inputs qkv (B,T,3C) and dy (B,T,C), outputs y and d (= dqkv). */
+typedef struct {
+    int B, T, C, NH;
+    size_t n1, n3; /* B*T*C, B*T*3C */
+    tg_bf16 *qkv, *dy, *y, *d;
+    float *lse, *delta;
+} attn_bufs;
+
+/* Forward + backward into poisoned outputs (0xFFFF is a bf16 NaN, so an element never written
+ * fails the comparison), results copied to hy, hd. */
+static void run_once(const attn_bufs *b, tg_cudnn_attn *cd, cudaStream_t s, tg_bf16 *hy, tg_bf16 *hd) {
+    tg_error err = {};
+    CU(cudaMemset(b->y, 0xFF, b->n1 * 2));
+    CU(cudaMemset(b->d, 0xFF, b->n3 * 2));
+    CHECK_OK(fwd(cd, b->y, b->lse, b->qkv, b->B, b->T, b->C, b->NH, s, &err), &err);
+    CHECK_OK(bwd(cd, b->d, b->delta, b->dy, b->y, b->qkv, b->lse, b->B, b->T, b->C, b->NH, s, &err), &err);
+    CU(cudaStreamSynchronize(s));
+    CU(cudaMemcpy(hy, b->y, b->n1 * 2, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(hd, b->d, b->n3 * 2, cudaMemcpyDeviceToHost));
+}
+
+/* y and dq, dk, dv (the three column blocks of d) against the fp32 reference, within tol. */
+static void check_errors(const char *who, const char *line, const attn_bufs *b, const tg_bf16 *hy,
+                         const tg_bf16 *hd, const float *ref_y, const float *ref_d) {
+    const size_t N = (size_t)b->B * b->T;
+    const int C = b->C;
+    const double tol = 1.5e-2;
+    float *got_y = (float *)malloc(b->n1 * 4), *got_d = (float *)malloc(b->n3 * 4);
+    from_bf16(got_y, hy, b->n1);
+    from_bf16(got_d, hd, b->n3);
+    const double ey = rel_err(got_y, ref_y, b->n1);
+    const double eq = rel_err_cols(got_d, ref_d, N, 3 * C, 0, C);
+    const double ek = rel_err_cols(got_d, ref_d, N, 3 * C, C, C);
+    const double ev = rel_err_cols(got_d, ref_d, N, 3 * C, 2 * C, C);
+    printf("%s: rel err y %.2e  dq %.2e  dk %.2e  dv %.2e\n", line, ey, eq, ek, ev);
+    CHECKF(ey < tol, "%s y rel err %.3g", who, ey);
+    CHECKF(eq < tol, "%s dq rel err %.3g", who, eq);
+    CHECKF(ek < tol, "%s dk rel err %.3g", who, ek);
+    CHECKF(ev < tol, "%s dv rel err %.3g", who, ev);
+    free(got_y);
+    free(got_d);
+}
+
 static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int NH, int HS, float amp) {
     const int C = NH * HS;
     const size_t N = (size_t)B * T, n3 = N * 3 * C, n1 = N * C, natt = (size_t)B * NH * T * T;
@@ -72,7 +128,6 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
     tg_rng_init(&r, 7 + (uint64_t)T * 31 + (uint64_t)HS);
     float *qkv = (float *)malloc(n3 * 4), *dy = (float *)malloc(n1 * 4);
     float *ref_y = (float *)malloc(n1 * 4), *ref_d = (float *)malloc(n3 * 4);
-    float *got_y = (float *)malloc(n1 * 4), *got_d = (float *)malloc(n3 * 4);
     tg_bf16 *qkv_b = (tg_bf16 *)malloc(n3 * 2), *dy_b = (tg_bf16 *)malloc(n1 * 2);
     tg_bf16 *h_y = (tg_bf16 *)malloc(n1 * 2), *h_d = (tg_bf16 *)malloc(n3 * 2);
     tg_bf16 *h_y2 = (tg_bf16 *)malloc(n1 * 2), *h_d2 = (tg_bf16 *)malloc(n3 * 2);
@@ -113,30 +168,15 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
     CU(cudaMalloc(&delta, (size_t)B * NH * T * 4));
     CU(cudaMemcpy(b_qkv, qkv_b, n3 * 2, cudaMemcpyHostToDevice));
     CU(cudaMemcpy(b_dy, dy_b, n1 * 2, cudaMemcpyHostToDevice));
-    /* run 0: the pipelined kernels (the default); run 1: the plain ones — same arithmetic */
-    for (int rep = 0; rep < 2; rep++) {
-        setenv("TG_CUDA_FLASH_PIPE", rep ? "0" : "1", 1);
-        CU(cudaMemset(b_y, 0xFF, n1 * 2)); /* 0xFFFF is a bf16 NaN */
-        CU(cudaMemset(b_d, 0xFF, n3 * 2));
-        CHECK_OK(tg_cuda_flash_attention_forward(b_y, lse, b_qkv, B, T, C, NH, s, &err), &err);
-        CHECK_OK(tg_cuda_flash_attention_backward(b_d, delta, b_dy, b_y, b_qkv, lse, B, T, C, NH, s, &err), &err);
-        CU(cudaStreamSynchronize(s));
-        CU(cudaMemcpy(rep ? h_y2 : h_y, b_y, n1 * 2, cudaMemcpyDeviceToHost));
-        CU(cudaMemcpy(rep ? h_d2 : h_d, b_d, n3 * 2, cudaMemcpyDeviceToHost));
-    }
-    from_bf16(got_y, h_y, n1);
-    from_bf16(got_d, h_d, n3);
-    const double ey = rel_err(got_y, ref_y, n1);
-    const double eq = rel_err_cols(got_d, ref_d, N, 3 * C, 0, C);
-    const double ek = rel_err_cols(got_d, ref_d, N, 3 * C, C, C);
-    const double ev = rel_err_cols(got_d, ref_d, N, 3 * C, 2 * C, C);
-    printf("  B=%d T=%d NH=%d HS=%d amp=%.1f: rel err y %.2e  dq %.2e  dk %.2e  dv %.2e\n", B, T, NH, HS, amp,
-           ey, eq, ek, ev);
-    const double tol = 1.5e-2;
-    CHECKF(ey < tol, "y rel err %.3g", ey);
-    CHECKF(eq < tol, "dq rel err %.3g", eq);
-    CHECKF(ek < tol, "dk rel err %.3g", ek);
-    CHECKF(ev < tol, "dv rel err %.3g", ev);
+    const attn_bufs bufs = {B, T, C, NH, n1, n3, b_qkv, b_dy, b_y, b_d, lse, delta};
+    char line[96];
+    /* the pipelined kernels (the default), then the plain ones — same arithmetic */
+    setenv("TG_CUDA_FLASH_PIPE", "1", 1);
+    run_once(&bufs, NULL, s, h_y, h_d);
+    setenv("TG_CUDA_FLASH_PIPE", "0", 1);
+    run_once(&bufs, NULL, s, h_y2, h_d2);
+    snprintf(line, sizeof line, "  B=%d T=%d NH=%d HS=%d amp=%.1f", B, T, NH, HS, amp);
+    check_errors("flash", line, &bufs, h_y, h_d, ref_y, ref_d);
     CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
            "pipelined and plain flash kernels differ (a race, or a tile read before it landed)");
     unsetenv("TG_CUDA_FLASH_PIPE");
@@ -153,26 +193,9 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
         const size_t wsb = tg_cudnn_attn_workspace(cd);
         CU(cudaMalloc(&ws, wsb ? wsb : 16));
         tg_cudnn_attn_set_workspace(cd, ws);
-        for (int rep = 0; rep < 2; rep++) {
-            CU(cudaMemset(b_y, 0xFF, n1 * 2));
-            CU(cudaMemset(b_d, 0xFF, n3 * 2));
-            CHECK_OK(tg_cudnn_attn_forward(cd, b_y, lse, b_qkv, C, s, &err), &err);
-            CHECK_OK(tg_cudnn_attn_backward(cd, b_d, b_dy, b_y, b_qkv, lse, C, s, &err), &err);
-            CU(cudaStreamSynchronize(s));
-            CU(cudaMemcpy(rep ? h_y2 : h_y, b_y, n1 * 2, cudaMemcpyDeviceToHost));
-            CU(cudaMemcpy(rep ? h_d2 : h_d, b_d, n3 * 2, cudaMemcpyDeviceToHost));
-        }
-        from_bf16(got_y, h_y, n1);
-        from_bf16(got_d, h_d, n3);
-        const double cy = rel_err(got_y, ref_y, n1);
-        const double cq = rel_err_cols(got_d, ref_d, N, 3 * C, 0, C);
-        const double ck = rel_err_cols(got_d, ref_d, N, 3 * C, C, C);
-        const double cv = rel_err_cols(got_d, ref_d, N, 3 * C, 2 * C, C);
-        printf("    cudnn: rel err y %.2e  dq %.2e  dk %.2e  dv %.2e\n", cy, cq, ck, cv);
-        CHECKF(cy < tol, "cudnn y rel err %.3g", cy);
-        CHECKF(cq < tol, "cudnn dq rel err %.3g", cq);
-        CHECKF(ck < tol, "cudnn dk rel err %.3g", ck);
-        CHECKF(cv < tol, "cudnn dv rel err %.3g", cv);
+        run_once(&bufs, cd, s, h_y, h_d);
+        run_once(&bufs, cd, s, h_y2, h_d2);
+        check_errors("cudnn", "    cudnn", &bufs, h_y, h_d, ref_y, ref_d);
         CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
                "cudnn attention (deterministic) differs between two runs");
         tg_cudnn_attn_free(cd);
@@ -199,8 +222,6 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
     free(dy);
     free(ref_y);
     free(ref_d);
-    free(got_y);
-    free(got_d);
     free(qkv_b);
     free(dy_b);
     free(h_y);
@@ -211,19 +232,6 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
 
 /* Forward and backward time at GPT-2 124M's attention shape (random data, no check).
  * impl 0: flash, plain; 1: flash, pipelined; 2: cuDNN deterministic; 3: cuDNN with atomics. */
-/* the timed implementation: cuDNN when cd is set, else the flash kernels */
-static tg_status fwd(tg_cudnn_attn *cd, tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C, int NH,
-                     cudaStream_t s, tg_error *err) {
-    return cd ? tg_cudnn_attn_forward(cd, y, lse, qkv, C, s, err)
-              : tg_cuda_flash_attention_forward(y, lse, qkv, B, T, C, NH, s, err);
-}
-static tg_status bwd(tg_cudnn_attn *cd, tg_bf16 *d, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
-                     const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t s,
-                     tg_error *err) {
-    return cd ? tg_cudnn_attn_backward(cd, d, dy, y, qkv, lse, C, s, err)
-              : tg_cuda_flash_attention_backward(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err);
-}
-
 static void time_gpt2(cudaStream_t s, int impl) {
     const int pipe = impl == 1;
     static const char *const names[] = {"flash (plain)", "flash (pipelined)", "cudnn (deterministic)",
