@@ -266,7 +266,9 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
 
     cpu_acts *a = &p->acts;
     float *params = p->params;
-    if (p->wbf) { /* the bf16 working copy of the (fp32 master) weights, for forward and backward */
+    /* The bf16 working copy of the (fp32 master) weights, for forward and backward. Made at every
+     * forward, not when AdamW runs: the trainer also writes params directly (ZeRO-1 all-gather). */
+    if (p->wbf) {
         memcpy(p->wbf, p->params, m->n_padded * sizeof(float));
         tg_cpu_round_bf16(p->wbf, m->n_padded);
         params = p->wbf;

@@ -53,7 +53,7 @@ static const char *const prof_cat_name[P_NCAT] = {
     "optimizer (norm+adamw)", "other (host, upload, idle)"};
 #define TG_PROF_MAX_EVENTS 4096
 typedef struct {
-    int on, phase, n, steps;   /* phase: 0 forward, 1 backward, 2 optimizer/other */
+    int phase, n, steps; /* phase: 0 forward, 1 backward, 2 optimizer/other */
     cudaEvent_t ev[TG_PROF_MAX_EVENTS];
     unsigned char tag[TG_PROF_MAX_EVENTS]; /* cat * 3 + phase of the segment starting at ev[i] */
     double ms[P_NCAT * 3];
@@ -291,7 +291,6 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     if (getenv("TG_CUDA_PROFILE") && strcmp(getenv("TG_CUDA_PROFILE"), "1") == 0) {
         p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
         TG_CHECK_ALLOC(err, p->prof);
-        p->prof->on = 1;
         for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
     }
     /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
