@@ -30,7 +30,8 @@ typedef struct {
     int cuda_device;    /* ordinal, CUDA only */
     int bf16;           /* bf16 working weights/activations, fp32 master weights (CUDA); the
                          * CPU reference emulates it (rounds where CUDA stores bf16) */
-    int recompute;      /* CUDA only: recompute GELU/LayerNorm outputs in backward */
+    int recompute;      /* CUDA only: recompute in backward instead of keeping: 0 nothing,
+                         * 1 LayerNorm outputs (~1% time, 2 B*T*C per layer), 2 also GELU outputs */
     int B, T;           /* micro-batch shape; T <= cfg.max_seq_len */
     size_t pad_multiple;/* flat buffers are padded to a multiple of this (>= 1) */
 } tg_model_options;

@@ -15,6 +15,8 @@
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default, flash, recompute, profile, and
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
 #   torch     the PyTorch torch.compile reference, same shape
+#   ab        A/B switches against the default (cuBLASLt tuning, one-kernel cross-entropy, LM head
+#             in one chunk, LayerNorm backward kernel) and the default once more for the spread
 #   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
@@ -31,7 +33,7 @@ BUILD="$ROOT/build-gpu"
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
-STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch ab bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -107,10 +109,24 @@ if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
     run torch 120 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B 64
 fi
 if want bench; then
-    step "bench 124M with train.recompute=1"
-    run bench-rc 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=1
+    step "bench 124M with train.recompute=1 (LayerNorm outputs recomputed)"
+    run bench-rc1 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=1
+    step "bench 124M with train.recompute=2 (LayerNorm + GELU recomputed)"
+    run bench-rc2 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=2
     step "per-phase profile (CUDA events around every op; 10 steps)"
     TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
+fi
+if want ab; then # A/B switches, each against the default above
+    step "A/B: cuBLASLt algorithms timed at first use (TG_CUBLASLT_TUNE=1)"
+    TG_CUBLASLT_TUNE=1 run ab-tune 90 "$TG" bench "${G124[@]}" --steps 20
+    step "A/B: one-kernel cross-entropy (TG_CUDA_XENT=fused)"
+    TG_CUDA_XENT=fused run ab-xent 60 "$TG" bench "${G124[@]}" --steps 20
+    step "A/B: LM head in one chunk (TG_CUDA_LMHEAD_ROWS=65536)"
+    TG_CUDA_LMHEAD_ROWS=65536 run ab-head1 60 "$TG" bench "${G124[@]}" --steps 20
+    step "A/B: the row-cache LayerNorm backward (TG_CUDA_LN_CACHE=1), profiled"
+    TG_CUDA_LN_CACHE=1 TG_CUDA_PROFILE=1 run ab-lncache 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: the default again (run-to-run spread)"
+    run ab-default 60 "$TG" bench "${G124[@]}" --steps 30
 fi
 bench350_rc=1
 if want bench350; then

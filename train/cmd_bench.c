@@ -139,12 +139,16 @@ int tg_cmd_bench_model(int argc, char **argv) {
         if (tg_model_device_info(m, &di, &err) != TG_OK) goto fail;
         double tflops = flops / (med / 1e3) / 1e12;
         printf("device: %s; %s\n", di.name, tg_model_describe(m));
-        printf("%-10s %-12s %-10s %-8s %-12s %s\n", "ms/step", "tokens/s", "TFLOP/s", "MFU", "peak mem", "(median)");
+        /* alloc: what the model allocated (params, grads, optimizer, activations, workspaces), the
+         * figure PyTorch's max_memory_allocated reports; device: total - free on the device (adds the
+         * CUDA context and library modules) or, on CPU, the peak resident set. */
+        printf("%-10s %-12s %-10s %-8s %-10s %-10s %s\n", "ms/step", "tokens/s", "TFLOP/s", "MFU", "alloc GB",
+               "device GB", "(median)");
         char mfu[32];
         if (di.peak_bf16_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / di.peak_bf16_tflops);
         else snprintf(mfu, sizeof mfu, "n/a");
-        printf("%-10.2f %-12.0f %-10.2f %-8s %.2f GB\n", med, tokens / (med / 1e3), tflops, mfu,
-               (double)di.used_bytes / 1e9);
+        printf("%-10.2f %-12.0f %-10.2f %-8s %-10.2f %.2f\n", med, tokens / (med / 1e3), tflops, mfu,
+               (double)tg_model_device_bytes(m) / 1e9, (double)di.used_bytes / 1e9);
         rc = 0;
     }
     goto done;

@@ -32,7 +32,7 @@ static const key_spec KEYS[] = {
     {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
     {"train", "device", K_ENUM, F(device), 0, 0, "auto|cpu|cuda", "auto", "auto = cuda when built with it and a GPU is present"},
     {"train", "precision", K_ENUM, F(precision), 0, 0, "bf16|fp32", "bf16", "CUDA precision (the CPU trains in fp32; TG_CPU_EMULATE_BF16=1 emulates bf16 storage)"},
-    {"train", "recompute", K_INT, F(recompute), 0, 1, NULL, "0", "CUDA: recompute GELU/LayerNorm in backward"},
+    {"train", "recompute", K_INT, F(recompute), 0, 2, NULL, "0", "CUDA: recompute in backward: 1 LayerNorm outputs, 2 also GELU"},
     {"train", "micro_batch", K_INT, F(micro_batch), 1, 1 << 20, NULL, "4", "sequences per rank per micro-step (B)"},
     {"train", "total_batch_tokens", K_I64, F(total_batch_tokens), 0, 1e15, NULL, "0", "global batch in tokens; 0 = micro_batch*seq_len*world"},
     {"train", "max_steps", K_INT, F(max_steps), 1, 1e9, NULL, "100", "optimizer steps"},

@@ -1,14 +1,17 @@
 /* model/cuda/classifier.cu — softmax cross-entropy over the real vocabulary V of the Vp padded
  * logit columns (padded columns never enter the softmax), targets -1 ignored.
  *
- * Forward keeps only the per-row log-sum-exp (fp32) next to the logits; backward then turns the
- * logits buffer into dlogits in place, so fp32-or-bf16 logits exist exactly once. (llm.c fuses
- * both into the forward; splitting them keeps tg_model_logits_get valid after a forward with
- * targets, at the cost of one extra read of the logits.) One block per row.
+ * The LM head runs in row chunks (gpt2_cuda.cu), so a logits buffer holds one chunk. The
+ * forward gives per-row losses (and the log-sum-exp); the backward then turns the logits into
+ * dlogits in place. The fused kernel does both in one launch, re-reading the row right after its
+ * log-sum-exp (llm.c's way). On an H200 (124M, B=64) it measured no faster than the two
+ * kernels with 256-thread blocks, and 2.2 ms a step slower with 1024-thread blocks (a row's
+ * exponentials and memory phases do not overlap at 2 blocks per SM), so it is an A/B option
+ * (TG_CUDA_XENT=fused). One block per row.
  *
- * Both kernels are bound by reading the (N, Vp) logits once: rows are moved as VEC-element
- * vectors (16 bytes) when the logits are aligned and Vp % VEC == 0 (VEC = 1 otherwise), and
- * the forward is a single pass with an online maximum. exp is exp2 of a pre-scaled argument
+ * Both are bound by reading the (rows, Vp) logits: rows are moved as VEC-element vectors
+ * (16 bytes) when the logits are aligned and Vp % VEC == 0 (VEC = 1 otherwise), and the
+ * log-sum-exp is a single pass with an online maximum. exp is exp2 of a pre-scaled argument
  * (one FFMA + MUFU.EX2) so the exponentials keep up with the memory system. */
 #include "model/cuda/ops.cuh"
 
@@ -32,9 +35,9 @@ __device__ __forceinline__ online_lse lse_merge(online_lse a, online_lse b) {
     return r;
 }
 
-/* Block-wide merge (blockDim.x == TG_CUDA_THREADS) in a fixed order; every thread gets it. */
-__device__ online_lse block_lse(online_lse v) {
-    __shared__ online_lse shared[TG_CUDA_THREADS / 32];
+/* Block-wide merge (blockDim.x == NT) in a fixed order; every thread gets it. */
+template <int NT> __device__ online_lse block_lse(online_lse v) {
+    __shared__ online_lse shared[NT / 32];
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
     for (int o = 16; o > 0; o >>= 1) {
         online_lse u;
@@ -56,25 +59,18 @@ __device__ online_lse block_lse(online_lse v) {
     return v;
 }
 
-/* One pass over the row: each thread keeps (m, s) over its vectors; a vector whose maximum
- * exceeds m rescales s once (not once per element). */
-template <typename X, int VEC>
-__global__ void __launch_bounds__(TG_CUDA_THREADS)
-crossentropy_forward_kernel(float *__restrict__ losses, float *__restrict__ lse,
-                            const X *__restrict__ logits, const int32_t *__restrict__ targets,
-                            int V, int Vp) {
+
+/* This thread's (m, s) over its vectors of the row x[0, V) (vectors v = threadIdx.x + k NT):
+ * one pass; a vector whose maximum exceeds m rescales s once (not once per element). */
+template <typename X, int VEC, int NT>
+__device__ __forceinline__ online_lse thread_lse(const X *__restrict__ x, int V) {
     typedef tg_vec<X, VEC> Vec;
-    const size_t row = blockIdx.x;
-    const X *x = logits + row * Vp;
     const int nfull = V / VEC; /* vectors wholly inside [0, V) */
-    const int tgt = targets[row];
-    /* issued early: its latency overlaps the pass */
-    const float xt = (threadIdx.x == 0 && tgt >= 0) ? tg_to_f32(x[tgt]) : 0.0f;
     online_lse a;
     a.m = -INFINITY;
     a.s = 0.0f;
 #pragma unroll 4
-    for (int v = threadIdx.x; v < nfull; v += blockDim.x) {
+    for (int v = threadIdx.x; v < nfull; v += NT) {
         const Vec xv = ((const Vec *)x)[v];
         float f[VEC], vm = -INFINITY;
 #pragma unroll
@@ -92,66 +88,119 @@ crossentropy_forward_kernel(float *__restrict__ losses, float *__restrict__ lse,
         for (int j = 0; j < VEC; j++) t += exp2f(fmaf(f[j], TG_LOG2E, -ml));
         a.s += t;
     }
-    for (int j = nfull * VEC + threadIdx.x; j < V; j += blockDim.x) { /* the partial vector */
+    for (int j = nfull * VEC + threadIdx.x; j < V; j += NT) { /* the partial vector */
         online_lse b;
         b.m = tg_to_f32(x[j]);
         b.s = 1.0f;
         a = lse_merge(a, b);
     }
-    a = block_lse(a);
-    if (threadIdx.x == 0) {
-        const float l = a.m + logf(a.s);
-        lse[row] = l;
-        losses[row] = tgt >= 0 ? l - xt : 0.0f;
-    }
+    return a;
 }
 
-/* logits <- dscale * (exp(x - lse) - onehot) over [0, V), 0 on [V, Vp) and on ignored rows
- * (which are not read). */
-template <typename X, int VEC>
-__global__ void __launch_bounds__(TG_CUDA_THREADS)
-crossentropy_backward_kernel(X *__restrict__ logits, const float *__restrict__ lse,
-                             const int32_t *__restrict__ targets, float dscale, int V, int Vp) {
+/* x[0, Vp) <- dscale * (exp(x - lse) - onehot(tgt)) on [0, V), 0 on [V, Vp); a row with
+ * tgt < 0 becomes 0 (and is not read). Thread t handles the same vectors as in thread_lse.
+ * Per element only the FFMA, the exp2 and the scaling: the bounds and the one-hot are checked
+ * per vector. */
+template <typename X, int VEC, int NT>
+__device__ __forceinline__ void row_dlogits(X *__restrict__ row, float lse, int tgt, float dscale,
+                                            int V, int Vp) {
     typedef tg_vec<X, VEC> Vec;
-    const size_t row = blockIdx.x;
-    Vec *x = (Vec *)(logits + row * Vp);
-    const int tgt = targets[row], nvec = Vp / VEC;
-    const float ll = lse[row] * TG_LOG2E;
+    Vec *x = (Vec *)row;
+    const int nvec = Vp / VEC, nfull = V / VEC;
+    const float ll = lse * TG_LOG2E;
     if (tgt < 0) {
         Vec z;
 #pragma unroll
         for (int j = 0; j < VEC; j++) z.v[j] = tg_from_f32<X>(0.0f);
-        for (int v = threadIdx.x; v < nvec; v += blockDim.x) x[v] = z;
+        for (int v = threadIdx.x; v < nvec; v += NT) x[v] = z;
         return;
     }
 #pragma unroll 4
-    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
+    for (int v = threadIdx.x; v < nvec; v += NT) {
         Vec xv = x[v];
         const int c0 = v * VEC;
+        float g[VEC];
 #pragma unroll
-        for (int j = 0; j < VEC; j++) {
-            const int c = c0 + j;
-            float g = 0.0f;
-            if (c < V)
-                g = (exp2f(fmaf(tg_to_f32(xv.v[j]), TG_LOG2E, -ll)) - (c == tgt ? 1.0f : 0.0f)) *
-                    dscale;
-            xv.v[j] = tg_from_f32<X>(g);
-        }
+        for (int j = 0; j < VEC; j++) g[j] = exp2f(fmaf(tg_to_f32(xv.v[j]), TG_LOG2E, -ll)) * dscale;
+        if (v >= nfull) /* the vector holding V (and the padding after it) */
+#pragma unroll
+            for (int j = 0; j < VEC; j++)
+                if (c0 + j >= V) g[j] = 0.0f;
+        if ((unsigned)(tgt - c0) < (unsigned)VEC)
+#pragma unroll
+            for (int j = 0; j < VEC; j++)
+                if (c0 + j == tgt) g[j] -= dscale;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) xv.v[j] = tg_from_f32<X>(g[j]);
         x[v] = xv;
     }
 }
+
+/* losses[row] = lse - x[target] (0 for ignored rows); lse[row] too when lse != NULL. */
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+crossentropy_forward_kernel(float *__restrict__ losses, float *__restrict__ lse,
+                            const X *__restrict__ logits, const int32_t *__restrict__ targets,
+                            int V, int Vp) {
+    const size_t row = blockIdx.x;
+    const X *x = logits + row * Vp;
+    const int tgt = targets[row];
+    /* issued early: its latency overlaps the pass */
+    const float xt = (threadIdx.x == 0 && tgt >= 0) ? tg_to_f32(x[tgt]) : 0.0f;
+    const online_lse a = block_lse<TG_CUDA_THREADS>(thread_lse<X, VEC, TG_CUDA_THREADS>(x, V));
+    if (threadIdx.x == 0) {
+        const float l = a.m + logf(a.s);
+        if (lse) lse[row] = l;
+        losses[row] = tgt >= 0 ? l - xt : 0.0f;
+    }
+}
+
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+crossentropy_backward_kernel(X *__restrict__ logits, const float *__restrict__ lse,
+                             const int32_t *__restrict__ targets, float dscale, int V, int Vp) {
+    const size_t row = blockIdx.x;
+    row_dlogits<X, VEC, TG_CUDA_THREADS>(logits + row * Vp, lse[row], targets[row], dscale, V, Vp);
+}
+
+/* The forward, then the row's dlogits in place. */
+template <typename X, int VEC>
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+crossentropy_fused_kernel(float *__restrict__ losses, X *__restrict__ logits,
+                          const int32_t *__restrict__ targets, float dscale, int V, int Vp) {
+    __shared__ float xt;
+    const size_t row = blockIdx.x;
+    X *x = logits + row * Vp;
+    const int tgt = targets[row];
+    if (tgt < 0) {
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        row_dlogits<X, VEC, TG_CUDA_THREADS>(x, 0.0f, tgt, dscale, V, Vp);
+        return;
+    }
+    /* read before the barrier in block_lse: the second pass overwrites x[tgt] */
+    if (threadIdx.x == 0) xt = tg_to_f32(x[tgt]);
+    const online_lse a = block_lse<TG_CUDA_THREADS>(thread_lse<X, VEC, TG_CUDA_THREADS>(x, V));
+    const float lse = a.m + logf(a.s);
+    if (threadIdx.x == 0) losses[row] = lse - xt;
+    row_dlogits<X, VEC, TG_CUDA_THREADS>(x, lse, tgt, dscale, V, Vp);
+}
+
+/* 16-byte vectors when the rows allow it. */
+#define XENT_LAUNCH(kernel, X, ...)                                                            \
+    do {                                                                                       \
+        if (Vp % TG_VEC16(X) == 0 && tg_aligned(logits, 16))                                   \
+            kernel<X, TG_VEC16(X)><<<N, TG_CUDA_THREADS, 0, s>>>(__VA_ARGS__);                 \
+        else                                                                                   \
+            kernel<X, 1><<<N, TG_CUDA_THREADS, 0, s>>>(__VA_ARGS__);                           \
+        TG_CUDA_LAUNCH_CHECK(err);                                                             \
+    } while (0)
 
 template <typename X>
 tg_status tg_cuda_crossentropy_forward(float *losses, float *lse, const X *logits,
                                        const int32_t *targets, int N, int V, int Vp,
                                        cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    if (N <= 0) goto cleanup;
-    if (Vp % TG_VEC16(X) == 0 && tg_aligned(logits, 16))
-        crossentropy_forward_kernel<X, TG_VEC16(X)><<<N, TG_CUDA_THREADS, 0, s>>>(losses, lse, logits, targets, V, Vp);
-    else
-        crossentropy_forward_kernel<X, 1><<<N, TG_CUDA_THREADS, 0, s>>>(losses, lse, logits, targets, V, Vp);
-    TG_CUDA_LAUNCH_CHECK(err);
+    if (N > 0) XENT_LAUNCH(crossentropy_forward_kernel, X, losses, lse, logits, targets, V, Vp);
 cleanup:
     return st;
 }
@@ -161,12 +210,16 @@ tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32
                                         float dscale, int N, int V, int Vp, cudaStream_t s,
                                         tg_error *err) {
     tg_status st = TG_OK;
-    if (N <= 0) goto cleanup;
-    if (Vp % TG_VEC16(X) == 0 && tg_aligned(logits, 16))
-        crossentropy_backward_kernel<X, TG_VEC16(X)><<<N, TG_CUDA_THREADS, 0, s>>>(logits, lse, targets, dscale, V, Vp);
-    else
-        crossentropy_backward_kernel<X, 1><<<N, TG_CUDA_THREADS, 0, s>>>(logits, lse, targets, dscale, V, Vp);
-    TG_CUDA_LAUNCH_CHECK(err);
+    if (N > 0) XENT_LAUNCH(crossentropy_backward_kernel, X, logits, lse, targets, dscale, V, Vp);
+cleanup:
+    return st;
+}
+
+template <typename X>
+tg_status tg_cuda_crossentropy_fused(float *losses, X *logits, const int32_t *targets, float dscale,
+                                     int N, int V, int Vp, cudaStream_t s, tg_error *err) {
+    tg_status st = TG_OK;
+    if (N > 0) XENT_LAUNCH(crossentropy_fused_kernel, X, losses, logits, targets, dscale, V, Vp);
 cleanup:
     return st;
 }
@@ -177,6 +230,8 @@ cleanup:
                                                        cudaStream_t, tg_error *);               \
     template tg_status tg_cuda_crossentropy_backward<X>(X *, const float *, const int32_t *,   \
                                                         float, int, int, int, cudaStream_t,     \
-                                                        tg_error *);
+                                                        tg_error *);                            \
+    template tg_status tg_cuda_crossentropy_fused<X>(float *, X *, const int32_t *, float, int, \
+                                                     int, int, cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)
 TG_INSTANTIATE(tg_bf16)

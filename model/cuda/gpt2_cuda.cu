@@ -28,7 +28,7 @@ extern "C" {
 #define TG_CUDA_ALIGN 256
 
 /* Activations of one transformer block; (B,T,C) unless noted, X unless fp32. With
- * opt.recompute, ln1, ln2, att and fch_gelu point to one shared buffer each. */
+ * opt.recompute >= 1, ln1 and ln2 point to one shared buffer each; with 2, att and fch_gelu too. */
 typedef struct {
     void *ln1;                   /* LayerNorm 1 output */
     float *ln1_mean, *ln1_rstd;  /* (B,T) */
@@ -60,7 +60,9 @@ typedef struct {
 } cuda_prof;
 
 typedef struct {
-    int bf16, recompute;
+    int bf16;
+    int recompute; /* opt.recompute: 0 keep everything, 1 recompute LayerNorm outputs, 2 also GELU
+                    * (and the T x T attention probabilities) */
     int flash; /* attention by flash_attention.cu (bf16, supported head size, not TG_CUDA_ATTN=naive) */
     tg_cudnn_attn *cudnn; /* with flash: cuDNN SDPA for full batches (B_used == B), when it built */
     void *cudnn_ws;
@@ -81,8 +83,12 @@ typedef struct {
     char *act_mem;
     size_t act_bytes;
     cuda_layer_acts *layers; /* L */
-    void *encoded, *lnf, *logits;             /* (B,T,C), (B,T,C), (B,T,Vp) */
-    float *lnf_mean, *lnf_rstd, *lse, *losses; /* (B,T) */
+    void *encoded, *lnf;                 /* (B,T,C) */
+    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head */
+    float *lnf_mean, *lnf_rstd, *losses; /* (B,T) */
+    float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
+    int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
+    int xent_fused;                      /* TG_CUDA_XENT=fused: one cross-entropy kernel */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
@@ -107,7 +113,8 @@ typedef struct {
 
     /* state of the last forward */
     int B_used, has_targets, n_valid, n_uniq;
-    int logits_valid;   /* logits hold the last forward's logits (until backward) */
+    int logits_valid;   /* the last forward's logits can be made (until backward) */
+    int losses_ready;   /* losses hold the last forward's per-row losses */
     int backward_ready; /* a forward with targets whose backward has not run yet */
     cuda_prof *prof;    /* NULL unless TG_CUDA_PROFILE=1 */
 } cuda_impl;
@@ -169,23 +176,28 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
     /* flash attention keeps no (T,T) matrices: only the row statistics */
     const size_t att_bytes = p->flash ? 0 : ATT * xs;
     void *sh_ln1 = NULL, *sh_ln2 = NULL, *sh_att = NULL, *sh_gelu = NULL;
-    if (p->recompute) {
+    if (p->recompute >= 1) {
         CARVE(sh_ln1, BTC * xs);
         CARVE(sh_ln2, BTC * xs);
+    }
+    if (p->recompute >= 2) {
         if (att_bytes) CARVE(sh_att, att_bytes);
         CARVE(sh_gelu, 4 * BTC * xs);
     }
     CARVE(p->encoded, BTC * xs);
     for (int l = 0; l < p->L; l++) {
         cuda_layer_acts *a = &p->layers[l];
-        if (p->recompute) {
+        if (p->recompute >= 1) {
             a->ln1 = sh_ln1;
             a->ln2 = sh_ln2;
-            a->att = sh_att;
-            a->fch_gelu = sh_gelu;
         } else {
             CARVE(a->ln1, BTC * xs);
             CARVE(a->ln2, BTC * xs);
+        }
+        if (p->recompute >= 2) {
+            a->att = sh_att;
+            a->fch_gelu = sh_gelu;
+        } else {
             if (att_bytes) CARVE(a->att, att_bytes);
             CARVE(a->fch_gelu, 4 * BTC * xs);
         }
@@ -203,8 +215,8 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
     CARVE(p->lnf, BTC * xs);
     CARVE(p->lnf_mean, BT * 4);
     CARVE(p->lnf_rstd, BT * 4);
-    CARVE(p->logits, BT * (size_t)p->Vp * xs);
-    CARVE(p->lse, BT * 4);
+    CARVE(p->logits, (BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows) * (size_t)p->Vp * xs);
+    CARVE(p->lse, (BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows) * 4);
     CARVE(p->losses, BT * 4);
     CARVE(p->dres, BTC * xs);
     CARVE(p->s_btc, BTC * xs);
@@ -246,7 +258,7 @@ static void cuda_free(tg_model *m) {
     cudaFree(p->opt_mem);
     cudaFree(p->act_mem);
     if (p->h_mem) cudaFreeHost(p->h_mem);
-    if (p->blas.lt) cublasLtDestroy(p->blas.lt);
+    tg_cuda_blas_free(&p->blas);
     if (p->ev_upload) cudaEventDestroy(p->ev_upload);
     if (p->stream) cudaStreamDestroy(p->stream);
     free(p->h_count);
@@ -268,7 +280,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CHECK_ALLOC(err, p);
     m->impl = p;
     p->bf16 = m->opt.bf16 != 0;
-    p->recompute = m->opt.recompute != 0;
+    p->recompute = m->opt.recompute;
     p->xs = p->bf16 ? sizeof(tg_bf16) : sizeof(float);
     p->B = m->opt.B;
     p->T = m->opt.T;
@@ -278,8 +290,22 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->V = cfg->vocab_size;
     p->Vp = cfg->padded_vocab_size;
     BT = (size_t)p->B * p->T;
+    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
+     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
+    if (p->recompute < 0 || p->recompute > 2)
+        TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
+    p->head_rows = 8192;
+    if (getenv("TG_CUDA_LMHEAD_ROWS")) {
+        const long r = strtol(getenv("TG_CUDA_LMHEAD_ROWS"), NULL, 10);
+        if (r < 1 || r > (1L << 30))
+            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_LMHEAD_ROWS=%s: expected a row count >= 1", getenv("TG_CUDA_LMHEAD_ROWS"));
+        p->head_rows = (int)r;
+    }
+    p->xent_fused = getenv("TG_CUDA_XENT") && strcmp(getenv("TG_CUDA_XENT"), "fused") == 0;
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
+    /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
+    p->blas.tune = getenv("TG_CUBLASLT_TUNE") && strcmp(getenv("TG_CUBLASLT_TUNE"), "1") == 0;
 
     TG_CUDA_CHECK(err, cudaGetDeviceCount(&n_dev));
     if (m->opt.cuda_device < 0 || m->opt.cuda_device >= n_dev)
@@ -490,15 +516,14 @@ enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW
     } while (0)
 
 template <typename X>
-static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, int with_targets, tg_error *err) {
+static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) {
     tg_status st = TG_OK;
-    const int T = p->T, C = p->C, NH = p->NH, L = p->L, V = p->V, Vp = p->Vp, N = Bu * T;
+    const int T = p->T, C = p->C, NH = p->NH, L = p->L, N = Bu * T;
     const int lnf = 2 + 12 * L; /* ln_f.weight; ln_f.bias follows */
     const cudaDataType_t dt = tg_cuda_type<X>::value;
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
-    const size_t BT = (size_t)p->B * p->T;
-    const int32_t *d_tokens = p->d_io, *d_targets = p->d_io + BT;
+    const int32_t *d_tokens = p->d_io;
 
     OP(P_ELEMWISE, tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, 0), wt<X>(m, p, 1),
                                       Bu, T, C, s, err));
@@ -547,12 +572,61 @@ static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, int with_target
                 (const X *)p->s_btc, wt<X>(m, p, lnf), wt<X>(m, p, lnf + 1), N, C, s, err));
         }
     }
-    /* logits (N, Vp) = lnf @ wte^T (tied LM head; padded rows of wte are zero) */
-    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, p->logits, p->lnf, wt<X>(m, p, 0), N, Vp, C, 0, 1, 1.0f,
-                          0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-    if (with_targets)
-        OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses, p->lse, (const X *)p->logits, d_targets, N,
-                                               V, Vp, s, err));
+    /* The LM head waits for tg_model_loss, tg_model_backward or tg_model_logits_get (lmhead_impl). */
+cleanup:
+    return st;
+}
+
+/* The tied LM head and the loss over the last forward's N rows, in chunks of head_rows rows, so
+ * that logits exist for one chunk at a time. Deferred from forward because only the caller's next
+ * call says what is needed:
+ *   HEAD_LOSS    the per-row losses (an evaluation, or tg_model_loss before backward)
+ *   HEAD_TRAIN   the losses and the backward through the head, chunk by chunk: dlogits =
+ *                dscale * (softmax - onehot) in place (two kernels; one with TG_CUDA_XENT=fused), dwte += dlogits^T @ lnf (fp32, chunks
+ *                added in order), dlnf = dlogits @ wte into s_btc
+ *   HEAD_LOGITS  the logits, downloaded into host (N, Vp) fp32 (synchronises) */
+enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
+template <typename X>
+static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, float *host, tg_error *err) {
+    tg_status st = TG_OK;
+    const int C = p->C, V = p->V, Vp = p->Vp, N = p->B_used * p->T;
+    const cudaDataType_t dt = tg_cuda_type<X>::value;
+    const cudaStream_t s = p->stream;
+    const tg_cuda_blas *bl = &p->blas;
+    const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
+    X *logits = (X *)p->logits;
+    const X *wte = wt<X>(m, p, 0);
+    for (int r0 = 0; r0 < N; r0 += p->head_rows) {
+        const int rows = N - r0 < p->head_rows ? N - r0 : p->head_rows;
+        const X *lnf = (const X *)p->lnf + (size_t)r0 * C;
+        /* logits (rows, Vp) = lnf @ wte^T (padded rows of wte are zero) */
+        if (p->prof && mode == HEAD_TRAIN) p->prof->phase = 0;
+        OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, logits, lnf, wte, rows, Vp, C, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+                                    TG_EPI_NONE, NULL, NULL, err));
+        if (mode == HEAD_LOGITS) {
+            TG_TRY(download_x(p, host + (size_t)r0 * Vp, logits, (size_t)rows * Vp, err));
+        } else if (mode == HEAD_LOSS) {
+            OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, NULL, logits, d_targets + r0, rows, V,
+                                                       Vp, s, err));
+        } else {
+            if (p->xent_fused) {
+                if (p->prof) p->prof->phase = 1;
+                OP(P_XENT, tg_cuda_crossentropy_fused<X>(p->losses + r0, logits, d_targets + r0, dscale, rows, V,
+                                                         Vp, s, err));
+            } else {
+                OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, p->lse, logits, d_targets + r0, rows,
+                                                           V, Vp, s, err));
+                if (p->prof) p->prof->phase = 1;
+                OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp,
+                                                            s, err));
+            }
+            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
+                                        1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
+                                        0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        }
+    }
+    if (mode != HEAD_LOGITS) p->losses_ready = 1;
 cleanup:
     return st;
 }
@@ -561,13 +635,13 @@ template <typename X>
 static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_error *err) {
     tg_status st = TG_OK;
     const tg_gpt2_layout *lay = &m->lay;
-    const int Bu = p->B_used, T = p->T, C = p->C, NH = p->NH, L = p->L, V = p->V, Vp = p->Vp;
+    const int Bu = p->B_used, T = p->T, C = p->C, NH = p->NH, L = p->L;
     const int N = Bu * T, lnf = 2 + 12 * L;
     const cudaDataType_t dt = tg_cuda_type<X>::value, f32 = CUDA_R_32F;
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const size_t BT = (size_t)p->B * p->T;
-    const int32_t *d_targets = p->d_io + BT, *d_uniq = p->d_io + 2 * BT;
+    const int32_t *d_uniq = p->d_io + 2 * BT;
     const int32_t *d_seg = p->d_io + 3 * BT, *d_pos = p->d_io + 4 * BT + 1;
     /* d(loss_scale * mean over valid positions) / dlogits */
     const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
@@ -575,31 +649,30 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
 
     prof_mark(p, P_ELEMWISE);
     TG_CUDA_CHECK(err, cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(X), s));
-    OP(P_XENT, tg_cuda_crossentropy_backward<X>((X *)p->logits, p->lse, d_targets, dscale, N, V, Vp, s, err));
+    /* LM head and loss, forward and backward: dlnf lands in s_btc */
+    TG_TRY(lmhead_impl<X>(m, p, HEAD_TRAIN, dscale, NULL, err));
     p->logits_valid = 0;
-    /* LM head: dwte += dlogits^T @ lnf (fp32 accumulate), dlnf = dlogits @ wte */
-    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, 0), p->logits, p->lnf, Vp, C, N, 1, 0, 1.0f, 1.0f,
-                          1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-    OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, s_btc, p->logits, wt<X>(m, p, 0), N, C, Vp, 0, 0, 1.0f, 0.0f,
-                          1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-    OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1), p->s_partial, s_btc,
-                                         (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
-                                         wt<X>(m, p, lnf), N, C, s, err));
+    /* Every LayerNorm backward below also sums the residual gradient it leaves in dres over the
+     * rows: that is the bias gradient of the projection (c_proj) whose output was added into
+     * that residual, so those bias gradients need no pass of their own. */
+    OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
+                                                  gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
+                                                  (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
+                                                  wt<X>(m, p, lnf), N, C, s, err));
 
     for (int l = L - 1; l >= 0; l--) {
         const cuda_layer_acts *a = &p->layers[l];
         const int t0 = 2 + 12 * l;
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
-        /* dres is now d(res3): MLP output projection */
-        if (p->recompute)
+        /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
+        if (p->recompute >= 2)
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCPROJW), a->fch_gelu, dres, 4 * C, C, N, 1,
                               0, 1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + FCPROJB), p->s_partial, dres, N, C, s, err));
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_bt4c, dres, wt<X>(m, p, t0 + FCPROJW), N, 4 * C, C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_DGELU, NULL, a->fch, err));
-        if (p->recompute)
+        if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCW), a->ln2, s_bt4c, C, 4 * C, N, 1, 0,
@@ -608,13 +681,13 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + FCW), N, C, 4 * C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
-        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B), p->s_partial,
-                                             s_btc, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                             wt<X>(m, p, t0 + LN2W), N, C, s, err));
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
+                                                      gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
+                                                      (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
+                                                      wt<X>(m, p, t0 + LN2W), N, C, s, err));
         /* attention output projection */
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
                               1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + ATTPROJB), p->s_partial, dres, N, C, s, err));
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, dres, wt<X>(m, p, t0 + ATTPROJW), N, C, C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
         if (p->flash && p->cudnn_last) {
@@ -626,14 +699,14 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
                                                         (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr,
                                                         a->lse, Bu, T, C, NH, s, err));
         } else {
-            if (p->recompute)
+            if (p->recompute >= 2)
                 OP(P_ATTN, tg_cuda_attention_probs<X>(bl, (X *)a->att, (const X *)a->qkvr, Bu, T, C, NH, s, err));
             OP(P_ATTN, tg_cuda_attention_backward<X>(bl, s_bt4c, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
                                                      s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C,
                                                      NH, s, err));
         }
         /* qkv projection; s_bt4c holds dqkv (N, 3C) */
-        if (p->recompute)
+        if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + QKVW), a->ln1, s_bt4c, C, 3 * C, N, 1, 0,
@@ -641,10 +714,11 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + QKVB), p->s_partial, s_bt4c, N, 3 * C, s, err));
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + QKVW), N, C, 3 * C, 0, 1,
                               1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        /* through ln_1 plus the identity: dres becomes d(block input) */
-        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B), p->s_partial,
-                                             s_btc, res_in, a->ln1_mean, a->ln1_rstd,
-                                             wt<X>(m, p, t0 + LN1W), N, C, s, err));
+        /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
+                                                      l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
+                                                      s_btc, res_in, a->ln1_mean, a->ln1_rstd,
+                                                      wt<X>(m, p, t0 + LN1W), N, C, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
     OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
@@ -691,6 +765,7 @@ static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t 
     }
     p->B_used = 0; /* invalid until this forward is enqueued */
     p->logits_valid = 0;
+    p->losses_ready = 0;
     p->backward_ready = 0;
     /* The staging area may still be read by the previous upload (only if the host runs ahead). */
     TG_CUDA_CHECK(err, cudaEventSynchronize(p->ev_upload));
@@ -708,8 +783,8 @@ static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t 
     TG_CUDA_CHECK(err, cudaEventRecord(p->ev_upload, p->stream));
     if (p->prof) p->prof->phase = 0;
     p->cudnn_last = p->cudnn != NULL && B_used == p->B;
-    if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, targets != NULL, err));
-    else TG_TRY(forward_impl<float>(m, p, B_used, targets != NULL, err));
+    if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, err));
+    else TG_TRY(forward_impl<float>(m, p, B_used, err));
     p->B_used = B_used;
     p->has_targets = targets != NULL;
     p->logits_valid = 1;
@@ -725,6 +800,10 @@ static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
     double sum = 0.0;
     if (!p->B_used || !p->has_targets)
         TG_FAIL(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
+    if (!p->losses_ready) {
+        if (p->bf16) TG_TRY(lmhead_impl<tg_bf16>(m, p, HEAD_LOSS, 0.0f, NULL, err));
+        else TG_TRY(lmhead_impl<float>(m, p, HEAD_LOSS, 0.0f, NULL, err));
+    }
     prof_mark(p, P_OTHER);
     TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_losses, p->losses, (size_t)N * sizeof(float),
                                        cudaMemcpyDeviceToHost, p->stream));
@@ -742,7 +821,8 @@ static tg_status cuda_logits_get(tg_model *m, float *host, tg_error *err) {
     if (!p->logits_valid)
         TG_FAIL(err, TG_ERR_ARG, "model: logits_get needs a forward (and no backward since: on CUDA "
                                  "backward overwrites the logits with their gradient)");
-    TG_TRY(download_x(p, host, p->logits, (size_t)p->B_used * p->T * p->Vp, err));
+    if (p->bf16) TG_TRY(lmhead_impl<tg_bf16>(m, p, HEAD_LOGITS, 0.0f, host, err));
+    else TG_TRY(lmhead_impl<float>(m, p, HEAD_LOGITS, 0.0f, host, err));
 cleanup:
     return st;
 }

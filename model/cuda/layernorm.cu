@@ -8,11 +8,17 @@
  * them as fp32 in shared memory with scalar loads. */
 #include "model/cuda/ops.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
 #define TG_LN_EPS 1e-5f
 #define TG_LN_MAX_WARPS 8      /* warps per block of the row kernels */
 #define TG_LN_MAX_BLOCKS 1024  /* grid cap of the row kernels: staging w/bias stays negligible */
 #define TG_LN_BWD_WARPS 4096   /* backward: blocks * warps (= the number of dw/db partials * W) */
 #define TG_LN_SMEM 49152       /* default dynamic shared-memory limit per block */
+/* Backward register kernel: ~170 registers a thread at C = 768 bf16; 4-warp blocks, 3 per SM
+ * (12 warps, each with 9 16-byte loads of a row in flight) without spilling; 2 per SM at NV = 4. */
+#define TG_LN_REG_THREADS 128
 
 /* d[0..VEC) = p[0..VEC) from shared memory, 16 bytes at a time where VEC allows. */
 template <int VEC> __device__ __forceinline__ void lds_f32(float (&d)[VEC], const float *p) {
@@ -238,26 +244,129 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
     for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) pb[i] = acc[i];
 }
 
-/* block (32, 32), grid ceil(2C / 32): column i of the (chunks, 2C) partials is summed by 32
- * row lanes (chunks k = ty, ty + 32, ...), then the lanes in order: a fixed order. */
-__global__ void layernorm_backward_finish_kernel(float *dw, float *db, const float *partial,
-                                                 int chunks, int C) {
+/* block (32, 32), grid ceil(parts C / 32): column i of the (chunks, parts C) partials is
+ * summed by 32 row lanes (chunks k = ty, ty + 32, ...), then the lanes in order: a fixed order.
+ * Columns [0, C) go to dw, [C, 2C) to db, [2C, 3C) (parts == 3) to dsum. */
+__global__ void layernorm_backward_finish_kernel(float *dw, float *db, float *dsum,
+                                                 const float *partial, int chunks, int C, int parts) {
     __shared__ float red[32][33];
-    const int i = blockIdx.x * 32 + threadIdx.x;
+    const int i = blockIdx.x * 32 + threadIdx.x, width = parts * C;
     float s = 0.0f;
-    if (i < 2 * C) {
+    if (i < width) {
 #pragma unroll 8
-        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * 2 * C + i];
+        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * width + i];
     }
     red[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
-    if (threadIdx.y == 0 && i < 2 * C) {
+    if (threadIdx.y == 0 && i < width) {
         float t = 0.0f;
         for (int k = 0; k < 32; k++) t += red[k][threadIdx.x];
         if (i < C)
             dw[i] += t;
-        else
+        else if (i < 2 * C)
             db[i - C] += t;
+        else
+            dsum[i - 2 * C] += t;
+    }
+}
+
+/* The backward for rows of at most 32 NV vectors (C <= 1024 in bf16): no row cache and no
+ * barrier per row. Warp g of G takes rows g, g + G, ...; lane l always handles the vectors
+ * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
+ * (and, with SUM, dsum = sum of the updated dx: the bias gradient of the projection that fed
+ * this residual) in registers across its rows. At the end the block's W warps are added in
+ * warp order through shared memory into partial[block][parts C]: deterministic.
+ * Shared memory: ws (C floats), red (W x C floats). */
+template <typename X, int VEC, int NV, bool SUM>
+__global__ void __launch_bounds__(TG_LN_REG_THREADS, NV >= 4 ? 2 : 3)
+layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
+                              const X *__restrict__ dout, const X *__restrict__ x,
+                              const float *__restrict__ mean, const float *__restrict__ rstd,
+                              const X *__restrict__ w, int N, int C) {
+    typedef tg_vec<X, VEC> V;
+    extern __shared__ float smem[];
+    const int W = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int G = gridDim.x * W, nvec = C / VEC;
+    float *ws = smem, *red = smem + C;
+    float aw[NV][VEC], ab[NV][VEC], ao[SUM ? NV : 1][VEC];
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+#pragma unroll
+        for (int j = 0; j < VEC; j++) aw[k][j] = ab[k][j] = ao[SUM ? k : 0][j] = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ws[c] = tg_to_f32(w[c]);
+    __syncthreads();
+    for (int row = blockIdx.x * W + warp; row < N; row += G) {
+        const size_t off = (size_t)row * C;
+        const V *dp = (const V *)(dout + off), *xp = (const V *)(x + off);
+        V *dxp = (V *)(dx + off);
+        const float mu = mean[row], rs = rstd[row];
+        V dv[NV], xv[NV], ov[NV];
+#pragma unroll
+        for (int k = 0; k < NV; k++) { /* every load of the row in flight at once */
+            const int v = lane + 32 * k;
+            if (v < nvec) {
+                dv[k] = dp[v];
+                xv[k] = xp[v];
+                ov[k] = dxp[v];
+            }
+        }
+        float s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + 32 * k;
+            if (v < nvec) {
+                float wv[VEC];
+                lds_f32<VEC>(wv, ws + v * VEC);
+#pragma unroll
+                for (int j = 0; j < VEC; j++) {
+                    const float n = (tg_to_f32(xv[k].v[j]) - mu) * rs;
+                    const float dn = tg_to_f32(dv[k].v[j]) * wv[j];
+                    s1 += dn;
+                    s2 += dn * n;
+                }
+            }
+        }
+        const float m1 = tg_warp_sum(s1) / C, m2 = tg_warp_sum(s2) / C;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + 32 * k;
+            if (v < nvec) {
+                float wv[VEC];
+                lds_f32<VEC>(wv, ws + v * VEC);
+#pragma unroll
+                for (int j = 0; j < VEC; j++) {
+                    const float d = tg_to_f32(dv[k].v[j]);
+                    const float n = (tg_to_f32(xv[k].v[j]) - mu) * rs;
+                    const X o = tg_from_f32<X>(tg_to_f32(ov[k].v[j]) + (d * wv[j] - m1 - n * m2) * rs);
+                    ov[k].v[j] = o;
+                    aw[k][j] += d * n;
+                    ab[k][j] += d;
+                    if (SUM) ao[SUM ? k : 0][j] += tg_to_f32(o); /* the stored (rounded) dx */
+                }
+                dxp[v] = ov[k];
+            }
+        }
+    }
+    /* partial[block] = sum over the block's warps in warp order, one part at a time */
+    const int parts = SUM ? 3 : 2;
+    float *pb = partial + (size_t)blockIdx.x * parts * C;
+    for (int part = 0; part < parts; part++) {
+        __syncthreads(); /* red is free */
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + 32 * k;
+            if (v < nvec)
+#pragma unroll
+                for (int j = 0; j < VEC; j++)
+                    red[(size_t)warp * C + v * VEC + j] =
+                        part == 0 ? aw[k][j] : part == 1 ? ab[k][j] : ao[SUM ? k : 0][j];
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float t = 0.0f;
+            for (int q = 0; q < W; q++) t += red[(size_t)q * C + c];
+            pb[(size_t)part * C + c] = t;
+        }
     }
 }
 
@@ -334,9 +443,9 @@ tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const f
 }
 
 template <typename X, int VEC>
-static tg_status launch_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
-                                 const X *x, const float *mean, const float *rstd, const X *w,
-                                 int N, int C, cudaStream_t s, tg_error *err) {
+static tg_status launch_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
+                                 const X *dout, const X *x, const float *mean, const float *rstd,
+                                 const X *w, int N, int C, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
     const size_t fixed = (size_t)(3 * C + 2 * TG_LN_MAX_WARPS) * sizeof(float);
     const size_t per_warp = (size_t)3 * C * sizeof(X);
@@ -350,21 +459,70 @@ static tg_status launch_backward(X *dx, float *dw, float *db, float *partial, co
     TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_kernel<X, VEC>, smem));
     layernorm_backward_kernel<X, VEC><<<chunks, 32 * W, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
     TG_CUDA_LAUNCH_CHECK(err);
-    layernorm_backward_finish_kernel<<<(2 * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, partial, chunks, C);
+    layernorm_backward_finish_kernel<<<(2 * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, NULL, partial, chunks, C, 2);
+    TG_CUDA_LAUNCH_CHECK(err);
+    /* this kernel has no column sums of dx: a separate pass (after the finish: partial is free) */
+    if (dsum) TG_TRY(tg_cuda_bias_backward<X>(dsum, partial, dx, N, C, s, err));
+cleanup:
+    return st;
+}
+
+/* Blocks of the register kernel: 4 rows per warp at least, at most TG_LN_REG_BLOCKS (enough to
+ * fill the device; the (blocks, 3C) partials stay in the TG_CUDA_COL_CHUNKS x 4C buffer).
+ * Depends only on N: the summation order is the same on every device. */
+#define TG_LN_REG_BLOCKS 1024
+template <typename X, int VEC, int NV>
+static tg_status launch_backward_reg(X *dx, float *dw, float *db, float *dsum, float *partial,
+                                     const X *dout, const X *x, const float *mean,
+                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
+                                     tg_error *err) {
+    tg_status st = TG_OK;
+    const int W = TG_LN_REG_THREADS / 32, parts = dsum ? 3 : 2;
+    const size_t smem = (size_t)(1 + W) * C * sizeof(float);
+    int blocks = (N + 4 * W - 1) / (4 * W);
+    if (blocks > TG_LN_REG_BLOCKS) blocks = TG_LN_REG_BLOCKS;
+    if (blocks < 1) blocks = 1;
+    if (dsum) {
+        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, true>, smem));
+        layernorm_backward_reg_kernel<X, VEC, NV, true><<<blocks, TG_LN_REG_THREADS, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
+    } else {
+        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, false>, smem));
+        layernorm_backward_reg_kernel<X, VEC, NV, false><<<blocks, TG_LN_REG_THREADS, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
+    }
+    TG_CUDA_LAUNCH_CHECK(err);
+    layernorm_backward_finish_kernel<<<(parts * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, dsum, partial, blocks, C, parts);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
     return st;
 }
 
+/* The register kernel where a row is at most 4 x 32 vectors, else the row-cache kernel. */
+template <typename X, int VEC>
+static tg_status dispatch_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
+                                   const X *dout, const X *x, const float *mean, const float *rstd,
+                                   const X *w, int N, int C, cudaStream_t s, tg_error *err) {
+    const int nv = (C / VEC + 31) / 32;
+    if (nv <= 1) return launch_backward_reg<X, VEC, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 2) return launch_backward_reg<X, VEC, 2>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 3) return launch_backward_reg<X, VEC, 3>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 4) return launch_backward_reg<X, VEC, 4>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    return launch_backward<X, VEC>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+}
+
 template <typename X>
-tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
-                                     const X *x, const float *mean, const float *rstd,
-                                     const X *w, int N, int C, cudaStream_t s, tg_error *err) {
+tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
+                                     const X *dout, const X *x, const float *mean,
+                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
+                                     tg_error *err) {
     if (N <= 0 || C <= 0) return TG_OK;
+    if (getenv("TG_CUDA_LN_CACHE") && strcmp(getenv("TG_CUDA_LN_CACHE"), "1") == 0) /* A/B switch */
+        return C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16)
+                   ? launch_backward<X, TG_VEC16(X)>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err)
+                   : launch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     if (C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16))
-        return launch_backward<X, TG_VEC16(X)>(dx, dw, db, partial, dout, x, mean, rstd, w, N, C,
-                                               s, err);
-    return launch_backward<X, 1>(dx, dw, db, partial, dout, x, mean, rstd, w, N, C, s, err);
+        return dispatch_backward<X, TG_VEC16(X)>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N,
+                                                 C, s, err);
+    return dispatch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
 }
 
 #define TG_INSTANTIATE(X)                                                                      \
@@ -374,9 +532,9 @@ tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *partial
     template tg_status tg_cuda_layernorm_apply<X>(X *, const X *, const float *, const float *, \
                                                   const X *, const X *, int, int, cudaStream_t, \
                                                   tg_error *);                                  \
-    template tg_status tg_cuda_layernorm_backward<X>(X *, float *, float *, float *, const X *, \
-                                                     const X *, const float *, const float *,   \
-                                                     const X *, int, int, cudaStream_t,         \
-                                                     tg_error *);
+    template tg_status tg_cuda_layernorm_backward<X>(X *, float *, float *, float *, float *,   \
+                                                     const X *, const X *, const float *,       \
+                                                     const float *, const X *, int, int,        \
+                                                     cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)
 TG_INSTANTIATE(tg_bf16)

@@ -9,6 +9,9 @@
 #include "model/cuda/ops.cuh"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define TG_GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 
@@ -172,6 +175,294 @@ static uint32_t alignment_of(const void *p, long long ld_bytes, long long stride
 
 static size_t dtype_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
 
+/* ---- cuBLASLt plans: descriptors and algorithm, made once per shape ----
+ * Building the descriptors and asking the heuristic costs host time on every one of the ~150
+ * matmuls of a step, so each distinct key keeps its plan in bl->cache; a call then only sets
+ * the bias/aux pointers. */
+
+#define TG_LT_CACHE_CAP 128 /* a GPT-2 run has a few dozen keys; past this, plans are per call */
+#define TG_LT_TUNE_MAX 16   /* heuristic candidates asked for when tuning */
+#define TG_LT_TUNE_RUNS 3   /* timed runs per candidate, after one warm-up; the fastest counts */
+
+/* Everything the descriptors, the preference and so the algorithm depend on. The heuristic sees
+ * no data pointers but the bias/aux ones in the descriptor, hence their alignments too. Filled
+ * after a memset and compared with memcmp (no padding either way). */
+typedef struct {
+    int32_t ab, d, M, N, K, transA, transB, batch;
+    int64_t strideA, strideB, strideD;
+    int32_t epi, has_bias, has_aux, beta_zero;
+    uint32_t align_a, align_b, align_c, align_d, align_bias, align_aux;
+    uint64_t workspace;
+} lt_key;
+
+/* no_algo: cuBLASLt has no algorithm for the key (an answer that repeats, so it is kept too). */
+typedef struct {
+    lt_key key;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+    int no_algo;
+} lt_plan;
+
+struct tg_cuda_lt_cache {
+    int n;
+    lt_plan plan[TG_LT_CACHE_CAP];
+};
+
+/* The operands of one call: what the plan does not hold. */
+typedef struct {
+    cudaStream_t s;
+    void *D;
+    const void *A, *B;
+    float alpha, beta;
+    const void *bias;
+    void *aux;
+} lt_args;
+
+static void plan_destroy(lt_plan *p) {
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    p->op = NULL;
+    p->la = p->lb = p->lc = NULL;
+}
+
+void tg_cuda_blas_free(tg_cuda_blas *bl) {
+    if (!bl) return;
+    if (bl->cache) {
+        for (int i = 0; i < bl->cache->n; i++) plan_destroy(&bl->cache->plan[i]);
+        free(bl->cache);
+        bl->cache = NULL;
+    }
+    if (bl->lt) cublasLtDestroy(bl->lt);
+    bl->lt = NULL;
+}
+
+/* D = alpha op(A) op(B) + beta D with the plan's descriptors (cuBLAS's A is our B). */
+static cublasStatus_t plan_launch(const tg_cuda_blas *bl, const lt_plan *p,
+                                  const cublasLtMatmulAlgo_t *algo, const lt_args *a) {
+    return cublasLtMatmul(bl->lt, p->op, &a->alpha, a->B, p->la, a->A, p->lb, &a->beta, a->D, p->lc,
+                          a->D, p->lc, algo, bl->workspace, bl->workspace_bytes, a->s);
+}
+
+/* Whether candidate h may stand in for the heuristic's pick h0. Beyond running (state) within
+ * our workspace, it must be as reproducible run to run as h0: cuBLAS gives bitwise-identical
+ * results per toolkit, architecture and SM count (one stream, or a user workspace: ours), split-K
+ * included (its parts are summed in a fixed order: REDUCTION_SCHEME_INPLACE serialises them
+ * with counters, the other schemes reduce in a separate pass), so those stay. What is out:
+ * algorithms with CUBLASLT_ALGO_CAP_ATOMIC_SYNC, the one capability documented as atomics
+ * ("synchronization via atomic counters", cuBLAS 12.2-12.x; gone in 13), and any whose
+ * accumulator or input numerics differ from h0's (no reduced-precision shortcut). A capability
+ * that cannot be read counts against the candidate. */
+static int tune_candidate_ok(const cublasLtMatmulHeuristicResult_t *h,
+                             const cublasLtMatmulHeuristicResult_t *h0, size_t workspace) {
+    const uint64_t numerics = CUBLASLT_NUMERICAL_IMPL_FLAGS_ACCUMULATOR_TYPE_MASK |
+                              CUBLASLT_NUMERICAL_IMPL_FLAGS_OP_INPUT_TYPE_MASK;
+    uint64_t f = 0, f0 = 0;
+    size_t written = 0;
+    if (h->state != CUBLAS_STATUS_SUCCESS || h->workspaceSize > workspace) return 0;
+#if CUBLAS_VER_MAJOR == 12 && CUBLAS_VER_MINOR >= 2
+    {
+        int32_t atomic_sync = 0;
+        if (cublasLtMatmulAlgoCapGetAttribute(&h->algo, CUBLASLT_ALGO_CAP_ATOMIC_SYNC, &atomic_sync,
+                                              sizeof atomic_sync, &written) != CUBLAS_STATUS_SUCCESS ||
+            atomic_sync)
+            return 0;
+    }
+#endif
+    if (cublasLtMatmulAlgoCapGetAttribute(&h->algo, CUBLASLT_ALGO_CAP_NUMERICAL_IMPL_FLAGS, &f,
+                                          sizeof f, &written) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtMatmulAlgoCapGetAttribute(&h0->algo, CUBLASLT_ALGO_CAP_NUMERICAL_IMPL_FLAGS, &f0,
+                                          sizeof f0, &written) != CUBLAS_STATUS_SUCCESS)
+        return 0;
+    return (f & numerics) == (f0 & numerics);
+}
+
+/* Times heur[0] and the admissible others on the call's operands (1 warm-up + TG_LT_TUNE_RUNS
+ * runs each, fastest run counts) and sets p->algo to the fastest. beta != 0 accumulates into D,
+ * so D is saved first and put back afterwards (also on an error, as far as it goes); outputs
+ * written with beta == 0 (D, GELU_AUX's aux) are simply rewritten by the real call. When heur[0]
+ * itself does not run, it stays: the real call then reports it as it would untuned. */
+static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
+                         const cublasLtMatmulHeuristicResult_t *heur, int n, const lt_args *a,
+                         tg_error *err) {
+    tg_status st = TG_OK;
+    const lt_key *k = &p->key;
+    const size_t d_bytes =
+        ((size_t)k->M * (size_t)k->N + (k->batch > 1 ? (size_t)(k->batch - 1) * (size_t)k->strideD : 0)) *
+        dtype_size((cudaDataType_t)k->d);
+    cudaEvent_t ev[TG_LT_TUNE_RUNS + 1] = {};
+    void *saved = NULL;
+    int cand[TG_LT_TUNE_MAX], n_cand = 0, n_timed = 0, best = 0;
+    float t_first = 0.0f, t_best = 0.0f;
+    cudaError_t ce;
+
+    for (int i = 0; i < n && i < TG_LT_TUNE_MAX; i++)
+        if (i == 0 || tune_candidate_ok(&heur[i], &heur[0], bl->workspace_bytes)) cand[n_cand++] = i;
+    for (int e = 0; e <= TG_LT_TUNE_RUNS; e++) TG_CUDA_CHECK(err, cudaEventCreate(&ev[e]));
+    if (a->beta != 0.0f) {
+        ce = cudaMalloc(&saved, d_bytes);
+        if (ce == cudaErrorMemoryAllocation) { /* not worth failing the run for: untuned */
+            (void)cudaGetLastError();
+            saved = NULL;
+            fprintf(stderr, "cublaslt tune: M=%d N=%d K=%d: no memory to save D (%zu bytes), heuristic #0 kept\n",
+                    k->M, k->N, k->K, d_bytes);
+            goto cleanup;
+        }
+        if (ce != cudaSuccess) {
+            saved = NULL;
+            st = tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__, "cudaMalloc(%zu) for cuBLASLt tuning: %s (%s)",
+                                 d_bytes, cudaGetErrorString(ce), cudaGetErrorName(ce));
+            goto cleanup;
+        }
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(saved, a->D, d_bytes, cudaMemcpyDeviceToDevice, a->s));
+    }
+    for (int c = 0; c < n_cand; c++) {
+        const cublasLtMatmulAlgo_t *algo = &heur[cand[c]].algo;
+        int ok = plan_launch(bl, p, algo, a) == CUBLAS_STATUS_SUCCESS; /* warm-up */
+        float t = 0.0f;
+        if (ok) TG_CUDA_CHECK(err, cudaEventRecord(ev[0], a->s));
+        for (int r = 0; ok && r < TG_LT_TUNE_RUNS; r++) {
+            ok = plan_launch(bl, p, algo, a) == CUBLAS_STATUS_SUCCESS;
+            if (ok) TG_CUDA_CHECK(err, cudaEventRecord(ev[r + 1], a->s));
+        }
+        if (!ok) {
+            if (c == 0) break;
+            (void)cudaGetLastError(); /* a refused launch must not surface at the next check */
+            continue;
+        }
+        TG_CUDA_CHECK(err, cudaEventSynchronize(ev[TG_LT_TUNE_RUNS]));
+        for (int r = 0; r < TG_LT_TUNE_RUNS; r++) {
+            float ms = 0.0f;
+            TG_CUDA_CHECK(err, cudaEventElapsedTime(&ms, ev[r], ev[r + 1]));
+            if (r == 0 || ms < t) t = ms;
+        }
+        if (c == 0) t_first = t_best = t;
+        else if (t < t_best) {
+            t_best = t;
+            best = cand[c];
+        }
+        n_timed++;
+    }
+    p->algo = heur[best].algo;
+    if (n_timed)
+        fprintf(stderr, "cublaslt tune: M=%d N=%d K=%d tA=%d tB=%d epi=%d: heuristic #0 %.3f ms, best #%d %.3f ms (%d candidates)\n",
+                k->M, k->N, k->K, k->transA, k->transB, k->epi, t_first, best, t_best, n_timed);
+    if (saved) {
+        TG_CUDA_CHECK(err, cudaMemcpyAsync(a->D, saved, d_bytes, cudaMemcpyDeviceToDevice, a->s));
+        TG_CUDA_CHECK(err, cudaStreamSynchronize(a->s));
+        ce = cudaFree(saved);
+        saved = NULL;
+        if (ce != cudaSuccess) {
+            st = tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__, "cudaFree after cuBLASLt tuning: %s (%s)",
+                                 cudaGetErrorString(ce), cudaGetErrorName(ce));
+            goto cleanup;
+        }
+    }
+cleanup:
+    if (saved) { /* an error on the way: D back as far as the stream still works */
+        (void)cudaMemcpyAsync(a->D, saved, d_bytes, cudaMemcpyDeviceToDevice, a->s);
+        (void)cudaStreamSynchronize(a->s);
+        (void)cudaFree(saved);
+    }
+    for (int e = 0; e <= TG_LT_TUNE_RUNS; e++)
+        if (ev[e]) cudaEventDestroy(ev[e]);
+    return st;
+}
+
+/* Makes p's descriptors from p->key (and the call's bias/aux pointers) and picks the algorithm:
+ * the heuristic's first, or with tune the fastest admissible candidate. p->no_algo = 1 when
+ * cuBLASLt has none; *retry = 1 when the heuristic failed for an epilogue: no algorithm for this
+ * call, but not a lasting answer. On any outcome the caller destroys p unless it keeps it. */
+static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a, int tune,
+                            int *retry, tg_error *err) {
+    tg_status st = TG_OK;
+    const lt_key *k = &p->key;
+    const cudaDataType_t ab = (cudaDataType_t)k->ab, d = (cudaDataType_t)k->d;
+    const cublasLtEpilogue_t epi = (cublasLtEpilogue_t)k->epi;
+    const int M = k->M, N = k->N, K = k->K;
+    const cublasOperation_t opa = k->transB ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS A = our B */
+    const cublasOperation_t opb = k->transA ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS B = our A */
+    const long long lda = k->transB ? K : N, ldb = k->transA ? M : K, ldd = N; /* cuBLAS view */
+    const uint64_t workspace = k->workspace;
+    const void *bias = a->bias;
+    void *aux = a->aux;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur[TG_LT_TUNE_MAX];
+    int n_results = 0;
+    cublasStatus_t hs;
+    *retry = 0;
+
+    TG_CUBLAS_CHECK(err, cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
+        TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        if (bias) {
+            const int32_t bias_type = (int32_t)ab; /* bias is a parameter: the working type */
+            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+        }
+        if (aux) {
+            const int64_t aux_ld = N; /* aux has D's shape: column-major (N, M) */
+            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+        }
+    }
+    /* Layouts of the stored matrices (column-major view). */
+    if (k->transB) TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&p->la, ab, K, N, lda));
+    else TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&p->la, ab, N, K, lda));
+    if (k->transA) TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&p->lb, ab, M, K, ldb));
+    else TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&p->lb, ab, K, M, ldb));
+    TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&p->lc, d, N, M, ldd));
+    if (k->batch > 1) {
+        const int32_t bc = k->batch;
+        const int64_t sa = k->strideB, sb = k->strideA, sd = k->strideD;
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
+        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(p->lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sd, sizeof sd));
+    }
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceCreate(&pref));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k->align_a, sizeof k->align_a));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k->align_b, sizeof k->align_b));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k->align_c, sizeof k->align_c));
+    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k->align_d, sizeof k->align_d));
+    /* An epilogue the library cannot do for these types/shapes is not an error: the caller
+     * falls back to separate kernels (and reports the plain matmul's error, if any). */
+    hs = cublasLtMatmulAlgoGetHeuristic(bl->lt, p->op, p->la, p->lb, p->lc, p->lc, pref,
+                                        tune ? TG_LT_TUNE_MAX : 1, heur, &n_results);
+    if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && n_results == 0)) {
+        p->no_algo = 1;
+        goto cleanup;
+    }
+    if (hs != CUBLAS_STATUS_SUCCESS && epi != CUBLASLT_EPILOGUE_DEFAULT) {
+        *retry = 1;
+        goto cleanup;
+    }
+    if (hs != CUBLAS_STATUS_SUCCESS) {
+        st = tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__,
+                             "cublasLtMatmulAlgoGetHeuristic(M=%d N=%d K=%d batch=%d epilogue=%d): %s",
+                             M, N, K, k->batch, (int)epi, cublasLtGetStatusString(hs));
+        goto cleanup;
+    }
+    p->algo = heur[0].algo;
+    if (tune) TG_TRY(lt_tune(bl, p, heur, n_results, a, err));
+cleanup:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    return st;
+}
+
+/* The cache, allocated on first use; NULL when that fails (plans are then per call). */
+static tg_cuda_lt_cache *lt_cache(const tg_cuda_blas *bl) {
+    if (!bl->cache) bl->cache = (tg_cuda_lt_cache *)calloc(1, sizeof *bl->cache);
+    return bl->cache;
+}
+
 /* One cuBLASLt call; *no_algo = 1 (and TG_OK) when no algorithm supports the request. */
 static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
                            cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
@@ -180,76 +471,69 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
                            cublasLtEpilogue_t epi, const void *bias, void *aux, int *no_algo,
                            tg_error *err) {
     tg_status st = TG_OK;
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t heur;
-    int n_results = 0;
-    const cublasOperation_t opa = transB ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS A = our B */
-    const cublasOperation_t opb = transA ? CUBLAS_OP_T : CUBLAS_OP_N; /* cuBLAS B = our A */
-    const uint64_t workspace = bl->workspace_bytes;
     const long long abs_ = (long long)dtype_size(ab), ds = (long long)dtype_size(d);
     const long long lda = transB ? K : N, ldb = transA ? M : K, ldd = N; /* cuBLAS view */
-    const uint32_t align_a = alignment_of(B, lda * abs_, strideB * abs_);
-    const uint32_t align_b = alignment_of(A, ldb * abs_, strideA * abs_);
-    const uint32_t align_d = alignment_of(D, ldd * ds, strideD * ds);
+    const lt_args args = {s, D, A, B, alpha, beta, bias, aux};
+    tg_cuda_lt_cache *cache = lt_cache(bl);
+    lt_plan local, *p = NULL;
+    lt_key key;
+    int retry = 0;
     cublasStatus_t hs;
+    memset(&local, 0, sizeof local);
+    memset(&key, 0, sizeof key);
+    key.ab = (int32_t)ab;
+    key.d = (int32_t)d;
+    key.M = M;
+    key.N = N;
+    key.K = K;
+    key.transA = transA;
+    key.transB = transB;
+    key.batch = batch;
+    key.strideA = strideA;
+    key.strideB = strideB;
+    key.strideD = strideD;
+    key.epi = (int32_t)epi;
+    key.has_bias = bias != NULL;
+    key.has_aux = aux != NULL;
+    key.beta_zero = beta == 0.0f;
+    key.align_a = alignment_of(B, lda * abs_, strideB * abs_); /* cuBLAS A = our B */
+    key.align_b = alignment_of(A, ldb * abs_, strideA * abs_);
+    key.align_d = key.align_c = alignment_of(D, ldd * ds, strideD * ds);
+    key.align_bias = bias ? alignment_of(bias, 0, 0) : 0;
+    key.align_aux = aux ? alignment_of(aux, 0, 0) : 0;
+    key.workspace = bl->workspace_bytes;
     *no_algo = 0;
 
-    TG_CUBLAS_CHECK(err, cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
-        TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        if (bias) {
-            const int32_t bias_type = (int32_t)ab; /* bias is a parameter: the working type */
-            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
-            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+    if (cache)
+        for (int i = 0; i < cache->n && !p; i++)
+            if (memcmp(&cache->plan[i].key, &key, sizeof key) == 0) p = &cache->plan[i];
+    if (!p) {
+        /* A new key is kept (and tuned, if asked) while there is room; past that the plan lives
+         * for this call only, untuned, as before there was a cache. */
+        const int room = cache && cache->n < TG_LT_CACHE_CAP;
+        local.key = key;
+        TG_TRY(plan_build(bl, &local, &args, room && bl->tune, &retry, err));
+        if (retry) {
+            *no_algo = 1;
+            goto cleanup;
         }
-        if (aux) {
-            const int64_t aux_ld = N; /* aux has D's shape: column-major (N, M) */
-            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
-            TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
+        if (room) {
+            cache->plan[cache->n] = local;
+            p = &cache->plan[cache->n++];
+            memset(&local, 0, sizeof local); /* owned by the cache now */
+        } else {
+            p = &local;
         }
     }
-    /* Layouts of the stored matrices (column-major view). */
-    if (transB) TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&la, ab, K, N, lda));
-    else TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&la, ab, N, K, lda));
-    if (transA) TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&lb, ab, M, K, ldb));
-    else TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&lb, ab, K, M, ldb));
-    TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutCreate(&lc, d, N, M, ldd));
-    if (batch > 1) {
-        const int32_t bc = batch;
-        const int64_t sa = strideB, sb = strideA, sd = strideD;
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(la, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sa, sizeof sa));
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(lb, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sb, sizeof sb));
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc));
-        TG_CUBLAS_CHECK(err, cublasLtMatrixLayoutSetAttribute(lc, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &sd, sizeof sd));
-    }
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceCreate(&pref));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d));
-    TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d));
-    /* An epilogue the library cannot do for these types/shapes is not an error: the caller
-     * falls back to separate kernels (and reports the plain matmul's error, if any). */
-    hs = cublasLtMatmulAlgoGetHeuristic(bl->lt, op, la, lb, lc, lc, pref, 1, &heur, &n_results);
-    if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && n_results == 0) ||
-        (hs != CUBLAS_STATUS_SUCCESS && epi != CUBLASLT_EPILOGUE_DEFAULT)) {
+    if (p->no_algo) {
         *no_algo = 1;
         goto cleanup;
     }
-    if (hs != CUBLAS_STATUS_SUCCESS) {
-        st = tg_error_set_at(err, TG_ERR_CUDA, __FILE__, __LINE__,
-                             "cublasLtMatmulAlgoGetHeuristic(M=%d N=%d K=%d batch=%d epilogue=%d): %s",
-                             M, N, K, batch, (int)epi, cublasLtGetStatusString(hs));
-        goto cleanup;
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT) { /* this call's vectors (aux's ld is in the key: N) */
+        if (bias) TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        if (aux) TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
     }
-    hs = cublasLtMatmul(bl->lt, op, &alpha, B, la, A, lb, &beta, D, lc, D, lc, &heur.algo,
-                        bl->workspace, bl->workspace_bytes, s);
+    hs = plan_launch(bl, p, &p->algo, &args);
     if (hs == CUBLAS_STATUS_NOT_SUPPORTED && epi != CUBLASLT_EPILOGUE_DEFAULT) {
         *no_algo = 1;
         goto cleanup;
@@ -259,11 +543,7 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
                              "cublasLtMatmul(M=%d N=%d K=%d batch=%d epilogue=%d): %s", M, N, K,
                              batch, (int)epi, cublasLtGetStatusString(hs));
 cleanup:
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
+    plan_destroy(&local);
     return st;
 }
 

@@ -12,12 +12,23 @@
 
 /* ---- matmul.cu: cuBLASLt and the linear-layer helpers ---- */
 
+struct tg_cuda_lt_cache; /* matmul.cu */
+
 typedef struct {
     cublasLtHandle_t lt;
     void *workspace; /* device, workspace_bytes */
     size_t workspace_bytes;
     int fuse;        /* 1: bias/GELU/dGELU in cuBLASLt epilogues; 0: separate kernels */
+    int tune;        /* 1: the first call of a shape times cuBLASLt's candidates, keeps the fastest */
+    /* The descriptors and algorithm of each matmul shape, made on first use (so mutable: the
+     * launchers take the struct const) and kept until tg_cuda_blas_free. NULL: none yet. One
+     * thread at a time. */
+    mutable struct tg_cuda_lt_cache *cache;
 } tg_cuda_blas;
+
+/* Destroys the cached descriptors and the cuBLASLt handle and frees the cache, leaving lt and
+ * cache NULL; the workspace belongs to the caller. Safe on a zeroed struct, and twice. */
+void tg_cuda_blas_free(tg_cuda_blas *bl);
 
 typedef enum {
     TG_EPI_NONE = 0,
@@ -31,7 +42,9 @@ typedef enum {
  * type ab (X); D has type d (X, or fp32 for weight gradients, with beta = 1 to accumulate).
  * fp32 compute (CUBLAS_COMPUTE_32F: no TF32). Epilogues need batch == 1 and d == ab; when
  * cuBLASLt has no algorithm for an epilogue (or blas->fuse == 0) the same result is produced by
- * a plain matmul plus the kernels below. */
+ * a plain matmul plus the kernels below. The plan of a shape is cached in bl; with bl->tune its
+ * first call also times the candidates on these operands (synchronises s; D is saved and
+ * restored around the timing when beta != 0). */
 tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
                          cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
                          int K, int transA, int transB, float alpha, float beta, int batch,
@@ -81,11 +94,15 @@ template <typename X>
 tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const float *rstd,
                                   const X *w, const X *bias, int N, int C, cudaStream_t s,
                                   tg_error *err);
-/* dx += dLN/dx;  dw, db (fp32) += ... . partial: TG_CUDA_COL_CHUNKS * 2C floats. */
+/* dx += dLN/dx;  dw, db (fp32) += ... ; and when dsum != NULL, dsum (fp32, C) += the column
+ * sums of the updated dx (the bias gradient of the projection whose output was added into this
+ * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats.
+ * TG_CUDA_LN_CACHE=1 takes the older row-cache kernel (an A/B switch for benchmarks). */
 template <typename X>
-tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *partial, const X *dout,
-                                     const X *x, const float *mean, const float *rstd,
-                                     const X *w, int N, int C, cudaStream_t s, tg_error *err);
+tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
+                                     const X *dout, const X *x, const float *mean,
+                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
+                                     tg_error *err);
 
 /* ---- attention.cu: causal self-attention through cuBLASLt strided-batched matmuls ----
  * qkvr holds q, k, v one after the other, each (B, NH, T, HS); att is (B, NH, T, T) softmax
@@ -122,17 +139,22 @@ tg_status tg_cuda_flash_attention_backward(tg_bf16 *dqkv, float *delta, const tg
 
 /* ---- classifier.cu: softmax cross-entropy over the real vocab V of Vp padded columns ---- */
 
-/* Per row: lse = logsumexp(logits[0:V)); loss = lse - logits[target] (0 when target == -1). */
+/* Per row: loss = logsumexp(logits[0:V)) - logits[target] (0 when target == -1); the
+ * log-sum-exp into lse too when lse != NULL. */
 template <typename X>
 tg_status tg_cuda_crossentropy_forward(float *losses, float *lse, const X *logits,
                                        const int32_t *targets, int N, int V, int Vp,
                                        cudaStream_t s, tg_error *err);
-/* In place: logits <- dscale * (softmax - onehot) for valid rows, 0 for ignored rows and for
- * the padded columns [V, Vp). */
+/* In place: logits <- dscale * (softmax - onehot) for valid rows (softmax from the forward's
+ * lse), 0 for ignored rows and for the padded columns [V, Vp). */
 template <typename X>
 tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32_t *targets,
                                         float dscale, int N, int V, int Vp, cudaStream_t s,
                                         tg_error *err);
+/* Both in one launch (no lse buffer). */
+template <typename X>
+tg_status tg_cuda_crossentropy_fused(float *losses, X *logits, const int32_t *targets, float dscale,
+                                     int N, int V, int Vp, cudaStream_t s, tg_error *err);
 
 /* ---- adamw.cu ---- */
 

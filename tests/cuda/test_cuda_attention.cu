@@ -343,7 +343,7 @@ int main(void) {
     }
     unsetenv("TG_CUDA_FLASH_PIPE");
     cudaFree(bl.workspace);
-    cublasLtDestroy(bl.lt);
+    tg_cuda_blas_free(&bl);
     cudaStreamDestroy(s);
     TEST_MAIN_END();
 }

@@ -9,7 +9,12 @@
  * Cases: fp32 with cuBLASLt epilogues, fp32 without them (TG_CUDA_FUSION=0), fp32 recompute;
  * bf16 with flash attention (head sizes 16 and 64, with and without recompute), with the
  * cuBLASLt attention (TG_CUDA_ATTN=naive) and with cuDNN's SDPA (where cuDNN takes the shape;
- * the backend line printed per case says which ran). fp32 must match to 1e-4 (the backends differ only in summation order
+ * the backend line printed per case says which ran). Half the cases run the LM head in chunks
+ * of 48 rows (TG_CUDA_LMHEAD_ROWS: 48 + 48 + 32 rows, a partial last chunk), half in one chunk.
+ * Micro-batch 1 reads logits and loss before backward, micro-batch 2 runs backward first (the
+ * trainer's order), so both ways of reaching the deferred LM head are checked. Two cases pick
+ * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1), two take the A/B alternatives
+ * (TG_CUDA_XENT=fused, TG_CUDA_LN_CACHE=1). fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
  * rounded ~10-20 times along the forward/backward path, which gives norm-wise errors of about
@@ -75,7 +80,7 @@ static void make_batch(tg_rng *r, int32_t *in, int32_t *tgt, int V) {
 /* attn: TG_CUDA_ATTN (cudnn, flash or naive = cuBLASLt + softmax); n_head sets
  * the head size 64 / n_head (4 -> 16, 1 -> 64 as in every GPT-2 size). */
 static void run_case(const char *name, int bf16, int recompute, int fusion, const char *attn, int n_head,
-                     const tolerances *tol) {
+                     const char *head_rows, const tolerances *tol) {
     tg_error err = {0};
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = n_head, .n_embd = 64};
     tg_model_options cpu_opt = {.device = TG_DEVICE_CPU, .B = B, .T = T, .pad_multiple = 64};
@@ -88,6 +93,7 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
     gpu_opt.recompute = recompute;
     setenv("TG_CUDA_FUSION", fusion ? "1" : "0", 1);
     setenv("TG_CUDA_ATTN", attn, 1);
+    setenv("TG_CUDA_LMHEAD_ROWS", head_rows, 1);
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_model_init(&cpu, &cfg, &cpu_opt, &err), &err);
     CHECK_OK(tg_model_init(&gpu, &cfg, &gpu_opt, &err), &err);
@@ -142,14 +148,15 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
     printf("  loss 1: cuda %.6f cpu %.6f, logits rel err %.2e\n", lg, lc, e);
     CHECK_OK(tg_model_backward(cpu, 0.5f, &err), &err);
     CHECK_OK(tg_model_backward(gpu, 0.5f, &err), &err);
-    /* micro-batch 2: B_used = B - 1 rows, accumulated */
+    /* micro-batch 2: B_used = B - 1 rows, accumulated; the trainer's order (backward, then loss:
+     * on CUDA the loss then comes from the fused LM-head pass of backward) */
     CHECK_OK(tg_model_forward(cpu, in2, tg2, B - 1, &err), &err);
     CHECK_OK(tg_model_forward(gpu, in2, tg2, B - 1, &err), &err);
+    CHECK_OK(tg_model_backward(cpu, 0.5f, &err), &err);
+    CHECK_OK(tg_model_backward(gpu, 0.5f, &err), &err);
     CHECK_OK(tg_model_loss(cpu, &lc, &err), &err);
     CHECK_OK(tg_model_loss(gpu, &lg, &err), &err);
     CHECKF(fabsf(lg - lc) < tol->loss * fabsf(lc), "%s: loss 2 cuda %.7f cpu %.7f", name, lg, lc);
-    CHECK_OK(tg_model_backward(cpu, 0.5f, &err), &err);
-    CHECK_OK(tg_model_backward(gpu, 0.5f, &err), &err);
 
     /* the hook sequence */
     CHECKF(hg.n == hc.n && hg.n == 2 * (L + 2), "%s: hook calls cuda %d cpu %d", name, hg.n, hc.n);
@@ -234,16 +241,28 @@ int main(void) {
         return 77;
     }
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
-    run_case("fp32", 0, 0, 1, "flash", 4, &fp32_tol);
-    run_case("fp32-nofusion", 0, 0, 0, "flash", 4, &fp32_tol);
-    run_case("fp32-recompute", 0, 1, 1, "flash", 4, &fp32_tol);
-    run_case("bf16-flash", 1, 0, 1, "flash", 4, &bf16_tol);
-    run_case("bf16-flash-hs64", 1, 0, 1, "flash", 1, &bf16_tol);
-    run_case("bf16-flash-recompute-nofusion", 1, 1, 0, "flash", 4, &bf16_tol);
-    run_case("bf16-naive-attn", 1, 0, 1, "naive", 4, &bf16_tol);
+    run_case("fp32", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("fp32-nofusion", 0, 0, 0, "flash", 4, "8192", &fp32_tol);
+    run_case("fp32-recompute", 0, 2, 1, "flash", 4, "48", &fp32_tol);
+    run_case("bf16-flash", 1, 0, 1, "flash", 4, "8192", &bf16_tol);
+    run_case("bf16-flash-hs64", 1, 0, 1, "flash", 1, "48", &bf16_tol);
+    run_case("bf16-flash-recompute-nofusion", 1, 2, 0, "flash", 4, "8192", &bf16_tol);
+    run_case("bf16-naive-attn", 1, 0, 1, "naive", 4, "48", &bf16_tol);
     /* cuDNN SDPA serves the full first micro-batch, flash the partial second one (B_used < B) */
-    run_case("bf16-cudnn", 1, 0, 1, "cudnn", 4, &bf16_tol);
-    run_case("bf16-cudnn-hs64-recompute", 1, 1, 1, "cudnn", 1, &bf16_tol);
-    run_case("bf16-naive-attn-recompute", 1, 1, 1, "naive", 2, &bf16_tol);
+    run_case("bf16-cudnn", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
+    run_case("bf16-cudnn-hs64-recompute-ln", 1, 1, 1, "cudnn", 1, "48", &bf16_tol);
+    run_case("bf16-naive-attn-recompute", 1, 2, 1, "naive", 2, "8192", &bf16_tol);
+    /* cuBLASLt algorithms chosen by timing (with beta = 1 matmuls: D saved and restored) */
+    setenv("TG_CUBLASLT_TUNE", "1", 1);
+    run_case("fp32-tuned", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("bf16-cudnn-tuned", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
+    unsetenv("TG_CUBLASLT_TUNE");
+    /* the A/B alternatives: one-kernel cross-entropy, the row-cache LayerNorm backward */
+    setenv("TG_CUDA_XENT", "fused", 1);
+    setenv("TG_CUDA_LN_CACHE", "1", 1);
+    run_case("fp32-xentfused-lncache", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("bf16-xentfused-lncache", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
+    unsetenv("TG_CUDA_XENT");
+    unsetenv("TG_CUDA_LN_CACHE");
     TEST_MAIN_END();
 }
