@@ -1,31 +1,23 @@
 /* model/cuda/adamw.cu — one fused AdamW kernel over the optimizer shard: fp32 moments, fp32
  * master weights (bf16 working copy) or the fp32 working copy itself as master, decoupled
- * weight decay only for tensors with decay=1 (looked up in a small per-tensor table). Same
+ * weight decay only for tensors with decay=1 (the shard comes as per-tensor chunks). Same
  * arithmetic as the CPU reference (model/cpu/gpt2_cpu.c). Rounding of the bf16 working copy is
  * to nearest-even (deterministic; llm.c uses stochastic rounding — a possible later change). */
 #include "model/cuda/ops.cuh"
 
-/* Index k of the tensor holding element i: tstart[k] <= i < tstart[k+1]; n_tensors if none. */
-__device__ __forceinline__ int tensor_of(const unsigned long long *tstart, int n_tensors, size_t i) {
-    if (i >= tstart[n_tensors]) return n_tensors;
-    int lo = 0, hi = n_tensors - 1; /* invariant: tstart[lo] <= i */
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (tstart[mid] <= i) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
+/* Block b updates chunk b: elements [start, start + len) of one tensor (so one decay flag per
+ * block, no per-element lookup); four independent elements per thread per pass keep loads in
+ * flight. Elementwise, so the result does not depend on the chunking. */
 template <typename X>
-__global__ void adamw_kernel(X *params, float *master, const float *grads, float *m, float *v,
-                             size_t lo, size_t n, const unsigned long long *tstart,
-                             const int *tdecay, int n_tensors, tg_cuda_adamw_hp hp) {
-    for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < n;
-         j += (size_t)gridDim.x * blockDim.x) {
-        const size_t i = lo + j;
-        const int k = tensor_of(tstart, n_tensors, i);
-        const float wd = k < n_tensors && tdecay[k] ? hp.weight_decay : 0.0f;
+__global__ void __launch_bounds__(TG_CUDA_THREADS)
+adamw_kernel(X *__restrict__ params, float *__restrict__ master, const float *__restrict__ grads,
+             float *__restrict__ m, float *__restrict__ v, size_t lo,
+             const tg_cuda_adamw_chunk *__restrict__ chunks, tg_cuda_adamw_hp hp) {
+    const tg_cuda_adamw_chunk c = chunks[blockIdx.x];
+    const float wd = c.decay ? hp.weight_decay : 0.0f;
+#pragma unroll 4
+    for (unsigned int t = threadIdx.x; t < c.len; t += blockDim.x) {
+        const size_t i = (size_t)c.start + t, j = i - lo;
         const float g = grads[i] * hp.grad_scale;
         const float mi = hp.beta1 * m[j] + (1.0f - hp.beta1) * g;
         const float vi = hp.beta2 * v[j] + (1.0f - hp.beta2) * g * g;
@@ -47,13 +39,11 @@ template <typename X> __global__ void to_f32_kernel(float *dst, const X *src, si
 
 template <typename X>
 tg_status tg_cuda_adamw(X *params, float *master, const float *grads, float *m, float *v,
-                        size_t lo, size_t hi, const unsigned long long *tstart,
-                        const int *tdecay, int n_tensors, const tg_cuda_adamw_hp *hp,
-                        cudaStream_t s, tg_error *err) {
+                        size_t lo, const tg_cuda_adamw_chunk *chunks, int n_chunks,
+                        const tg_cuda_adamw_hp *hp, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    const size_t n = hi - lo;
-    if (n == 0) goto cleanup;
-    adamw_kernel<X><<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, s>>>(params, master, grads, m, v, lo, n, tstart, tdecay, n_tensors, *hp);
+    if (n_chunks <= 0) goto cleanup;
+    adamw_kernel<X><<<n_chunks, TG_CUDA_THREADS, 0, s>>>(params, master, grads, m, v, lo, chunks, *hp);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
     return st;
@@ -71,7 +61,7 @@ cleanup:
 
 #define TG_INSTANTIATE(X)                                                                      \
     template tg_status tg_cuda_adamw<X>(X *, float *, const float *, float *, float *, size_t,  \
-                                        size_t, const unsigned long long *, const int *, int,    \
+                                        const tg_cuda_adamw_chunk *, int,                        \
                                         const tg_cuda_adamw_hp *, cudaStream_t, tg_error *);     \
     template tg_status tg_cuda_to_f32<X>(float *, const X *, size_t, cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)

@@ -3,16 +3,25 @@
  * value is reproducible bit for bit). */
 #include "model/cuda/ops.cuh"
 
-__global__ void sqnorm_kernel(double *partial, const float *g, size_t lo, size_t hi) {
+/* Grid-stride over [lo, hi) with 8 independent loads in flight per thread (the sum itself is
+ * one chain per thread, so the order is fixed by the grid size alone). */
+__global__ void __launch_bounds__(TG_CUDA_THREADS) sqnorm_kernel(double *partial, const float *g, size_t lo, size_t hi) {
     __shared__ double shared[TG_CUDA_THREADS];
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = lo + blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     double sum = 0.0;
-    for (size_t i = lo + blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < hi;
-         i += (size_t)gridDim.x * blockDim.x)
-        sum += (double)g[i] * (double)g[i];
+    for (; i + 7 * stride < hi; i += 8 * stride) {
+        float x[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) x[u] = g[i + u * stride];
+#pragma unroll
+        for (int u = 0; u < 8; u++) sum += (double)x[u] * (double)x[u];
+    }
+    for (; i < hi; i += stride) sum += (double)g[i] * (double)g[i];
     shared[threadIdx.x] = sum;
     __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-        if ((int)threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if ((int)threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
         __syncthreads();
     }
     if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];

@@ -78,6 +78,8 @@ typedef struct {
     float *grads;  /* n_padded */
     float *opt_mem, *opt_m, *opt_v, *master;
     size_t opt_lo, opt_hi;
+    tg_cuda_adamw_chunk *opt_chunks; /* the shard in per-tensor pieces (device) */
+    int n_opt_chunks;
     int opt_ready;
 
     char *act_mem;
@@ -99,8 +101,6 @@ typedef struct {
     float *s_delta; /* flash: (B,NH,T) rowsum(dy * y) */
     float *s_partial; /* TG_CUDA_COL_CHUNKS x 4C column-reduction partials */
     int32_t *d_io;    /* mirror of h_io */
-    unsigned long long *d_tstart; /* n_tensors + 1 */
-    int *d_tdecay;                /* n_tensors */
     double *d_norm;               /* TG_CUDA_NORM_BLOCKS */
 
     /* pinned host */
@@ -164,7 +164,7 @@ static void prof_print(const cuda_impl *p) {
 static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; }
 
 /* Lays out the activation buffer at base (or only sizes it when base is NULL). */
-static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
+static size_t cuda_carve(cuda_impl *p, char *base) {
     const size_t B = (size_t)p->B, T = (size_t)p->T, C = (size_t)p->C, NH = (size_t)p->NH;
     const size_t BT = B * T, BTC = BT * C, xs = p->xs, ATT = B * NH * T * T;
     size_t off = 0;
@@ -232,8 +232,6 @@ static size_t cuda_carve(cuda_impl *p, char *base, int n_tensors) {
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
     CARVE(p->d_io, io_ints(p) * 4);
-    CARVE(p->d_tstart, ((size_t)n_tensors + 1) * 8);
-    CARVE(p->d_tdecay, (size_t)n_tensors * 4);
     CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
 #undef CARVE
     p->blas.workspace_bytes = TG_CUDA_WORKSPACE_BYTES;
@@ -256,6 +254,7 @@ static void cuda_free(tg_model *m) {
     cudaFree(p->params);
     cudaFree(p->grads);
     cudaFree(p->opt_mem);
+    cudaFree(p->opt_chunks);
     cudaFree(p->act_mem);
     if (p->h_mem) cudaFreeHost(p->h_mem);
     tg_cuda_blas_free(&p->blas);
@@ -271,12 +270,9 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
     const tg_gpt2_config *cfg = &m->lay.cfg;
-    const int n_tensors = m->lay.n_tensors;
     const char *fusion = getenv("TG_CUDA_FUSION");
     int n_dev = 0;
     size_t h_bytes = 0, BT = 0;
-    unsigned long long *tstart = NULL;
-    int *tdecay = NULL;
     TG_CHECK_ALLOC(err, p);
     m->impl = p;
     p->bf16 = m->opt.bf16 != 0;
@@ -350,9 +346,9 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
 
     p->layers = (cuda_layer_acts *)calloc((size_t)p->L, sizeof(cuda_layer_acts));
     TG_CHECK_ALLOC(err, p->layers);
-    p->act_bytes = cuda_carve(p, NULL, n_tensors);
+    p->act_bytes = cuda_carve(p, NULL);
     TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
-    cuda_carve(p, p->act_mem, n_tensors);
+    cuda_carve(p, p->act_mem);
     tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
 
     h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
@@ -370,24 +366,8 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->h_count = (int *)calloc((size_t)p->V, sizeof(int));
     TG_CHECK_ALLOC(err, p->h_count);
 
-    /* The per-tensor weight-decay table for AdamW. */
-    tstart = (unsigned long long *)malloc(((size_t)n_tensors + 1) * sizeof *tstart);
-    tdecay = (int *)malloc((size_t)n_tensors * sizeof *tdecay);
-    TG_CHECK_ALLOC(err, tstart);
-    TG_CHECK_ALLOC(err, tdecay);
-    for (int k = 0; k < n_tensors; k++) {
-        tstart[k] = m->lay.tensors[k].offset;
-        tdecay[k] = m->lay.tensors[k].decay;
-    }
-    tstart[n_tensors] = m->lay.n_params;
-    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_tstart, tstart, ((size_t)n_tensors + 1) * sizeof *tstart,
-                                       cudaMemcpyHostToDevice, p->stream));
-    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_tdecay, tdecay, (size_t)n_tensors * sizeof *tdecay,
-                                       cudaMemcpyHostToDevice, p->stream));
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
 cleanup:
-    free(tstart);
-    free(tdecay);
     if (st != TG_OK) cuda_free(m);
     return st;
 }
@@ -857,15 +837,48 @@ cleanup:
     return st;
 }
 
+/* The shard [lo, hi) as AdamW chunks (out NULL: only counts them). Tensor k spans
+ * [offset_k, offset_{k+1}), the last one up to n_params; the padding from n_params on does not
+ * decay. */
+static int adamw_chunks(const tg_gpt2_layout *lay, size_t lo, size_t hi, tg_cuda_adamw_chunk *out) {
+    int n = 0;
+    for (int k = 0; k <= lay->n_tensors; k++) {
+        const size_t a0 = k == 0 ? 0 : k < lay->n_tensors ? lay->tensors[k].offset : lay->n_params;
+        const size_t a1 = k + 1 < lay->n_tensors ? lay->tensors[k + 1].offset : k < lay->n_tensors ? lay->n_params : hi;
+        const int decay = k < lay->n_tensors ? lay->tensors[k].decay : 0;
+        const size_t e = a1 < hi ? a1 : hi;
+        for (size_t b = a0 > lo ? a0 : lo; b < e; b += TG_CUDA_ADAMW_CHUNK) {
+            if (out) {
+                out[n].start = b;
+                out[n].len = (unsigned int)(e - b < TG_CUDA_ADAMW_CHUNK ? e - b : TG_CUDA_ADAMW_CHUNK);
+                out[n].decay = decay;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
 static tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     const size_t n = hi - lo, nbuf = p->bf16 ? 3 : 2;
+    tg_cuda_adamw_chunk *chunks = NULL;
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
     TG_CUDA_CHECK(err, cudaFree(p->opt_mem));
+    TG_CUDA_CHECK(err, cudaFree(p->opt_chunks));
     p->opt_mem = p->opt_m = p->opt_v = p->master = NULL;
+    p->opt_chunks = NULL;
+    p->n_opt_chunks = 0;
     p->opt_ready = 0;
     if (n > 0) {
+        const int nc = adamw_chunks(&m->lay, lo, hi, NULL);
+        chunks = (tg_cuda_adamw_chunk *)malloc((size_t)nc * sizeof *chunks);
+        TG_CHECK_ALLOC(err, chunks);
+        adamw_chunks(&m->lay, lo, hi, chunks);
+        TG_CUDA_CHECK(err, cudaMalloc(&p->opt_chunks, (size_t)nc * sizeof *chunks));
+        TG_CUDA_CHECK(err, cudaMemcpy(p->opt_chunks, chunks, (size_t)nc * sizeof *chunks, cudaMemcpyHostToDevice));
+        p->n_opt_chunks = nc;
         TG_CUDA_CHECK(err, cudaMalloc(&p->opt_mem, nbuf * n * sizeof(float)));
         p->opt_m = p->opt_mem;
         p->opt_v = p->opt_mem + n;
@@ -881,6 +894,7 @@ static tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err)
     p->opt_hi = hi;
     p->opt_ready = 1;
 cleanup:
+    free(chunks);
     return st;
 }
 
@@ -930,11 +944,11 @@ static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) 
     prof_mark(p, P_OPTIM);
     if (p->bf16)
         TG_TRY(tg_cuda_adamw<tg_bf16>((tg_bf16 *)p->params, p->master, p->grads, p->opt_m, p->opt_v,
-                                      a->lo, a->hi, p->d_tstart, p->d_tdecay, m->lay.n_tensors, &hp,
+                                      a->lo, p->opt_chunks, p->n_opt_chunks, &hp,
                                       p->stream, err));
     else
         TG_TRY(tg_cuda_adamw<float>((float *)p->params, NULL, p->grads, p->opt_m, p->opt_v, a->lo,
-                                    a->hi, p->d_tstart, p->d_tdecay, m->lay.n_tensors, &hp,
+                                    p->opt_chunks, p->n_opt_chunks, &hp,
                                     p->stream, err));
 cleanup:
     return st;

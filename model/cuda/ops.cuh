@@ -163,22 +163,29 @@ typedef struct {
     float bc1, bc2; /* 1 - beta^t */
 } tg_cuda_adamw_hp;
 
-/* Over the shard [lo, hi) of the flat buffers: params (X, full), grads (fp32, full),
- * m, v, master (fp32, hi-lo; master NULL when X is float: params are the master).
- * Decay applies to element i when the tensor holding it has decay=1: tensor k spans
- * [tstart[k], tstart[k+1]), k < n_tensors; elements >= tstart[n_tensors] never decay. */
+/* A piece of the optimizer shard inside one tensor: elements [start, start + len) of the flat
+ * buffers, len <= TG_CUDA_ADAMW_CHUNK, decay = the tensor's decay flag (0 for the padding). */
+typedef struct {
+    unsigned long long start;
+    unsigned int len;
+    int decay;
+} tg_cuda_adamw_chunk;
+#define TG_CUDA_ADAMW_CHUNK 4096
+
+/* Over the shard [lo, hi) of the flat buffers, given as chunks that cover it once: params (X,
+ * full), grads (fp32, full), m, v, master (fp32, hi-lo, indexed i - lo; master NULL when X is
+ * float: params are the master). Decoupled weight decay where the chunk's decay is 1. */
 template <typename X>
 tg_status tg_cuda_adamw(X *params, float *master, const float *grads, float *m, float *v,
-                        size_t lo, size_t hi, const unsigned long long *tstart,
-                        const int *tdecay, int n_tensors, const tg_cuda_adamw_hp *hp,
-                        cudaStream_t s, tg_error *err);
+                        size_t lo, const tg_cuda_adamw_chunk *chunks, int n_chunks,
+                        const tg_cuda_adamw_hp *hp, cudaStream_t s, tg_error *err);
 /* dst[i] = (float)src[i] */
 template <typename X>
 tg_status tg_cuda_to_f32(float *dst, const X *src, size_t n, cudaStream_t s, tg_error *err);
 
 /* ---- global_norm.cu ---- */
 
-#define TG_CUDA_NORM_BLOCKS 256
+#define TG_CUDA_NORM_BLOCKS 1024
 /* partial[k] (double, TG_CUDA_NORM_BLOCKS) = sum of g[i]^2 over block k's part of [lo, hi);
  * the host adds them in order (deterministic). */
 tg_status tg_cuda_sqnorm_partials(double *partial, const float *g, size_t lo, size_t hi,
