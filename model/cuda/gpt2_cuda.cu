@@ -91,6 +91,7 @@ typedef struct {
     float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
     int xent_fused;                      /* TG_CUDA_XENT=fused: one cross-entropy kernel */
+    int ln_row_cache;                    /* TG_CUDA_LN_CACHE=1: the row-cache LayerNorm backward */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
@@ -167,6 +168,7 @@ static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; 
 static size_t cuda_carve(cuda_impl *p, char *base) {
     const size_t B = (size_t)p->B, T = (size_t)p->T, C = (size_t)p->C, NH = (size_t)p->NH;
     const size_t BT = B * T, BTC = BT * C, xs = p->xs, ATT = B * NH * T * T;
+    const size_t head_max = BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows; /* LM-head chunk rows */
     size_t off = 0;
 #define CARVE(ptr, bytes)                                                                      \
     do {                                                                                       \
@@ -215,8 +217,8 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     CARVE(p->lnf, BTC * xs);
     CARVE(p->lnf_mean, BT * 4);
     CARVE(p->lnf_rstd, BT * 4);
-    CARVE(p->logits, (BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows) * (size_t)p->Vp * xs);
-    CARVE(p->lse, (BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows) * 4);
+    CARVE(p->logits, head_max * (size_t)p->Vp * xs);
+    CARVE(p->lse, head_max * 4);
     CARVE(p->losses, BT * 4);
     CARVE(p->dres, BTC * xs);
     CARVE(p->s_btc, BTC * xs);
@@ -286,10 +288,10 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->V = cfg->vocab_size;
     p->Vp = cfg->padded_vocab_size;
     BT = (size_t)p->B * p->T;
-    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
-     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
     if (p->recompute < 0 || p->recompute > 2)
         TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
+    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
+     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
     p->head_rows = 8192;
     if (getenv("TG_CUDA_LMHEAD_ROWS")) {
         const long r = strtol(getenv("TG_CUDA_LMHEAD_ROWS"), NULL, 10);
@@ -298,6 +300,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         p->head_rows = (int)r;
     }
     p->xent_fused = getenv("TG_CUDA_XENT") && strcmp(getenv("TG_CUDA_XENT"), "fused") == 0;
+    p->ln_row_cache = getenv("TG_CUDA_LN_CACHE") && strcmp(getenv("TG_CUDA_LN_CACHE"), "1") == 0;
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
     /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
@@ -638,7 +641,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
                                                   (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
-                                                  wt<X>(m, p, lnf), N, C, s, err));
+                                                  wt<X>(m, p, lnf), N, C, p->ln_row_cache, s, err));
 
     for (int l = L - 1; l >= 0; l--) {
         const cuda_layer_acts *a = &p->layers[l];
@@ -664,7 +667,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
                                                       gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                                      wt<X>(m, p, t0 + LN2W), N, C, s, err));
+                                                      wt<X>(m, p, t0 + LN2W), N, C, p->ln_row_cache, s, err));
         /* attention output projection */
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
                               1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
@@ -698,7 +701,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
                                                       l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
                                                       s_btc, res_in, a->ln1_mean, a->ln1_rstd,
-                                                      wt<X>(m, p, t0 + LN1W), N, C, s, err));
+                                                      wt<X>(m, p, t0 + LN1W), N, C, p->ln_row_cache, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
     OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,

@@ -8,9 +8,6 @@
  * them as fp32 in shared memory with scalar loads. */
 #include "model/cuda/ops.cuh"
 
-#include <stdlib.h>
-#include <string.h>
-
 #define TG_LN_EPS 1e-5f
 #define TG_LN_MAX_WARPS 8      /* warps per block of the row kernels */
 #define TG_LN_MAX_BLOCKS 1024  /* grid cap of the row kernels: staging w/bias stays negligible */
@@ -496,13 +493,15 @@ cleanup:
     return st;
 }
 
-/* The register kernel where a row is at most 4 x 32 vectors, else the row-cache kernel. */
+/* The register kernel where a row is at most 4 x 32 vectors (unless row_cache), else the
+ * row-cache kernel. */
 template <typename X, int VEC>
 static tg_status dispatch_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                    const X *dout, const X *x, const float *mean, const float *rstd,
-                                   const X *w, int N, int C, cudaStream_t s, tg_error *err) {
-    const int nv = (C / VEC + 31) / 32;
-    if (nv <= 1) return launch_backward_reg<X, VEC, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+                                   const X *w, int N, int C, int row_cache, cudaStream_t s,
+                                   tg_error *err) {
+    const int nv = row_cache ? 0 : (C / VEC + 31) / 32;
+    if (nv == 1) return launch_backward_reg<X, VEC, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     if (nv == 2) return launch_backward_reg<X, VEC, 2>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     if (nv == 3) return launch_backward_reg<X, VEC, 3>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     if (nv == 4) return launch_backward_reg<X, VEC, 4>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
@@ -512,17 +511,14 @@ static tg_status dispatch_backward(X *dx, float *dw, float *db, float *dsum, flo
 template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
-                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
-                                     tg_error *err) {
+                                     const float *rstd, const X *w, int N, int C, int row_cache,
+                                     cudaStream_t s, tg_error *err) {
     if (N <= 0 || C <= 0) return TG_OK;
-    if (getenv("TG_CUDA_LN_CACHE") && strcmp(getenv("TG_CUDA_LN_CACHE"), "1") == 0) /* A/B switch */
-        return C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16)
-                   ? launch_backward<X, TG_VEC16(X)>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err)
-                   : launch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     if (C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16))
         return dispatch_backward<X, TG_VEC16(X)>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N,
-                                                 C, s, err);
-    return dispatch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+                                                 C, row_cache, s, err);
+    return dispatch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, row_cache, s,
+                                   err);
 }
 
 #define TG_INSTANTIATE(X)                                                                      \
@@ -534,7 +530,7 @@ tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, f
                                                   tg_error *);                                  \
     template tg_status tg_cuda_layernorm_backward<X>(X *, float *, float *, float *, float *,   \
                                                      const X *, const X *, const float *,       \
-                                                     const float *, const X *, int, int,        \
+                                                     const float *, const X *, int, int, int,   \
                                                      cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)
 TG_INSTANTIATE(tg_bf16)

@@ -97,12 +97,13 @@ tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const f
 /* dx += dLN/dx;  dw, db (fp32) += ... ; and when dsum != NULL, dsum (fp32, C) += the column
  * sums of the updated dx (the bias gradient of the projection whose output was added into this
  * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats.
- * TG_CUDA_LN_CACHE=1 takes the older row-cache kernel (an A/B switch for benchmarks). */
+ * row_cache = 1 takes the older row-cache kernel even where the register kernel applies (the
+ * TG_CUDA_LN_CACHE=1 A/B switch, read at init). */
 template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
-                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
-                                     tg_error *err);
+                                     const float *rstd, const X *w, int N, int C, int row_cache,
+                                     cudaStream_t s, tg_error *err);
 
 /* ---- attention.cu: causal self-attention through cuBLASLt strided-batched matmuls ----
  * qkvr holds q, k, v one after the other, each (B, NH, T, HS); att is (B, NH, T, T) softmax
