@@ -174,6 +174,20 @@ cleanup:
     return st;
 }
 
+/* The temporary of the chunked reduce-scatter/all-gather: world chunks of *k elements, *k as many
+ * as one MPI call may pass for all ranks together and TG_COMM_TMP_ELEMS allows (at least 1). */
+static tg_status comm_chunk_alloc(const tg_comm *c, size_t count, size_t es, size_t *k, char **tmp,
+                                  tg_error *err) {
+    tg_status st = TG_OK;
+    size_t W = (size_t)c->world;
+    *k = comm_min(comm_min(count, c->mpi_max_count / W), TG_COMM_TMP_ELEMS / W);
+    if (*k == 0) *k = 1;
+    *tmp = malloc(W * *k * es);
+    TG_CHECK_ALLOC(err, *tmp);
+cleanup:
+    return st;
+}
+
 /* In place: buf holds world*count elements; shard r (elements [r*count, (r+1)*count)) of the
  * reduction lands in buf[rank*count ..]. Small enough: one in-place MPI_Reduce_scatter_block
  * (result at buf[0]) then a memmove. Larger: chunks [off, off+n) of every shard are packed
@@ -189,10 +203,8 @@ static tg_status comm_mpi_reduce_scatter(tg_comm *c, void *buf, size_t count, tg
                                                    mop, c->mpi_world));
         if (R > 0) memmove(b + R * count * es, b, count * es);
     } else {
-        size_t k = comm_min(comm_min(count, c->mpi_max_count / W), TG_COMM_TMP_ELEMS / W);
-        if (k == 0) k = 1;
-        tmp = malloc(W * k * es);
-        TG_CHECK_ALLOC(err, tmp);
+        size_t k = 0;
+        TG_TRY(comm_chunk_alloc(c, count, es, &k, &tmp, err));
         for (size_t off = 0, n; off < count; off += n) {
             n = comm_min(k, count - off);
             for (size_t r = 0; r < W; r++) memcpy(tmp + r * n * es, b + (r * count + off) * es, n * es);
@@ -218,10 +230,8 @@ static tg_status comm_mpi_all_gather(tg_comm *c, void *buf, size_t count, tg_com
         TG_MPI_CHECK(err, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b, (int)count,
                                         comm_mpi_type(t), c->mpi_world));
     } else {
-        size_t k = comm_min(comm_min(count, c->mpi_max_count / W), TG_COMM_TMP_ELEMS / W);
-        if (k == 0) k = 1;
-        tmp = malloc(W * k * es);
-        TG_CHECK_ALLOC(err, tmp);
+        size_t k = 0;
+        TG_TRY(comm_chunk_alloc(c, count, es, &k, &tmp, err));
         for (size_t off = 0, n; off < count; off += n) {
             n = comm_min(k, count - off);
             memcpy(tmp + R * n * es, b + (R * count + off) * es, n * es);
@@ -422,50 +432,58 @@ cleanup:
 /* ------------------------------------------------------------------------------------------ */
 /* data collectives: the active backend */
 
-tg_status tg_comm_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
-                            tg_error *err) {
+typedef enum { COMM_ALLREDUCE, COMM_REDUCE_SCATTER, COMM_ALL_GATHER, COMM_BROADCAST } comm_coll;
+
+/* The one flow of every data collective: validate and count the call; nothing to move for zero
+ * elements or on MPI at world size 1; else the active backend. `root` is broadcast's only. */
+static tg_status comm_data_run(tg_comm *c, comm_coll coll, const char *what, void *buf,
+                               size_t count, tg_comm_dtype t, tg_comm_op op, int root,
+                               tg_error *err) {
     tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "allreduce", buf, count, t, op, c && !c->nccl, err));
-    if (count == 0) goto cleanup;
-    if (c->nccl) TG_TRY(tg_comm_nccl_allreduce(c, buf, count, t, op, err));
-    else if (c->world > 1) TG_TRY(comm_mpi_allreduce(c, buf, count, t, op, err));
+    TG_TRY(comm_begin(c, what, buf, count, t, op, c && !c->nccl, err));
+    if (coll == COMM_BROADCAST && (root < 0 || root >= c->world))
+        TG_FAIL(err, TG_ERR_ARG, "%s: root %d not in [0, %d)", what, root, c->world);
+    if (count == 0 || (!c->nccl && c->world == 1)) goto cleanup;
+    switch (coll) {
+    case COMM_ALLREDUCE:
+        st = c->nccl ? tg_comm_nccl_allreduce(c, buf, count, t, op, err)
+                     : comm_mpi_allreduce(c, buf, count, t, op, err);
+        break;
+    case COMM_REDUCE_SCATTER:
+        st = c->nccl ? tg_comm_nccl_reduce_scatter(c, buf, count, t, op, err)
+                     : comm_mpi_reduce_scatter(c, buf, count, t, op, err);
+        break;
+    case COMM_ALL_GATHER:
+        st = c->nccl ? tg_comm_nccl_all_gather(c, buf, count, t, err)
+                     : comm_mpi_all_gather(c, buf, count, t, err);
+        break;
+    case COMM_BROADCAST:
+        st = c->nccl ? tg_comm_nccl_broadcast(c, buf, count, t, root, err)
+                     : comm_mpi_bcast(c, buf, count, comm_mpi_type(t), tg_comm_dtype_size(t),
+                                      root, err);
+        break;
+    }
 cleanup:
     return st;
+}
+
+tg_status tg_comm_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
+                            tg_error *err) {
+    return comm_data_run(c, COMM_ALLREDUCE, "allreduce", buf, count, t, op, 0, err);
 }
 
 tg_status tg_comm_reduce_scatter(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                                  tg_error *err) {
-    tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "reduce_scatter", buf, count, t, op, c && !c->nccl, err));
-    if (count == 0) goto cleanup;
-    if (c->nccl) TG_TRY(tg_comm_nccl_reduce_scatter(c, buf, count, t, op, err));
-    else if (c->world > 1) TG_TRY(comm_mpi_reduce_scatter(c, buf, count, t, op, err));
-cleanup:
-    return st;
+    return comm_data_run(c, COMM_REDUCE_SCATTER, "reduce_scatter", buf, count, t, op, 0, err);
 }
 
 tg_status tg_comm_all_gather(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_error *err) {
-    tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "all_gather", buf, count, t, TG_COMM_SUM, c && !c->nccl, err));
-    if (count == 0) goto cleanup;
-    if (c->nccl) TG_TRY(tg_comm_nccl_all_gather(c, buf, count, t, err));
-    else if (c->world > 1) TG_TRY(comm_mpi_all_gather(c, buf, count, t, err));
-cleanup:
-    return st;
+    return comm_data_run(c, COMM_ALL_GATHER, "all_gather", buf, count, t, TG_COMM_SUM, 0, err);
 }
 
 tg_status tg_comm_broadcast(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, int root,
                             tg_error *err) {
-    tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "broadcast", buf, count, t, TG_COMM_SUM, c && !c->nccl, err));
-    if (root < 0 || root >= c->world)
-        TG_FAIL(err, TG_ERR_ARG, "broadcast: root %d not in [0, %d)", root, c->world);
-    if (count == 0) goto cleanup;
-    if (c->nccl) TG_TRY(tg_comm_nccl_broadcast(c, buf, count, t, root, err));
-    else if (c->world > 1)
-        TG_TRY(comm_mpi_bcast(c, buf, count, comm_mpi_type(t), tg_comm_dtype_size(t), root, err));
-cleanup:
-    return st;
+    return comm_data_run(c, COMM_BROADCAST, "broadcast", buf, count, t, TG_COMM_SUM, root, err);
 }
 
 tg_status tg_comm_sync(tg_comm *c, tg_error *err) {

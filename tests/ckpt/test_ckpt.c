@@ -361,21 +361,46 @@ static void test_corruption(void) {
     CHECK(tg_ckpt_load(other, &b, &err) != TG_OK);
 }
 
-/* kill -9 while the background thread is in the middle of writing step 2. */
-static void test_kill_mid_write(void) {
-    char dir[1200], p1[1400], p2[1400], tmp[1500], latest[1400], buf[256];
+/* The start of the crash cases: case folder `name` (path in dir) holding a complete checkpoint of
+ * step 1; p1 and p2 get the paths of step 1 and of step 2, the save the case then breaks.
+ * Returns 0 when no writer could be made (already a failed check). */
+static int one_checkpoint(char *dir, size_t dir_cap, const char *name, char *p1, char *p2,
+                          size_t path_cap) {
     tg_error err;
-    case_dir(dir, sizeof dir, "kill9");
+    case_dir(dir, dir_cap, name);
     tg_ckpt_writer *w = NULL;
     CHECK_OK(tg_ckpt_writer_init(&w, dir, 1, &g_lg, &err), &err);
-    if (!w) return;
+    if (!w) return 0;
     tg_ckpt_state a;
     state_fake(&a, 1, 1, 1, 0);
     CHECK_OK(save_sync(w, &a, &err), &err);
     tg_ckpt_state_free(&a);
     tg_ckpt_writer_free(w);
-    CHECK_OK(tg_ckpt_path(dir, 1, p1, sizeof p1, &err), &err);
-    CHECK_OK(tg_ckpt_path(dir, 2, p2, sizeof p2, &err), &err);
+    CHECK_OK(tg_ckpt_path(dir, 1, p1, path_cap, &err), &err);
+    CHECK_OK(tg_ckpt_path(dir, 2, p2, path_cap, &err), &err);
+    return 1;
+}
+
+/* A save of step `failed` went wrong: no file of it is left, complete or temporary, and `latest`
+ * in dir still names step `kept`. */
+static void expect_failed_save(const char *dir, int64_t failed, int64_t kept) {
+    char path[1400], tmp[1500], latest[1400], buf[256], want[64];
+    tg_error err;
+    CHECK_OK(tg_ckpt_path(dir, failed, path, sizeof path, &err), &err);
+    CHECK(!file_exists(path));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(!file_exists(tmp));
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    read_text(latest, buf, sizeof buf);
+    snprintf(want, sizeof want, "step_%08" PRId64 ".h5\n", kept);
+    CHECKF(strcmp(buf, want) == 0, "latest = '%s', want '%s'", buf, want);
+}
+
+/* kill -9 while the background thread is in the middle of writing step 2. */
+static void test_kill_mid_write(void) {
+    char dir[1200], p1[1400], p2[1400], tmp[1500], latest[1400], buf[256];
+    tg_error err;
+    if (!one_checkpoint(dir, sizeof dir, "kill9", p1, p2, sizeof p1)) return;
     snprintf(tmp, sizeof tmp, "%s.tmp", p2);
 
     pid_t pid = fork();
@@ -417,8 +442,10 @@ static void test_kill_mid_write(void) {
     CHECK_OK(tg_ckpt_find_latest(dir, &g_lg, path, sizeof path, &found, &err), &err);
     CHECK(found && strcmp(path, p1) == 0);
     /* the next run's writer removes the leftover and carries on */
+    tg_ckpt_writer *w = NULL;
     CHECK_OK(tg_ckpt_writer_init(&w, dir, 1, &g_lg, &err), &err);
     CHECK(!file_exists(tmp));
+    tg_ckpt_state a;
     state_fake(&a, 3, 3, 1, 0);
     CHECK_OK(save_sync(w, &a, &err), &err);
     tg_ckpt_state_free(&a);
@@ -431,19 +458,9 @@ static void test_kill_mid_write(void) {
 /* A full disk, simulated with RLIMIT_FSIZE in a child (writes then fail with EFBIG): a clear
  * error, no partial file, the older checkpoint and `latest` intact. */
 static void test_disk_full(void) {
-    char dir[1200], p1[1400], p2[1400], latest[1400], buf[256], msg_path[1400];
+    char dir[1200], p1[1400], p2[1400], msg_path[1400];
     tg_error err;
-    case_dir(dir, sizeof dir, "diskfull");
-    tg_ckpt_writer *w = NULL;
-    CHECK_OK(tg_ckpt_writer_init(&w, dir, 1, &g_lg, &err), &err);
-    if (!w) return;
-    tg_ckpt_state a;
-    state_fake(&a, 1, 1, 1, 0);
-    CHECK_OK(save_sync(w, &a, &err), &err);
-    tg_ckpt_state_free(&a);
-    tg_ckpt_writer_free(w);
-    CHECK_OK(tg_ckpt_path(dir, 1, p1, sizeof p1, &err), &err);
-    CHECK_OK(tg_ckpt_path(dir, 2, p2, sizeof p2, &err), &err);
+    if (!one_checkpoint(dir, sizeof dir, "diskfull", p1, p2, sizeof p1)) return;
     struct stat sb;
     CHECK(stat(p1, &sb) == 0);
     snprintf(msg_path, sizeof msg_path, "%s/../diskfull.msg", dir);
@@ -473,13 +490,7 @@ static void test_disk_full(void) {
     fprintf(stderr, "(expected) disk full: %s\n", msg);
     CHECKF(strstr(msg, "File too large") || strstr(msg, "No space left"), "message: %s", msg);
     CHECK(strstr(msg, "step_00000002.h5") != NULL);
-    CHECK(!file_exists(p2));
-    char tmp[1500];
-    snprintf(tmp, sizeof tmp, "%s.tmp", p2);
-    CHECK(!file_exists(tmp));
-    snprintf(latest, sizeof latest, "%s/latest", dir);
-    read_text(latest, buf, sizeof buf);
-    CHECKF(strcmp(buf, "step_00000001.h5\n") == 0, "latest = '%s'", buf);
+    expect_failed_save(dir, 2, 1);
     tg_ckpt_state b;
     CHECK_OK(tg_ckpt_load(p1, &b, &err), &err);
     tg_ckpt_state_free(&b);
@@ -489,7 +500,7 @@ static void test_disk_full(void) {
  * allows it); skipped elsewhere. Saves until the disk is full: ENOSPC is a clear error, the
  * complete checkpoints and `latest` survive, and no partial file is left. */
 static void test_disk_full_tmpfs(void) {
-    char dir[1200], cmd[2600], path[1400], latest[1400], buf[256];
+    char dir[1200], cmd[2600], path[1400];
     tg_error err;
     case_dir(dir, sizeof dir, "tmpfs");
     snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=900k tmpfs '%s' 2>/dev/null", dir);
@@ -517,16 +528,7 @@ static void test_disk_full_tmpfs(void) {
         CHECK_OK(tg_ckpt_path(dir, step, path, sizeof path, &err), &err);
         CHECK_OK(tg_ckpt_verify(path, &err), &err);
     }
-    CHECK_OK(tg_ckpt_path(dir, last_ok + 1, path, sizeof path, &err), &err);
-    CHECK(!file_exists(path));
-    char tmp[1500];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    CHECK(!file_exists(tmp));
-    snprintf(latest, sizeof latest, "%s/latest", dir);
-    read_text(latest, buf, sizeof buf);
-    char want[64];
-    snprintf(want, sizeof want, "step_%08d.h5\n", last_ok);
-    CHECKF(strcmp(buf, want) == 0, "latest = '%s', want '%s'", buf, want);
+    expect_failed_save(dir, last_ok + 1, last_ok);
     snprintf(cmd, sizeof cmd, "umount '%s'", dir);
     CHECK(system(cmd) == 0);
 }

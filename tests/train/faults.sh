@@ -4,6 +4,18 @@ source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
       train.eval_every=0 data.val= train.resume=none train.warmup_steps=1)
+# signal_run LOG SIGNALS CMD...: starts the training command CMD in the background, its output in
+# LOG; once it has logged a step (30 s at most) sends it each of SIGNALS, 0.3 s apart; returns its
+# exit status.
+signal_run() {
+    local log=$1 sigs=$2 pid s
+    shift 2
+    "$@" >"$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 150); do grep -q "step .*/.* | loss" "$log" && break; sleep 0.2; done
+    for s in $sigs; do kill -"$s" $pid; sleep 0.3; done
+    wait $pid
+}
 set +e
 start=$(date +%s)
 TRUTHGPT_FAULT_STEP=3 TRUTHGPT_FAULT_STEP_RANK=1 timeout 60 "${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" \
@@ -15,11 +27,7 @@ check "it ends within 30 s (took $took s)" [ $took -le 30 ]
 check "the output names the failed rank and why" grep -q "rank 1 failed: .*injected fault" "$TMP/fault.log"
 
 # SIGUSR1 to a single process: finish the step, save, exit 75.
-"$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sig" >"$TMP/sig.log" 2>&1 &
-pid=$!
-for i in $(seq 100); do grep -q "step .*/100000" "$TMP/sig.log" && break; sleep 0.2; done
-kill -USR1 $pid
-wait $pid
+signal_run "$TMP/sig.log" USR1 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sig"
 rc=$?
 check "SIGUSR1 exits 75" [ $rc -eq 75 ]
 check "SIGUSR1 saved a checkpoint" bash -c "ls '$TMP/sig/checkpoints/'step_*.h5 >/dev/null 2>&1"
@@ -39,21 +47,15 @@ sys.exit(steps != list(range(1, 11)))
 ' "$TMP/dup/metrics.jsonl"
 
 # SIGTERM through mpirun with 2 ranks: both save the same step and the job exits 75.
-"${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sigmpi" >"$TMP/sigmpi.log" 2>&1 &
-pid=$!
-for i in $(seq 150); do grep -q "step .*/100000" "$TMP/sigmpi.log" && break; sleep 0.2; done
-kill -USR1 $pid
-wait $pid
+signal_run "$TMP/sigmpi.log" USR1 "${MPIRUN[@]}" -np 2 "$TG" train "${ARGS[@]}" train.max_steps=100000 \
+    run.out_dir="$TMP/sigmpi"
 rc=$?
 check "SIGUSR1 to mpirun: 2-rank job exits 75" [ $rc -eq 75 ]
 check "2-rank job saved a checkpoint" bash -c "ls '$TMP/sigmpi/checkpoints/'step_*.h5 >/dev/null 2>&1"
 
 # Second signal exits at once (no save).
-TRUTHGPT_CKPT_SLOW_MS=3000 "$TG" train "${ARGS[@]}" train.max_steps=100000 run.out_dir="$TMP/sig3" >"$TMP/sig3.log" 2>&1 &
-pid=$!
-for i in $(seq 100); do grep -q "step .*/100000" "$TMP/sig3.log" && break; sleep 0.2; done
-kill -INT $pid; sleep 0.3; kill -INT $pid
-wait $pid
+signal_run "$TMP/sig3.log" "INT INT" env TRUTHGPT_CKPT_SLOW_MS=3000 "$TG" train "${ARGS[@]}" \
+    train.max_steps=100000 run.out_dir="$TMP/sig3"
 rc=$?
 check "second signal exits at once with 128+SIGINT" [ $rc -eq 130 ]
 

@@ -33,3 +33,20 @@ for line in open(sys.argv[1]):
         break
 ' "$1" "$2" "$3"
 }
+# cut_and_resume NAME ARGS...: the interrupted half of an exact-resume check. Trains
+# `$TG train ARGS` into $TMP/NAME with checkpoint.every=8, cut by an injected fault at step 9 (a run
+# with max_steps=8 would not be the same run: the schedule depends on max_steps), then again with
+# train.resume=auto. Checks that the cut run stopped after saving step 8 and that the second run
+# resumed there. Logs: $TMP/NAME.log, $TMP/NAME-resume.log.
+cut_and_resume() {
+    local name=$1 rc=0
+    shift
+    TRUTHGPT_FAULT_STEP=9 TRUTHGPT_FAULT_STEP_RANK=0 "$TG" train "$@" checkpoint.every=8 \
+        run.out_dir="$TMP/$name" >"$TMP/$name.log" 2>&1 || rc=$?
+    check "first half stops (injected fault at step 9)" [ $rc -ne 0 ]
+    check "checkpoint at step 8 exists" test -f "$TMP/$name/checkpoints/step_00000008.h5"
+    "$TG" train "$@" checkpoint.every=8 run.out_dir="$TMP/$name" train.resume=auto \
+        >"$TMP/$name-resume.log" 2>&1 || { cat "$TMP/$name-resume.log"; bad "resume run exits 0"; }
+    check "resume says where it resumed" grep -q "resumed from .*step_00000008.h5 at step 8" \
+        "$TMP/$name-resume.log"
+}
