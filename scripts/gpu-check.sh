@@ -15,9 +15,12 @@
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default, flash, recompute, profile, and
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
 #   torch     the PyTorch torch.compile reference, same shape
-#   ab        A/B switches against the default (cuBLASLt tuning, one-kernel cross-entropy, LM head
-#             in one chunk, LayerNorm backward kernel) and the default once more for the spread
+#   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
+#             TG_CUDA_BGRAD=epilogue, and the torch venv's newer cuDNN and cuBLAS), then the default
+#             once more for the spread
 #   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
+#   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
+#             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
 # so that one hang does not eat the device time; the script goes on after a failure and exits
@@ -33,7 +36,7 @@ BUILD="$ROOT/build-gpu"
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
-STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch ab bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -116,15 +119,27 @@ if want bench; then
     step "per-phase profile (CUDA events around every op; 10 steps)"
     TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
 fi
-if want ab; then # A/B switches, each against the default above
-    step "A/B: cuBLASLt algorithms timed at first use (TG_CUBLASLT_TUNE=1)"
-    TG_CUBLASLT_TUNE=1 run ab-tune 90 "$TG" bench "${G124[@]}" --steps 20
-    step "A/B: one-kernel cross-entropy (TG_CUDA_XENT=fused)"
-    TG_CUDA_XENT=fused run ab-xent 60 "$TG" bench "${G124[@]}" --steps 20
-    step "A/B: LM head in one chunk (TG_CUDA_LMHEAD_ROWS=65536)"
-    TG_CUDA_LMHEAD_ROWS=65536 run ab-head1 60 "$TG" bench "${G124[@]}" --steps 20
-    step "A/B: the row-cache LayerNorm backward (TG_CUDA_LN_CACHE=1), profiled"
-    TG_CUDA_LN_CACHE=1 TG_CUDA_PROFILE=1 run ab-lncache 60 "$TG" bench "${G124[@]}" --steps 10
+if want ab; then # A/B switches, each against the default above (measured ones: docs/performance.md)
+    step "A/B: residual adds in the projections' matmul epilogue (TG_CUDA_RESID=epilogue)"
+    TG_CUDA_RESID=epilogue run ab-resid 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: bias gradients from the weight-gradient matmuls (TG_CUDA_BGRAD=epilogue)"
+    TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: both, profiled"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_PROFILE=1 run ab-both-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's
+    # 9.14; its cuBLAS against CUDA 13.0's): the backend line names the versions loaded.
+    VENV_NV=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)
+    venv_lib() { [ -n "$VENV_NV" ] && find "$VENV_NV" -name "$1" -printf '%h\n' 2>/dev/null | head -1; }
+    CUDNN_VENV=$(venv_lib 'libcudnn.so.9')
+    CUBLAS_VENV=$(venv_lib 'libcublasLt.so.13')
+    if [ -n "$CUDNN_VENV" ]; then
+        step "A/B: the torch venv's cuDNN ($CUDNN_VENV)"
+        LD_LIBRARY_PATH="$CUDNN_VENV:${LD_LIBRARY_PATH:-}" run ab-cudnn-venv 60 "$TG" bench "${G124[@]}" --steps 30
+    fi
+    if [ -n "$CUBLAS_VENV" ]; then
+        step "A/B: the torch venv's cuBLAS ($CUBLAS_VENV)"
+        LD_LIBRARY_PATH="$CUBLAS_VENV:${LD_LIBRARY_PATH:-}" run ab-cublas-venv 60 "$TG" bench "${G124[@]}" --steps 30
+    fi
     step "A/B: the default again (run-to-run spread)"
     run ab-default 60 "$TG" bench "${G124[@]}" --steps 30
 fi
@@ -143,6 +158,22 @@ if want bench; then
     TG_CUDNN_DETERMINISTIC=0 run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20
     step "bench 124M with the cuBLASLt attention (TG_CUDA_ATTN=naive)"
     TG_CUDA_ATTN=naive run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10
+fi
+if want ncu; then
+    # Every kernel of one training step (after one warm-up step) with Nsight Compute: time, DRAM
+    # bytes and throughput, SM throughput; scripts/ncu-summary.py groups them by kernel. Clocks
+    # are left alone (METHOD.md), so times are close to, not equal to, the bench's.
+    NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    if [ -n "$NCU" ]; then
+        step "Nsight Compute: the kernels of one step (124M, B=64; warm-up step included)"
+        run ncu 240 "$NCU" --clock-control none --target-processes all -f -o "$OUT/step" \
+            --metrics gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
+            "$TG" bench "${G124[@]}" --warmup 1 --steps 1
+        "$NCU" --import "$OUT/step.ncu-rep" --csv --page raw > "$OUT/step-kernels.csv" 2>/dev/null &&
+            python3 "$ROOT/scripts/ncu-summary.py" "$OUT/step-kernels.csv" --top 40
+    else
+        echo "no ncu on this machine"
+    fi
 fi
 # Last (slow, and only useful when a test failed): the memory checker on the failing test.
 CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

@@ -7,17 +7,23 @@
 
 #include <math.h>
 
+/* Where element i of a (B, NH, T, HS) tensor sits in a (B, T, ...) one of row stride rs whose
+ * columns h * HS + d hold the heads. */
+static __device__ __forceinline__ size_t bt_offset(size_t i, int T, int NH, int HS, size_t rs) {
+    const int d = (int)(i % HS);
+    const int t = (int)((i / HS) % T);
+    const int h = (int)((i / ((size_t)HS * T)) % NH);
+    const size_t b = i / ((size_t)HS * T * NH);
+    return (b * T + t) * rs + (size_t)h * HS + d;
+}
+
 /* qkv (B, T, 3, NH, HS) -> q, k, v each (B, NH, T, HS). */
 template <typename X>
 __global__ void permute_qkv_kernel(X *q, X *k, X *v, const X *qkv, int B, int T, int NH, int HS) {
     const size_t n = (size_t)B * NH * T * HS, C = (size_t)NH * HS;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int d = (int)(i % HS);
-        const int t = (int)((i / HS) % T);
-        const int h = (int)((i / ((size_t)HS * T)) % NH);
-        const size_t b = i / ((size_t)HS * T * NH);
-        const size_t src = (b * T + t) * 3 * C + (size_t)h * HS + d;
+        const size_t src = bt_offset(i, T, NH, HS, 3 * C);
         q[i] = qkv[src];
         k[i] = qkv[src + C];
         v[i] = qkv[src + 2 * C];
@@ -31,11 +37,7 @@ __global__ void unpermute_qkv_kernel(X *dqkv, const X *dq, const X *dk, const X 
     const size_t n = (size_t)B * NH * T * HS, C = (size_t)NH * HS;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int d = (int)(i % HS);
-        const int t = (int)((i / HS) % T);
-        const int h = (int)((i / ((size_t)HS * T)) % NH);
-        const size_t b = i / ((size_t)HS * T * NH);
-        const size_t dst = (b * T + t) * 3 * C + (size_t)h * HS + d;
+        const size_t dst = bt_offset(i, T, NH, HS, 3 * C);
         dqkv[dst] = dq[i];
         dqkv[dst + C] = dk[i];
         dqkv[dst + 2 * C] = dv[i];
@@ -48,11 +50,7 @@ __global__ void permute_heads_kernel(X *out, const X *inp, int B, int T, int NH,
     const size_t n = (size_t)B * NH * T * HS;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int d = (int)(i % HS);
-        const int t = (int)((i / HS) % T);
-        const int h = (int)((i / ((size_t)HS * T)) % NH);
-        const size_t b = i / ((size_t)HS * T * NH);
-        const size_t bth = ((b * T + t) * NH + h) * HS + d;
+        const size_t bth = bt_offset(i, T, NH, HS, (size_t)NH * HS);
         if (to_heads) out[i] = inp[bth];
         else out[bth] = inp[i];
     }

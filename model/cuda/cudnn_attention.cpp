@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+size_t tg_cudnn_version(void) { return cudnnGetVersion(); }
+
 #ifdef TG_HAVE_CUDNN_FE
 #include <cudnn_frontend.h>
 

@@ -29,5 +29,8 @@ tg_status tg_cudnn_attn_backward(tg_cudnn_attn *a, __nv_bfloat16 *dqkv, const __
                                  const __nv_bfloat16 *y, const __nv_bfloat16 *qkv, const float *stats, int C,
                                  cudaStream_t s, tg_error *err);
 void tg_cudnn_attn_free(tg_cudnn_attn *a);
+/* The version of the cuDNN library loaded at run time (cudnnGetVersion: major * 10000 + minor *
+ * 100 + patch), which can differ from the headers' (LD_LIBRARY_PATH). */
+size_t tg_cudnn_version(void);
 
 #endif

@@ -115,6 +115,43 @@ static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.asyn
 /* waits until at most one committed group (the prefetch) is still in flight */
 static __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
+/* The K and V tiles (rows kt * 64..) of one head, for the loops over key tiles kt = 0..last of
+ * the forward and dQ kernels. base: the head's q columns in qkv (k at +C, v at +2C), rows of
+ * stride rs. PIPE: kv_tiles_first before the loop starts tile 0's copy; kv_tiles_wait then
+ * prefetches tile kt + 1 into the other buffer and waits for tile kt, and the caller ends each
+ * iteration with a barrier (its buffer is refilled next). Else plain loads between barriers.
+ * Returns the buffer that holds tile kt. */
+template <int HS, bool PIPE>
+static __device__ __forceinline__ void kv_tiles_first(tg_bf16 (*ks)[FA_ROWS][HS + FA_PAD],
+                                                      tg_bf16 (*vs)[FA_ROWS][HS + FA_PAD],
+                                                      const tg_bf16 *base, int C, size_t rs, int T) {
+    if (!PIPE) return;
+    load_tile_async<HS>(ks[0], base + C, rs, 0, T);
+    load_tile_async<HS>(vs[0], base + 2 * C, rs, 0, T);
+    cp_async_commit();
+}
+template <int HS, bool PIPE>
+static __device__ __forceinline__ int kv_tiles_wait(tg_bf16 (*ks)[FA_ROWS][HS + FA_PAD],
+                                                    tg_bf16 (*vs)[FA_ROWS][HS + FA_PAD], const tg_bf16 *base,
+                                                    int C, size_t rs, int kt, int last, int T) {
+    if (PIPE) {
+        const int cur = kt & 1;
+        if (kt < last) {
+            load_tile_async<HS>(ks[cur ^ 1], base + C, rs, (kt + 1) * FA_ROWS, T);
+            load_tile_async<HS>(vs[cur ^ 1], base + 2 * C, rs, (kt + 1) * FA_ROWS, T);
+        }
+        cp_async_commit(); /* possibly empty: keeps the wait count uniform */
+        cp_async_wait1();
+        __syncthreads();
+        return cur;
+    }
+    __syncthreads(); /* every warp is done with the previous tile */
+    load_tile<HS>(ks[0], base + C, rs, kt * FA_ROWS, T);
+    load_tile<HS>(vs[0], base + 2 * C, rs, kt * FA_ROWS, T);
+    __syncthreads();
+    return 0;
+}
+
 /* acc (16 x 64, 8 column tiles) += A (16 x HS) @ sm^T, sm = 64 rows x HS: S = Q K^T and friends. */
 template <int HS>
 static __device__ __forceinline__ void mma_abt(float acc[8][4], const uint32_t a[HS / 16][4],
@@ -189,27 +226,9 @@ flash_forward_kernel(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int T, int NH, 
 #pragma unroll
     for (int j = 0; j < HS / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
-    if (PIPE) {
-        load_tile_async<HS>(ks_buf[0], base + C, rs, 0, T);
-        load_tile_async<HS>(vs_buf[0], base + 2 * C, rs, 0, T);
-        cp_async_commit();
-    }
+    kv_tiles_first<HS, PIPE>(ks_buf, vs_buf, base, C, rs, T);
     for (int kt = 0; kt <= qt; kt++) {
-        const int cur = PIPE ? (kt & 1) : 0;
-        if (PIPE) {
-            if (kt < qt) {
-                load_tile_async<HS>(ks_buf[cur ^ 1], base + C, rs, (kt + 1) * FA_ROWS, T);
-                load_tile_async<HS>(vs_buf[cur ^ 1], base + 2 * C, rs, (kt + 1) * FA_ROWS, T);
-            }
-            cp_async_commit(); /* possibly empty: keeps the wait count uniform */
-            cp_async_wait1();
-            __syncthreads();
-        } else {
-            __syncthreads(); /* every warp is done with the previous tile */
-            load_tile<HS>(ks_buf[0], base + C, rs, kt * FA_ROWS, T);
-            load_tile<HS>(vs_buf[0], base + 2 * C, rs, kt * FA_ROWS, T);
-            __syncthreads();
-        }
+        const int cur = kv_tiles_wait<HS, PIPE>(ks_buf, vs_buf, base, C, rs, kt, qt, T);
         const tg_bf16(*ks)[HS + FA_PAD] = ks_buf[cur];
         const tg_bf16(*vs)[HS + FA_PAD] = vs_buf[cur];
         float s[8][4];
@@ -403,27 +422,9 @@ flash_backward_dq_kernel(tg_bf16 *dqkv, const tg_bf16 *dy, const tg_bf16 *qkv, c
 #pragma unroll
     for (int j = 0; j < HS / 8; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.0f;
 
-    if (PIPE) {
-        load_tile_async<HS>(ks_buf[0], base + C, rs, 0, T);
-        load_tile_async<HS>(vs_buf[0], base + 2 * C, rs, 0, T);
-        cp_async_commit();
-    }
+    kv_tiles_first<HS, PIPE>(ks_buf, vs_buf, base, C, rs, T);
     for (int kt = 0; kt <= qt; kt++) {
-        const int cur = PIPE ? (kt & 1) : 0;
-        if (PIPE) {
-            if (kt < qt) {
-                load_tile_async<HS>(ks_buf[cur ^ 1], base + C, rs, (kt + 1) * FA_ROWS, T);
-                load_tile_async<HS>(vs_buf[cur ^ 1], base + 2 * C, rs, (kt + 1) * FA_ROWS, T);
-            }
-            cp_async_commit();
-            cp_async_wait1();
-            __syncthreads();
-        } else {
-            __syncthreads();
-            load_tile<HS>(ks_buf[0], base + C, rs, kt * FA_ROWS, T);
-            load_tile<HS>(vs_buf[0], base + 2 * C, rs, kt * FA_ROWS, T);
-            __syncthreads();
-        }
+        const int cur = kv_tiles_wait<HS, PIPE>(ks_buf, vs_buf, base, C, rs, kt, qt, T);
         const tg_bf16(*ks)[HS + FA_PAD] = ks_buf[cur];
         const tg_bf16(*vs)[HS + FA_PAD] = vs_buf[cur];
         float s[8][4], dp[8][4];

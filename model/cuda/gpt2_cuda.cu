@@ -92,6 +92,7 @@ typedef struct {
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
     int xent_fused;                      /* TG_CUDA_XENT=fused: one cross-entropy kernel */
     int ln_row_cache;                    /* TG_CUDA_LN_CACHE=1: the row-cache LayerNorm backward */
+    int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
@@ -301,8 +302,25 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     }
     p->xent_fused = getenv("TG_CUDA_XENT") && strcmp(getenv("TG_CUDA_XENT"), "fused") == 0;
     p->ln_row_cache = getenv("TG_CUDA_LN_CACHE") && strcmp(getenv("TG_CUDA_LN_CACHE"), "1") == 0;
+    /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
+     * atty @ W + b), and the LayerNorm after them reads one stream instead of two. Opt-in until
+     * it is measured on a GPU against the default (the add inside the LayerNorm kernel). */
+    {
+        const char *r = getenv("TG_CUDA_RESID");
+        if (r && strcmp(r, "epilogue") && strcmp(r, "kernel"))
+            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_RESID=%s: expected kernel (default) or epilogue", r);
+        p->resid_epi = r && strcmp(r, "epilogue") == 0;
+    }
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
+    /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient matmuls
+     * (BGRADA) instead of a pass of their own over dout. Opt-in until measured on a GPU. */
+    {
+        const char *b = getenv("TG_CUDA_BGRAD");
+        if (b && strcmp(b, "epilogue") && strcmp(b, "kernel"))
+            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_BGRAD=%s: expected kernel (default) or epilogue", b);
+        p->blas.bgrad = b && strcmp(b, "epilogue") == 0;
+    }
     /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
     p->blas.tune = getenv("TG_CUBLASLT_TUNE") && strcmp(getenv("TG_CUBLASLT_TUNE"), "1") == 0;
 
@@ -332,14 +350,21 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         if (p->flash && strcmp(attn, "cudnn") == 0)
             TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, why,
                                       sizeof why, err));
-        if (p->cudnn)
-            snprintf(p->note, sizeof p->note, "bf16, attention: cudnn sdpa%s (flash kernels for partial batches)",
-                     deterministic ? " (deterministic)" : " (non-deterministic backward)");
+        if (p->cudnn) {
+            const size_t v = tg_cudnn_version();
+            snprintf(p->note, sizeof p->note,
+                     "bf16, attention: cudnn sdpa (cuDNN %zu.%zu.%zu, %s; flash kernels for partial batches)",
+                     v / 10000, v / 100 % 100, v % 100, deterministic ? "deterministic" : "non-deterministic backward");
+        }
         else if (p->flash)
             snprintf(p->note, sizeof p->note, "bf16, attention: flash kernels%s%s%s",
                      why[0] ? " (cudnn unavailable: " : "", why, why[0] ? ")" : "");
         else
             snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
+        {
+            const size_t n = strlen(p->note), v = cublasLtGetVersion();
+            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu", v / 10000, v / 100 % 100, v % 100);
+        }
     }
 
     TG_CUDA_CHECK(err, cudaMalloc(&p->params, m->n_padded * p->xs));
@@ -498,6 +523,32 @@ enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW
         TG_TRY(call);                                                                          \
     } while (0)
 
+/* res = res_in + inp (N, K) @ w (K, C) + bias, then out = LN(res) * lw + lb (mean, rstd kept):
+ * an output projection and the residual add and LayerNorm after it. TG_CUDA_RESID=epilogue adds
+ * res_in in the matmul's epilogue; the default writes the projection to s_btc and adds it inside
+ * the LayerNorm kernel. */
+template <typename X>
+static tg_status projection_residual_layernorm(cuda_impl *p, X *res, X *out, float *mean, float *rstd,
+                                               const X *res_in, const void *inp, const X *w, const X *bias,
+                                               int K, const X *lw, const X *lb, int N, tg_error *err) {
+    tg_status st = TG_OK;
+    const int C = p->C;
+    const cudaDataType_t dt = tg_cuda_type<X>::value;
+    const cudaStream_t s = p->stream;
+    if (p->resid_epi) {
+        OP(P_MATMUL, tg_cuda_matmul_residual(&p->blas, s, dt, res, inp, w, res_in, bias, N, C, K, err));
+        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(NULL, out, mean, rstd, res, NULL, lw, lb, N, C, s,
+                                                              err));
+    } else {
+        OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, p->s_btc, inp, w, N, C, K, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+                                    TG_EPI_BIAS, bias, NULL, err));
+        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(res, out, mean, rstd, res_in, (const X *)p->s_btc,
+                                                              lw, lb, N, C, s, err));
+    }
+cleanup:
+    return st;
+}
+
 template <typename X>
 static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) {
     tg_status st = TG_OK;
@@ -530,29 +581,27 @@ static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) 
         else
             OP(P_ATTN, tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att,
                                                     (X *)p->s_heads, (const X *)p->s_bt4c, Bu, T, C, NH, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->atty, wt<X>(m, p, t0 + ATTPROJW), N, C, C,
-                              0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS, wt<X>(m, p, t0 + ATTPROJB),
-                              NULL, err));
-        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>((X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd,
-                                                     res_in, (const X *)p->s_btc, wt<X>(m, p, t0 + LN2W),
-                                                     wt<X>(m, p, t0 + LN2B), N, C, s, err));
+        /* res2 = res_in + atty @ Wproj + b, and ln2 = LN(res2) */
+        TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd, res_in,
+                                                a->atty, wt<X>(m, p, t0 + ATTPROJW), wt<X>(m, p, t0 + ATTPROJB),
+                                                C, wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, err));
         /* fch = ln2 @ Wfc + b (kept), fch_gelu = gelu(fch)  (N, 4C) */
         OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, a->fch_gelu, a->ln2, wt<X>(m, p, t0 + FCW), N, 4 * C, C,
                               0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_GELU_BIAS, wt<X>(m, p, t0 + FCB),
                               a->fch, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->s_btc, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW), N, C,
-                              4 * C, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_BIAS,
-                              wt<X>(m, p, t0 + FCPROJB), NULL, err));
-        /* res3 = res2 + proj, and the next LayerNorm (ln_1 of block l+1, or ln_f) on it */
+        /* res3 = res2 + fch_gelu @ Wfcproj + b, and the next LayerNorm on it: ln_1 of block l+1,
+         * or ln_f */
         if (l + 1 < L) {
             const cuda_layer_acts *n = &p->layers[l + 1];
-            OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(
-                (X *)a->res3, (X *)n->ln1, n->ln1_mean, n->ln1_rstd, (const X *)a->res2,
-                (const X *)p->s_btc, wt<X>(m, p, t0 + 12 + LN1W), wt<X>(m, p, t0 + 12 + LN1B), N, C, s, err));
+            TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res3, (X *)n->ln1, n->ln1_mean, n->ln1_rstd,
+                                                    (const X *)a->res2, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW),
+                                                    wt<X>(m, p, t0 + FCPROJB), 4 * C, wt<X>(m, p, t0 + 12 + LN1W),
+                                                    wt<X>(m, p, t0 + 12 + LN1B), N, err));
         } else {
-            OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(
-                (X *)a->res3, (X *)p->lnf, p->lnf_mean, p->lnf_rstd, (const X *)a->res2,
-                (const X *)p->s_btc, wt<X>(m, p, lnf), wt<X>(m, p, lnf + 1), N, C, s, err));
+            TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res3, (X *)p->lnf, p->lnf_mean, p->lnf_rstd,
+                                                    (const X *)a->res2, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW),
+                                                    wt<X>(m, p, t0 + FCPROJB), 4 * C, wt<X>(m, p, lnf),
+                                                    wt<X>(m, p, lnf + 1), N, err));
         }
     }
     /* The LM head waits for tg_model_loss, tg_model_backward or tg_model_logits_get (lmhead_impl). */
@@ -614,13 +663,34 @@ cleanup:
     return st;
 }
 
+/* The backward of out (N, OC) = inp (N, IC) @ w (IC, OC) + bias, given dout:
+ *   dw (IC, OC, fp32) += inp^T @ dout;  dbias (fp32) += column sums of dout, unless dbias is NULL
+ *   (a bias whose gradient a LayerNorm backward sums);  dinp = dout @ w^T, times gelu'(gelu_in)
+ *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)). */
+template <typename X>
+static tg_status linear_backward(cuda_impl *p, X *dinp, float *dw, float *dbias, const X *inp, const X *dout,
+                                 const X *w, const X *gelu_in, int N, int IC, int OC, tg_error *err) {
+    tg_status st = TG_OK;
+    const cudaDataType_t dt = tg_cuda_type<X>::value;
+    const cudaStream_t s = p->stream;
+    /* with TG_CUDA_BGRAD=epilogue the bias gradient comes out of the matmul; else it is a pass of
+     * its own, profiled as such */
+    OP(P_MATMUL, tg_cuda_matmul_weight_grad(&p->blas, s, dt, dw, p->blas.bgrad ? dbias : NULL, p->s_partial, inp,
+                                            dout, N, IC, OC, err));
+    if (dbias && !p->blas.bgrad)
+        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, p->s_partial, dout, N, OC, s, err));
+    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, dinp, dout, w, N, IC, OC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+                                gelu_in ? TG_EPI_DGELU : TG_EPI_NONE, NULL, (void *)gelu_in, err));
+cleanup:
+    return st;
+}
+
 template <typename X>
 static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_error *err) {
     tg_status st = TG_OK;
     const tg_gpt2_layout *lay = &m->lay;
     const int Bu = p->B_used, T = p->T, C = p->C, NH = p->NH, L = p->L;
     const int N = Bu * T, lnf = 2 + 12 * L;
-    const cudaDataType_t dt = tg_cuda_type<X>::value, f32 = CUDA_R_32F;
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const size_t BT = (size_t)p->B * p->T;
@@ -650,29 +720,22 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
         if (p->recompute >= 2)
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCPROJW), a->fch_gelu, dres, 4 * C, C, N, 1,
-                              0, 1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_bt4c, dres, wt<X>(m, p, t0 + FCPROJW), N, 4 * C, C, 0, 1,
-                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_DGELU, NULL, a->fch, err));
+        TG_TRY(linear_backward<X>(p, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
+                                  wt<X>(m, p, t0 + FCPROJW), (const X *)a->fch, N, 4 * C, C, err));
         if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + FCW), a->ln2, s_bt4c, C, 4 * C, N, 1, 0,
-                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + FCB), p->s_partial, s_bt4c, N, 4 * C, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + FCW), N, C, 4 * C, 0, 1,
-                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
+                                  wt<X>(m, p, t0 + FCW), NULL, N, C, 4 * C, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
                                                       gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                                       wt<X>(m, p, t0 + LN2W), N, C, p->ln_row_cache, s, err));
         /* attention output projection */
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + ATTPROJW), a->atty, dres, C, C, N, 1, 0,
-                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, dres, wt<X>(m, p, t0 + ATTPROJW), N, C, C, 0, 1,
-                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
+                                  wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
         if (p->flash && p->cudnn_last) {
             OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)s_bt4c, (const tg_bf16 *)s_btc,
                                               (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s,
@@ -692,11 +755,8 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, f32, gr(m, p, t0 + QKVW), a->ln1, s_bt4c, C, 3 * C, N, 1, 0,
-                              1.0f, 1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(gr(m, p, t0 + QKVB), p->s_partial, s_bt4c, N, 3 * C, s, err));
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, s_btc, s_bt4c, wt<X>(m, p, t0 + QKVW), N, C, 3 * C, 0, 1,
-                              1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, s_bt4c,
+                                  wt<X>(m, p, t0 + QKVW), NULL, N, C, 3 * C, err));
         /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
                                                       l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,

@@ -241,32 +241,6 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
     for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) pb[i] = acc[i];
 }
 
-/* block (32, 32), grid ceil(parts C / 32): column i of the (chunks, parts C) partials is
- * summed by 32 row lanes (chunks k = ty, ty + 32, ...), then the lanes in order: a fixed order.
- * Columns [0, C) go to dw, [C, 2C) to db, [2C, 3C) (parts == 3) to dsum. */
-__global__ void layernorm_backward_finish_kernel(float *dw, float *db, float *dsum,
-                                                 const float *partial, int chunks, int C, int parts) {
-    __shared__ float red[32][33];
-    const int i = blockIdx.x * 32 + threadIdx.x, width = parts * C;
-    float s = 0.0f;
-    if (i < width) {
-#pragma unroll 8
-        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * width + i];
-    }
-    red[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && i < width) {
-        float t = 0.0f;
-        for (int k = 0; k < 32; k++) t += red[k][threadIdx.x];
-        if (i < C)
-            dw[i] += t;
-        else if (i < 2 * C)
-            db[i - C] += t;
-        else
-            dsum[i - 2 * C] += t;
-    }
-}
-
 /* The backward for rows of at most 32 NV vectors (C <= 1024 in bf16): no row cache and no
  * barrier per row. Warp g of G takes rows g, g + G, ...; lane l always handles the vectors
  * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
@@ -456,8 +430,10 @@ static tg_status launch_backward(X *dx, float *dw, float *db, float *dsum, float
     TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_kernel<X, VEC>, smem));
     layernorm_backward_kernel<X, VEC><<<chunks, 32 * W, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
     TG_CUDA_LAUNCH_CHECK(err);
-    layernorm_backward_finish_kernel<<<(2 * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, NULL, partial, chunks, C, 2);
-    TG_CUDA_LAUNCH_CHECK(err);
+    {
+        float *const outs[3] = {dw, db, NULL};
+        TG_TRY(tg_cuda_column_sum_finish(outs, partial, chunks, C, 2, s, err));
+    }
     /* this kernel has no column sums of dx: a separate pass (after the finish: partial is free) */
     if (dsum) TG_TRY(tg_cuda_bias_backward<X>(dsum, partial, dx, N, C, s, err));
 cleanup:
@@ -487,8 +463,10 @@ static tg_status launch_backward_reg(X *dx, float *dw, float *db, float *dsum, f
         layernorm_backward_reg_kernel<X, VEC, NV, false><<<blocks, TG_LN_REG_THREADS, smem, s>>>(dx, partial, dout, x, mean, rstd, w, N, C);
     }
     TG_CUDA_LAUNCH_CHECK(err);
-    layernorm_backward_finish_kernel<<<(parts * C + 31) / 32, dim3(32, 32), 0, s>>>(dw, db, dsum, partial, blocks, C, parts);
-    TG_CUDA_LAUNCH_CHECK(err);
+    {
+        float *const outs[3] = {dw, db, dsum};
+        TG_TRY(tg_cuda_column_sum_finish(outs, partial, blocks, C, parts, s, err));
+    }
 cleanup:
     return st;
 }

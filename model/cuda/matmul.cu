@@ -84,23 +84,40 @@ column_sum_partial_kernel(float *__restrict__ partial, const X *__restrict__ dy,
     }
 }
 
-/* block (32, 32), grid ceil(OC / 32): out[c] += sum of partial[k][c] over the chunks, summed by
- * 32 row lanes (k = ty, ty + 32, ...) and then the lanes in order: a fixed order. */
-__global__ void column_sum_finish_kernel(float *out, const float *partial, int chunks, int OC) {
+/* block (32, 32), grid ceil(width / 32), width = parts * seg: column i of the (chunks, width)
+ * partials is summed by 32 row lanes (chunks k = ty, ty + 32, ...), then the lanes in order (a
+ * fixed order), and added to outs.p[i / seg][i % seg]. */
+typedef struct {
+    float *p[3];
+} colsum_outs;
+__global__ void column_sum_finish_kernel(colsum_outs outs, const float *partial, int chunks, int seg,
+                                         int width) {
     __shared__ float red[32][33];
-    const int c = blockIdx.x * 32 + threadIdx.x;
+    const int i = blockIdx.x * 32 + threadIdx.x;
     float s = 0.0f;
-    if (c < OC) {
+    if (i < width) {
 #pragma unroll 8
-        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * OC + c];
+        for (int k = threadIdx.y; k < chunks; k += 32) s += partial[(size_t)k * width + i];
     }
     red[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
-    if (threadIdx.y == 0 && c < OC) {
+    if (threadIdx.y == 0 && i < width) {
         float t = 0.0f;
         for (int k = 0; k < 32; k++) t += red[k][threadIdx.x];
-        out[c] += t;
+        outs.p[i / seg][i % seg] += t;
     }
+}
+
+tg_status tg_cuda_column_sum_finish(float *const outs[3], const float *partial, int chunks, int seg,
+                                    int parts, cudaStream_t s, tg_error *err) {
+    tg_status st = TG_OK;
+    colsum_outs o = {{outs[0], parts > 1 ? outs[1] : NULL, parts > 2 ? outs[2] : NULL}};
+    const int width = parts * seg;
+    if (parts < 1 || parts > 3) TG_FAIL(err, TG_ERR_INTERNAL, "cuda column sums: %d parts (1..3)", parts);
+    column_sum_finish_kernel<<<(width + 31) / 32, dim3(32, 32), 0, s>>>(o, partial, chunks, seg, width);
+    TG_CUDA_LAUNCH_CHECK(err);
+cleanup:
+    return st;
 }
 
 template <typename X>
@@ -149,8 +166,7 @@ static tg_status launch_bias_backward(float *dbias, float *partial, const X *dy,
     const dim3 grid(tiles, colsum_chunks(N, tiles));
     column_sum_partial_kernel<X, VEC><<<grid, dim3(32, TG_COLSUM_ROWS), 0, s>>>(partial, dy, N, OC);
     TG_CUDA_LAUNCH_CHECK(err);
-    column_sum_finish_kernel<<<(OC + 31) / 32, dim3(32, 32), 0, s>>>(dbias, partial, grid.y, OC);
-    TG_CUDA_LAUNCH_CHECK(err);
+    TG_TRY(tg_cuda_column_sum_finish(&dbias, partial, grid.y, OC, 1, s, err));
 cleanup:
     return st;
 }
@@ -214,6 +230,7 @@ typedef struct {
     cudaStream_t s;
     void *D;
     const void *A, *B;
+    const void *C; /* the addend of beta: D itself, or a residual of D's layout */
     float alpha, beta;
     const void *bias;
     void *aux;
@@ -239,10 +256,10 @@ void tg_cuda_blas_free(tg_cuda_blas *bl) {
     bl->lt = NULL;
 }
 
-/* D = alpha op(A) op(B) + beta D with the plan's descriptors (cuBLAS's A is our B). */
+/* D = alpha op(A) op(B) + beta C with the plan's descriptors (cuBLAS's A is our B). */
 static cublasStatus_t plan_launch(const tg_cuda_blas *bl, const lt_plan *p,
                                   const cublasLtMatmulAlgo_t *algo, const lt_args *a) {
-    return cublasLtMatmul(bl->lt, p->op, &a->alpha, a->B, p->la, a->A, p->lb, &a->beta, a->D, p->lc,
+    return cublasLtMatmul(bl->lt, p->op, &a->alpha, a->B, p->la, a->A, p->lb, &a->beta, a->C, p->lc,
                           a->D, p->lc, algo, bl->workspace, bl->workspace_bytes, a->s);
 }
 
@@ -280,8 +297,8 @@ static int tune_candidate_ok(const cublasLtMatmulHeuristicResult_t *h,
 }
 
 /* Times heur[0] and the admissible others on the call's operands (1 warm-up + TG_LT_TUNE_RUNS
- * runs each, fastest run counts) and sets p->algo to the fastest. beta != 0 accumulates into D,
- * so D is saved first and put back afterwards (also on an error, as far as it goes); outputs
+ * runs each, fastest run counts) and sets p->algo to the fastest. beta != 0 with C == D
+ * accumulates into D, so D is saved first and put back afterwards (also on an error, as far as it goes); outputs
  * written with beta == 0 (D, GELU_AUX's aux) are simply rewritten by the real call. When heur[0]
  * itself does not run, it stays: the real call then reports it as it would untuned. */
 static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
@@ -301,7 +318,7 @@ static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
     for (int i = 0; i < n && i < TG_LT_TUNE_MAX; i++)
         if (i == 0 || tune_candidate_ok(&heur[i], &heur[0], bl->workspace_bytes)) cand[n_cand++] = i;
     for (int e = 0; e <= TG_LT_TUNE_RUNS; e++) TG_CUDA_CHECK(err, cudaEventCreate(&ev[e]));
-    if (a->beta != 0.0f) {
+    if (a->beta != 0.0f && a->C == a->D) {
         ce = cudaMalloc(&saved, d_bytes);
         if (ce == cudaErrorMemoryAllocation) { /* not worth failing the run for: untuned */
             (void)cudaGetLastError();
@@ -400,7 +417,8 @@ static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a
     if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
         TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         if (bias) {
-            const int32_t bias_type = (int32_t)ab; /* bias is a parameter: the working type */
+            /* a bias is a parameter: the working type; a bias gradient (BGRADA) is D's type */
+            const int32_t bias_type = (int32_t)(epi == CUBLASLT_EPILOGUE_BGRADA ? d : ab);
             TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
             TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
         }
@@ -468,12 +486,12 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
                            cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
                            int K, int transA, int transB, float alpha, float beta, int batch,
                            long long strideA, long long strideB, long long strideD,
-                           cublasLtEpilogue_t epi, const void *bias, void *aux, int *no_algo,
-                           tg_error *err) {
+                           cublasLtEpilogue_t epi, const void *bias, void *aux, const void *Cin,
+                           int *no_algo, tg_error *err) {
     tg_status st = TG_OK;
     const long long abs_ = (long long)dtype_size(ab), ds = (long long)dtype_size(d);
     const long long lda = transB ? K : N, ldb = transA ? M : K, ldd = N; /* cuBLAS view */
-    const lt_args args = {s, D, A, B, alpha, beta, bias, aux};
+    const lt_args args = {s, D, A, B, Cin ? Cin : D, alpha, beta, bias, aux};
     tg_cuda_lt_cache *cache = lt_cache(bl);
     lt_plan local, *p = NULL;
     lt_key key;
@@ -498,7 +516,8 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
     key.beta_zero = beta == 0.0f;
     key.align_a = alignment_of(B, lda * abs_, strideB * abs_); /* cuBLAS A = our B */
     key.align_b = alignment_of(A, ldb * abs_, strideA * abs_);
-    key.align_d = key.align_c = alignment_of(D, ldd * ds, strideD * ds);
+    key.align_c = alignment_of(Cin ? Cin : D, ldd * ds, strideD * ds);
+    key.align_d = alignment_of(D, ldd * ds, strideD * ds);
     key.align_bias = bias ? alignment_of(bias, 0, 0) : 0;
     key.align_aux = aux ? alignment_of(aux, 0, 0) : 0;
     key.workspace = bl->workspace_bytes;
@@ -584,7 +603,7 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
 
     if (epi == TG_EPI_NONE || (bl->fuse && fusable)) {
         TG_TRY(lt_matmul(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch,
-                         strideA, strideB, strideD, lt_epi, bias, aux, &no_algo, err));
+                         strideA, strideB, strideD, lt_epi, bias, aux, NULL, &no_algo, err));
         if (!no_algo) goto cleanup;
         if (epi == TG_EPI_NONE)
             TG_FAIL(err, TG_ERR_CUDA,
@@ -593,7 +612,7 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
     }
     /* Unfused: plain matmul, then the epilogue's kernels. */
     TG_TRY(lt_matmul(bl, s, ab, d, plain_out, A, B, M, N, K, transA, transB, alpha, beta, 1, 0,
-                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, &no_algo, err));
+                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, NULL, &no_algo, err));
     if (no_algo)
         TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for M=%d N=%d K=%d (types %d/%d)", M,
                 N, K, (int)ab, (int)d);
@@ -603,6 +622,69 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
     else
         TG_TRY(unfused_epilogue<tg_bf16>(epi, (tg_bf16 *)D, (tg_bf16 *)plain_out,
                                          (const tg_bf16 *)bias, (tg_bf16 *)aux, M, N, s, err));
+cleanup:
+    return st;
+}
+
+/* Says once per kind (bit) on stderr that an opt-in epilogue fell back to separate kernels: an
+ * A/B run would otherwise measure the fallback without knowing it. */
+static void note_fallback(const tg_cuda_blas *bl, int bit, const char *what, int M, int N, int K) {
+    if (bl->noted & bit) return;
+    bl->noted |= bit;
+    fprintf(stderr, "cuda: cuBLASLt has no algorithm for %s (M=%d N=%d K=%d): separate kernels instead\n", what,
+            M, N, K);
+}
+
+tg_status tg_cuda_matmul_residual(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, void *D,
+                                  const void *A, const void *B, const void *R, const void *bias, int M,
+                                  int N, int K, tg_error *err) {
+    tg_status st = TG_OK;
+    int no_algo = 0;
+    if (bl->fuse && (uintptr_t)bias % 16 == 0) { /* 16-byte bias: see tg_cuda_matmul */
+        TG_TRY(lt_matmul(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                         bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, NULL, R,
+                         &no_algo, err));
+        if (!no_algo) goto cleanup;
+        note_fallback(bl, 1, "the bias epilogue with a residual C", M, N, K);
+    }
+    TG_TRY(lt_matmul(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                     CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, R, &no_algo, err));
+    if (no_algo)
+        TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for M=%d N=%d K=%d with a residual (type %d)", M,
+                N, K, (int)ab);
+    if (bias && ab == CUDA_R_32F) TG_TRY(tg_cuda_bias_add<float>((float *)D, (const float *)bias, M, N, s, err));
+    if (bias && ab != CUDA_R_32F)
+        TG_TRY(tg_cuda_bias_add<tg_bf16>((tg_bf16 *)D, (const tg_bf16 *)bias, M, N, s, err));
+cleanup:
+    return st;
+}
+
+tg_status tg_cuda_matmul_weight_grad(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, float *dw,
+                                     float *dbias, float *partial, const void *inp, const void *dout, int N,
+                                     int IC, int OC, tg_error *err) {
+    tg_status st = TG_OK;
+    int no_algo = 0;
+    if (dbias && bl->fuse && bl->bgrad) {
+        /* cuBLAS's A is our B (dout, not transposed): BGRADA sums it over K = N rows, writing
+         * OC fp32 sums into partial, which are then added to dbias. */
+        TG_TRY(lt_matmul(bl, s, ab, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                         CUBLASLT_EPILOGUE_BGRADA, partial, NULL, NULL, &no_algo, err));
+        if (!no_algo) {
+            float *const outs[3] = {dbias, NULL, NULL};
+            TG_TRY(tg_cuda_column_sum_finish(outs, partial, 1, OC, 1, s, err));
+            goto cleanup;
+        }
+        note_fallback(bl, 2, "the BGRADA epilogue", IC, OC, N);
+    }
+    TG_TRY(lt_matmul(bl, s, ab, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                     CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, NULL, &no_algo, err));
+    if (no_algo)
+        TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for the weight gradient M=%d N=%d K=%d (type %d)", IC,
+                OC, N, (int)ab);
+    if (dbias && ab == CUDA_R_32F)
+        TG_TRY(tg_cuda_bias_backward<float>(dbias, partial, (const float *)dout, N, OC, s, err));
+    if (dbias && ab != CUDA_R_32F)
+        TG_TRY(tg_cuda_bias_backward<tg_bf16>(dbias, partial, (const tg_bf16 *)dout, N, OC, s, err));
 cleanup:
     return st;
 }

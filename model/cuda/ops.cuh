@@ -20,6 +20,8 @@ typedef struct {
     size_t workspace_bytes;
     int fuse;        /* 1: bias/GELU/dGELU in cuBLASLt epilogues; 0: separate kernels */
     int tune;        /* 1: the first call of a shape times cuBLASLt's candidates, keeps the fastest */
+    int bgrad;       /* 1: bias gradients from the weight-gradient matmul's BGRADA epilogue */
+    mutable int noted; /* opt-in epilogues found without a cuBLASLt algorithm, said once on stderr */
     /* The descriptors and algorithm of each matmul shape, made on first use (so mutable: the
      * launchers take the struct const) and kept until tg_cuda_blas_free. NULL: none yet. One
      * thread at a time. */
@@ -51,6 +53,25 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
                          long long strideA, long long strideB, long long strideD,
                          tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err);
 
+/* D (M, N) = A (M, K) @ B (K, N) + bias (N; may be NULL) + R (M, N), all of type ab: a
+ * projection whose output is added to the residual stream R, in the matmul's epilogue (R is
+ * cuBLASLt's C operand with beta = 1), so that no separate pass writes the projection out and
+ * reads it back for the add. R == D adds in place; otherwise R must not overlap D. Without a
+ * fused algorithm (or with bl->fuse == 0) the bias is added by a kernel after the matmul. */
+tg_status tg_cuda_matmul_residual(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, void *D,
+                                  const void *A, const void *B, const void *R, const void *bias, int M,
+                                  int N, int K, tg_error *err);
+
+/* The weight and bias gradients of out (N, OC) = inp (N, IC) @ w (IC, OC) + b, given dout:
+ * dw (IC, OC, fp32) += inp^T @ dout and, when dbias != NULL, dbias (OC, fp32) += the column sums
+ * of dout. With bl->bgrad (and bl->fuse) the sums come out of the same matmul (cuBLASLt's BGRADA
+ * epilogue, written into partial and then added); without it, or when cuBLASLt has no such
+ * algorithm, from tg_cuda_bias_backward. inp, dout of type ab. partial: TG_CUDA_COL_CHUNKS * OC
+ * floats of scratch. */
+tg_status tg_cuda_matmul_weight_grad(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, float *dw,
+                                     float *dbias, float *partial, const void *inp, const void *dout, int N,
+                                     int IC, int OC, tg_error *err);
+
 /* y (N, OC) += bias (OC) */
 template <typename X>
 tg_status tg_cuda_bias_add(X *y, const X *bias, int N, int OC, cudaStream_t s, tg_error *err);
@@ -64,6 +85,11 @@ tg_status tg_cuda_gelu_backward(X *d, const X *inp, size_t n, cudaStream_t s, tg
 template <typename X>
 tg_status tg_cuda_bias_backward(float *dbias, float *partial, const X *dy, int N, int OC,
                                 cudaStream_t s, tg_error *err);
+/* The second pass of the deterministic column reductions: outs[k][c] (fp32) += the sum over
+ * `chunks` rows of partial (chunks, parts * seg) at column k * seg + c, for c < seg, k < parts
+ * (1..3; outs[k] for k >= parts is not read). The rows are added in a fixed order. */
+tg_status tg_cuda_column_sum_finish(float *const outs[3], const float *partial, int chunks, int seg,
+                                    int parts, cudaStream_t s, tg_error *err);
 /* Row chunks of the deterministic column reductions (bias and LayerNorm weight grads). */
 #define TG_CUDA_COL_CHUNKS 1024
 

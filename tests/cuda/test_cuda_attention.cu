@@ -20,6 +20,7 @@
 extern "C" {
 #include "core/rng.h"
 }
+#include "cuda_test.h"
 #include "tg_test.h"
 
 #define CU(call)                                                                               \
@@ -242,6 +243,18 @@ static void time_gpt2(cudaStream_t s, int impl) {
     tg_bf16 *qkv, *dy, *y, *d;
     float *lse, *delta, ms_f = 0.0f, ms_b = 0.0f;
     cudaEvent_t e0, e1, e2;
+    tg_cudnn_attn *cd = NULL;
+    void *ws = NULL;
+    if (impl >= 2) { /* first, so that "not available" has nothing to free */
+        char why[200] = "";
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl == 2, why, sizeof why, &err), &err);
+        if (!cd) {
+            printf("  %-22s timing: not available (%s)\n", names[impl], why);
+            return;
+        }
+        CU(cudaMalloc(&ws, tg_cudnn_attn_workspace(cd) + 16));
+        tg_cudnn_attn_set_workspace(cd, ws);
+    }
     CU(cudaMalloc(&qkv, N * 3 * C * 2));
     CU(cudaMalloc(&dy, N * C * 2));
     CU(cudaMalloc(&y, N * C * 2));
@@ -260,24 +273,6 @@ static void time_gpt2(cudaStream_t s, int impl) {
         free(h);
     }
     setenv("TG_CUDA_FLASH_PIPE", pipe ? "1" : "0", 1);
-    tg_cudnn_attn *cd = NULL;
-    void *ws = NULL;
-    if (impl >= 2) {
-        char why[200] = "";
-        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl == 2, why, sizeof why, &err), &err);
-        if (!cd) {
-            printf("  %-22s timing: not available (%s)\n", names[impl], why);
-            cudaFree(qkv);
-            cudaFree(dy);
-            cudaFree(y);
-            cudaFree(d);
-            cudaFree(lse);
-            cudaFree(delta);
-            return;
-        }
-        CU(cudaMalloc(&ws, tg_cudnn_attn_workspace(cd) + 16));
-        tg_cudnn_attn_set_workspace(cd, ws);
-    }
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
     CU(cudaEventCreate(&e2));
@@ -315,12 +310,7 @@ static void time_gpt2(cudaStream_t s, int impl) {
 }
 
 int main(void) {
-    int n_dev = 0;
-    cudaError_t ce = cudaGetDeviceCount(&n_dev);
-    if (ce != cudaSuccess || n_dev == 0) {
-        printf("SKIP: no CUDA device (%s)\n", ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices");
-        return 77;
-    }
+    cuda_test_require_device();
     cudaStream_t s;
     tg_cuda_blas bl = {};
     CU(cudaStreamCreate(&s));

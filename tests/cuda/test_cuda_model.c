@@ -14,7 +14,10 @@
  * Micro-batch 1 reads logits and loss before backward, micro-batch 2 runs backward first (the
  * trainer's order), so both ways of reaching the deferred LM head are checked. Two cases pick
  * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1), two take the A/B alternatives
- * (TG_CUDA_XENT=fused, TG_CUDA_LN_CACHE=1). fp32 must match to 1e-4 (the backends differ only in summation order
+ * (TG_CUDA_XENT=fused, TG_CUDA_LN_CACHE=1); the opt-in epilogues not yet measured on a GPU run
+ * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
+ * unfused, with recompute), the bias gradients from the weight-gradient matmuls
+ * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
  * rounded ~10-20 times along the forward/backward path, which gives norm-wise errors of about
@@ -30,6 +33,7 @@
 
 #include "core/rng.h"
 #include "model/model.h"
+#include "cuda_test.h"
 #include "tg_test.h"
 
 enum { B = 4, T = 32 };
@@ -234,12 +238,7 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
 }
 
 int main(void) {
-    int n_dev = 0;
-    cudaError_t ce = cudaGetDeviceCount(&n_dev);
-    if (ce != cudaSuccess || n_dev == 0) {
-        printf("SKIP: no CUDA device (%s)\n", ce != cudaSuccess ? cudaGetErrorString(ce) : "0 devices");
-        return 77;
-    }
+    cuda_test_require_device();
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
     run_case("fp32", 0, 0, 1, "flash", 4, "48", &fp32_tol);
     run_case("fp32-nofusion", 0, 0, 0, "flash", 4, "8192", &fp32_tol);
@@ -264,5 +263,23 @@ int main(void) {
     run_case("bf16-xentfused-lncache", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
     unsetenv("TG_CUDA_XENT");
     unsetenv("TG_CUDA_LN_CACHE");
+    /* residual adds in the projections' epilogue (cuBLASLt C != D): fused, unfused (plain matmul
+     * with C, then the bias kernel), and tuned (D is not saved: C is not D) */
+    setenv("TG_CUDA_RESID", "epilogue", 1);
+    run_case("fp32-resid", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("fp32-resid-nofusion", 0, 0, 0, "flash", 4, "8192", &fp32_tol);
+    run_case("bf16-cudnn-resid-recompute-ln", 1, 1, 1, "cudnn", 4, "48", &bf16_tol);
+    unsetenv("TG_CUDA_RESID");
+    /* qkv and c_fc bias gradients from the weight-gradient matmul's BGRADA epilogue */
+    setenv("TG_CUDA_BGRAD", "epilogue", 1);
+    run_case("fp32-bgrad", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("bf16-cudnn-bgrad", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
+    /* both, with tuning (D saved and restored around the BGRADA candidates; not for C != D) */
+    setenv("TG_CUDA_RESID", "epilogue", 1);
+    setenv("TG_CUBLASLT_TUNE", "1", 1);
+    run_case("bf16-flash-resid-bgrad-tuned", 1, 0, 1, "flash", 1, "8192", &bf16_tol);
+    unsetenv("TG_CUBLASLT_TUNE");
+    unsetenv("TG_CUDA_RESID");
+    unsetenv("TG_CUDA_BGRAD");
     TEST_MAIN_END();
 }
