@@ -269,6 +269,18 @@ static void cuda_free(tg_model *m) {
     m->impl = NULL;
 }
 
+/* *on = whether the environment variable `name` says "epilogue" (default "kernel"); any other
+ * value is an error. For the opt-in epilogue switches, read once at init. */
+static tg_status env_epilogue_switch(const char *name, int *on, tg_error *err) {
+    tg_status st = TG_OK;
+    const char *v = getenv(name);
+    if (v && strcmp(v, "epilogue") && strcmp(v, "kernel"))
+        TG_FAIL(err, TG_ERR_ARG, "%s=%s: expected kernel (default) or epilogue", name, v);
+    *on = v && strcmp(v, "epilogue") == 0;
+cleanup:
+    return st;
+}
+
 static tg_status cuda_init(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
@@ -305,22 +317,12 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
      * atty @ W + b), and the LayerNorm after them reads one stream instead of two. Opt-in until
      * it is measured on a GPU against the default (the add inside the LayerNorm kernel). */
-    {
-        const char *r = getenv("TG_CUDA_RESID");
-        if (r && strcmp(r, "epilogue") && strcmp(r, "kernel"))
-            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_RESID=%s: expected kernel (default) or epilogue", r);
-        p->resid_epi = r && strcmp(r, "epilogue") == 0;
-    }
+    TG_TRY(env_epilogue_switch("TG_CUDA_RESID", &p->resid_epi, err));
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
     /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient matmuls
      * (BGRADA) instead of a pass of their own over dout. Opt-in until measured on a GPU. */
-    {
-        const char *b = getenv("TG_CUDA_BGRAD");
-        if (b && strcmp(b, "epilogue") && strcmp(b, "kernel"))
-            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_BGRAD=%s: expected kernel (default) or epilogue", b);
-        p->blas.bgrad = b && strcmp(b, "epilogue") == 0;
-    }
+    TG_TRY(env_epilogue_switch("TG_CUDA_BGRAD", &p->blas.bgrad, err));
     /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
     p->blas.tune = getenv("TG_CUBLASLT_TUNE") && strcmp(getenv("TG_CUBLASLT_TUNE"), "1") == 0;
 

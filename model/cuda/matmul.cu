@@ -579,11 +579,23 @@ cleanup:
     return st;
 }
 
-tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
-                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
-                         int K, int transA, int transB, float alpha, float beta, int batch,
-                         long long strideA, long long strideB, long long strideD,
-                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
+/* Says once per kind (bit) on stderr that an opt-in epilogue fell back to separate kernels: an
+ * A/B run would otherwise measure the fallback without knowing it. */
+static void note_fallback(const tg_cuda_blas *bl, int bit, const char *what, int M, int N, int K) {
+    if (bl->noted & bit) return;
+    bl->noted |= bit;
+    fprintf(stderr, "cuda: cuBLASLt has no algorithm for %s (M=%d N=%d K=%d): separate kernels instead\n", what,
+            M, N, K);
+}
+
+/* tg_cuda_matmul with beta's addend Cin (NULL: D itself; else only with TG_EPI_NONE or BIAS, whose
+ * unfused path adds the bias to D after the matmul). An epilogue that falls back to kernels is
+ * said on stderr once (note_fallback) when note_bit != 0. */
+static tg_status matmul_impl(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, cudaDataType_t d,
+                             void *D, const void *A, const void *B, int M, int N, int K, int transA,
+                             int transB, float alpha, float beta, int batch, long long strideA,
+                             long long strideB, long long strideD, tg_cuda_epilogue epi, const void *bias,
+                             void *aux, const void *Cin, int note_bit, tg_error *err) {
     tg_status st = TG_OK;
     int no_algo = 0;
     cublasLtEpilogue_t lt_epi = CUBLASLT_EPILOGUE_DEFAULT;
@@ -603,16 +615,17 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
 
     if (epi == TG_EPI_NONE || (bl->fuse && fusable)) {
         TG_TRY(lt_matmul(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch,
-                         strideA, strideB, strideD, lt_epi, bias, aux, NULL, &no_algo, err));
+                         strideA, strideB, strideD, lt_epi, bias, aux, Cin, &no_algo, err));
         if (!no_algo) goto cleanup;
         if (epi == TG_EPI_NONE)
             TG_FAIL(err, TG_ERR_CUDA,
                     "cuBLASLt: no algorithm for M=%d N=%d K=%d transA=%d transB=%d batch=%d "
                     "(types %d/%d)", M, N, K, transA, transB, batch, (int)ab, (int)d);
+        if (note_bit) note_fallback(bl, note_bit, "the bias epilogue with a residual C", M, N, K);
     }
     /* Unfused: plain matmul, then the epilogue's kernels. */
     TG_TRY(lt_matmul(bl, s, ab, d, plain_out, A, B, M, N, K, transA, transB, alpha, beta, 1, 0,
-                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, NULL, &no_algo, err));
+                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, Cin, &no_algo, err));
     if (no_algo)
         TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for M=%d N=%d K=%d (types %d/%d)", M,
                 N, K, (int)ab, (int)d);
@@ -626,37 +639,20 @@ cleanup:
     return st;
 }
 
-/* Says once per kind (bit) on stderr that an opt-in epilogue fell back to separate kernels: an
- * A/B run would otherwise measure the fallback without knowing it. */
-static void note_fallback(const tg_cuda_blas *bl, int bit, const char *what, int M, int N, int K) {
-    if (bl->noted & bit) return;
-    bl->noted |= bit;
-    fprintf(stderr, "cuda: cuBLASLt has no algorithm for %s (M=%d N=%d K=%d): separate kernels instead\n", what,
-            M, N, K);
+tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
+                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
+                         int K, int transA, int transB, float alpha, float beta, int batch,
+                         long long strideA, long long strideB, long long strideD,
+                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
+    return matmul_impl(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch, strideA, strideB,
+                       strideD, epi, bias, aux, NULL, 0, err);
 }
 
 tg_status tg_cuda_matmul_residual(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, void *D,
                                   const void *A, const void *B, const void *R, const void *bias, int M,
                                   int N, int K, tg_error *err) {
-    tg_status st = TG_OK;
-    int no_algo = 0;
-    if (bl->fuse && (uintptr_t)bias % 16 == 0) { /* 16-byte bias: see tg_cuda_matmul */
-        TG_TRY(lt_matmul(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                         bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, NULL, R,
-                         &no_algo, err));
-        if (!no_algo) goto cleanup;
-        note_fallback(bl, 1, "the bias epilogue with a residual C", M, N, K);
-    }
-    TG_TRY(lt_matmul(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                     CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, R, &no_algo, err));
-    if (no_algo)
-        TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for M=%d N=%d K=%d with a residual (type %d)", M,
-                N, K, (int)ab);
-    if (bias && ab == CUDA_R_32F) TG_TRY(tg_cuda_bias_add<float>((float *)D, (const float *)bias, M, N, s, err));
-    if (bias && ab != CUDA_R_32F)
-        TG_TRY(tg_cuda_bias_add<tg_bf16>((tg_bf16 *)D, (const tg_bf16 *)bias, M, N, s, err));
-cleanup:
-    return st;
+    return matmul_impl(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                       bias ? TG_EPI_BIAS : TG_EPI_NONE, bias, NULL, R, 1, err);
 }
 
 tg_status tg_cuda_matmul_weight_grad(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, float *dw,
