@@ -8,6 +8,8 @@
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
 #             no-fusion / each attention implementation)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention, timed
+#   xent      test_cuda_xent: both cross-entropy ways against a host reference, timed at one LM-head
+#             chunk
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
 #             bf16 resume
 #   comm      truthgpt bench comm --device cuda: the NCCL collectives table (one rank)
@@ -16,8 +18,8 @@
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, and the torch venv's newer cuDNN and cuBLAS), then the default
-#             once more for the spread
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), the three together,
+#             and the torch venv's newer cuDNN and cuBLAS), then the default once more for the spread
 #   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
@@ -36,7 +38,8 @@ BUILD="$ROOT/build-gpu"
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
-STEPS=${GPU_STEPS:-"test attn resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
+XTEST="$BUILD/tests/cuda/test_cuda_xent"
+STEPS=${GPU_STEPS:-"test attn xent resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -61,7 +64,7 @@ step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.max.sm --format=csv || true
 # Libraries the machine lacks: link in the carried copies (gpu-libs), soname by soname.
 for pass in 1 2 3; do
-    missing=$(ldd "$TG" "$TEST" "$ATEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    missing=$(ldd "$TG" "$TEST" "$ATEST" "$XTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
     [ -z "$missing" ] && break
     mkdir -p /tmp/tglibs
     for m in $missing; do
@@ -84,6 +87,12 @@ if want attn; then
     step "test_cuda_attention"
     run attn 90 "$ATEST"
     attn_rc=$?
+fi
+xent_rc=0
+if want xent; then
+    step "test_cuda_xent"
+    run xent 90 "$XTEST"
+    xent_rc=$?
 fi
 if want resume; then
     step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
@@ -124,8 +133,12 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_RESID=epilogue run ab-resid 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: bias gradients from the weight-gradient matmuls (TG_CUDA_BGRAD=epilogue)"
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: both, profiled"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_PROFILE=1 run ab-both-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
+    TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: the three together"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused run ab-all 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: the three together, profiled"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's
     # 9.14; its cuBLAS against CUDA 13.0's): the backend line names the versions loaded.
     VENV_NV=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)
@@ -184,6 +197,10 @@ fi
 if want sanitize && { { [ $attn_rc -ne 0 ] && [ $attn_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
     step "compute-sanitizer memcheck: test_cuda_attention (small shapes)"
     TG_ATTN_QUICK=1 run sanitize-a 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$ATEST"
+fi
+if want sanitize && { { [ $xent_rc -ne 0 ] && [ $xent_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
+    step "compute-sanitizer memcheck: test_cuda_xent (no timing)"
+    TG_XENT_QUICK=1 run sanitize-x 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$XTEST"
 fi
 
 step "summary"

@@ -88,4 +88,23 @@ __device__ __forceinline__ float tg_warp_max(float v) {
     return v;
 }
 
+/* Asynchronous global -> shared copies (cp.async, sm_80+): the copy runs while the block computes
+ * on other data. tg_cp_async(dst, src, bytes, ok): bytes in {4, 8, 16}, both addresses aligned to
+ * it; ok = 0 zero-fills dst (src must still be a valid address). A group of copies is committed,
+ * then waited for with tg_cp_async_wait<n>: until at most n committed groups are in flight (this
+ * thread's copies only: a __syncthreads() must follow before other threads read them). */
+template <int BYTES>
+static __device__ __forceinline__ void tg_cp_async(void *dst, const void *src, int ok) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    if (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(src), "n"(BYTES),
+                     "r"(ok ? BYTES : 0));
+}
+static __device__ __forceinline__ void tg_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> static __device__ __forceinline__ void tg_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 #endif

@@ -97,23 +97,16 @@ static __device__ __forceinline__ void load_tile_async(tg_bf16 (*sm)[HS + FA_PAD
     constexpr int CH = HS / 8;
     for (int i = threadIdx.x; i < FA_ROWS * CH; i += FA_THREADS) {
         const int r = i / CH, c = (i % CH) * 8, ok = row0 + r < T;
-        const tg_bf16 *src = base + (size_t)(ok ? row0 + r : 0) * rs + c;
-        const uint32_t dst = (uint32_t)__cvta_generic_to_shared(&sm[r][c]);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+        tg_cp_async<16>(&sm[r][c], base + (size_t)(ok ? row0 + r : 0) * rs + c, ok);
     }
 }
 /* 64 floats of a (B*NH, T) row statistic from row0 (zero past T). */
 static __device__ __forceinline__ void load_stat_async(float *sm, const float *src, int row0, int T) {
     for (int i = threadIdx.x; i < FA_ROWS; i += FA_THREADS) {
         const int ok = row0 + i < T;
-        const uint32_t dst = (uint32_t)__cvta_generic_to_shared(&sm[i]);
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src + (ok ? row0 + i : 0)),
-                     "r"(ok ? 4 : 0));
+        tg_cp_async<4>(&sm[i], src + (ok ? row0 + i : 0), ok);
     }
 }
-static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-/* waits until at most one committed group (the prefetch) is still in flight */
-static __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
 /* The K and V tiles (rows kt * 64..) of one head, for the loops over key tiles kt = 0..last of
  * the forward and dQ kernels. base: the head's q columns in qkv (k at +C, v at +2C), rows of
@@ -128,7 +121,7 @@ static __device__ __forceinline__ void kv_tiles_first(tg_bf16 (*ks)[FA_ROWS][HS 
     if (!PIPE) return;
     load_tile_async<HS>(ks[0], base + C, rs, 0, T);
     load_tile_async<HS>(vs[0], base + 2 * C, rs, 0, T);
-    cp_async_commit();
+    tg_cp_async_commit();
 }
 template <int HS, bool PIPE>
 static __device__ __forceinline__ int kv_tiles_wait(tg_bf16 (*ks)[FA_ROWS][HS + FA_PAD],
@@ -140,8 +133,8 @@ static __device__ __forceinline__ int kv_tiles_wait(tg_bf16 (*ks)[FA_ROWS][HS + 
             load_tile_async<HS>(ks[cur ^ 1], base + C, rs, (kt + 1) * FA_ROWS, T);
             load_tile_async<HS>(vs[cur ^ 1], base + 2 * C, rs, (kt + 1) * FA_ROWS, T);
         }
-        cp_async_commit(); /* possibly empty: keeps the wait count uniform */
-        cp_async_wait1();
+        tg_cp_async_commit(); /* possibly empty: keeps the wait count uniform */
+        tg_cp_async_wait<1>(); /* all but the prefetch */
         __syncthreads();
         return cur;
     }
@@ -340,7 +333,7 @@ flash_backward_dkv_kernel(tg_bf16 *dqkv, const tg_bf16 *dy, const tg_bf16 *qkv, 
         load_tile_async<HS>(dos_buf[0], dybase, (size_t)C, kt * FA_ROWS, T);
         load_stat_async(lse_buf[0], lse + (size_t)bh * T, kt * FA_ROWS, T);
         load_stat_async(d_buf[0], delta + (size_t)bh * T, kt * FA_ROWS, T);
-        cp_async_commit();
+        tg_cp_async_commit();
     }
     for (int qt = kt; qt < nt; qt++) {
         const int cur = PIPE ? ((qt - kt) & 1) : 0;
@@ -351,8 +344,8 @@ flash_backward_dkv_kernel(tg_bf16 *dqkv, const tg_bf16 *dy, const tg_bf16 *qkv, 
                 load_stat_async(lse_buf[cur ^ 1], lse + (size_t)bh * T, (qt + 1) * FA_ROWS, T);
                 load_stat_async(d_buf[cur ^ 1], delta + (size_t)bh * T, (qt + 1) * FA_ROWS, T);
             }
-            cp_async_commit();
-            cp_async_wait1();
+            tg_cp_async_commit();
+            tg_cp_async_wait<1>(); /* all but the prefetch */
             __syncthreads();
         } else {
             __syncthreads();

@@ -90,7 +90,7 @@ typedef struct {
     float *lnf_mean, *lnf_rstd, *losses; /* (B,T) */
     float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
-    int xent_fused;                      /* TG_CUDA_XENT=fused: one cross-entropy kernel */
+    int xent_fused;                      /* TG_CUDA_XENT=fused: logits read once (classifier.cu) */
     int ln_row_cache;                    /* TG_CUDA_LN_CACHE=1: the row-cache LayerNorm backward */
     int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
     /* backward scratch, reused by every layer */
@@ -616,7 +616,7 @@ cleanup:
  * call says what is needed:
  *   HEAD_LOSS    the per-row losses (an evaluation, or tg_model_loss before backward)
  *   HEAD_TRAIN   the losses and the backward through the head, chunk by chunk: dlogits =
- *                dscale * (softmax - onehot) in place (two kernels; one with TG_CUDA_XENT=fused), dwte += dlogits^T @ lnf (fp32, chunks
+ *                dscale * (softmax - onehot) in place (two kernels; with TG_CUDA_XENT=fused one that reads the logits once), dwte += dlogits^T @ lnf (fp32, chunks
  *                added in order), dlnf = dlogits @ wte into s_btc
  *   HEAD_LOGITS  the logits, downloaded into host (N, Vp) fp32 (synchronises) */
 enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
@@ -645,7 +645,7 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
         } else {
             if (p->xent_fused) {
                 if (p->prof) p->prof->phase = 1;
-                OP(P_XENT, tg_cuda_crossentropy_fused<X>(p->losses + r0, logits, d_targets + r0, dscale, rows, V,
+                OP(P_XENT, tg_cuda_crossentropy_fused<X>(p->losses + r0, p->lse, logits, d_targets + r0, dscale, rows, V,
                                                          Vp, s, err));
             } else {
                 OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, p->lse, logits, d_targets + r0, rows,

@@ -178,10 +178,14 @@ template <typename X>
 tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32_t *targets,
                                         float dscale, int N, int V, int Vp, cudaStream_t s,
                                         tg_error *err);
-/* Both in one launch (no lse buffer). */
+/* Both, reading the logits once: one kernel that stages rows in shared memory where two rows
+ * (2 Vp sizeof(X) bytes) fit the device's per-block limit and the logits are 16-byte aligned
+ * with Vp a multiple of the 16-byte vector; else the two kernels above, with lse (N floats) as
+ * their scratch. Same results either way up to rounding (the log-sum-exp's summation order). */
 template <typename X>
-tg_status tg_cuda_crossentropy_fused(float *losses, X *logits, const int32_t *targets, float dscale,
-                                     int N, int V, int Vp, cudaStream_t s, tg_error *err);
+tg_status tg_cuda_crossentropy_fused(float *losses, float *lse, X *logits, const int32_t *targets,
+                                     float dscale, int N, int V, int Vp, cudaStream_t s,
+                                     tg_error *err);
 
 /* ---- adamw.cu ---- */
 
