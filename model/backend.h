@@ -42,6 +42,9 @@ struct tg_backend_ops {
     tg_status (*adamw)(tg_model *m, const tg_adamw_args *a, tg_error *err);
     size_t (*device_bytes)(const tg_model *m);
     const char *(*describe)(const tg_model *m);
+    /* Optional (NULL: the backend picks nothing by timing; model.c answers for it). */
+    tg_status (*tuning_get)(tg_model *m, void **blob, size_t *len, tg_error *err);
+    tg_status (*tuning_set)(tg_model *m, const void *blob, size_t len, tg_error *err);
 };
 
 extern const tg_backend_ops tg_cpu_backend_ops;

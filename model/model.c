@@ -108,6 +108,16 @@ tg_status tg_model_opt_set(tg_model *m, const float *mo, const float *v, tg_erro
 tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) { return m->ops->adamw(m, a, e); }
 size_t tg_model_device_bytes(const tg_model *m) { return m->ops->device_bytes(m); }
 const char *tg_model_describe(const tg_model *m) { return m->ops->describe(m); }
+tg_status tg_model_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *e) {
+    *blob = NULL;
+    *len = 0;
+    return m->ops->tuning_get ? m->ops->tuning_get(m, blob, len, e) : TG_OK;
+}
+tg_status tg_model_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *e) {
+    if (m->ops->tuning_set) return m->ops->tuning_set(m, blob, len, e);
+    return tg_error_set(e, TG_ERR_FORMAT, "the %s backend makes no choices by timing; a tuning blob is for the "
+                        "CUDA backend", m->ops->name);
+}
 
 /* Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendor datasheets. */
 static double peak_for(const char *name) {

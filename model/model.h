@@ -112,6 +112,16 @@ size_t tg_model_device_bytes(const tg_model *m);
  * it chose and why (e.g. "bf16, attention: cudnn sdpa (deterministic)"). Valid until free. */
 const char *tg_model_describe(const tg_model *m);
 
+/* Choices the backend made by timing (CUDA with TG_CUBLASLT_TUNE=1: cuBLASLt's algorithm per
+ * matmul shape), which differ between processes and change the results' rounding. get: an
+ * opaque malloc'd blob of the choices made so far (*blob = NULL, *len = 0 when none: the CPU
+ * backend, or tuning off); set, before the first forward: make the same choices as the process
+ * that got the blob, so a resumed run computes bit for bit as the run it continues. A blob from
+ * another device model or library version is refused with TG_ERR_FORMAT and the reason, and
+ * nothing changes. */
+tg_status tg_model_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err);
+tg_status tg_model_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err);
+
 /* Is the CUDA backend compiled in? */
 int tg_model_cuda_available(void);
 /* The model's device: name, dense bf16 peak (TFLOP/s; 0 when unknown, e.g. CPUs) and the bytes

@@ -18,8 +18,9 @@
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), the three together,
-#             and the torch venv's newer cuDNN and cuBLAS), then the default once more for the spread
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), the three together
+#             with TG_CUBLASLT_TUNE=1 and profiled without, and the torch venv's newer cuDNN and
+#             cuBLAS), then the default once more for the spread
 #   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
@@ -135,8 +136,9 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
     TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
-    step "A/B: the three together"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused run ab-all 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: the three together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUBLASLT_TUNE=1 \
+        run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: the three together, profiled"
     TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's

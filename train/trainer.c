@@ -98,6 +98,7 @@ typedef struct {
     int64_t tokens_seen;
     float *host_params, *host_m, *host_v; /* checkpoint staging, n_padded each */
     int nccl;                  /* gradients reduced on the device by NCCL */
+    size_t tuning_len;         /* bytes of this rank's tuning file as last written (0: none) */
 } trainer;
 
 static tg_status mkdir_p(const char *path, tg_error *err) {
@@ -288,6 +289,71 @@ cleanup:
     return st;
 }
 
+/* ---- the backend's timed choices (tg_model_tuning_get): <out_dir>/tuning/rank-NNNNN.bin ----
+ * Written by every rank whenever its set grows (the first step, the first evaluation), read
+ * back on resume before the first forward, so a resumed run with TG_CUBLASLT_TUNE=1 uses the
+ * algorithms the run it continues used: the same bits. Nothing is written when nothing is
+ * timed. */
+static void tuning_path(const trainer *tr, char *path, size_t cap) {
+    snprintf(path, cap, "%s/tuning/rank-%05d.bin", tr->cfg->out_dir, tr->rank);
+}
+
+static tg_status tuning_save(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    char path[TG_PATH_MAX + 32], tmp[TG_PATH_MAX + 40];
+    void *blob = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+    TG_TRY(tg_model_tuning_get(tr->model, &blob, &len, err));
+    if (len == 0 || len == tr->tuning_len) goto cleanup;
+    snprintf(path, sizeof path, "%s/tuning", tr->cfg->out_dir);
+    TG_TRY(mkdir_p(path, err));
+    tuning_path(tr, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fwrite(blob, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    fclose(f);
+    f = NULL;
+    if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    tr->tuning_len = len;
+cleanup:
+    if (f) fclose(f);
+    free(blob);
+    return st;
+}
+
+/* On resume: this rank's file, if there is one. One the backend refuses (another GPU model or
+ * library version) is only a warning: the run goes on and times again. */
+static tg_status tuning_load(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    char path[TG_PATH_MAX + 32];
+    unsigned char *buf = NULL;
+    long len;
+    tg_error e2 = {0};
+    FILE *f = NULL;
+    tuning_path(tr, path, sizeof path);
+    f = fopen(path, "rb");
+    if (!f) return TG_OK;
+    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+        TG_FAIL(err, TG_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    buf = malloc(len > 0 ? (size_t)len : 1);
+    TG_CHECK_ALLOC(err, buf);
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) TG_FAIL(err, TG_ERR_IO, "cannot read %s", path);
+    if (tg_model_tuning_set(tr->model, buf, (size_t)len, &e2) == TG_OK) {
+        tr->tuning_len = (size_t)len;
+        tg_log_info(tr->lg, "resume: matmul algorithms from %s (%ld bytes)", path, len);
+    } else {
+        tg_log_warn(tr->lg, "resume: ignoring %s: %s; algorithms are timed again, so rounding may differ from the run "
+                    "that wrote it", path, e2.msg);
+    }
+cleanup:
+    if (f) fclose(f);
+    free(buf);
+    return st;
+}
+
 /* Rank 0: a sample from an end-of-text prompt, printed as one log line. */
 static tg_status print_sample(trainer *tr, int step, tg_error *err) {
     tg_status st = TG_OK;
@@ -434,6 +500,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     }
     TG_TRY(tg_comm_barrier(comm, err)); /* out_dir exists before anyone looks for checkpoints */
     TG_TRY(maybe_resume(tr, err));
+    if (tr->step > 0) TG_TRY(tuning_load(tr, err));
     if (tr->is_root) {
         char path[TG_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
@@ -590,6 +657,7 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
             }
         }
         if (tr.tok && step % cfg->sample_every == 0) TG_TRY(print_sample(&tr, step, err));
+        TG_TRY(tuning_save(&tr, err));
         /* Stop requests are agreed on by all ranks so that everyone saves the same step. */
         double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
         if (tr.world > 1) TG_TRY(tg_comm_allreduce_host(comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));

@@ -1021,6 +1021,13 @@ cleanup:
 
 static const char *cuda_describe(const tg_model *m) { return ((const cuda_impl *)m->impl)->note; }
 
+static tg_status cuda_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err) {
+    return tg_cuda_blas_tuning_get(&((cuda_impl *)m->impl)->blas, blob, len, err);
+}
+static tg_status cuda_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err) {
+    return tg_cuda_blas_tuning_set(&((cuda_impl *)m->impl)->blas, blob, len, err);
+}
+
 static size_t cuda_device_bytes(const tg_model *m) {
     const cuda_impl *p = (const cuda_impl *)m->impl;
     return m->n_padded * (p->xs + sizeof(float)) + p->act_bytes + cuda_opt_bytes(m);
@@ -1050,4 +1057,6 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     cuda_adamw,
     cuda_device_bytes,
     cuda_describe,
+    cuda_tuning_get,
+    cuda_tuning_set,
 };

@@ -211,18 +211,39 @@ typedef struct {
     uint64_t workspace;
 } lt_key;
 
-/* no_algo: cuBLASLt has no algorithm for the key (an answer that repeats, so it is kept too). */
+/* no_algo: cuBLASLt has no algorithm for the key (an answer that repeats, so it is kept too).
+ * tuned: algo was picked by timing, here or in the process that made a tuning blob. */
 typedef struct {
     lt_key key;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
-    int no_algo;
+    int no_algo, tuned;
 } lt_plan;
 
+/* A (key, algorithm) pair taken from a tuning blob (tg_cuda_blas_tuning_set). */
+typedef struct {
+    lt_key key;
+    cublasLtMatmulAlgo_t algo;
+} lt_preset;
+
+/* The head of a tuning blob (tg_cuda_blas_tuning_get; layout below, with the functions). */
+#define TG_LT_TUNING_MAGIC 0x544c4754u /* "TGLT" */
+#define TG_LT_TUNING_VERSION 1u
+typedef struct {
+    uint32_t magic, version;
+    uint32_t key_bytes, algo_bytes; /* sizeof lt_key, sizeof cublasLtMatmulAlgo_t */
+    uint64_t cublaslt_version;      /* cublasLtGetVersion() */
+    int32_t cc_major, cc_minor, sms, n;
+    char device[96];                /* cudaDeviceProp.name, NUL-padded */
+} lt_tuning_head;
+
 struct tg_cuda_lt_cache {
-    int n;
+    int n, n_preset;
     lt_plan plan[TG_LT_CACHE_CAP];
+    lt_preset preset[TG_LT_CACHE_CAP];
+    int head_ready;      /* head: this process's tuning-blob head, made on first use */
+    lt_tuning_head head;
 };
 
 /* The operands of one call: what the plan does not hold. */
@@ -363,6 +384,7 @@ static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
         n_timed++;
     }
     p->algo = heur[best].algo;
+    p->tuned = n_timed > 0;
     if (n_timed)
         fprintf(stderr, "cublaslt tune: M=%d N=%d K=%d tA=%d tB=%d epi=%d: heuristic #0 %.3f ms, best #%d %.3f ms (%d candidates)\n",
                 k->M, k->N, k->K, k->transA, k->transB, k->epi, t_first, best, t_best, n_timed);
@@ -389,11 +411,12 @@ cleanup:
 }
 
 /* Makes p's descriptors from p->key (and the call's bias/aux pointers) and picks the algorithm:
- * the heuristic's first, or with tune the fastest admissible candidate. p->no_algo = 1 when
+ * preset (from a tuning blob) when cuBLASLt still accepts it for these descriptors, else the
+ * heuristic's first, or with tune the fastest admissible candidate. p->no_algo = 1 when
  * cuBLASLt has none; *retry = 1 when the heuristic failed for an epilogue: no algorithm for this
  * call, but not a lasting answer. On any outcome the caller destroys p unless it keeps it. */
 static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a, int tune,
-                            int *retry, tg_error *err) {
+                            const cublasLtMatmulAlgo_t *preset, int *retry, tg_error *err) {
     tg_status st = TG_OK;
     const lt_key *k = &p->key;
     const cudaDataType_t ab = (cudaDataType_t)k->ab, d = (cudaDataType_t)k->d;
@@ -450,6 +473,19 @@ static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a
     TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k->align_b, sizeof k->align_b));
     TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k->align_c, sizeof k->align_c));
     TG_CUBLAS_CHECK(err, cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k->align_d, sizeof k->align_d));
+    if (preset) {
+        cublasLtMatmulHeuristicResult_t chk;
+        memset(&chk, 0, sizeof chk);
+        hs = cublasLtMatmulAlgoCheck(bl->lt, p->op, p->la, p->lb, p->lc, p->lc, preset, &chk);
+        if (hs == CUBLAS_STATUS_SUCCESS && chk.workspaceSize <= workspace) {
+            p->algo = *preset;
+            p->tuned = 1;
+            goto cleanup;
+        }
+        fprintf(stderr, "cublaslt tuning: the saved algorithm for M=%d N=%d K=%d epi=%d is refused (%s): %s instead\n",
+                M, N, K, (int)epi, hs == CUBLAS_STATUS_SUCCESS ? "workspace" : cublasLtGetStatusString(hs),
+                tune ? "timing" : "the heuristic");
+    }
     /* An epilogue the library cannot do for these types/shapes is not an error: the caller
      * falls back to separate kernels (and reports the plain matmul's error, if any). */
     hs = cublasLtMatmulAlgoGetHeuristic(bl->lt, p->op, p->la, p->lb, p->lc, p->lc, pref,
@@ -527,11 +563,14 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
         for (int i = 0; i < cache->n && !p; i++)
             if (memcmp(&cache->plan[i].key, &key, sizeof key) == 0) p = &cache->plan[i];
     if (!p) {
-        /* A new key is kept (and tuned, if asked) while there is room; past that the plan lives
-         * for this call only, untuned, as before there was a cache. */
+        /* A new key is kept (and tuned, if asked, unless a tuning blob gave its algorithm) while
+         * there is room; past that the plan lives for this call only, untuned. */
         const int room = cache && cache->n < TG_LT_CACHE_CAP;
+        const cublasLtMatmulAlgo_t *preset = NULL;
+        for (int i = 0; cache && i < cache->n_preset && !preset; i++)
+            if (memcmp(&cache->preset[i].key, &key, sizeof key) == 0) preset = &cache->preset[i].algo;
         local.key = key;
-        TG_TRY(plan_build(bl, &local, &args, room && bl->tune, &retry, err));
+        TG_TRY(plan_build(bl, &local, &args, room && bl->tune, preset, &retry, err));
         if (retry) {
             *no_algo = 1;
             goto cleanup;
@@ -563,6 +602,125 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
                              batch, (int)epi, cublasLtGetStatusString(hs));
 cleanup:
     plan_destroy(&local);
+    return st;
+}
+
+/* ---- tuning blobs: the timed choices, for another process on the same device ----
+ * Layout (native byte order; the same machine type reads it back): lt_tuning_head, then n
+ * (lt_key, cublasLtMatmulAlgo_t) pairs. An algorithm is only meaningful for the cuBLASLt version
+ * and device model that timed it, so both are in the head and must match; each one is checked
+ * again with cublasLtMatmulAlgoCheck when its key is first used. */
+
+/* The head for this process with n entries. cudaGetDeviceProperties is not free, and the
+ * trainer asks for the blob after every step: the rest of the head is made once per cache. */
+static tg_status tuning_head_fill(tg_cuda_lt_cache *cache, lt_tuning_head *h, int n, tg_error *err) {
+    tg_status st = TG_OK;
+    cudaDeviceProp prop;
+    int dev = 0;
+    static_assert(sizeof(lt_tuning_head) % 8 == 0, "entries follow the head unpadded");
+    if (cache->head_ready) {
+        *h = cache->head;
+        h->n = n;
+        return TG_OK;
+    }
+    memset(h, 0, sizeof *h);
+    TG_CUDA_CHECK(err, cudaGetDevice(&dev));
+    TG_CUDA_CHECK(err, cudaGetDeviceProperties(&prop, dev));
+    h->magic = TG_LT_TUNING_MAGIC;
+    h->version = TG_LT_TUNING_VERSION;
+    h->key_bytes = (uint32_t)sizeof(lt_key);
+    h->algo_bytes = (uint32_t)sizeof(cublasLtMatmulAlgo_t);
+    h->cublaslt_version = (uint64_t)cublasLtGetVersion();
+    h->cc_major = prop.major;
+    h->cc_minor = prop.minor;
+    h->sms = prop.multiProcessorCount;
+    h->n = n;
+    snprintf(h->device, sizeof h->device, "%.95s", prop.name);
+    cache->head = *h;
+    cache->head_ready = 1;
+cleanup:
+    return st;
+}
+
+/* Whether key has a plan in the cache. */
+static int cache_has(const tg_cuda_lt_cache *cache, const lt_key *key) {
+    for (int i = 0; i < cache->n; i++)
+        if (memcmp(&cache->plan[i].key, key, sizeof *key) == 0) return 1;
+    return 0;
+}
+
+/* The tuned plans, then the presets not used yet (so a blob taken back and got again loses
+ * nothing: a resumed run that has not yet evaluated keeps the evaluation's choices). */
+tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *len, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_cuda_lt_cache *cache = bl->cache;
+    const size_t pair = sizeof(lt_key) + sizeof(cublasLtMatmulAlgo_t);
+    lt_tuning_head h;
+    unsigned char *b = NULL, *q;
+    int n = 0;
+    *blob = NULL;
+    *len = 0;
+    if (!cache) return TG_OK;
+    for (int i = 0; i < cache->n; i++) n += cache->plan[i].tuned;
+    for (int i = 0; i < cache->n_preset; i++) n += !cache_has(cache, &cache->preset[i].key);
+    if (n == 0) return TG_OK;
+    TG_TRY(tuning_head_fill(cache, &h, n, err));
+    b = (unsigned char *)malloc(sizeof h + (size_t)n * pair);
+    if (!b) TG_FAIL(err, TG_ERR_NOMEM, "out of memory for a cuBLASLt tuning blob (%d entries)", n);
+    memcpy(b, &h, sizeof h);
+    q = b + sizeof h;
+    for (int i = 0; i < cache->n; i++) {
+        if (!cache->plan[i].tuned) continue;
+        memcpy(q, &cache->plan[i].key, sizeof(lt_key));
+        memcpy(q + sizeof(lt_key), &cache->plan[i].algo, sizeof(cublasLtMatmulAlgo_t));
+        q += pair;
+    }
+    for (int i = 0; i < cache->n_preset; i++) {
+        if (cache_has(cache, &cache->preset[i].key)) continue;
+        memcpy(q, &cache->preset[i].key, sizeof(lt_key));
+        memcpy(q + sizeof(lt_key), &cache->preset[i].algo, sizeof(cublasLtMatmulAlgo_t));
+        q += pair;
+    }
+    *blob = b;
+    *len = sizeof h + (size_t)n * pair;
+    b = NULL;
+cleanup:
+    free(b);
+    return st;
+}
+
+tg_status tg_cuda_blas_tuning_set(const tg_cuda_blas *bl, const void *blob, size_t len, tg_error *err) {
+    tg_status st = TG_OK;
+    const size_t pair = sizeof(lt_key) + sizeof(cublasLtMatmulAlgo_t);
+    const unsigned char *q = (const unsigned char *)blob + sizeof(lt_tuning_head);
+    tg_cuda_lt_cache *cache;
+    lt_tuning_head h, mine;
+    if (len < sizeof h) TG_FAIL(err, TG_ERR_FORMAT, "not a cuBLASLt tuning blob: %zu bytes, shorter than its header", len);
+    memcpy(&h, blob, sizeof h);
+    if (h.magic != TG_LT_TUNING_MAGIC) TG_FAIL(err, TG_ERR_FORMAT, "not a cuBLASLt tuning blob (bad magic)");
+    if (h.version != TG_LT_TUNING_VERSION || h.key_bytes != sizeof(lt_key) ||
+        h.algo_bytes != sizeof(cublasLtMatmulAlgo_t))
+        TG_FAIL(err, TG_ERR_FORMAT, "cuBLASLt tuning blob of version %u (key %u, algo %u bytes); this build writes "
+                "version %u (%zu, %zu)", h.version, h.key_bytes, h.algo_bytes, TG_LT_TUNING_VERSION, sizeof(lt_key),
+                sizeof(cublasLtMatmulAlgo_t));
+    if (h.n < 0 || h.n > TG_LT_CACHE_CAP || len != sizeof h + (size_t)h.n * pair)
+        TG_FAIL(err, TG_ERR_FORMAT, "cuBLASLt tuning blob: %d entries do not match its %zu bytes", h.n, len);
+    cache = lt_cache(bl);
+    if (!cache) TG_FAIL(err, TG_ERR_NOMEM, "out of memory for the cuBLASLt plan cache");
+    TG_TRY(tuning_head_fill(cache, &mine, 0, err));
+    h.device[sizeof h.device - 1] = '\0';
+    if (h.cublaslt_version != mine.cublaslt_version || h.cc_major != mine.cc_major || h.cc_minor != mine.cc_minor ||
+        h.sms != mine.sms || strcmp(h.device, mine.device) != 0)
+        TG_FAIL(err, TG_ERR_FORMAT, "cuBLASLt tuning blob made on %s (sm_%d%d, %d SMs, cuBLASLt %llu); this is %s "
+                "(sm_%d%d, %d SMs, cuBLASLt %llu)", h.device, h.cc_major, h.cc_minor, h.sms,
+                (unsigned long long)h.cublaslt_version, mine.device, mine.cc_major, mine.cc_minor, mine.sms,
+                (unsigned long long)mine.cublaslt_version);
+    cache->n_preset = h.n;
+    for (int i = 0; i < h.n; i++, q += pair) {
+        memcpy(&cache->preset[i].key, q, sizeof(lt_key));
+        memcpy(&cache->preset[i].algo, q + sizeof(lt_key), sizeof(cublasLtMatmulAlgo_t));
+    }
+cleanup:
     return st;
 }
 

@@ -32,6 +32,17 @@ typedef struct {
  * cache NULL; the workspace belongs to the caller. Safe on a zeroed struct, and twice. */
 void tg_cuda_blas_free(tg_cuda_blas *bl);
 
+/* The algorithms picked by timing so far (with bl->tune, or taken from a blob), as a malloc'd
+ * blob for tg_cuda_blas_tuning_set in another process; *blob = NULL, *len = 0 when there are
+ * none. The blob names the device model and cuBLASLt version it is valid for. */
+tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *len, tg_error *err);
+/* Takes such a blob: a matmul whose key is in it uses its algorithm (when cublasLtMatmulAlgoCheck
+ * accepts it for the call's descriptors; else the usual choice, said on stderr) instead of the
+ * heuristic or timing. Only plans made after this call are affected, so call it before the
+ * first matmul. TG_ERR_FORMAT, with the reason, for a blob that is not one or that was made
+ * with another device model or cuBLASLt version; nothing changes then. */
+tg_status tg_cuda_blas_tuning_set(const tg_cuda_blas *bl, const void *blob, size_t len, tg_error *err);
+
 typedef enum {
     TG_EPI_NONE = 0,
     TG_EPI_BIAS,      /* D = A@B + bias (bias: N, X) */

@@ -2,7 +2,8 @@
 # shared trainer with NCCL on one rank — without a launcher, under `mpirun -np 1` and with ZeRO-1
 # (added after the 2026-11-26 GPU runs: not yet run on a GPU) — and a bf16 run
 # stopped at step 8 and resumed from its checkpoint continues bitwise like the uninterrupted run (no
-# kernel uses atomics, the checkpoint holds the exact fp32 masters and AdamW state). Skips (77) without a GPU.
+# kernel uses atomics, the checkpoint holds the exact fp32 masters and AdamW state), also with the
+# cuBLASLt algorithms picked by timing (session 5, not yet run on a GPU). Skips (77) without a GPU.
 source "$(dirname "$0")/../train/lib.sh"
 if ! nvidia-smi -L >/dev/null 2>&1; then echo "SKIP: no CUDA device"; exit 77; fi
 cd "$SRC"
@@ -18,6 +19,18 @@ check "the cuda run uses NCCL" grep -qi "nccl" "$TMP/full.log"
     || { cat "$TMP/zero1.log"; bad "cuda run with zero_stage=1 exits 0"; }
 # Cut after step 8 and resumed (lib.sh): must continue bitwise like the uninterrupted run.
 cut_and_resume cut "${ARGS[@]}"
+# With cuBLASLt algorithms picked by timing (TG_CUBLASLT_TUNE=1), which can differ from process to
+# process: the run writes them to <out_dir>/tuning/, and a resume from its step-8 checkpoint in a
+# copy of its out_dir takes them back, so steps 9-16 repeat the run bit for bit.
+TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/tuned" >"$TMP/tuned.log" 2>&1 \
+    || { cat "$TMP/tuned.log"; bad "tuned cuda run exits 0"; }
+check "the tuned run timed algorithms and wrote them" test -s "$TMP/tuned/tuning/rank-00000.bin"
+cp -r "$TMP/tuned" "$TMP/tuned-resumed"
+TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/tuned-resumed" \
+    train.resume="$TMP/tuned-resumed/checkpoints/step_00000008.h5" >"$TMP/tuned-resumed.log" 2>&1 \
+    || { cat "$TMP/tuned-resumed.log"; bad "tuned resume exits 0"; }
+check "the tuned resume took the saved algorithms" grep -q "matmul algorithms from .*rank-00000.bin" \
+    "$TMP/tuned-resumed.log"
 check "losses: launcher-less == mpirun -np 1 == zero_stage=1, and resumed == uninterrupted (bitwise)" python3 -c '
 import json, sys
 def losses(p):
@@ -31,4 +44,14 @@ d3 = [s for s in a if a[s] != z.get(s)]
 print("  differing steps: mpirun %s, resumed %s, zero_stage=1 %s" % (d1, d2, d3))
 sys.exit(bool(d1 or d2 or d3) or not a[16] < a[1])
 ' "$TMP/full/metrics.jsonl" "$TMP/mpi/metrics.jsonl" "$TMP/cut/metrics.jsonl" "$TMP/zero1/metrics.jsonl"
+check "tuned: resumed == uninterrupted (bitwise)" python3 -c '
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r.get("loss") is not None}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(a) == list(range(1, 17)) and sorted(b) == list(range(1, 17)), (sorted(a), sorted(b))
+d = [s for s in a if a[s] != b[s]]
+print("  tuned, differing steps: %s" % d)
+sys.exit(bool(d))
+' "$TMP/tuned/metrics.jsonl" "$TMP/tuned-resumed/metrics.jsonl"
 finish

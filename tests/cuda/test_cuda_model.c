@@ -17,7 +17,8 @@
  * (TG_CUDA_XENT=fused, TG_CUDA_LN_CACHE=1); the opt-in epilogues not yet measured on a GPU run
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
- * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. fp32 must match to 1e-4 (the backends differ only in summation order
+ * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. Last, the tuning blob: a second model
+ * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
  * rounded ~10-20 times along the forward/backward path, which gives norm-wise errors of about
@@ -237,6 +238,83 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
     tg_model_free(gpu);
 }
 
+/* One forward + backward of a bf16 model on fixed data; the gradients into g (n_params). */
+static void grads_of(tg_model *m, const float *p0, const int32_t *in, const int32_t *tgt, float *g) {
+    tg_error err = {0};
+    CHECK_OK(tg_model_params_set(m, p0, &err), &err);
+    CHECK_OK(tg_model_grads_zero(m, &err), &err);
+    CHECK_OK(tg_model_forward(m, in, tgt, B, &err), &err);
+    CHECK_OK(tg_model_backward(m, 1.0f, &err), &err);
+    CHECK_OK(tg_model_grads_get(m, g, &err), &err);
+}
+
+/* The tuning blob (TG_CUBLASLT_TUNE=1): a model given the blob of a tuned one picks the same
+ * algorithms without timing, so its gradients are the same bits; getting the blob back loses
+ * nothing; a damaged blob or one from another device is refused with TG_ERR_FORMAT. */
+static void tuning_roundtrip(void) {
+    tg_error err = {0};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = 4, .n_embd = 64};
+    tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = 1, .B = B, .T = T, .pad_multiple = 64};
+    tg_model *a = NULL, *b = NULL;
+    void *blob = NULL, *blob2 = NULL;
+    size_t len = 0, len2 = 0;
+    int32_t in[B * T], tgt[B * T];
+    tg_rng r;
+    printf("case tuning blob\n");
+    setenv("TG_CUDA_ATTN", "cudnn", 1);
+    setenv("TG_CUDA_LMHEAD_ROWS", "48", 1);
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    const tg_gpt2_layout *lay;
+    float *p0, *ga, *gb;
+    setenv("TG_CUBLASLT_TUNE", "1", 1);
+    CHECK_OK(tg_model_init(&a, &cfg, &opt, &err), &err);
+    unsetenv("TG_CUBLASLT_TUNE");
+    CHECK_OK(tg_model_init(&b, &cfg, &opt, &err), &err);
+    if (!a || !b) goto done;
+    lay = tg_model_layout(a);
+    p0 = malloc(lay->n_params * sizeof(float));
+    ga = malloc(lay->n_params * sizeof(float));
+    gb = malloc(lay->n_params * sizeof(float));
+    tg_gpt2_params_init(lay, p0, 7);
+    tg_rng_init(&r, 99);
+    make_batch(&r, in, tgt, cfg.vocab_size);
+    CHECK_OK(tg_model_tuning_get(b, &blob, &len, &err), &err);
+    CHECK(blob == NULL && len == 0); /* nothing timed yet */
+    grads_of(a, p0, in, tgt, ga);
+    CHECK_OK(tg_model_tuning_get(a, &blob, &len, &err), &err);
+    CHECKF(blob && len > 0, "a tuned model has a blob (%zu bytes)", len);
+    if (!blob) goto free_host;
+    {   /* refused: damaged magic, another device name (the head's name starts at byte 40),
+         * truncated */
+        unsigned char *bad = malloc(len);
+        memcpy(bad, blob, len);
+        bad[0] ^= 0xff;
+        CHECK(tg_model_tuning_set(b, bad, len, &err) == TG_ERR_FORMAT);
+        memcpy(bad, blob, len);
+        bad[41] ^= 0x01;
+        CHECK(tg_model_tuning_set(b, bad, len, &err) == TG_ERR_FORMAT);
+        CHECKF(strstr(err.msg, "made on") != NULL, "message: %s", err.msg);
+        CHECK(tg_model_tuning_set(b, blob, len - 1, &err) == TG_ERR_FORMAT);
+        free(bad);
+    }
+    CHECK_OK(tg_model_tuning_set(b, blob, len, &err), &err);
+    grads_of(b, p0, in, tgt, gb);
+    CHECKF(memcmp(ga, gb, lay->n_params * sizeof(float)) == 0, "gradients with the blob's algorithms differ");
+    CHECK_OK(tg_model_tuning_get(b, &blob2, &len2, &err), &err);
+    CHECKF(len2 == len, "blob back: %zu bytes, given %zu", len2, len);
+    printf("  blob %zu bytes; gradients bitwise equal: %s\n", len,
+           memcmp(ga, gb, lay->n_params * sizeof(float)) == 0 ? "yes" : "no");
+free_host:
+    free(p0);
+    free(ga);
+    free(gb);
+done:
+    free(blob);
+    free(blob2);
+    tg_model_free(a);
+    tg_model_free(b);
+}
+
 int main(void) {
     cuda_test_require_device();
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
@@ -281,5 +359,6 @@ int main(void) {
     unsetenv("TG_CUBLASLT_TUNE");
     unsetenv("TG_CUDA_RESID");
     unsetenv("TG_CUDA_BGRAD");
+    tuning_roundtrip();
     TEST_MAIN_END();
 }

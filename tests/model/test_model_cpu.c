@@ -439,6 +439,22 @@ done:
     tg_model_free(m16);
 }
 
+/* 8: the CPU backend makes no choices by timing: an empty tuning blob, and a blob is refused
+ * with the reason (the trainer then warns and goes on). */
+static void test_tuning_blob(void) {
+    tg_model *m = mt_model_new(L, NH, C, T, V, B, 64, 31);
+    tg_error err = {0};
+    void *blob = (void *)&err;
+    size_t len = 123;
+    const char fake[64] = "TGLT";
+    if (!m) return;
+    CHECK_OK(tg_model_tuning_get(m, &blob, &len, &err), &err);
+    CHECK(blob == NULL && len == 0);
+    CHECK(tg_model_tuning_set(m, fake, sizeof fake, &err) == TG_ERR_FORMAT);
+    CHECKF(strstr(err.msg, "cpu backend") != NULL, "message: %s", err.msg);
+    tg_model_free(m);
+}
+
 int main(void) {
     test_padded_vocab_and_ignore();
     test_causal_short_T();
@@ -446,5 +462,6 @@ int main(void) {
     test_accumulation_and_hook();
     test_sharded_adamw();
     test_bf16_emulation();
+    test_tuning_blob();
     TEST_MAIN_END();
 }

@@ -19,6 +19,7 @@ bad = [s for s in a if a[s] != b[s]]
 print("  steps 1-16, differing: %s" % bad)
 sys.exit(len(bad) > 0)
 ' "$TMP/full/metrics.jsonl" "$TMP/cut/metrics.jsonl"
+check "the CPU backend times nothing, so no tuning files" test ! -e "$TMP/full/tuning"
 check "final parameters are bitwise identical" "$TG" ckpt diff "$TMP/full/checkpoints/step_00000016.h5" \
     "$TMP/cut/checkpoints/step_00000016.h5" --tol 0
 
