@@ -8,8 +8,8 @@
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
 #             no-fusion / each attention implementation)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention, timed
-#   xent      test_cuda_xent: both cross-entropy ways against a host reference, timed at one LM-head
-#             chunk
+#   kernels   test_cuda_kernels: both cross-entropy ways and the three LayerNorm backward kernels
+#             against double-precision host references, each timed at GPT-2 124M's shapes
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
 #             bf16 resume
 #   comm      truthgpt bench comm --device cuda: the NCCL collectives table (one rank)
@@ -18,9 +18,9 @@
 #             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), the three together
-#             with TG_CUBLASLT_TUNE=1 and profiled without, and the torch venv's newer cuDNN and
-#             cuBLAS), then the default once more for the spread
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows) and
+#             TG_CUDA_LN_BWD=smem profiled, the four together with TG_CUBLASLT_TUNE=1 and profiled
+#             without, and the torch venv's newer cuDNN and cuBLAS), then the default again
 #   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
@@ -39,8 +39,8 @@ BUILD="$ROOT/build-gpu"
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
-XTEST="$BUILD/tests/cuda/test_cuda_xent"
-STEPS=${GPU_STEPS:-"test attn xent resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
+KTEST="$BUILD/tests/cuda/test_cuda_kernels"
+STEPS=${GPU_STEPS:-"test attn kernels resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -65,7 +65,7 @@ step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.max.sm --format=csv || true
 # Libraries the machine lacks: link in the carried copies (gpu-libs), soname by soname.
 for pass in 1 2 3; do
-    missing=$(ldd "$TG" "$TEST" "$ATEST" "$XTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
     [ -z "$missing" ] && break
     mkdir -p /tmp/tglibs
     for m in $missing; do
@@ -89,11 +89,11 @@ if want attn; then
     run attn 90 "$ATEST"
     attn_rc=$?
 fi
-xent_rc=0
-if want xent; then
-    step "test_cuda_xent"
-    run xent 90 "$XTEST"
-    xent_rc=$?
+kern_rc=0
+if want kernels; then
+    step "test_cuda_kernels"
+    run kernels 90 "$KTEST"
+    kern_rc=$?
 fi
 if want resume; then
     step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
@@ -136,11 +136,15 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
     TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
-    step "A/B: the three together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUBLASLT_TUNE=1 \
+    step "A/B: LayerNorm backward with its column sums in shared memory (TG_CUDA_LN_BWD=smem), profiled"
+    TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 run ab-lnsmem-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    # (assignments written out: `run` is a function, which env(1) cannot call)
+    step "A/B: the four together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 \
         run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: the three together, profiled"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: the four together, profiled"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 \
+        run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's
     # 9.14; its cuBLAS against CUDA 13.0's): the backend line names the versions loaded.
     VENV_NV=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)
@@ -200,9 +204,9 @@ if want sanitize && { { [ $attn_rc -ne 0 ] && [ $attn_rc -ne 77 ]; } || [ -n "${
     step "compute-sanitizer memcheck: test_cuda_attention (small shapes)"
     TG_ATTN_QUICK=1 run sanitize-a 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$ATEST"
 fi
-if want sanitize && { { [ $xent_rc -ne 0 ] && [ $xent_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
-    step "compute-sanitizer memcheck: test_cuda_xent (no timing)"
-    TG_XENT_QUICK=1 run sanitize-x 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$XTEST"
+if want sanitize && { { [ $kern_rc -ne 0 ] && [ $kern_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
+    step "compute-sanitizer memcheck: test_cuda_kernels (no timing)"
+    TG_KERNELS_QUICK=1 run sanitize-k 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$KTEST"
 fi
 
 step "summary"

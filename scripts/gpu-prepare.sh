@@ -11,9 +11,9 @@ scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release
 mkdir -p gpu-data bench gpu-libs
 cp runs/demo/data/*.h5 gpu-data/
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
-for bin in build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_xent; do
+for bin in build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels; do
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
     | while read -r lib; do cp -L "$lib" gpu-libs/; done
-du -sh build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_xent gpu-data bench gpu-libs
-echo 'carry: ["build-gpu/train/truthgpt", "build-gpu/tests/cuda/test_cuda_model", "build-gpu/tests/cuda/test_cuda_attention", "build-gpu/tests/cuda/test_cuda_xent", "gpu-data", "bench", "gpu-libs"]'
+du -sh build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels gpu-data bench gpu-libs
+echo 'carry: ["build-gpu/train/truthgpt", "build-gpu/tests/cuda/test_cuda_model", "build-gpu/tests/cuda/test_cuda_attention", "build-gpu/tests/cuda/test_cuda_kernels", "gpu-data", "bench", "gpu-libs"]'

@@ -91,7 +91,7 @@ typedef struct {
     float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
     int xent_fused;                      /* TG_CUDA_XENT=fused: logits read once (classifier.cu) */
-    int ln_row_cache;                    /* TG_CUDA_LN_CACHE=1: the row-cache LayerNorm backward */
+    tg_cuda_ln_bwd ln_bwd;               /* TG_CUDA_LN_BWD: which LayerNorm backward kernel */
     int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
@@ -271,14 +271,22 @@ static void cuda_free(tg_model *m) {
 
 /* *on = whether the environment variable `name` says "epilogue" (default "kernel"); any other
  * value is an error. For the opt-in epilogue switches, read once at init. */
-static tg_status env_epilogue_switch(const char *name, int *on, tg_error *err) {
-    tg_status st = TG_OK;
+/* *choice = the index of the environment variable's value in names[0..n) (names[0], the
+ * default, when unset); another value is an error that lists them. */
+static tg_status env_choice(const char *name, const char *const *names, int n, int *choice, tg_error *err) {
     const char *v = getenv(name);
-    if (v && strcmp(v, "epilogue") && strcmp(v, "kernel"))
-        TG_FAIL(err, TG_ERR_ARG, "%s=%s: expected kernel (default) or epilogue", name, v);
-    *on = v && strcmp(v, "epilogue") == 0;
-cleanup:
-    return st;
+    char list[160] = "";
+    *choice = 0;
+    if (!v) return TG_OK;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *choice = i;
+            return TG_OK;
+        }
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s%s", i ? ", " : "", names[i],
+                 i ? "" : " (default)");
+    }
+    return tg_error_set(err, TG_ERR_ARG, "%s=%s: expected one of %s", name, v, list);
 }
 
 static tg_status cuda_init(tg_model *m, tg_error *err) {
@@ -312,17 +320,22 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
             TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_LMHEAD_ROWS=%s: expected a row count >= 1", getenv("TG_CUDA_LMHEAD_ROWS"));
         p->head_rows = (int)r;
     }
-    p->xent_fused = getenv("TG_CUDA_XENT") && strcmp(getenv("TG_CUDA_XENT"), "fused") == 0;
-    p->ln_row_cache = getenv("TG_CUDA_LN_CACHE") && strcmp(getenv("TG_CUDA_LN_CACHE"), "1") == 0;
-    /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
-     * atty @ W + b), and the LayerNorm after them reads one stream instead of two. Opt-in until
-     * it is measured on a GPU against the default (the add inside the LayerNorm kernel). */
-    TG_TRY(env_epilogue_switch("TG_CUDA_RESID", &p->resid_epi, err));
+    {
+        static const char *const xent[] = {"two", "fused"}, *const ln[] = {"register", "smem", "rowcache"},
+                                 *const epi[] = {"kernel", "epilogue"};
+        int ln_bwd = 0;
+        TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
+        TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &ln_bwd, err));
+        p->ln_bwd = (tg_cuda_ln_bwd)ln_bwd;
+        /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
+         * atty @ W + b), and the LayerNorm after them reads one stream instead of two. */
+        TG_TRY(env_choice("TG_CUDA_RESID", epi, 2, &p->resid_epi, err));
+        /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
+         * matmuls (BGRADA) instead of a pass of their own over dout. */
+        TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
+    }
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
-    /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient matmuls
-     * (BGRADA) instead of a pass of their own over dout. Opt-in until measured on a GPU. */
-    TG_TRY(env_epilogue_switch("TG_CUDA_BGRAD", &p->blas.bgrad, err));
     /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
     p->blas.tune = getenv("TG_CUBLASLT_TUNE") && strcmp(getenv("TG_CUBLASLT_TUNE"), "1") == 0;
 
@@ -713,7 +726,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
                                                   (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
-                                                  wt<X>(m, p, lnf), N, C, p->ln_row_cache, s, err));
+                                                  wt<X>(m, p, lnf), N, C, p->ln_bwd, s, err));
 
     for (int l = L - 1; l >= 0; l--) {
         const cuda_layer_acts *a = &p->layers[l];
@@ -734,7 +747,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
                                                       gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                                      wt<X>(m, p, t0 + LN2W), N, C, p->ln_row_cache, s, err));
+                                                      wt<X>(m, p, t0 + LN2W), N, C, p->ln_bwd, s, err));
         /* attention output projection */
         TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
                                   wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
@@ -763,7 +776,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
                                                       l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
                                                       s_btc, res_in, a->ln1_mean, a->ln1_rstd,
-                                                      wt<X>(m, p, t0 + LN1W), N, C, p->ln_row_cache, s, err));
+                                                      wt<X>(m, p, t0 + LN1W), N, C, p->ln_bwd, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
     OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,

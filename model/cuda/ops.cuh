@@ -131,15 +131,18 @@ template <typename X>
 tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const float *rstd,
                                   const X *w, const X *bias, int N, int C, cudaStream_t s,
                                   tg_error *err);
+/* Which LayerNorm backward kernel (TG_CUDA_LN_BWD, read at init; layernorm.cu): the register
+ * kernel (default), the same with its column sums accumulated in shared memory (more blocks per
+ * SM), or the older row-cache kernel. Rows longer than the register kernels take (C > 1024 in
+ * bf16, > 512 in fp32) always get the row-cache kernel. */
+typedef enum { TG_LN_BWD_REGISTER = 0, TG_LN_BWD_SMEM, TG_LN_BWD_ROWCACHE } tg_cuda_ln_bwd;
 /* dx += dLN/dx;  dw, db (fp32) += ... ; and when dsum != NULL, dsum (fp32, C) += the column
  * sums of the updated dx (the bias gradient of the projection whose output was added into this
- * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats.
- * row_cache = 1 takes the older row-cache kernel even where the register kernel applies (the
- * TG_CUDA_LN_CACHE=1 A/B switch, read at init). */
+ * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats. */
 template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
-                                     const float *rstd, const X *w, int N, int C, int row_cache,
+                                     const float *rstd, const X *w, int N, int C, tg_cuda_ln_bwd kind,
                                      cudaStream_t s, tg_error *err);
 
 /* ---- attention.cu: causal self-attention through cuBLASLt strided-batched matmuls ----

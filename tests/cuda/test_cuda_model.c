@@ -13,8 +13,8 @@
  * of 48 rows (TG_CUDA_LMHEAD_ROWS: 48 + 48 + 32 rows, a partial last chunk), half in one chunk.
  * Micro-batch 1 reads logits and loss before backward, micro-batch 2 runs backward first (the
  * trainer's order), so both ways of reaching the deferred LM head are checked. Two cases pick
- * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1), two take the A/B alternatives
- * (TG_CUDA_XENT=fused, TG_CUDA_LN_CACHE=1); the opt-in epilogues not yet measured on a GPU run
+ * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1), four take the A/B alternatives
+ * (TG_CUDA_XENT=fused with TG_CUDA_LN_BWD=rowcache or smem); the opt-in epilogues not yet measured on a GPU run
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
  * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. Last, the tuning blob: a second model
@@ -334,13 +334,18 @@ int main(void) {
     run_case("fp32-tuned", 0, 0, 1, "flash", 4, "48", &fp32_tol);
     run_case("bf16-cudnn-tuned", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
     unsetenv("TG_CUBLASLT_TUNE");
-    /* the A/B alternatives: one-kernel cross-entropy, the row-cache LayerNorm backward */
+    /* the A/B alternatives: the one-kernel cross-entropy (shared-memory rows; 48-row chunks are
+     * fewer rows than SMs), the row-cache LayerNorm backward, the register one with its column
+     * sums in shared memory */
     setenv("TG_CUDA_XENT", "fused", 1);
-    setenv("TG_CUDA_LN_CACHE", "1", 1);
-    run_case("fp32-xentfused-lncache", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    run_case("bf16-xentfused-lncache", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
+    setenv("TG_CUDA_LN_BWD", "rowcache", 1);
+    run_case("fp32-xentfused-lnrowcache", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    run_case("bf16-xentfused-lnrowcache", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
+    setenv("TG_CUDA_LN_BWD", "smem", 1);
+    run_case("fp32-xentfused-lnsmem", 0, 0, 1, "flash", 4, "8192", &fp32_tol);
+    run_case("bf16-xentfused-lnsmem-recompute", 1, 1, 1, "cudnn", 4, "48", &bf16_tol);
     unsetenv("TG_CUDA_XENT");
-    unsetenv("TG_CUDA_LN_CACHE");
+    unsetenv("TG_CUDA_LN_BWD");
     /* residual adds in the projections' epilogue (cuBLASLt C != D): fused, unfused (plain matmul
      * with C, then the bias kernel), and tuned (D is not saved: C is not D) */
     setenv("TG_CUDA_RESID", "epilogue", 1);
