@@ -12,16 +12,19 @@
 #             against double-precision host references, each timed at GPT-2 124M's shapes
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
 #             bf16 resume
-#   comm      truthgpt bench comm --device cuda: the NCCL collectives table (one rank)
+#   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
+#             table (one rank)
 #   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%
-#   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default, flash, recompute, profile, and
-#             (after the 350M pair) cuDNN with atomics and the cuBLASLt attention
+#   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
+#   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
+#             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
 #             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows) and
 #             TG_CUDA_LN_BWD=smem profiled, the four together with TG_CUBLASLT_TUNE=1 and profiled
 #             without, and the torch venv's newer cuDNN and cuBLAS), then the default again
-#   bench350 / torch350   the same for GPT-2 350M at B=$B350 (default 32)
+#   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
+#             at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
@@ -40,7 +43,8 @@ TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
-STEPS=${GPU_STEPS:-"test attn kernels resume comm curve bench torch ab bench350 torch350 ncu sanitize"}
+# The default fits one call (~540 s): what is already measured is left to GPU_STEPS.
+STEPS=${GPU_STEPS:-"test attn kernels resume curve bench torch ab ncu sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -114,20 +118,20 @@ if want bench; then
     step "bench GPT-2 124M, B=64, T=1024 (default attention)"
     run bench 60 "$TG" bench "${G124[@]}" --steps 30
     bench_rc=$?
-    step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"
-    TG_CUDA_ATTN=flash run bench-flash 60 "$TG" bench "${G124[@]}" --steps 20
+    step "per-phase profile (CUDA events around every op; 10 steps)"
+    TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
 fi
 if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
     step "PyTorch reference benchmark, GPT-2 124M, B=64"
     run torch 120 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B 64
 fi
-if want bench; then
+if want variants; then
+    step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"
+    TG_CUDA_ATTN=flash run bench-flash 60 "$TG" bench "${G124[@]}" --steps 20
     step "bench 124M with train.recompute=1 (LayerNorm outputs recomputed)"
     run bench-rc1 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=1
     step "bench 124M with train.recompute=2 (LayerNorm + GELU recomputed)"
     run bench-rc2 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=2
-    step "per-phase profile (CUDA events around every op; 10 steps)"
-    TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
 fi
 if want ab; then # A/B switches, each against the default above (measured ones: docs/performance.md)
     step "A/B: residual adds in the projections' matmul epilogue (TG_CUDA_RESID=epilogue)"
@@ -172,7 +176,7 @@ if want torch350 && [ -f "$ROOT/bench/torch_gpt2_bench.py" ] && [ $bench350_rc -
     step "PyTorch reference benchmark, GPT-2 350M, B=$B350"
     run torch350 150 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B "$B350" --layers 24 --heads 16 --dim 1024
 fi
-if want bench; then
+if want variants; then
     step "bench 124M, cuDNN backward with atomics (TG_CUDNN_DETERMINISTIC=0)"
     TG_CUDNN_DETERMINISTIC=0 run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20
     step "bench 124M with the cuBLASLt attention (TG_CUDA_ATTN=naive)"

@@ -6,6 +6,8 @@
 # The reference for each precision is the CPU run in that precision: fp32 against the fp32 CPU
 # backend; bf16 against the CPU backend emulating bf16 storage (TG_CPU_EMULATE_BF16=1: fp32
 # arithmetic, values rounded to bf16 where the CUDA backend stores bf16, fp32 master weights).
+# A third bf16 run takes every opt-in speed switch (TG_CUDA_RESID, TG_CUDA_BGRAD, TG_CUDA_XENT,
+# TG_CUDA_LN_BWD, TG_CUBLASLT_TUNE) and is held to the same 2%.
 # bf16 storage by itself moves this curve: on the 2026-11-26 H200 run every bf16 variant trained up
 # to 2.9% faster than fp32 around steps 61-90, and the CPU emulation reproduces it (docs/cuda.md,
 # "Known differences"); GPU bf16 against fp32 CPU is printed, not checked.
@@ -29,6 +31,11 @@ for v in "cpu cpu fp32 0" "cpu-bf16 cpu bf16 1" "bf16 cuda bf16 0" "fp32 cuda fp
         >"$TMP/$1.log" 2>&1 || { tail -20 "$TMP/$1.log"; bad "$1 run exits 0"; }
 done
 check "the bf16 reference emulates bf16 storage" grep -q "emulating bf16" "$TMP/cpu-bf16.log"
+# The opt-in speed switches, all at once, in bf16 (checked below like the default): the evidence a
+# switch needs before it becomes the default, gathered in the same device call as its A/B timing.
+TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 \
+    "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-optin" \
+    >"$TMP/bf16-optin.log" 2>&1 || { tail -20 "$TMP/bf16-optin.log"; bad "bf16 run with the opt-in switches exits 0"; }
 # Diagnostics (not checked): more bf16 runs with other attention implementations (TG_CURVE_EXTRA,
 # e.g. "flash naive"), and where along the curve the differences sit.
 for a in ${TG_CURVE_EXTRA:-}; do
@@ -49,7 +56,7 @@ def diff(l, ref):
     return "worst %+.4f at steps %d-%d, last 100 steps %+.4f" % (d[w], 10 * w + 1, 10 * w + 10, sum(d[20:]) / 10)
 cpu, emu = losses("cpu"), losses("cpu-bf16")
 print("  10-step mean loss at steps:    " + " ".join("%6d" % (i + 10) for i in range(0, 300, 30)))
-for n in ["cpu", "cpu-bf16", "fp32", "bf16"] + ["bf16-" + a for a in extra]:
+for n in ["cpu", "cpu-bf16", "fp32", "bf16", "bf16-optin"] + ["bf16-" + a for a in extra]:
     l = losses(n)
     if not l or len(l) != 300: continue
     ref = emu if n.startswith("bf16") else cpu
@@ -58,7 +65,7 @@ for n in ["cpu", "cpu-bf16", "fp32", "bf16"] + ["bf16-" + a for a in extra]:
         extra_txt = "   vs fp32 CPU: " + diff(l, cpu)
     print(row(n, l) + ("" if n.startswith("cpu") else "   vs %s: %s" % ("cpu-bf16" if ref is emu else "cpu", diff(l, ref))) + extra_txt)
 PY
-for v in "bf16 cpu-bf16" "fp32 cpu"; do
+for v in "bf16 cpu-bf16" "fp32 cpu" "bf16-optin cpu-bf16"; do
     set -- $v
     check "$1 GPU loss curve within 2% of the $2 reference's (10-step means)" python3 -c '
 import json, sys
