@@ -53,12 +53,14 @@ T_START=$(date +%s)
 
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo; echo "=== $* [$(date -u +%H:%M:%S), +$(( $(date +%s) - T_START ))s]"; }
-run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped)
+mkdir -p "$OUT/steps"
+run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped);
+        # the output also goes to $OUT/steps/NAME.log for the timing table at the end
     local name=$1 t=$2; shift 2
     echo "+ $*"
     local t0=$(date +%s)
-    timeout "$t" "$@"
-    local rc=$?
+    timeout "$t" "$@" 2>&1 | tee "$OUT/steps/$name.log"
+    local rc=${PIPESTATUS[0]}
     echo "--> exit $rc"
     summary+=("$(printf '%-10s exit %-3s %4ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then fails=$((fails + 1)); fi
@@ -215,5 +217,13 @@ fi
 
 step "summary"
 printf '%s\n' "${summary[@]}"
+echo
+echo "timings (truthgpt bench: the row under its header; PyTorch: its JSON line), in run order:"
+for f in $(ls -tr "$OUT/steps"/*.log 2>/dev/null); do
+    n=$(basename "$f" .log)
+    line=$(grep -A1 '^ms/step' "$f" | tail -1)
+    [ -z "$line" ] && line=$(grep -o '"ms_per_step_median": [0-9.]*, "tokens_per_s": [0-9]*' "$f" | tail -1)
+    [ -n "$line" ] && printf '  %-16s %s\n' "$n" "$line"
+done
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))
