@@ -23,15 +23,6 @@ extern "C" {
 #include "cuda_test.h"
 #include "tg_test.h"
 
-#define CU(call)                                                                               \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
-
 static double rel_err(const float *a, const float *b, size_t n) {
     double d = 0.0, r = 0.0;
     for (size_t i = 0; i < n; i++) {

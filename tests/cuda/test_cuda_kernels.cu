@@ -34,15 +34,6 @@ extern "C" {
 #include "cuda_test.h"
 #include "tg_test.h"
 
-#define CU(call)                                                                               \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
-
 static float to_f32(float x) { return x; }
 static float to_f32(tg_bf16 x) { return __bfloat162float(x); }
 template <typename X> static X from_f32(float x);
@@ -208,6 +199,42 @@ static double rel_err_d(const float *a, const double *b, size_t n) {
     return r == 0.0 ? (d == 0.0 ? 0.0 : INFINITY) : sqrt(d / r);
 }
 
+/* The device side of one LayerNorm backward call: (N, C) dout, x, dx; w (C); mean, rstd (N);
+ * sums: dw | db | dsum (3C); partial: the kernels' scratch. */
+template <typename X> struct ln_dev {
+    X *dout, *x, *dx, *w;
+    float *mean, *rstd, *sums, *partial;
+};
+template <typename X> static void ln_dev_alloc(ln_dev<X> *d, int N, int C) {
+    const size_t n = (size_t)N * C;
+    CU(cudaMalloc(&d->dout, n * sizeof(X)));
+    CU(cudaMalloc(&d->x, n * sizeof(X)));
+    CU(cudaMalloc(&d->dx, n * sizeof(X)));
+    CU(cudaMalloc(&d->w, C * sizeof(X)));
+    CU(cudaMalloc(&d->mean, N * sizeof(float)));
+    CU(cudaMalloc(&d->rstd, N * sizeof(float)));
+    CU(cudaMalloc(&d->sums, 3 * C * sizeof(float)));
+    CU(cudaMalloc(&d->partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * sizeof(float)));
+}
+template <typename X> static void ln_dev_free(ln_dev<X> *d) {
+    cudaFree(d->dout);
+    cudaFree(d->x);
+    cudaFree(d->dx);
+    cudaFree(d->w);
+    cudaFree(d->mean);
+    cudaFree(d->rstd);
+    cudaFree(d->sums);
+    cudaFree(d->partial);
+}
+/* dx += the backward of kind, into d->sums (dsum only when with_sum). */
+template <typename X>
+static void ln_dev_run(const ln_dev<X> *d, int N, int C, int kind, int with_sum, cudaStream_t s) {
+    tg_error err = {};
+    CHECK_OK(tg_cuda_layernorm_backward<X>(d->dx, d->sums, d->sums + C, with_sum ? d->sums + 2 * C : NULL, d->partial,
+                                           d->dout, d->x, d->mean, d->rstd, d->w, N, C, (tg_cuda_ln_bwd)kind, s, &err),
+             &err);
+}
+
 template <typename X> static void ln_case(const char *name, int N, int C, cudaStream_t s) {
     const size_t n = (size_t)N * C;
     const double tol_dx = sizeof(X) == 2 ? 1e-2 : 1e-5, tol_sum = 1e-5;
@@ -217,9 +244,7 @@ template <typename X> static void ln_case(const char *name, int N, int C, cudaSt
     float *f_dx = (float *)malloc(n * sizeof(float)), *sums = (float *)malloc(3 * C * sizeof(float)),
           *sums_reg = (float *)malloc(3 * C * sizeof(float));
     double *ref_dx = (double *)malloc(n * sizeof(double)), *ref = (double *)calloc(3 * C, sizeof(double));
-    X *d_dout, *d_x, *d_dx, *d_w;
-    float *d_mean, *d_rstd, *d_sums, *d_partial;
-    tg_error err = {};
+    ln_dev<X> d;
     tg_rng r;
     tg_rng_init(&r, 21);
     for (size_t i = 0; i < n; i++) {
@@ -255,29 +280,20 @@ template <typename X> static void ln_case(const char *name, int N, int C, cudaSt
             ref[C + c] += d;  /* db */
         }
     }
-    CU(cudaMalloc(&d_dout, n * sizeof(X)));
-    CU(cudaMalloc(&d_x, n * sizeof(X)));
-    CU(cudaMalloc(&d_dx, n * sizeof(X)));
-    CU(cudaMalloc(&d_w, C * sizeof(X)));
-    CU(cudaMalloc(&d_mean, N * sizeof(float)));
-    CU(cudaMalloc(&d_rstd, N * sizeof(float)));
-    CU(cudaMalloc(&d_sums, 3 * C * sizeof(float)));
-    CU(cudaMalloc(&d_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * sizeof(float)));
-    CU(cudaMemcpy(d_dout, h_dout, n * sizeof(X), cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_x, h_x, n * sizeof(X), cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_w, h_w, C * sizeof(X), cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_mean, h_mean, N * sizeof(float), cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_rstd, h_rstd, N * sizeof(float), cudaMemcpyHostToDevice));
+    ln_dev_alloc(&d, N, C);
+    CU(cudaMemcpy(d.dout, h_dout, n * sizeof(X), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.x, h_x, n * sizeof(X), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.w, h_w, C * sizeof(X), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.mean, h_mean, N * sizeof(float), cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.rstd, h_rstd, N * sizeof(float), cudaMemcpyHostToDevice));
     for (int with_sum = 0; with_sum <= 1; with_sum++)
         for (int kind = 0; kind < 3; kind++) {
-            CU(cudaMemcpy(d_dx, h_dx0, n * sizeof(X), cudaMemcpyHostToDevice));
-            CU(cudaMemset(d_sums, 0, 3 * C * sizeof(float)));
-            CHECK_OK(tg_cuda_layernorm_backward<X>(d_dx, d_sums, d_sums + C, with_sum ? d_sums + 2 * C : NULL, d_partial,
-                                                   d_dout, d_x, d_mean, d_rstd, d_w, N, C, (tg_cuda_ln_bwd)kind, s, &err),
-                     &err);
+            CU(cudaMemcpy(d.dx, h_dx0, n * sizeof(X), cudaMemcpyHostToDevice));
+            CU(cudaMemset(d.sums, 0, 3 * C * sizeof(float)));
+            ln_dev_run(&d, N, C, kind, with_sum, s);
             CU(cudaStreamSynchronize(s));
-            CU(cudaMemcpy(h_dx, d_dx, n * sizeof(X), cudaMemcpyDeviceToHost));
-            CU(cudaMemcpy(sums, d_sums, 3 * C * sizeof(float), cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(h_dx, d.dx, n * sizeof(X), cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(sums, d.sums, 3 * C * sizeof(float), cudaMemcpyDeviceToHost));
             for (size_t i = 0; i < n; i++) f_dx[i] = to_f32(h_dx[i]);
             for (int c = 0; c < C; c++) ref[2 * C + c] = 0.0; /* dsum: of the dx the kernel stored */
             for (size_t i = 0; i < n; i++) ref[2 * C + i % C] += f_dx[i];
@@ -298,14 +314,7 @@ template <typename X> static void ln_case(const char *name, int N, int C, cudaSt
             CHECK(e_dx < tol_dx);
             CHECK(e_dw < tol_sum && e_db < tol_sum && e_ds < tol_sum);
         }
-    cudaFree(d_dout);
-    cudaFree(d_x);
-    cudaFree(d_dx);
-    cudaFree(d_w);
-    cudaFree(d_mean);
-    cudaFree(d_rstd);
-    cudaFree(d_sums);
-    cudaFree(d_partial);
+    ln_dev_free(&d);
     free(h_dout);
     free(h_x);
     free(h_dx0);
@@ -326,37 +335,28 @@ template <typename X> static void ln_case(const char *name, int N, int C, cudaSt
 static void ln_time(cudaStream_t s) {
     const int N = 65536, C = 768, reps = 10;
     const size_t n = (size_t)N * C;
-    tg_error err = {};
-    tg_bf16 *d_dout, *d_x, *d_dx, *d_w, *h = (tg_bf16 *)malloc(n * sizeof(tg_bf16));
-    float *d_mean, *d_rstd, *d_sums, *d_partial, *hm = (float *)malloc(N * sizeof(float));
+    ln_dev<tg_bf16> d;
+    tg_bf16 *h = (tg_bf16 *)malloc(n * sizeof(tg_bf16));
+    float *hm = (float *)malloc(N * sizeof(float));
     cudaEvent_t e0, e1;
     tg_rng r;
     tg_rng_init(&r, 8);
     for (size_t i = 0; i < n; i++) h[i] = __float2bfloat16_rn(tg_rng_normal(&r));
     for (int i = 0; i < N; i++) hm[i] = 1.0f;
-    CU(cudaMalloc(&d_dout, n * 2));
-    CU(cudaMalloc(&d_x, n * 2));
-    CU(cudaMalloc(&d_dx, n * 2));
-    CU(cudaMalloc(&d_w, C * 2));
-    CU(cudaMalloc(&d_mean, N * 4));
-    CU(cudaMalloc(&d_rstd, N * 4));
-    CU(cudaMalloc(&d_sums, 3 * C * 4));
-    CU(cudaMalloc(&d_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4));
-    CU(cudaMemcpy(d_dout, h, n * 2, cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_x, h, n * 2, cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_dx, h, n * 2, cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_w, h, C * 2, cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_mean, hm, N * 4, cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_rstd, hm, N * 4, cudaMemcpyHostToDevice));
+    ln_dev_alloc(&d, N, C);
+    CU(cudaMemcpy(d.dout, h, n * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.x, h, n * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.dx, h, n * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.w, h, C * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.mean, hm, N * 4, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(d.rstd, hm, N * 4, cudaMemcpyHostToDevice));
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
     for (int kind = 0; kind < 3; kind++) {
         float ms = 0.0f;
         for (int i = 0; i <= reps; i++) { /* the first is a warm-up */
             if (i == 1) CU(cudaEventRecord(e0, s));
-            CHECK_OK(tg_cuda_layernorm_backward<tg_bf16>(d_dx, d_sums, d_sums + C, d_sums + 2 * C, d_partial, d_dout,
-                                                         d_x, d_mean, d_rstd, d_w, N, C, (tg_cuda_ln_bwd)kind, s, &err),
-                     &err);
+            ln_dev_run(&d, N, C, kind, 1, s);
         }
         CU(cudaEventRecord(e1, s));
         CU(cudaEventSynchronize(e1));
@@ -365,14 +365,7 @@ static void ln_time(cudaStream_t s) {
         printf("  timing layernorm-backward %-8s N=%d C=%d bf16: %.3f ms (%.0f GB/s over 4 tensors; x25 a step: %.2f ms)\n",
                ln_names[kind], N, C, ms, 4.0 * n * 2 / (ms * 1e-3) / 1e9, 25 * ms);
     }
-    cudaFree(d_dout);
-    cudaFree(d_x);
-    cudaFree(d_dx);
-    cudaFree(d_w);
-    cudaFree(d_mean);
-    cudaFree(d_rstd);
-    cudaFree(d_sums);
-    cudaFree(d_partial);
+    ln_dev_free(&d);
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     free(h);
