@@ -28,6 +28,10 @@
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
+#   racecheck (not in the default list) test_cuda_kernels' correctness cases under
+#             compute-sanitizer racecheck: the shared-memory hazards of the double-buffered
+#             cross-entropy and the shared-memory LayerNorm accumulators, which right answers alone
+#             do not rule out
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
 # so that one hang does not eat the device time; the script goes on after a failure and exits
 # non-zero if any step failed.
@@ -213,6 +217,10 @@ fi
 if want sanitize && { { [ $kern_rc -ne 0 ] && [ $kern_rc -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
     step "compute-sanitizer memcheck: test_cuda_kernels (no timing)"
     TG_KERNELS_QUICK=1 run sanitize-k 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$KTEST"
+fi
+if want racecheck; then
+    step "compute-sanitizer racecheck: test_cuda_kernels (no timing)"
+    TG_KERNELS_QUICK=1 run racecheck 240 "$CS" --tool racecheck --error-exitcode 9 --print-limit 20 "$KTEST"
 fi
 
 step "summary"
