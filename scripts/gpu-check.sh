@@ -20,7 +20,7 @@
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows) and
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), TG_CUDNN_TUNE=1 and
 #             TG_CUDA_LN_BWD=smem profiled, the four together with TG_CUBLASLT_TUNE=1 and profiled
 #             without, and the torch venv's newer cuDNN and cuBLAS), then the default again
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
@@ -146,6 +146,8 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
     TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: cuDNN's attention plans timed, the fastest kept (TG_CUDNN_TUNE=1), profiled"
+    TG_CUDNN_TUNE=1 TG_CUDA_PROFILE=1 run ab-cudnntune-prof 60 "$TG" bench "${G124[@]}" --steps 10
     step "A/B: LayerNorm backward with its column sums in shared memory (TG_CUDA_LN_BWD=smem), profiled"
     TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 run ab-lnsmem-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # (assignments written out: `run` is a function, which env(1) cannot call)

@@ -9,7 +9,10 @@
  * reads it). The graphs are built once, at init, for one (B, T, NH, HS); building is slow
  * (~1 s) and may fail where cuDNN has no engine — then init reports why and the caller falls
  * back. The backward graph asks for cuDNN's deterministic algorithm (no dQ atomics) unless
- * deterministic = 0, so training stays bitwise reproducible. */
+ * deterministic = 0, so training stays bitwise reproducible. With tune (TG_CUDNN_TUNE=1, an A/B
+ * option) every candidate plan is built and the first call of each direction times them
+ * (cudnn-frontend's autotune) and keeps the fastest; like cuBLASLt tuning, the pick can differ
+ * between processes. */
 #include "model/cuda/cudnn_attention.h"
 
 #include <cudnn.h>
@@ -36,6 +39,7 @@ struct tg_cudnn_attn {
     int64_t ws_bytes;
     void *ws;
     float scale;
+    int tune_fwd, tune_bwd; /* autotune still to do on the first call (tune) */
 };
 
 /* q, k or v (B, NH, T, HS) inside qkv (B, T, 3, NH, HS) */
@@ -85,23 +89,25 @@ static std::shared_ptr<fe::graph::Graph> new_graph(void) {
     return g;
 }
 
-/* validate, lower, pick the heuristic's first supported plan, build it; "" or the reason */
-static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h) {
+/* validate, lower, pick the heuristic's first supported plan, build it; "" or the reason. With
+ * tune, every plan the heuristics (and their fallback list) offer is built, for run() to time. */
+static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune) {
     fe::error_t e1 = g.validate();
     if (e1.is_bad()) return "validate: " + e1.get_message();
     fe::error_t e2 = g.build_operation_graph(h);
     if (e2.is_bad()) return "build_operation_graph: " + e2.get_message();
-    fe::error_t e3 = g.create_execution_plans({fe::HeurMode_t::A});
+    fe::error_t e3 = tune ? g.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK})
+                          : g.create_execution_plans({fe::HeurMode_t::A});
     if (e3.is_bad()) return "create_execution_plans: " + e3.get_message();
     fe::error_t e4 = g.check_support(h);
     if (e4.is_bad()) return "check_support: " + e4.get_message();
-    fe::error_t e5 = g.build_plans(h);
+    fe::error_t e5 = tune ? g.build_plans(h, fe::BuildPlanPolicy_t::ALL) : g.build_plans(h);
     if (e5.is_bad()) return "build_plans: " + e5.get_message();
     return std::string();
 }
 
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
-                             char *why, size_t why_n, tg_error *err) {
+                             int tune, char *why, size_t why_n, tg_error *err) {
     tg_status st = TG_OK;
     std::string msg;
     int64_t wf = 0, wb = 0;
@@ -129,7 +135,7 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
             .set_dim({B, NH, T, 1})
             .set_stride({(int64_t)NH * T, T, 1, 1})
             .set_uid(UID_STATS);
-        msg = finish_graph(*f, a->handle);
+        msg = finish_graph(*f, a->handle, tune);
         if (!msg.empty()) {
             msg = "forward: " + msg;
             goto unsupported;
@@ -152,15 +158,19 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
         dq->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DQ);
         dk->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DK);
         dv->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DV);
-        msg = finish_graph(*g, a->handle);
+        msg = finish_graph(*g, a->handle, tune);
         if (!msg.empty()) {
             msg = "backward: " + msg;
             goto unsupported;
         }
-        if (f->get_workspace_size(wf).is_bad() || g->get_workspace_size(wb).is_bad()) {
+        if (tune) { /* enough for every candidate plan */
+            wf = f->get_autotune_workspace_size();
+            wb = g->get_autotune_workspace_size();
+        } else if (f->get_workspace_size(wf).is_bad() || g->get_workspace_size(wb).is_bad()) {
             msg = "workspace size query failed";
             goto unsupported;
         }
+        a->tune_fwd = a->tune_bwd = tune;
         a->fwd = f;
         a->bwd = g;
     } catch (const std::exception &ex) {
@@ -182,11 +192,24 @@ void tg_cudnn_attn_set_workspace(tg_cudnn_attn *a, void *ws) {
     if (a) a->ws = ws;
 }
 
+/* With *tune set: first times every built plan on these operands (cudnn-frontend's autotune:
+ * synchronises; outputs are rewritten by the real call) and keeps the fastest, saying on stderr
+ * which of how many; then clears *tune. */
 static tg_status run(tg_cudnn_attn *a, fe::graph::Graph &g, std::unordered_map<int64_t, void *> &pack,
-                     cudaStream_t s, const char *what, tg_error *err) {
+                     cudaStream_t s, const char *what, int *tune, tg_error *err) {
     tg_status st = TG_OK;
     if (cudnnSetStream(a->handle, s) != CUDNN_STATUS_SUCCESS)
         TG_FAIL(err, TG_ERR_CUDA, "cudnn attention %s: cudnnSetStream failed", what);
+    if (*tune) {
+        std::string first, best;
+        (void)g.get_plan_name(first);
+        fe::error_t e = g.autotune(a->handle, pack, a->ws);
+        if (e.is_bad()) TG_FAIL(err, TG_ERR_CUDA, "cudnn attention %s: autotune: %s", what, e.get_message().c_str());
+        (void)g.get_plan_name(best);
+        fprintf(stderr, "cudnn attention %s: autotuned %lld plans: heuristic's %s, fastest %s\n", what,
+                (long long)g.get_execution_plan_count(), first.c_str(), best.c_str());
+        *tune = 0;
+    }
     {
         fe::error_t e = g.execute(a->handle, pack, a->ws);
         if (e.is_bad()) TG_FAIL(err, TG_ERR_CUDA, "cudnn attention %s: %s", what, e.get_message().c_str());
@@ -203,7 +226,7 @@ tg_status tg_cudnn_attn_forward(tg_cudnn_attn *a, __nv_bfloat16 *y, float *stats
                                                 {UID_SCALE, &a->scale},
                                                 {UID_O, y},
                                                 {UID_STATS, stats}};
-    return run(a, *a->fwd, pack, s, "forward", err);
+    return run(a, *a->fwd, pack, s, "forward", &a->tune_fwd, err);
 }
 
 tg_status tg_cudnn_attn_backward(tg_cudnn_attn *a, __nv_bfloat16 *dqkv, const __nv_bfloat16 *dy, const __nv_bfloat16 *y,
@@ -218,7 +241,7 @@ tg_status tg_cudnn_attn_backward(tg_cudnn_attn *a, __nv_bfloat16 *dqkv, const __
                                                 {UID_DQ, dqkv},
                                                 {UID_DK, dqkv + C},
                                                 {UID_DV, dqkv + 2 * C}};
-    return run(a, *a->bwd, pack, s, "backward", err);
+    return run(a, *a->bwd, pack, s, "backward", &a->tune_bwd, err);
 }
 
 void tg_cudnn_attn_free(tg_cudnn_attn *a) {
@@ -236,8 +259,8 @@ struct tg_cudnn_attn {
 };
 
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
-                             char *why, size_t why_n, tg_error *err) {
-    (void)B, (void)T, (void)NH, (void)HS, (void)deterministic, (void)err;
+                             int tune, char *why, size_t why_n, tg_error *err) {
+    (void)B, (void)T, (void)NH, (void)HS, (void)deterministic, (void)tune, (void)err;
     *out = NULL;
     snprintf(why, why_n, "built without cudnn-frontend (scripts/install-deps.sh fetches it)");
     return TG_OK;

@@ -358,18 +358,22 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         const char *attn = getenv("TG_CUDA_ATTN") ? getenv("TG_CUDA_ATTN") : "cudnn";
         const char *det = getenv("TG_CUDNN_DETERMINISTIC");
         const int deterministic = !(det && strcmp(det, "0") == 0);
+        static const char *const off_on[] = {"0", "1"};
+        int tune = 0;
         char why[200] = "";
+        TG_TRY(env_choice("TG_CUDNN_TUNE", off_on, 2, &tune, err));
         if (strcmp(attn, "cudnn") && strcmp(attn, "flash") && strcmp(attn, "naive"))
             TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_ATTN=%s: expected cudnn, flash or naive", attn);
         p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && strcmp(attn, "naive") != 0;
         if (p->flash && strcmp(attn, "cudnn") == 0)
-            TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, why,
+            TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, tune, why,
                                       sizeof why, err));
         if (p->cudnn) {
             const size_t v = tg_cudnn_version();
             snprintf(p->note, sizeof p->note,
-                     "bf16, attention: cudnn sdpa (cuDNN %zu.%zu.%zu, %s; flash kernels for partial batches)",
-                     v / 10000, v / 100 % 100, v % 100, deterministic ? "deterministic" : "non-deterministic backward");
+                     "bf16, attention: cudnn sdpa (cuDNN %zu.%zu.%zu, %s%s; flash kernels for partial batches)",
+                     v / 10000, v / 100 % 100, v % 100, deterministic ? "deterministic" : "non-deterministic backward",
+                     tune ? ", plans autotuned" : "");
         }
         else if (p->flash)
             snprintf(p->note, sizeof p->note, "bf16, attention: flash kernels%s%s%s",

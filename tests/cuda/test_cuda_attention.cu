@@ -8,7 +8,10 @@
  * norm-wise errors land around 3e-3; 1.5e-2 leaves headroom while a wrong tile, mask or
  * fragment layout gives errors of order 1. Outputs are poisoned (NaN) first, so an element
  * never written fails; the pipelined (cp.async) and plain kernels must give identical bits.
- * Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64).
+ * cuDNN runs twice per shape (bitwise equal), once with its heuristic plan and once with every
+ * candidate plan timed and the fastest kept (TG_CUDNN_TUNE's path).
+ * Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64), cuDNN
+ * also with its plans autotuned.
  * Without a CUDA device: prints "SKIP: no CUDA device" and exits 77. */
 #include <math.h>
 #include <stdio.h>
@@ -174,24 +177,27 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
     unsetenv("TG_CUDA_FLASH_PIPE");
 
     /* cuDNN SDPA (deterministic backward), where it takes the shape: same inputs and tolerance,
-     * twice, bitwise equal. */
-    tg_cudnn_attn *cd = NULL;
-    char why[200] = "";
-    CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, 1, why, sizeof why, &err), &err);
-    if (!cd) {
-        printf("    cudnn: not available for this shape (%s)\n", why);
-    } else {
-        void *ws = NULL;
-        const size_t wsb = tg_cudnn_attn_workspace(cd);
-        CU(cudaMalloc(&ws, wsb ? wsb : 16));
-        tg_cudnn_attn_set_workspace(cd, ws);
-        run_once(&bufs, cd, s, h_y, h_d);
-        run_once(&bufs, cd, s, h_y2, h_d2);
-        check_errors("cudnn", "    cudnn", &bufs, h_y, h_d, ref_y, ref_d);
-        CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
-               "cudnn attention (deterministic) differs between two runs");
-        tg_cudnn_attn_free(cd);
-        cudaFree(ws);
+     * twice, bitwise equal; then the same with every plan built and the fastest kept
+     * (TG_CUDNN_TUNE=1: the first run times them). */
+    for (int tune = 0; tune <= 1; tune++) {
+        tg_cudnn_attn *cd = NULL;
+        char why[200] = "";
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, 1, tune, why, sizeof why, &err), &err);
+        if (!cd) {
+            printf("    cudnn%s: not available for this shape (%s)\n", tune ? " (tuned)" : "", why);
+        } else {
+            void *ws = NULL;
+            const size_t wsb = tg_cudnn_attn_workspace(cd);
+            CU(cudaMalloc(&ws, wsb ? wsb : 16));
+            tg_cudnn_attn_set_workspace(cd, ws);
+            run_once(&bufs, cd, s, h_y, h_d);
+            run_once(&bufs, cd, s, h_y2, h_d2);
+            check_errors("cudnn", tune ? "    cudnn (tuned)" : "    cudnn", &bufs, h_y, h_d, ref_y, ref_d);
+            CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
+                   "cudnn attention (deterministic%s) differs between two runs", tune ? ", tuned" : "");
+            tg_cudnn_attn_free(cd);
+            cudaFree(ws);
+        }
     }
 
     cudaFree(f_qkv);
@@ -223,11 +229,12 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
 }
 
 /* Forward and backward time at GPT-2 124M's attention shape (random data, no check).
- * impl 0: flash, plain; 1: flash, pipelined; 2: cuDNN deterministic; 3: cuDNN with atomics. */
+ * impl 0: flash, plain; 1: flash, pipelined; 2: cuDNN deterministic; 3: cuDNN with atomics;
+ * 4: cuDNN deterministic with its plans autotuned (the warm-up calls do the timing). */
 static void time_gpt2(cudaStream_t s, int impl) {
     const int pipe = impl == 1;
     static const char *const names[] = {"flash (plain)", "flash (pipelined)", "cudnn (deterministic)",
-                                        "cudnn (atomics)"};
+                                        "cudnn (atomics)", "cudnn (det., tuned)"};
     const int B = 64, T = 1024, NH = 12, HS = 64, C = NH * HS, reps = 10;
     const size_t N = (size_t)B * T;
     tg_error err = {};
@@ -238,7 +245,7 @@ static void time_gpt2(cudaStream_t s, int impl) {
     void *ws = NULL;
     if (impl >= 2) { /* first, so that "not available" has nothing to free */
         char why[200] = "";
-        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl == 2, why, sizeof why, &err), &err);
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl != 3, impl == 4, why, sizeof why, &err), &err);
         if (!cd) {
             printf("  %-22s timing: not available (%s)\n", names[impl], why);
             return;
@@ -320,7 +327,7 @@ int main(void) {
     run_case(s, &bl, 3, 50, 4, 16, 1.0f);
     run_case(s, &bl, 1, 64, 1, 64, 3.0f);
     if (!quick) {
-        for (int impl = 0; impl < 4; impl++) time_gpt2(s, impl);
+        for (int impl = 0; impl < 5; impl++) time_gpt2(s, impl);
     }
     unsetenv("TG_CUDA_FLASH_PIPE");
     cudaFree(bl.workspace);

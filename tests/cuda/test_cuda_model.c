@@ -329,10 +329,13 @@ int main(void) {
     run_case("bf16-cudnn", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
     run_case("bf16-cudnn-hs64-recompute-ln", 1, 1, 1, "cudnn", 1, "48", &bf16_tol);
     run_case("bf16-naive-attn-recompute", 1, 2, 1, "naive", 2, "8192", &bf16_tol);
-    /* cuBLASLt algorithms chosen by timing (with beta = 1 matmuls: D saved and restored) */
+    /* cuBLASLt algorithms chosen by timing (with beta = 1 matmuls: D saved and restored); the
+     * bf16 case also times cuDNN's candidate plans (TG_CUDNN_TUNE=1) */
     setenv("TG_CUBLASLT_TUNE", "1", 1);
     run_case("fp32-tuned", 0, 0, 1, "flash", 4, "48", &fp32_tol);
+    setenv("TG_CUDNN_TUNE", "1", 1);
     run_case("bf16-cudnn-tuned", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
+    unsetenv("TG_CUDNN_TUNE");
     unsetenv("TG_CUBLASLT_TUNE");
     /* the A/B alternatives: the one-kernel cross-entropy (shared-memory rows; 48-row chunks are
      * fewer rows than SMs), the row-cache LayerNorm backward, the register one with its column
