@@ -90,13 +90,13 @@ G124=(--config "$ROOT/configs/gpt2-124m.ini" --batch 64 --seq-len 1024)
 test_rc=0
 if want test; then
     step "test_cuda_model"
-    run test 90 "$TEST"
+    run test 150 "$TEST"
     test_rc=$?
 fi
 attn_rc=0
 if want attn; then
     step "test_cuda_attention"
-    run attn 90 "$ATEST"
+    run attn 150 "$ATEST"
     attn_rc=$?
 fi
 kern_rc=0
