@@ -98,7 +98,9 @@ typedef struct {
     int64_t tokens_seen;
     float *host_params, *host_m, *host_v; /* checkpoint staging, n_padded each */
     int nccl;                  /* gradients reduced on the device by NCCL */
-    size_t tuning_len;         /* bytes of this rank's tuning file as last written (0: none) */
+    void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
+    size_t tuning_len;
+    char resumed_from[TG_PATH_MAX]; /* the checkpoint file resumed from ("" for a fresh run) */
 } trainer;
 
 static tg_status mkdir_p(const char *path, tg_error *err) {
@@ -282,6 +284,7 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
     if (cs.n_loader_states < 1) TG_FAIL(err, TG_ERR_FORMAT, "%s: no loader state", path);
     /* The position is global (data/loader.h), so any rank's state serves any world size. */
     TG_TRY(source_state_set(&tr->train, &cs.loader_states[0], err));
+    snprintf(tr->resumed_from, sizeof tr->resumed_from, "%s", path);
     tg_log_info(tr->lg, "resumed from %s at step %lld (%lld tokens seen; saved with %d ranks, now %d)", path,
                 (long long)cs.step, (long long)cs.tokens_seen, cs.world_size, tr->world);
 cleanup:
@@ -290,12 +293,12 @@ cleanup:
 }
 
 /* ---- the backend's timed choices (tg_model_tuning_get): <out_dir>/tuning/rank-NNNNN.bin ----
- * Written by every rank whenever its set grows (the first step, the first evaluation), read
+ * Written by every rank whenever its set changes (the first step, the first evaluation), read
  * back on resume before the first forward, so a resumed run with TG_CUBLASLT_TUNE=1 uses the
  * algorithms the run it continues used: the same bits. Nothing is written when nothing is
- * timed. */
-static void tuning_path(const trainer *tr, char *path, size_t cap) {
-    snprintf(path, cap, "%s/tuning/rank-%05d.bin", tr->cfg->out_dir, tr->rank);
+ * timed. (cuDNN's TG_CUDNN_TUNE plans are not kept: docs/cuda.md.) */
+static void tuning_path(const char *run_dir, int rank, char *path, size_t cap) {
+    snprintf(path, cap, "%s/tuning/rank-%05d.bin", run_dir, rank);
 }
 
 static tg_status tuning_save(trainer *tr, tg_error *err) {
@@ -305,10 +308,10 @@ static tg_status tuning_save(trainer *tr, tg_error *err) {
     size_t len = 0;
     FILE *f = NULL;
     TG_TRY(tg_model_tuning_get(tr->model, &blob, &len, err));
-    if (len == 0 || len == tr->tuning_len) goto cleanup;
+    if (len == 0 || (len == tr->tuning_len && memcmp(blob, tr->tuning, len) == 0)) goto cleanup;
     snprintf(path, sizeof path, "%s/tuning", tr->cfg->out_dir);
     TG_TRY(mkdir_p(path, err));
-    tuning_path(tr, path, sizeof path);
+    tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     f = fopen(tmp, "wb");
     if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
@@ -317,24 +320,35 @@ static tg_status tuning_save(trainer *tr, tg_error *err) {
     fclose(f);
     f = NULL;
     if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    free(tr->tuning);
+    tr->tuning = blob;
     tr->tuning_len = len;
+    blob = NULL;
 cleanup:
     if (f) fclose(f);
     free(blob);
     return st;
 }
 
-/* On resume: this rank's file, if there is one. One the backend refuses (another GPU model or
- * library version) is only a warning: the run goes on and times again. */
+/* On resume: this rank's file from out_dir, else from the run folder of the checkpoint resumed
+ * (<run>/checkpoints/step_N.h5 -> <run>/tuning/), if there is one. One the backend refuses
+ * (another GPU model or library version) is only a warning: the run goes on and times again. */
 static tg_status tuning_load(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
-    char path[TG_PATH_MAX + 32];
+    char path[TG_PATH_MAX + 32], run_dir[TG_PATH_MAX];
     unsigned char *buf = NULL;
     long len;
     tg_error e2 = {0};
     FILE *f = NULL;
-    tuning_path(tr, path, sizeof path);
+    char *slash;
+    tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
     f = fopen(path, "rb");
+    snprintf(run_dir, sizeof run_dir, "%s", tr->resumed_from);
+    for (int up = 0; !f && up < 2 && (slash = strrchr(run_dir, '/')) != NULL; up++) *slash = 0;
+    if (!f && run_dir[0] && strcmp(run_dir, tr->resumed_from) != 0) {
+        tuning_path(run_dir, tr->rank, path, sizeof path);
+        f = fopen(path, "rb");
+    }
     if (!f) return TG_OK;
     if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
         TG_FAIL(err, TG_ERR_IO, "cannot read %s: %s", path, strerror(errno));
@@ -342,7 +356,6 @@ static tg_status tuning_load(trainer *tr, tg_error *err) {
     TG_CHECK_ALLOC(err, buf);
     if (fread(buf, 1, (size_t)len, f) != (size_t)len) TG_FAIL(err, TG_ERR_IO, "cannot read %s", path);
     if (tg_model_tuning_set(tr->model, buf, (size_t)len, &e2) == TG_OK) {
-        tr->tuning_len = (size_t)len;
         tg_log_info(tr->lg, "resume: matmul algorithms from %s (%ld bytes)", path, len);
     } else {
         tg_log_warn(tr->lg, "resume: ignoring %s: %s; algorithms are timed again, so rounding may differ from the run "
@@ -547,6 +560,7 @@ static void teardown(trainer *tr) {
     source_close(&tr->train);
     source_close(&tr->val);
     tg_model_free(tr->model);
+    free(tr->tuning);
     free(tr->host_params);
     free(tr->host_m);
     free(tr->host_v);

@@ -255,19 +255,30 @@ cleanup:
     return st;
 }
 
+tg_status tg_cuda_crossentropy_staged(int Vp, size_t x_bytes, int *staged, int *sms, tg_error *err) {
+    tg_status st = TG_OK;
+    int dev = 0, smem_max = 0, n_sm = 0;
+    *staged = 0;
+    TG_CUDA_CHECK(err, cudaGetDevice(&dev));
+    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    /* two rows, plus block_lse's static shared memory; rows of whole 16-byte vectors */
+    *staged = (Vp * x_bytes) % 16 == 0 && 2 * (size_t)Vp * x_bytes + 1024 <= (size_t)smem_max;
+    if (sms) *sms = n_sm;
+cleanup:
+    return st;
+}
+
 template <typename X>
 tg_status tg_cuda_crossentropy_fused(float *losses, float *lse, X *logits, const int32_t *targets,
                                      float dscale, int N, int V, int Vp, cudaStream_t s,
                                      tg_error *err) {
     tg_status st = TG_OK;
     const size_t smem = (size_t)2 * Vp * sizeof(X);
-    int dev = 0, smem_max = 0, sms = 0;
+    int staged = 0, sms = 0;
     if (N <= 0) return TG_OK;
-    TG_CUDA_CHECK(err, cudaGetDevice(&dev));
-    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    /* block_lse's static shared memory comes on top of the two rows */
-    if (Vp % TG_VEC16(X) == 0 && tg_aligned(logits, 16) && smem + 1024 <= (size_t)smem_max) {
+    TG_TRY(tg_cuda_crossentropy_staged(Vp, sizeof(X), &staged, &sms, err));
+    if (staged && tg_aligned(logits, 16)) {
         TG_CUDA_CHECK(err, cudaFuncSetAttribute(crossentropy_rows_kernel<X, TG_VEC16(X)>,
                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         crossentropy_rows_kernel<X, TG_VEC16(X)><<<N < sms ? N : sms, XENT_ROW_THREADS, smem, s>>>(

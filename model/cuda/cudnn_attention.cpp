@@ -90,8 +90,9 @@ static std::shared_ptr<fe::graph::Graph> new_graph(void) {
 }
 
 /* validate, lower, pick the heuristic's first supported plan, build it; "" or the reason. With
- * tune, every plan the heuristics (and their fallback list) offer is built, for run() to time. */
-static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune) {
+ * tune, every plan the heuristics (and their fallback list) offer is built, for run() to time;
+ * with deterministic too, none that cuDNN marks non-deterministic. */
+static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune, int deterministic) {
     fe::error_t e1 = g.validate();
     if (e1.is_bad()) return "validate: " + e1.get_message();
     fe::error_t e2 = g.build_operation_graph(h);
@@ -99,6 +100,7 @@ static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune) 
     fe::error_t e3 = tune ? g.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK})
                           : g.create_execution_plans({fe::HeurMode_t::A});
     if (e3.is_bad()) return "create_execution_plans: " + e3.get_message();
+    if (tune && deterministic) g.deselect_numeric_notes({fe::NumericalNote_t::NONDETERMINISTIC});
     fe::error_t e4 = g.check_support(h);
     if (e4.is_bad()) return "check_support: " + e4.get_message();
     fe::error_t e5 = tune ? g.build_plans(h, fe::BuildPlanPolicy_t::ALL) : g.build_plans(h);
@@ -135,7 +137,7 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
             .set_dim({B, NH, T, 1})
             .set_stride({(int64_t)NH * T, T, 1, 1})
             .set_uid(UID_STATS);
-        msg = finish_graph(*f, a->handle, tune);
+        msg = finish_graph(*f, a->handle, tune, deterministic);
         if (!msg.empty()) {
             msg = "forward: " + msg;
             goto unsupported;
@@ -158,7 +160,7 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
         dq->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DQ);
         dk->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DK);
         dv->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DV);
-        msg = finish_graph(*g, a->handle, tune);
+        msg = finish_graph(*g, a->handle, tune, deterministic);
         if (!msg.empty()) {
             msg = "backward: " + msg;
             goto unsupported;

@@ -257,14 +257,14 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
  * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
  * (and, with SUM, dsum = sum of the updated dx: the bias gradient of the projection that fed
  * this residual) across its rows: in registers, or with SMEM_ACC in its warp's slice of shared
- * memory (TG_CUDA_LN_BWD=smem: 3 x 24 fewer registers at C = 768, so 5 blocks per SM instead of 3
- * and more rows' loads in flight; the same additions in the same order). At the end the block's
+ * memory (TG_CUDA_LN_BWD=smem: 3 x 24 fewer registers at C = 768, so 4 blocks per SM instead of 3
+ * and more rows' loads in flight (3 instead of 2 at NV = 4); the same additions in the same order). At the end the block's
  * W warps are added in warp order through shared memory into partial[block][parts C]:
  * deterministic.
  * Shared memory: ws (C floats), then red: W x C floats (registers; one part at a time at the
  * end), or W x parts x C (SMEM_ACC: the accumulators themselves). */
 template <typename X, int VEC, int NV, bool SUM, bool SMEM_ACC>
-__global__ void __launch_bounds__(TG_LN_REG_THREADS, SMEM_ACC ? 4 : NV >= 4 ? 2 : 3)
+__global__ void __launch_bounds__(TG_LN_REG_THREADS, SMEM_ACC ? (NV >= 4 ? 3 : 4) : NV >= 4 ? 2 : 3)
 layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
                               const X *__restrict__ dout, const X *__restrict__ x,
                               const float *__restrict__ mean, const float *__restrict__ rstd,

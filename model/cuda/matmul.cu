@@ -197,6 +197,7 @@ static size_t dtype_size(cudaDataType_t t) { return t == CUDA_R_32F ? 4 : 2; }
  * the bias/aux pointers. */
 
 #define TG_LT_CACHE_CAP 128 /* a GPT-2 run has a few dozen keys; past this, plans are per call */
+#define TG_LT_TUNING_MAX (2 * TG_LT_CACHE_CAP) /* entries of a tuning blob: plans + unused presets */
 #define TG_LT_TUNE_MAX 16   /* heuristic candidates asked for when tuning */
 #define TG_LT_TUNE_RUNS 3   /* timed runs per candidate, after one warm-up; the fastest counts */
 
@@ -241,7 +242,7 @@ typedef struct {
 struct tg_cuda_lt_cache {
     int n, n_preset;
     lt_plan plan[TG_LT_CACHE_CAP];
-    lt_preset preset[TG_LT_CACHE_CAP];
+    lt_preset preset[TG_LT_TUNING_MAX];
     int head_ready;      /* head: this process's tuning-blob head, made on first use */
     lt_tuning_head head;
 };
@@ -663,19 +664,20 @@ tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *l
     if (!cache) return TG_OK;
     for (int i = 0; i < cache->n; i++) n += cache->plan[i].tuned;
     for (int i = 0; i < cache->n_preset; i++) n += !cache_has(cache, &cache->preset[i].key);
+    if (n > TG_LT_TUNING_MAX) n = TG_LT_TUNING_MAX; /* what set takes back; the rest is timed again */
     if (n == 0) return TG_OK;
     TG_TRY(tuning_head_fill(cache, &h, n, err));
     b = (unsigned char *)malloc(sizeof h + (size_t)n * pair);
     if (!b) TG_FAIL(err, TG_ERR_NOMEM, "out of memory for a cuBLASLt tuning blob (%d entries)", n);
     memcpy(b, &h, sizeof h);
     q = b + sizeof h;
-    for (int i = 0; i < cache->n; i++) {
-        if (!cache->plan[i].tuned) continue;
+    for (int i = 0, k = 0; i < cache->n; i++) {
+        if (!cache->plan[i].tuned || k++ >= n) continue;
         memcpy(q, &cache->plan[i].key, sizeof(lt_key));
         memcpy(q + sizeof(lt_key), &cache->plan[i].algo, sizeof(cublasLtMatmulAlgo_t));
         q += pair;
     }
-    for (int i = 0; i < cache->n_preset; i++) {
+    for (int i = 0; i < cache->n_preset && q < b + sizeof h + (size_t)n * pair; i++) {
         if (cache_has(cache, &cache->preset[i].key)) continue;
         memcpy(q, &cache->preset[i].key, sizeof(lt_key));
         memcpy(q + sizeof(lt_key), &cache->preset[i].algo, sizeof(cublasLtMatmulAlgo_t));
@@ -703,7 +705,7 @@ tg_status tg_cuda_blas_tuning_set(const tg_cuda_blas *bl, const void *blob, size
         TG_FAIL(err, TG_ERR_FORMAT, "cuBLASLt tuning blob of version %u (key %u, algo %u bytes); this build writes "
                 "version %u (%zu, %zu)", h.version, h.key_bytes, h.algo_bytes, TG_LT_TUNING_VERSION, sizeof(lt_key),
                 sizeof(cublasLtMatmulAlgo_t));
-    if (h.n < 0 || h.n > TG_LT_CACHE_CAP || len != sizeof h + (size_t)h.n * pair)
+    if (h.n < 0 || h.n > TG_LT_TUNING_MAX || len != sizeof h + (size_t)h.n * pair)
         TG_FAIL(err, TG_ERR_FORMAT, "cuBLASLt tuning blob: %d entries do not match its %zu bytes", h.n, len);
     cache = lt_cache(bl);
     if (!cache) TG_FAIL(err, TG_ERR_NOMEM, "out of memory for the cuBLASLt plan cache");

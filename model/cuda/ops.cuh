@@ -200,6 +200,10 @@ template <typename X>
 tg_status tg_cuda_crossentropy_fused(float *losses, float *lse, X *logits, const int32_t *targets,
                                      float dscale, int N, int V, int Vp, cudaStream_t s,
                                      tg_error *err);
+/* *staged = 1 when tg_cuda_crossentropy_fused takes the one-kernel path for rows of Vp elements
+ * of x_bytes each on the current device (given 16-byte aligned logits); *sms (may be NULL): the
+ * device's SM count, its grid. */
+tg_status tg_cuda_crossentropy_staged(int Vp, size_t x_bytes, int *staged, int *sms, tg_error *err);
 
 /* ---- adamw.cu ---- */
 

@@ -20,17 +20,23 @@ check "the cuda run uses NCCL" grep -qi "nccl" "$TMP/full.log"
 # Cut after step 8 and resumed (lib.sh): must continue bitwise like the uninterrupted run.
 cut_and_resume cut "${ARGS[@]}"
 # With cuBLASLt algorithms picked by timing (TG_CUBLASLT_TUNE=1), which can differ from process to
-# process: the run writes them to <out_dir>/tuning/, and a resume from its step-8 checkpoint in a
-# copy of its out_dir takes them back, so steps 9-16 repeat the run bit for bit.
+# process: the run writes them to <out_dir>/tuning/, and a resume from its step-8 checkpoint takes
+# them back, so steps 9-16 repeat the run bit for bit. Once in a copy of its out_dir, once into a
+# new out_dir (the file is then found next to the checkpoint's run folder, and copied over).
 TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/tuned" >"$TMP/tuned.log" 2>&1 \
     || { cat "$TMP/tuned.log"; bad "tuned cuda run exits 0"; }
 check "the tuned run timed algorithms and wrote them" test -s "$TMP/tuned/tuning/rank-00000.bin"
 cp -r "$TMP/tuned" "$TMP/tuned-resumed"
-TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/tuned-resumed" \
-    train.resume="$TMP/tuned-resumed/checkpoints/step_00000008.h5" >"$TMP/tuned-resumed.log" 2>&1 \
-    || { cat "$TMP/tuned-resumed.log"; bad "tuned resume exits 0"; }
-check "the tuned resume took the saved algorithms" grep -q "matmul algorithms from .*rank-00000.bin" \
-    "$TMP/tuned-resumed.log"
+for d in tuned-resumed tuned-elsewhere; do
+    ck="$TMP/tuned-resumed/checkpoints/step_00000008.h5"
+    [ $d = tuned-elsewhere ] && ck="$TMP/tuned/checkpoints/step_00000008.h5"
+    TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/$d" train.resume="$ck" \
+        >"$TMP/$d.log" 2>&1 || { cat "$TMP/$d.log"; bad "tuned resume into $d exits 0"; }
+    check "$d: the resume took the saved algorithms" grep -q "matmul algorithms from .*rank-00000.bin" "$TMP/$d.log"
+done
+check "tuned-elsewhere: they came from the checkpoint's run folder" \
+    grep -q "matmul algorithms from $TMP/tuned/tuning/rank-00000.bin" "$TMP/tuned-elsewhere.log"
+check "tuned-elsewhere: and its own out_dir now has them" test -s "$TMP/tuned-elsewhere/tuning/rank-00000.bin"
 check "losses: launcher-less == mpirun -np 1 == zero_stage=1, and resumed == uninterrupted (bitwise)" python3 -c '
 import json, sys
 def losses(p):
@@ -44,14 +50,15 @@ d3 = [s for s in a if a[s] != z.get(s)]
 print("  differing steps: mpirun %s, resumed %s, zero_stage=1 %s" % (d1, d2, d3))
 sys.exit(bool(d1 or d2 or d3) or not a[16] < a[1])
 ' "$TMP/full/metrics.jsonl" "$TMP/mpi/metrics.jsonl" "$TMP/cut/metrics.jsonl" "$TMP/zero1/metrics.jsonl"
-check "tuned: resumed == uninterrupted (bitwise)" python3 -c '
+check "tuned: resumed == uninterrupted (bitwise), in the copied and in a new out_dir" python3 -c '
 import json, sys
 def losses(p):
     return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if r.get("loss") is not None}
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
+a, b, c = losses(sys.argv[1]), losses(sys.argv[2]), losses(sys.argv[3])
 assert sorted(a) == list(range(1, 17)) and sorted(b) == list(range(1, 17)), (sorted(a), sorted(b))
-d = [s for s in a if a[s] != b[s]]
+assert sorted(c) == list(range(9, 17)), sorted(c)  # a new out_dir logs only the resumed steps
+d = [s for s in a if a[s] != b[s]] + [s for s in c if a[s] != c[s]]
 print("  tuned, differing steps: %s" % d)
 sys.exit(bool(d))
-' "$TMP/tuned/metrics.jsonl" "$TMP/tuned-resumed/metrics.jsonl"
+' "$TMP/tuned/metrics.jsonl" "$TMP/tuned-resumed/metrics.jsonl" "$TMP/tuned-elsewhere/metrics.jsonl"
 finish
