@@ -333,6 +333,32 @@ cleanup:
     return st;
 }
 
+/* path := buf[0, n), crash-safely: <path>.tmp is written and fsynced, renamed over path, and the
+ * directory fsynced, so a reader sees the old file or the whole new one. A failure removes the
+ * .tmp and leaves path as it was. slow_ms: the test hook (ck_file_write). */
+static tg_status ck_replace(const char *path, const void *buf, size_t n, int slow_ms, tg_error *err) {
+    tg_status st = TG_OK;
+    char tmp[CK_PATH_MAX], dir[CK_PATH_MAX];
+    int created = 0;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        TG_FAIL(err, TG_ERR_ARG, "path too long: %s", path);
+    unlink(tmp); /* a leftover of a killed write */
+    created = 1;
+    TG_TRY(ck_file_write(tmp, buf, n, slow_ms, err));
+    if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "rename %s -> %s: %s", tmp, path, strerror(errno));
+    created = 0;
+    ck_dirname(path, dir, sizeof dir);
+    TG_TRY(ck_fsync_dir(dir, err));
+cleanup:
+    if (created) unlink(tmp); /* never leave a half-written file behind (disk full, ...) */
+    return st;
+}
+
+tg_status tg_ckpt_file_replace(const char *path, const void *buf, size_t n, tg_error *err) {
+    return ck_replace(path, buf, n, 0, err);
+}
+
+
 static tg_status ck_attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype,
                                const void *val, tg_error *err) {
     tg_status st = TG_OK;
@@ -433,9 +459,9 @@ size_t tg_ckpt_n_params(const tg_gpt2_config *cfg) {
 tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *s, tg_error *err) {
     tg_status st = TG_OK;
     tg_gpt2_layout lay = {0};
-    int have_lay = 0, created = 0;
+    int have_lay = 0;
     hid_t fapl = -1, fcpl = -1, f = -1;
-    char tmp[CK_PATH_MAX], dir[CK_PATH_MAX];
+    char tmp[CK_PATH_MAX]; /* only the in-memory file's name: ck_replace writes the real one */
     char *meta = NULL;
     uint64_t *ls = NULL;
     ck_image image = {NULL, 0};
@@ -520,19 +546,11 @@ tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *s, tg_error 
     size_t img_n = 0;
     TG_TRY(ck_image_len(&image, &img_n, err));
 
-    unlink(tmp); /* a leftover of a killed write */
-    created = 1;
-    TG_TRY(ck_file_write(tmp, image.mem, img_n, slow_ms, err));
-    if (rename(tmp, path) != 0)
-        TG_FAIL(err, TG_ERR_IO, "rename %s -> %s: %s", tmp, path, strerror(errno));
-    created = 0;
-    ck_dirname(path, dir, sizeof dir);
-    TG_TRY(ck_fsync_dir(dir, err));
+    TG_TRY(ck_replace(path, image.mem, img_n, slow_ms, err));
 cleanup:
     ck_close(&f);
     ck_close(&fcpl);
     ck_close(&fapl);
-    if (created) unlink(tmp); /* never leave a half-written file behind (disk full, ...) */
     if (have_lay) tg_gpt2_layout_free(&lay);
     free(meta);
     free(ls);
@@ -548,30 +566,13 @@ cleanup:
     return st;
 }
 
-/* <dir>/latest := name, via latest.tmp + fsync + rename + dir fsync. */
+/* <dir>/latest := name (one line), crash-safely (ck_replace). */
 static tg_status ck_latest_write(const char *dir, const char *name, tg_error *err) {
-    tg_status st = TG_OK;
-    char tmp[CK_PATH_MAX], dst[CK_PATH_MAX];
-    int fd = -1;
-    if (snprintf(tmp, sizeof tmp, "%s/latest.tmp", dir) >= (int)sizeof tmp ||
-        snprintf(dst, sizeof dst, "%s/latest", dir) >= (int)sizeof dst)
-        TG_FAIL(err, TG_ERR_ARG, "checkpoint dir path too long: %s", dir);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) TG_FAIL(err, TG_ERR_IO, "open %s: %s", tmp, strerror(errno));
-    char line[300];
-    int n = snprintf(line, sizeof line, "%s\n", name);
-    if (write(fd, line, (size_t)n) != n)
-        TG_FAIL(err, TG_ERR_IO, "write %s: %s", tmp, errno ? strerror(errno) : "short write");
-    if (fsync(fd) != 0) TG_FAIL(err, TG_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) TG_FAIL(err, TG_ERR_IO, "close %s: %s", tmp, strerror(errno));
-    if (rename(tmp, dst) != 0) TG_FAIL(err, TG_ERR_IO, "rename %s -> %s: %s", tmp, dst, strerror(errno));
-    TG_TRY(ck_fsync_dir(dir, err));
-cleanup:
-    if (fd >= 0) close(fd);
-    if (st != TG_OK) unlink(tmp);
-    return st;
+    char dst[CK_PATH_MAX], line[300];
+    if (snprintf(dst, sizeof dst, "%s/latest", dir) >= (int)sizeof dst)
+        return tg_error_set(err, TG_ERR_ARG, "checkpoint dir path too long: %s", dir);
+    const int n = snprintf(line, sizeof line, "%s\n", name);
+    return ck_replace(dst, line, (size_t)n, 0, err);
 }
 
 /* Keeps newest_step (complete, and pointed to by `latest` when this runs) and the keep-1

@@ -105,6 +105,11 @@ void tg_ckpt_writer_free(tg_ckpt_writer *w);
  * deletion). The writer uses this from its thread; tests and tools may call it directly. */
 tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *st, tg_error *err);
 
+/* path := buf[0, n), crash-safely, as checkpoints are written: <path>.tmp written and fsynced,
+ * renamed over path, the directory fsynced. A failure removes the .tmp and leaves path as it
+ * was. For the trainer's other files that must never be seen half-written. */
+tg_status tg_ckpt_file_replace(const char *path, const void *buf, size_t n, tg_error *err);
+
 /* ---- reading ---- */
 
 /* Loads a checkpoint into st (zeroed first; free with tg_ckpt_state_free), verifying the format

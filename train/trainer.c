@@ -303,29 +303,20 @@ static void tuning_path(const char *run_dir, int rank, char *path, size_t cap) {
 
 static tg_status tuning_save(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
-    char path[TG_PATH_MAX + 32], tmp[TG_PATH_MAX + 40];
+    char path[TG_PATH_MAX + 32];
     void *blob = NULL;
     size_t len = 0;
-    FILE *f = NULL;
     TG_TRY(tg_model_tuning_get(tr->model, &blob, &len, err));
     if (len == 0 || (len == tr->tuning_len && memcmp(blob, tr->tuning, len) == 0)) goto cleanup;
     snprintf(path, sizeof path, "%s/tuning", tr->cfg->out_dir);
     TG_TRY(mkdir_p(path, err));
     tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "wb");
-    if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (fwrite(blob, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
-        TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    fclose(f);
-    f = NULL;
-    if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    TG_TRY(tg_ckpt_file_replace(path, blob, len, err));
     free(tr->tuning);
     tr->tuning = blob;
     tr->tuning_len = len;
     blob = NULL;
 cleanup:
-    if (f) fclose(f);
     free(blob);
     return st;
 }
