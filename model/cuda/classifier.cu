@@ -191,20 +191,18 @@ crossentropy_rows_kernel(float *__restrict__ losses, X *__restrict__ logits,
     extern __shared__ __align__(16) unsigned char xent_smem[];
     X *const buf = (X *)xent_smem; /* two rows: buf[0, Vp) and buf[Vp, 2 Vp) */
     const int nvec = Vp / VEC, nfull = V / VEC;
+    /* row r into shared buffer k, unless r is past the end or ignored (then nothing is read) */
+    auto fetch = [&](int r, int k) {
+        if (r < N && targets[r] >= 0)
+            for (int v = threadIdx.x; v < nvec; v += XENT_ROW_THREADS)
+                tg_cp_async<16>(buf + (size_t)k * Vp + v * VEC, logits + (size_t)r * Vp + v * VEC, 1);
+        tg_cp_async_commit(); /* possibly empty: keeps the wait count uniform */
+    };
     int row = blockIdx.x, b = 0;
-    if (row < N && targets[row] >= 0)
-        for (int v = threadIdx.x; v < nvec; v += XENT_ROW_THREADS)
-            tg_cp_async<16>(buf + v * VEC, logits + (size_t)row * Vp + v * VEC, 1);
-    tg_cp_async_commit();
+    fetch(row, 0);
     for (; row < N; row += gridDim.x, b ^= 1) {
         const X *cur = buf + (size_t)b * Vp;
-        const int next = row + gridDim.x;
-        if (next < N && targets[next] >= 0) { /* into the buffer the previous row used */
-            X *nxt = buf + (size_t)(b ^ 1) * Vp;
-            for (int v = threadIdx.x; v < nvec; v += XENT_ROW_THREADS)
-                tg_cp_async<16>(nxt + v * VEC, logits + (size_t)next * Vp + v * VEC, 1);
-        }
-        tg_cp_async_commit(); /* possibly empty: keeps the wait count uniform */
+        fetch(row + gridDim.x, b ^ 1); /* into the buffer the previous row used */
         tg_cp_async_wait<1>(); /* this row's copies, not the next row's */
         __syncthreads();       /* every thread's */
         X *out = logits + (size_t)row * Vp;

@@ -269,8 +269,6 @@ static void cuda_free(tg_model *m) {
     m->impl = NULL;
 }
 
-/* *on = whether the environment variable `name` says "epilogue" (default "kernel"); any other
- * value is an error. For the opt-in epilogue switches, read once at init. */
 /* *choice = the index of the environment variable's value in names[0..n) (names[0], the
  * default, when unset); another value is an error that lists them. */
 static tg_status env_choice(const char *name, const char *const *names, int n, int *choice, tg_error *err) {

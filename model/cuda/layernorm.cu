@@ -257,10 +257,10 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
  * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
  * (and, with SUM, dsum = sum of the updated dx: the bias gradient of the projection that fed
  * this residual) across its rows: in registers, or with SMEM_ACC in its warp's slice of shared
- * memory (TG_CUDA_LN_BWD=smem: 3 x 24 fewer registers at C = 768, so 4 blocks per SM instead of 3
- * and more rows' loads in flight (3 instead of 2 at NV = 4); the same additions in the same order). At the end the block's
- * W warps are added in warp order through shared memory into partial[block][parts C]:
- * deterministic.
+ * memory (TG_CUDA_LN_BWD=smem: 3 x 24 fewer registers at C = 768, so 4 blocks per SM instead of
+ * 3, 3 instead of 2 at NV = 4, and more rows' loads in flight; the same additions in the same
+ * order). At the end the block's W warps are added in warp order through shared memory into
+ * partial[block][parts C]: deterministic.
  * Shared memory: ws (C floats), then red: W x C floats (registers; one part at a time at the
  * end), or W x parts x C (SMEM_ACC: the accumulators themselves). */
 template <typename X, int VEC, int NV, bool SUM, bool SMEM_ACC>

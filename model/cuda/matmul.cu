@@ -512,6 +512,13 @@ cleanup:
     return st;
 }
 
+/* The plan of key in the cache, or NULL. */
+static lt_plan *cache_find(tg_cuda_lt_cache *cache, const lt_key *key) {
+    for (int i = 0; i < cache->n; i++)
+        if (memcmp(&cache->plan[i].key, key, sizeof *key) == 0) return &cache->plan[i];
+    return NULL;
+}
+
 /* The cache, allocated on first use; NULL when that fails (plans are then per call). */
 static tg_cuda_lt_cache *lt_cache(const tg_cuda_blas *bl) {
     if (!bl->cache) bl->cache = (tg_cuda_lt_cache *)calloc(1, sizeof *bl->cache);
@@ -560,9 +567,7 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
     key.workspace = bl->workspace_bytes;
     *no_algo = 0;
 
-    if (cache)
-        for (int i = 0; i < cache->n && !p; i++)
-            if (memcmp(&cache->plan[i].key, &key, sizeof key) == 0) p = &cache->plan[i];
+    if (cache) p = cache_find(cache, &key);
     if (!p) {
         /* A new key is kept (and tuned, if asked, unless a tuning blob gave its algorithm) while
          * there is room; past that the plan lives for this call only, untuned. */
@@ -643,13 +648,6 @@ cleanup:
     return st;
 }
 
-/* Whether key has a plan in the cache. */
-static int cache_has(const tg_cuda_lt_cache *cache, const lt_key *key) {
-    for (int i = 0; i < cache->n; i++)
-        if (memcmp(&cache->plan[i].key, key, sizeof *key) == 0) return 1;
-    return 0;
-}
-
 /* The tuned plans, then the presets not used yet (so a blob taken back and got again loses
  * nothing: a resumed run that has not yet evaluated keeps the evaluation's choices). */
 tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *len, tg_error *err) {
@@ -663,7 +661,7 @@ tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *l
     *len = 0;
     if (!cache) return TG_OK;
     for (int i = 0; i < cache->n; i++) n += cache->plan[i].tuned;
-    for (int i = 0; i < cache->n_preset; i++) n += !cache_has(cache, &cache->preset[i].key);
+    for (int i = 0; i < cache->n_preset; i++) n += !cache_find(cache, &cache->preset[i].key);
     if (n > TG_LT_TUNING_MAX) n = TG_LT_TUNING_MAX; /* what set takes back; the rest is timed again */
     if (n == 0) return TG_OK;
     TG_TRY(tuning_head_fill(cache, &h, n, err));
@@ -671,14 +669,14 @@ tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *l
     if (!b) TG_FAIL(err, TG_ERR_NOMEM, "out of memory for a cuBLASLt tuning blob (%d entries)", n);
     memcpy(b, &h, sizeof h);
     q = b + sizeof h;
-    for (int i = 0, k = 0; i < cache->n; i++) {
-        if (!cache->plan[i].tuned || k++ >= n) continue;
+    for (int i = 0; i < cache->n; i++) { /* at most TG_LT_CACHE_CAP, below the cap: all fit */
+        if (!cache->plan[i].tuned) continue;
         memcpy(q, &cache->plan[i].key, sizeof(lt_key));
         memcpy(q + sizeof(lt_key), &cache->plan[i].algo, sizeof(cublasLtMatmulAlgo_t));
         q += pair;
     }
-    for (int i = 0; i < cache->n_preset && q < b + sizeof h + (size_t)n * pair; i++) {
-        if (cache_has(cache, &cache->preset[i].key)) continue;
+    for (int i = 0; i < cache->n_preset && q < b + sizeof h + (size_t)n * pair; i++) { /* up to the cap */
+        if (cache_find(cache, &cache->preset[i].key)) continue;
         memcpy(q, &cache->preset[i].key, sizeof(lt_key));
         memcpy(q + sizeof(lt_key), &cache->preset[i].algo, sizeof(cublasLtMatmulAlgo_t));
         q += pair;
