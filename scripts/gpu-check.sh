@@ -20,9 +20,10 @@
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
 #   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_XENT=fused (shared-memory rows), TG_CUDNN_TUNE=1 and
-#             TG_CUDA_LN_BWD=smem profiled, the four together with TG_CUBLASLT_TUNE=1 and profiled
-#             without, and the torch venv's newer cuDNN and cuBLAS), then the default again
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_WGRAD=stream, TG_CUDA_XENT=fused (shared-memory rows),
+#             TG_CUDNN_TUNE=1 and TG_CUDA_LN_BWD=smem profiled, the five together with
+#             TG_CUBLASLT_TUNE=1, four profiled (the profiler keeps one stream), and the torch venv's
+#             newer cuDNN and cuBLAS), then the default again
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
 #             at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
@@ -90,7 +91,7 @@ G124=(--config "$ROOT/configs/gpt2-124m.ini" --batch 64 --seq-len 1024)
 test_rc=0
 if want test; then
     step "test_cuda_model"
-    run test 150 "$TEST"
+    run test 200 "$TEST"
     test_rc=$?
 fi
 attn_rc=0
@@ -144,6 +145,8 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_RESID=epilogue run ab-resid 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: bias gradients from the weight-gradient matmuls (TG_CUDA_BGRAD=epilogue)"
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: weight-gradient matmuls on a second stream (TG_CUDA_WGRAD=stream)"
+    TG_CUDA_WGRAD=stream run ab-wgrad 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
     TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
     step "A/B: cuDNN's attention plans timed, the fastest kept (TG_CUDNN_TUNE=1), profiled"
@@ -151,10 +154,10 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     step "A/B: LayerNorm backward with its column sums in shared memory (TG_CUDA_LN_BWD=smem), profiled"
     TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 run ab-lnsmem-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # (assignments written out: `run` is a function, which env(1) cannot call)
-    step "A/B: the four together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 \
-        run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: the four together, profiled"
+    step "A/B: the five together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem \
+        TG_CUBLASLT_TUNE=1 run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: the four kernel switches together, profiled (one stream: no TG_CUDA_WGRAD)"
     TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 \
         run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's

@@ -93,6 +93,16 @@ typedef struct {
     int xent_fused;                      /* TG_CUDA_XENT=fused: logits read once (classifier.cu) */
     tg_cuda_ln_bwd ln_bwd;               /* TG_CUDA_LN_BWD: which LayerNorm backward kernel */
     int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
+    /* TG_CUDA_WGRAD=stream: the weight-gradient matmuls of the blocks (and their bias passes) run
+     * on a second stream beside the data-gradient path (see backward_impl); late (tests) also
+     * holds each of them back ~0.1 ms, so that a missing dependency changes the result. */
+    int wgrad;                           /* 0 one stream, 1 side stream, 2 side stream, late */
+    cudaStream_t side;
+    cudaEvent_t ev_fork;                 /* main -> side: dout of the next weight gradient is ready */
+    cudaEvent_t ev_wdone[4];             /* side -> main: weight gradient W_FCPROJ.. done (its reads) */
+    tg_cuda_blas blas_side;              /* a view of blas with the side stream's workspace */
+    void *side_ws;
+    float *s_partial_side;               /* the side stream's column-reduction partials */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
@@ -234,6 +244,10 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
+    if (p->wgrad) {
+        CARVE(p->s_partial_side, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
+        CARVE(p->side_ws, TG_CUDA_WORKSPACE_BYTES);
+    }
     CARVE(p->d_io, io_ints(p) * 4);
     CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
 #undef CARVE
@@ -246,6 +260,7 @@ static void cuda_free(tg_model *m) {
     if (!p) return;
     /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
     if (p->stream) cudaStreamSynchronize(p->stream);
+    if (p->side) cudaStreamSynchronize(p->side);
     tg_cudnn_attn_free(p->cudnn);
     if (p->prof) {
         prof_collect(p);
@@ -262,6 +277,10 @@ static void cuda_free(tg_model *m) {
     if (p->h_mem) cudaFreeHost(p->h_mem);
     tg_cuda_blas_free(&p->blas);
     if (p->ev_upload) cudaEventDestroy(p->ev_upload);
+    if (p->ev_fork) cudaEventDestroy(p->ev_fork);
+    for (int k = 0; k < 4; k++)
+        if (p->ev_wdone[k]) cudaEventDestroy(p->ev_wdone[k]);
+    if (p->side) cudaStreamDestroy(p->side);
     if (p->stream) cudaStreamDestroy(p->stream);
     free(p->h_count);
     free(p->layers);
@@ -320,7 +339,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     }
     {
         static const char *const xent[] = {"two", "fused"}, *const ln[] = {"register", "smem", "rowcache"},
-                                 *const epi[] = {"kernel", "epilogue"};
+                                 *const epi[] = {"kernel", "epilogue"}, *const wgrad[] = {"main", "stream", "late"};
         int ln_bwd = 0;
         TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
         TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &ln_bwd, err));
@@ -331,6 +350,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
          * matmuls (BGRADA) instead of a pass of their own over dout. */
         TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
+        TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 3, &p->wgrad, err));
     }
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
@@ -348,6 +368,16 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
         TG_CHECK_ALLOC(err, p->prof);
         for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
+        if (p->wgrad) { /* the categories are times between events on one stream */
+            fprintf(stderr, "cuda: TG_CUDA_PROFILE=1 runs the weight gradients on the main stream "
+                            "(TG_CUDA_WGRAD ignored)\n");
+            p->wgrad = 0;
+        }
+    }
+    if (p->wgrad) {
+        TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->side, cudaStreamNonBlocking));
+        TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_fork, cudaEventDisableTiming));
+        for (int k = 0; k < 4; k++) TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_wdone[k], cudaEventDisableTiming));
     }
     /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
      * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
@@ -380,7 +410,9 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
             snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
         {
             const size_t n = strlen(p->note), v = cublasLtGetVersion();
-            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu", v / 10000, v / 100 % 100, v % 100);
+            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu%s", v / 10000, v / 100 % 100, v % 100,
+                     p->wgrad == 1 ? ", weight gradients on a second stream"
+                     : p->wgrad == 2 ? ", weight gradients on a second stream (late, a test mode)" : "");
         }
     }
 
@@ -395,6 +427,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
     cuda_carve(p, p->act_mem);
     tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
+    if (p->wgrad) TG_TRY(tg_cuda_blas_view(&p->blas_side, &p->blas, p->side_ws, err));
 
     h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
     TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
@@ -680,22 +713,56 @@ cleanup:
     return st;
 }
 
+/* The weight gradients of a block, in the order backward_impl makes them (ev_wdone's index). */
+enum { W_FCPROJ, W_FC, W_ATTPROJ, W_QKV };
+
+/* Holds the side stream back ~0.1 ms (TG_CUDA_WGRAD=late): a weight gradient that main did not
+ * wait for before overwriting its inputs then reads the new values, and the test sees it. */
+static __global__ void wgrad_late_kernel(long long cycles) {
+    const long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}
+
+/* With TG_CUDA_WGRAD=stream: the main stream waits until weight gradient k of the current block
+ * (the last one launched with that index) has read its inputs. No-op otherwise. */
+static tg_status wgrad_wait(cuda_impl *p, int k, tg_error *err) {
+    tg_status st = TG_OK;
+    if (p->wgrad) TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->stream, p->ev_wdone[k], 0));
+cleanup:
+    return st;
+}
+
 /* The backward of out (N, OC) = inp (N, IC) @ w (IC, OC) + bias, given dout:
  *   dw (IC, OC, fp32) += inp^T @ dout;  dbias (fp32) += column sums of dout, unless dbias is NULL
  *   (a bias whose gradient a LayerNorm backward sums);  dinp = dout @ w^T, times gelu'(gelu_in)
- *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)). */
+ *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)).
+ * With TG_CUDA_WGRAD=stream, dw and dbias are made on the side stream (after what main has
+ * enqueued so far) and ev_wdone[k] marks their end: main must wgrad_wait(k) before it next
+ * writes inp or dout. Same algorithms, same order of additions: the same bits either way. */
 template <typename X>
-static tg_status linear_backward(cuda_impl *p, X *dinp, float *dw, float *dbias, const X *inp, const X *dout,
-                                 const X *w, const X *gelu_in, int N, int IC, int OC, tg_error *err) {
+static tg_status linear_backward(cuda_impl *p, int k, X *dinp, float *dw, float *dbias, const X *inp,
+                                 const X *dout, const X *w, const X *gelu_in, int N, int IC, int OC,
+                                 tg_error *err) {
     tg_status st = TG_OK;
     const cudaDataType_t dt = tg_cuda_type<X>::value;
-    const cudaStream_t s = p->stream;
+    const cudaStream_t s = p->stream, ws = p->wgrad ? p->side : p->stream;
+    const tg_cuda_blas *wbl = p->wgrad ? &p->blas_side : &p->blas;
+    float *partial = p->wgrad ? p->s_partial_side : p->s_partial;
+    if (p->wgrad) {
+        TG_CUDA_CHECK(err, cudaEventRecord(p->ev_fork, s));
+        TG_CUDA_CHECK(err, cudaStreamWaitEvent(ws, p->ev_fork, 0));
+        if (p->wgrad == 2) {
+            wgrad_late_kernel<<<1, 1, 0, ws>>>(200000);
+            TG_CUDA_LAUNCH_CHECK(err);
+        }
+    }
     /* with TG_CUDA_BGRAD=epilogue the bias gradient comes out of the matmul; else it is a pass of
      * its own, profiled as such */
-    OP(P_MATMUL, tg_cuda_matmul_weight_grad(&p->blas, s, dt, dw, p->blas.bgrad ? dbias : NULL, p->s_partial, inp,
-                                            dout, N, IC, OC, err));
-    if (dbias && !p->blas.bgrad)
-        OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, p->s_partial, dout, N, OC, s, err));
+    OP(P_MATMUL, tg_cuda_matmul_weight_grad(wbl, ws, dt, dw, wbl->bgrad ? dbias : NULL, partial, inp, dout, N, IC,
+                                            OC, err));
+    if (dbias && !wbl->bgrad) OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, partial, dout, N, OC, ws, err));
+    if (p->wgrad) TG_CUDA_CHECK(err, cudaEventRecord(p->ev_wdone[k], ws));
     OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, dinp, dout, w, N, IC, OC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
                                 gelu_in ? TG_EPI_DGELU : TG_EPI_NONE, NULL, (void *)gelu_in, err));
 cleanup:
@@ -724,7 +791,15 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     p->logits_valid = 0;
     /* Every LayerNorm backward below also sums the residual gradient it leaves in dres over the
      * rows: that is the bias gradient of the projection (c_proj) whose output was added into
-     * that residual, so those bias gradients need no pass of their own. */
+     * that residual, so those bias gradients need no pass of their own.
+     * With TG_CUDA_WGRAD=stream the four weight gradients of a block run on the side stream, and
+     * main waits for one (wgrad_wait) only before it overwrites what that one reads:
+     *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (and GELU's recompute)
+     *   W_FC     reads ln2, s_bt4c      -> before attention's backward writes s_bt4c (and ln_2's recompute)
+     *   W_ATTPROJ reads atty, dres      -> before ln_1's backward rewrites dres
+     *   W_QKV    reads ln1, s_bt4c      -> before the next block's first dinp writes s_bt4c (and
+     *                                      ln_1's recompute), and before the grad-ready hook
+     * so each overlaps the data-gradient matmuls, LayerNorm or attention work after it. */
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
                                                   (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
@@ -735,24 +810,32 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         const int t0 = 2 + 12 * l;
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
-        if (p->recompute >= 2)
+        /* (the waits name the block above's weight gradients: this block's are not launched yet) */
+        TG_TRY(wgrad_wait(p, W_QKV, err)); /* its s_bt4c (and the shared ln1 buffer) */
+        if (p->recompute >= 2) {
+            TG_TRY(wgrad_wait(p, W_FCPROJ, err)); /* the shared fch_gelu buffer */
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
+        }
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
-        TG_TRY(linear_backward<X>(p, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
+        TG_TRY(linear_backward<X>(p, W_FCPROJ, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
                                   wt<X>(m, p, t0 + FCPROJW), (const X *)a->fch, N, 4 * C, C, err));
-        if (p->recompute >= 1)
+        if (p->recompute >= 1) {
+            TG_TRY(wgrad_wait(p, W_FC, err)); /* the shared ln2 buffer */
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
+        }
+        TG_TRY(linear_backward<X>(p, W_FC, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
                                   wt<X>(m, p, t0 + FCW), NULL, N, C, 4 * C, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
+        TG_TRY(wgrad_wait(p, W_FCPROJ, err));
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
                                                       gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                                       wt<X>(m, p, t0 + LN2W), N, C, p->ln_bwd, s, err));
         /* attention output projection */
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
+        TG_TRY(linear_backward<X>(p, W_ATTPROJ, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
                                   wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
+        TG_TRY(wgrad_wait(p, W_FC, err)); /* attention's backward writes s_bt4c */
         if (p->flash && p->cudnn_last) {
             OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)s_bt4c, (const tg_bf16 *)s_btc,
                                               (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s,
@@ -769,18 +852,23 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
                                                      NH, s, err));
         }
         /* qkv projection; s_bt4c holds dqkv (N, 3C) */
-        if (p->recompute >= 1)
+        if (p->recompute >= 1) /* the shared ln1 buffer: the block above's W_QKV was waited for */
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, s_bt4c,
+        TG_TRY(linear_backward<X>(p, W_QKV, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, s_bt4c,
                                   wt<X>(m, p, t0 + QKVW), NULL, N, C, 3 * C, err));
         /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
+        TG_TRY(wgrad_wait(p, W_ATTPROJ, err));
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
                                                       l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
                                                       s_btc, res_in, a->ln1_mean, a->ln1_rstd,
                                                       wt<X>(m, p, t0 + LN1W), N, C, p->ln_bwd, s, err));
+        /* the hook's reduction starts after what main has enqueued: the block's gradients too */
+        if (m->hook) TG_TRY(wgrad_wait(p, W_QKV, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
+    /* the side stream is idle from here: grad_sqnorm, AdamW and the next forward see its work */
+    TG_TRY(wgrad_wait(p, W_QKV, err));
     OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
                                        p->n_uniq, Bu, T, C, s, err));
     /* Same hook order as the CPU backend: embeddings, then ln_f (complete since the start). */

@@ -278,6 +278,17 @@ void tg_cuda_blas_free(tg_cuda_blas *bl) {
     bl->lt = NULL;
 }
 
+tg_status tg_cuda_blas_view(tg_cuda_blas *view, const tg_cuda_blas *bl, void *workspace, tg_error *err) {
+    tg_status st = TG_OK;
+    if (!bl->cache) bl->cache = (tg_cuda_lt_cache *)calloc(1, sizeof *bl->cache);
+    /* a view made before the cache would allocate its own on first use, and lose it */
+    TG_CHECK_ALLOC(err, bl->cache);
+    *view = *bl;
+    view->workspace = workspace;
+cleanup:
+    return st;
+}
+
 /* D = alpha op(A) op(B) + beta C with the plan's descriptors (cuBLAS's A is our B). */
 static cublasStatus_t plan_launch(const tg_cuda_blas *bl, const lt_plan *p,
                                   const cublasLtMatmulAlgo_t *algo, const lt_args *a) {

@@ -17,7 +17,9 @@
  * (TG_CUDA_XENT=fused with TG_CUDA_LN_BWD=rowcache or smem); the opt-in epilogues not yet measured on a GPU run
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
- * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. Last, the tuning blob: a second model
+ * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The weight gradients on a second
+ * stream (TG_CUDA_WGRAD=stream) once against the CPU, then bitwise against one stream in 16 runs
+ * (wgrad_bitwise). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
@@ -316,6 +318,85 @@ done:
     tg_model_free(b);
 }
 
+/* TG_CUDA_WGRAD: the weight gradients on a second stream must give the same bits as on one
+ * stream, with or without the grad-ready hook, with recompute (shared activation buffers) and
+ * with the bias gradients from the BGRADA epilogue. "late" holds each side-stream matmul back
+ * ~0.1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
+ * Three blocks (two block-to-block hand-overs), two micro-batches (the second partial). */
+static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, int recompute, const char *attn,
+                        int with_hook, const float *p0, float *g) {
+    tg_error err = {0};
+    tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .recompute = recompute, .B = B, .T = T,
+                            .pad_multiple = 64};
+    tg_model *m = NULL;
+    hook_log hl = {0};
+    int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
+    tg_rng r;
+    setenv("TG_CUDA_WGRAD", mode, 1);
+    setenv("TG_CUDA_ATTN", attn, 1);
+    setenv("TG_CUDA_LMHEAD_ROWS", "48", 1);
+    CHECK_OK(tg_model_init(&m, cfg, &opt, &err), &err);
+    unsetenv("TG_CUDA_WGRAD");
+    if (!m) return;
+    tg_rng_init(&r, 5);
+    make_batch(&r, in1, tg1, cfg->vocab_size);
+    make_batch(&r, in2, tg2, cfg->vocab_size);
+    if (with_hook) tg_model_set_grad_hook(m, hook, &hl);
+    CHECK_OK(tg_model_params_set(m, p0, &err), &err);
+    CHECK_OK(tg_model_grads_zero(m, &err), &err);
+    CHECK_OK(tg_model_forward(m, in1, tg1, B, &err), &err);
+    CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
+    CHECK_OK(tg_model_forward(m, in2, tg2, B - 1, &err), &err);
+    CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
+    CHECK_OK(tg_model_grads_get(m, g, &err), &err);
+    if (with_hook) CHECKF(hl.n == 2 * (cfg->n_layer + 2), "%s: %d hook calls", mode, hl.n);
+    tg_model_free(m);
+}
+
+static void wgrad_bitwise(void) {
+    static const struct {
+        const char *name, *attn;
+        int bf16, recompute, bgrad;
+    } cases[] = {
+        {"bf16-cudnn", "cudnn", 1, 0, 0},
+        {"bf16-cudnn-bgrad", "cudnn", 1, 0, 1},
+        {"bf16-flash-recompute2", "flash", 1, 2, 0},
+        {"fp32-recompute1", "naive", 0, 1, 0},
+    };
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 3, .n_head = 4, .n_embd = 64};
+    tg_gpt2_layout lay;
+    tg_error err = {0};
+    float *ref = NULL, *g = NULL, *p0 = NULL;
+    printf("case wgrad stream, bitwise\n");
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
+    p0 = malloc(lay.n_params * sizeof(float));
+    ref = malloc(lay.n_params * sizeof(float));
+    g = malloc(lay.n_params * sizeof(float));
+    tg_gpt2_params_init(&lay, p0, 11);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        if (cases[c].bgrad) setenv("TG_CUDA_BGRAD", "epilogue", 1);
+        wgrad_grads(&cfg, "main", cases[c].bf16, cases[c].recompute, cases[c].attn, 1, p0, ref);
+        static const char *const modes[] = {"late", "stream"};
+        for (int k = 0; k < 2; k++)
+            for (int hk = 0; hk < 2; hk++) {
+                memset(g, 0xff, lay.n_params * sizeof(float));
+                wgrad_grads(&cfg, modes[k], cases[c].bf16, cases[c].recompute, cases[c].attn, hk, p0, g);
+                size_t bad = 0;
+                for (size_t i = 0; i < lay.n_params; i++) bad += memcmp(&g[i], &ref[i], sizeof(float)) != 0;
+                CHECKF(bad == 0, "%s, WGRAD=%s%s: %zu of %zu gradients differ from one stream's", cases[c].name,
+                       modes[k], hk ? ", hook" : "", bad, lay.n_params);
+                printf("  %s WGRAD=%s%s: %zu gradients differ\n", cases[c].name, modes[k], hk ? " +hook" : "",
+                       bad);
+            }
+        unsetenv("TG_CUDA_BGRAD");
+    }
+    tg_gpt2_layout_free(&lay);
+    free(p0);
+    free(ref);
+    free(g);
+}
+
 int main(void) {
     cuda_test_require_device();
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
@@ -368,6 +449,11 @@ int main(void) {
     unsetenv("TG_CUBLASLT_TUNE");
     unsetenv("TG_CUDA_RESID");
     unsetenv("TG_CUDA_BGRAD");
+    /* weight gradients on a second stream, against the CPU, then bitwise against one stream */
+    setenv("TG_CUDA_WGRAD", "stream", 1);
+    run_case("bf16-cudnn-wgrad", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
+    unsetenv("TG_CUDA_WGRAD");
+    wgrad_bitwise();
     tuning_roundtrip();
     TEST_MAIN_END();
 }
