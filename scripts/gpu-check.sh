@@ -238,5 +238,48 @@ for f in $(ls -tr "$OUT/steps"/*.log 2>/dev/null); do
     [ -z "$line" ] && line=$(grep -o '"ms_per_step_median": [0-9.]*, "tokens_per_s": [0-9]*' "$f" | tail -1)
     [ -n "$line" ] && printf '  %-16s %s\n' "$n" "$line"
 done
+# The decision rule of docs/performance.md, applied to this call: a switch may become the default
+# only if test, kernels and curve passed and its row beats both default rows (profiled rows
+# against the profiled default). Printed, not acted on: the session decides.
+python3 - "$OUT/steps" "${summary[@]}" <<'PY' || true
+import os, re, sys
+d, summ = sys.argv[1], sys.argv[2:]
+rc = {m.group(1): int(m.group(2)) for m in (re.match(r"(\S+)\s+exit (\d+)", x) for x in summ) if m}
+def ms(name):
+    p = os.path.join(d, name + ".log")
+    if not os.path.exists(p): return None
+    lines = open(p).read().splitlines()
+    for i, l in enumerate(lines):
+        if l.startswith("ms/step") and i + 1 < len(lines):
+            try: return float(lines[i + 1].split()[0])
+            except ValueError: return None
+    return None
+gates = {k: rc.get(k) for k in ("test", "kernels", "curve")}
+ok = all(v == 0 for v in gates.values())
+print("decision rule (%s):" % ", ".join("%s %s" % (k, "passed" if v == 0 else "not run" if v is None else "FAILED")
+                                       for k, v in gates.items()))
+plain = [x for x in (ms("bench"), ms("ab-default")) if x is not None]
+prof = ms("bench-prof")
+torch = None
+tp = os.path.join(d, "torch.log")
+if os.path.exists(tp):
+    m = re.findall(r'"ms_per_step_median": ([0-9.]+)', open(tp).read())
+    torch = float(m[-1]) if m else None
+for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+    n = f[:-4]
+    if not n.startswith("ab-") or n == "ab-default": continue
+    t = ms(n)
+    if t is None: continue
+    ref = [prof] if n.endswith("-prof") else plain
+    ref = [x for x in ref if x is not None]
+    if not ref:
+        print("  %-18s %8.2f ms   no default row to compare" % (n, t)); continue
+    win = t < min(ref)
+    print("  %-18s %8.2f ms   defaults %s   %s" % (n, t, "/".join("%.2f" % x for x in ref),
+          ("faster than all: candidate" + ("" if ok else " (but a gate failed)")) if win else "not faster"))
+if torch and plain:
+    best = min(plain)
+    print("  PyTorch %.2f ms: default ratio %.3fx (goal 1.20x = %.2f ms)" % (torch, torch / best, torch / 1.2))
+PY
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))
