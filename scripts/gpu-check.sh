@@ -4,26 +4,31 @@
 #   here:  scripts/gpu-prepare.sh          (builds build-gpu, copies data, the PyTorch reference, libs)
 #   run:   command "scripts/gpu-check.sh", carry the list gpu-prepare.sh prints
 #
-# Steps (GPU_STEPS, space-separated; default all, in this order):
+# Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
+# limit must still bring back comes first (each step's log is kept in $OUT/steps/NAME.log):
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
-#             no-fusion / each attention implementation)
-#   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention, timed
+#             no-fusion / each attention implementation / each opt-in switch), the second stream
+#             bit for bit against one
 #   kernels   test_cuda_kernels: both cross-entropy ways and the three LayerNorm backward kernels
 #             against double-precision host references, each timed at GPT-2 124M's shapes
-#   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
-#             bf16 resume
-#   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
-#             table (one rank)
-#   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
+#   torch     the PyTorch torch.compile reference, same shape
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
-#   torch     the PyTorch torch.compile reference, same shape
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
 #             TG_CUDA_BGRAD=epilogue, TG_CUDA_WGRAD=stream, TG_CUDA_XENT=fused (shared-memory rows),
 #             TG_CUDNN_TUNE=1 and TG_CUDA_LN_BWD=smem profiled, the five together with
 #             TG_CUBLASLT_TUNE=1, four profiled (the profiler keeps one stream), and the torch venv's
 #             newer cuDNN and cuBLAS), then the default again
+#   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and all the
+#             opt-in switches at once within the same 2% (TG_CURVE_EXTRA="flash naive" adds
+#             diagnostic runs)
+#   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention,
+#             timed (needed for TG_CUDNN_TUNE)
+#   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
+#             bf16 resume, also with tuned cuBLASLt algorithms (needed for TG_CUBLASLT_TUNE)
+#   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
+#             table (one rank)
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
 #             at B=$B350 (default 32)
 #   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
@@ -33,6 +38,8 @@
 #             compute-sanitizer racecheck: the shared-memory hazards of the double-buffered
 #             cross-entropy and the shared-memory LayerNorm accumulators, which right answers alone
 #             do not rule out
+# At the end scripts/gpu-decide.py applies the decision rule to $OUT/steps (run it by hand on the
+# fetched folder when the call was cut off).
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
 # so that one hang does not eat the device time; the script goes on after a failure and exits
 # non-zero if any step failed.
@@ -48,8 +55,9 @@ TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
-# The default fits one call (~540 s): what is already measured is left to GPU_STEPS.
-STEPS=${GPU_STEPS:-"test attn kernels resume curve bench torch ab ncu sanitize"}
+# The default fits one call (~540-580 s): what is already measured is left to GPU_STEPS. Steps run
+# in the file's order (most needed first), whatever the order in GPU_STEPS.
+STEPS=${GPU_STEPS:-"test kernels bench torch ab curve attn resume ncu sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -67,6 +75,7 @@ run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failure
     timeout "$t" "$@" 2>&1 | tee "$OUT/steps/$name.log"
     local rc=${PIPESTATUS[0]}
     echo "--> exit $rc"
+    echo "--> exit $rc" >> "$OUT/steps/$name.log" # for scripts/gpu-decide.py
     summary+=("$(printf '%-10s exit %-3s %4ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then fails=$((fails + 1)); fi
     return $rc
@@ -94,31 +103,11 @@ if want test; then
     run test 200 "$TEST"
     test_rc=$?
 fi
-attn_rc=0
-if want attn; then
-    step "test_cuda_attention"
-    run attn 150 "$ATEST"
-    attn_rc=$?
-fi
 kern_rc=0
 if want kernels; then
     step "test_cuda_kernels"
     run kernels 90 "$KTEST"
     kern_rc=$?
-fi
-if want resume; then
-    step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
-    run resume 90 bash "$ROOT/tests/cuda/resume.sh" "$TG" "$ROOT" /tmp/tg-resume
-fi
-if want comm; then
-    step "truthgpt bench comm --device cuda (NCCL, one rank)"
-    run comm 60 "$TG" bench comm --device cuda
-fi
-if want curve; then
-    step "300-step loss curve, GPU vs CPU (tests/cuda/curve.sh)"
-    TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} TG_CURVE_EXTRA=${TG_CURVE_EXTRA-"flash naive"} \
-        run curve 90 bash "$ROOT/tests/cuda/curve.sh" "$TG" "$ROOT" /tmp/tg-curve
-    (cd /tmp/tg-curve && tar czf "$OUT/curves.tgz" */metrics.jsonl 2>/dev/null) || true
 fi
 bench_rc=1
 if want bench; then
@@ -176,6 +165,27 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     fi
     step "A/B: the default again (run-to-run spread)"
     run ab-default 60 "$TG" bench "${G124[@]}" --steps 30
+fi
+# After the timings: the curve (a gate for every switch) and the checks only some switches need.
+if want curve; then
+    step "300-step loss curve, GPU vs CPU (tests/cuda/curve.sh)"
+    TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} TG_CURVE_EXTRA=${TG_CURVE_EXTRA-} \
+        run curve 90 bash "$ROOT/tests/cuda/curve.sh" "$TG" "$ROOT" /tmp/tg-curve
+    (cd /tmp/tg-curve && tar czf "$OUT/curves.tgz" */metrics.jsonl 2>/dev/null) || true
+fi
+attn_rc=0
+if want attn; then
+    step "test_cuda_attention"
+    run attn 150 "$ATEST"
+    attn_rc=$?
+fi
+if want resume; then
+    step "one-rank NCCL training + bitwise bf16 resume (tests/cuda/resume.sh)"
+    run resume 90 bash "$ROOT/tests/cuda/resume.sh" "$TG" "$ROOT" /tmp/tg-resume
+fi
+if want comm; then
+    step "truthgpt bench comm --device cuda (NCCL, one rank)"
+    run comm 60 "$TG" bench comm --device cuda
 fi
 bench350_rc=1
 if want bench350; then
@@ -238,48 +248,8 @@ for f in $(ls -tr "$OUT/steps"/*.log 2>/dev/null); do
     [ -z "$line" ] && line=$(grep -o '"ms_per_step_median": [0-9.]*, "tokens_per_s": [0-9]*' "$f" | tail -1)
     [ -n "$line" ] && printf '  %-16s %s\n' "$n" "$line"
 done
-# The decision rule of docs/performance.md, applied to this call: a switch may become the default
-# only if test, kernels and curve passed and its row beats both default rows (profiled rows
-# against the profiled default). Printed, not acted on: the session decides.
-python3 - "$OUT/steps" "${summary[@]}" <<'PY' || true
-import os, re, sys
-d, summ = sys.argv[1], sys.argv[2:]
-rc = {m.group(1): int(m.group(2)) for m in (re.match(r"(\S+)\s+exit (\d+)", x) for x in summ) if m}
-def ms(name):
-    p = os.path.join(d, name + ".log")
-    if not os.path.exists(p): return None
-    lines = open(p).read().splitlines()
-    for i, l in enumerate(lines):
-        if l.startswith("ms/step") and i + 1 < len(lines):
-            try: return float(lines[i + 1].split()[0])
-            except ValueError: return None
-    return None
-gates = {k: rc.get(k) for k in ("test", "kernels", "curve")}
-ok = all(v == 0 for v in gates.values())
-print("decision rule (%s):" % ", ".join("%s %s" % (k, "passed" if v == 0 else "not run" if v is None else "FAILED")
-                                       for k, v in gates.items()))
-plain = [x for x in (ms("bench"), ms("ab-default")) if x is not None]
-prof = ms("bench-prof")
-torch = None
-tp = os.path.join(d, "torch.log")
-if os.path.exists(tp):
-    m = re.findall(r'"ms_per_step_median": ([0-9.]+)', open(tp).read())
-    torch = float(m[-1]) if m else None
-for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-    n = f[:-4]
-    if not n.startswith("ab-") or n == "ab-default": continue
-    t = ms(n)
-    if t is None: continue
-    ref = [prof] if n.endswith("-prof") else plain
-    ref = [x for x in ref if x is not None]
-    if not ref:
-        print("  %-18s %8.2f ms   no default row to compare" % (n, t)); continue
-    win = t < min(ref)
-    print("  %-18s %8.2f ms   defaults %s   %s" % (n, t, "/".join("%.2f" % x for x in ref),
-          ("faster than all: candidate" + ("" if ok else " (but a gate failed)")) if win else "not faster"))
-if torch and plain:
-    best = min(plain)
-    print("  PyTorch %.2f ms: default ratio %.3fx (goal 1.20x = %.2f ms)" % (torch, torch / best, torch / 1.2))
-PY
+# The decision rule of docs/performance.md, applied to this call (also runnable on a fetched
+# $OUT/steps after a call that ran out of time): printed, not acted on.
+python3 "$ROOT/scripts/gpu-decide.py" "$OUT/steps" || true
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""scripts/gpu-decide.py STEPS_DIR — the decision rule of docs/performance.md over one
+scripts/gpu-check.sh call's step logs ($OUT/steps/NAME.log, each ending in "--> exit N").
+
+A switch may become the default only if the test, kernels and curve steps passed and its
+bench row (ab-NAME) is faster than both default rows of the same call (bench, ab-default);
+profiled rows (ab-*-prof) are held against the profiled default (bench-prof). Prints a verdict
+per row and the ratio to PyTorch (torch); decides nothing itself. Works on a partial call (a
+step that did not run is "not run")."""
+import os
+import re
+import sys
+
+
+def step_log(d, name):
+    p = os.path.join(d, name + ".log")
+    return open(p, errors="replace").read() if os.path.exists(p) else None
+
+
+def exit_code(d, name):
+    text = step_log(d, name)
+    if text is None:
+        return None
+    m = re.findall(r"^--> exit (\d+)$", text, re.M)
+    return int(m[-1]) if m else None  # no line: the call ended during this step
+
+
+def ms_per_step(d, name):
+    """truthgpt bench prints a header starting 'ms/step' and the row under it."""
+    text = step_log(d, name)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("ms/step"):
+            try:
+                return float(lines[i + 1].split()[0])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def main(argv):
+    if len(argv) != 2 or not os.path.isdir(argv[1]):
+        print(__doc__.strip().splitlines()[0], file=sys.stderr)
+        return 2
+    d = argv[1]
+    gates = {k: exit_code(d, k) for k in ("test", "kernels", "curve")}
+    gates_ok = all(v == 0 for v in gates.values())
+    def word(v):
+        return {0: "passed", None: "not run or cut off", 77: "skipped (no GPU)"}.get(v, "FAILED (exit %s)" % v)
+
+    print("decision rule: " + ", ".join("%s %s" % (k, word(v)) for k, v in gates.items()))
+    plain = [x for x in (ms_per_step(d, "bench"), ms_per_step(d, "ab-default")) if x is not None]
+    prof = ms_per_step(d, "bench-prof")
+    for f in sorted(os.listdir(d)):
+        name = f[:-4]
+        if not f.endswith(".log") or not name.startswith("ab-") or name == "ab-default":
+            continue
+        t = ms_per_step(d, name)
+        if t is None:
+            print("  %-18s no ms/step (exit %s)" % (name, exit_code(d, name)))
+            continue
+        if name.endswith("-prof"):
+            ref = [prof] if prof is not None else []
+        else:
+            ref = plain
+        if not ref:
+            print("  %-18s %8.2f ms   no default row to hold it against" % (name, t))
+            continue
+        verdict = "not faster"
+        if t < min(ref):
+            verdict = "faster than every default row: candidate" + ("" if gates_ok else " (but a gate did not pass)")
+        print("  %-18s %8.2f ms   default %-15s %s" % (name, t, "/".join("%.2f" % x for x in ref), verdict))
+    torch = step_log(d, "torch")
+    m = re.findall(r'"ms_per_step_median": ([0-9.]+)', torch or "")
+    if m and plain:
+        tm, best = float(m[-1]), min(plain)
+        print("  PyTorch %.2f ms/step: default truthgpt %.2f ms = %.3fx (goal 1.20x: %.2f ms)" % (tm, best, tm / best, tm / 1.2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
