@@ -716,7 +716,7 @@ cleanup:
 /* The weight gradients of a block, in the order backward_impl makes them (ev_wdone's index). */
 enum { W_FCPROJ, W_FC, W_ATTPROJ, W_QKV };
 
-/* Holds the side stream back ~0.1 ms (TG_CUDA_WGRAD=late): a weight gradient that main did not
+/* Holds the side stream back ~1 ms (TG_CUDA_WGRAD=late): a weight gradient that main did not
  * wait for before overwriting its inputs then reads the new values, and the test sees it. */
 static __global__ void wgrad_late_kernel(long long cycles) {
     const long long t0 = clock64();
@@ -739,7 +739,8 @@ cleanup:
  *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)).
  * With TG_CUDA_WGRAD=stream, dw and dbias are made on the side stream (after what main has
  * enqueued so far) and ev_wdone[k] marks their end: main must wgrad_wait(k) before it next
- * writes inp or dout. Same algorithms, same order of additions: the same bits either way. */
+ * writes inp or dout. Same algorithms, same order of additions: the same bits either way (unless
+ * TG_CUBLASLT_TUNE times candidates while the other stream runs, and so may pick others). */
 template <typename X>
 static tg_status linear_backward(cuda_impl *p, int k, X *dinp, float *dw, float *dbias, const X *inp,
                                  const X *dout, const X *w, const X *gelu_in, int N, int IC, int OC,
@@ -753,7 +754,7 @@ static tg_status linear_backward(cuda_impl *p, int k, X *dinp, float *dw, float 
         TG_CUDA_CHECK(err, cudaEventRecord(p->ev_fork, s));
         TG_CUDA_CHECK(err, cudaStreamWaitEvent(ws, p->ev_fork, 0));
         if (p->wgrad == 2) {
-            wgrad_late_kernel<<<1, 1, 0, ws>>>(200000);
+            wgrad_late_kernel<<<1, 1, 0, ws>>>(2000000); /* ~1 ms: longer than a plan's first build */
             TG_CUDA_LAUNCH_CHECK(err);
         }
     }
@@ -875,6 +876,8 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     tg_model_grad_ready(m, 0, lay->layer_begin[0]);
     tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
 cleanup:
+    /* after a failure the side stream may still be reading activations or writing gradients */
+    if (st != TG_OK && p->side) (void)cudaStreamSynchronize(p->side);
     return st;
 }
 

@@ -33,8 +33,9 @@ typedef struct {
 void tg_cuda_blas_free(tg_cuda_blas *bl);
 /* *view = bl with another workspace of the same size: matmuls through the view share bl's
  * handle, settings and plan cache (so their algorithms, and results, are bl's), while a second
- * stream runs them beside bl's own. Allocates bl's cache now if it has none (TG_ERR_ALLOC).
- * The view lives as long as bl and is never passed to tg_cuda_blas_free. */
+ * stream runs them beside bl's own. Allocates bl's cache now if it has none (TG_ERR_NOMEM).
+ * The view lives as long as bl and is never passed to tg_cuda_blas_free; its `noted` is its own
+ * (a fallback may be said once per view). */
 tg_status tg_cuda_blas_view(tg_cuda_blas *view, const tg_cuda_blas *bl, void *workspace, tg_error *err);
 
 /* The algorithms picked by timing so far (with bl->tune, or taken from a blob), as a malloc'd

@@ -321,15 +321,34 @@ done:
 /* TG_CUDA_WGRAD: the weight gradients on a second stream must give the same bits as on one
  * stream, with or without the grad-ready hook, with recompute (shared activation buffers) and
  * with the bias gradients from the BGRADA epilogue. "late" holds each side-stream matmul back
- * ~0.1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
+ * ~1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
  * Three blocks (two block-to-block hand-overs), two micro-batches (the second partial). */
+/* Like the trainer's hook, which all-reduces [lo, hi) on a stream ordered after the model's, this
+ * one copies [lo, hi) of the gradients on the model's stream when called: after the last
+ * micro-batch the copies must equal the final gradients, i.e. the block's side-stream work was
+ * done when its hook came. */
+typedef struct {
+    tg_model *m;
+    float *snap; /* device, n_padded */
+    hook_log log;
+} snapshot_hook;
+
+static void snapshot(void *ctx, size_t lo, size_t hi) {
+    snapshot_hook *h = ctx;
+    tg_dtype dt;
+    const float *g = tg_model_grads(h->m, &dt);
+    hook(&h->log, lo, hi);
+    CHECK(cudaMemcpyAsync(h->snap + lo, g + lo, (hi - lo) * sizeof(float), cudaMemcpyDeviceToDevice,
+                          (cudaStream_t)tg_model_stream(h->m)) == cudaSuccess);
+}
+
 static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, int recompute, const char *attn,
                         int with_hook, const float *p0, float *g) {
     tg_error err = {0};
     tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .recompute = recompute, .B = B, .T = T,
                             .pad_multiple = 64};
     tg_model *m = NULL;
-    hook_log hl = {0};
+    snapshot_hook sh = {0};
     int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
     tg_rng r;
     setenv("TG_CUDA_WGRAD", mode, 1);
@@ -341,7 +360,12 @@ static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, i
     tg_rng_init(&r, 5);
     make_batch(&r, in1, tg1, cfg->vocab_size);
     make_batch(&r, in2, tg2, cfg->vocab_size);
-    if (with_hook) tg_model_set_grad_hook(m, hook, &hl);
+    if (strcmp(attn, "cudnn") == 0 && strcmp(mode, "main") == 0) printf("  backend: %s\n", tg_model_describe(m));
+    if (with_hook) {
+        sh.m = m;
+        CHECK(cudaMalloc((void **)&sh.snap, tg_model_n_padded(m) * sizeof(float)) == cudaSuccess);
+        tg_model_set_grad_hook(m, snapshot, &sh);
+    }
     CHECK_OK(tg_model_params_set(m, p0, &err), &err);
     CHECK_OK(tg_model_grads_zero(m, &err), &err);
     CHECK_OK(tg_model_forward(m, in1, tg1, B, &err), &err);
@@ -349,7 +373,16 @@ static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, i
     CHECK_OK(tg_model_forward(m, in2, tg2, B - 1, &err), &err);
     CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
     CHECK_OK(tg_model_grads_get(m, g, &err), &err);
-    if (with_hook) CHECKF(hl.n == 2 * (cfg->n_layer + 2), "%s: %d hook calls", mode, hl.n);
+    if (with_hook && sh.snap) {
+        const tg_gpt2_layout *lay = tg_model_layout(m);
+        float *snap = malloc(lay->n_params * sizeof(float));
+        CHECKF(sh.log.n == 2 * (cfg->n_layer + 2), "%s: %d hook calls", mode, sh.log.n);
+        CHECK(cudaMemcpy(snap, sh.snap, lay->n_params * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+        CHECKF(memcmp(snap, g, lay->n_params * sizeof(float)) == 0,
+               "%s: gradients copied at the hooks differ from the final ones", mode);
+        free(snap);
+        cudaFree(sh.snap);
+    }
     tg_model_free(m);
 }
 
