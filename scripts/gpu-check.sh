@@ -16,8 +16,9 @@
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
 #   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_WGRAD=stream, TG_CUDA_XENT=fused (shared-memory rows),
-#             TG_CUDNN_TUNE=1 and TG_CUDA_LN_BWD=smem profiled, the five together with
+#             TG_CUDA_BGRAD=epilogue, TG_CUDA_WGRAD=stream, TG_CUDA_LMHEAD=overlap,
+#             TG_CUDA_XENT=fused (shared-memory rows), TG_CUDNN_TUNE=1 and TG_CUDA_LN_BWD=smem
+#             profiled, the six together with
 #             TG_CUBLASLT_TUNE=1, four profiled (the profiler keeps one stream), and the torch venv's
 #             newer cuDNN and cuBLAS), then the default again
 #   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and all the
@@ -136,6 +137,8 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: weight-gradient matmuls on a second stream (TG_CUDA_WGRAD=stream)"
     TG_CUDA_WGRAD=stream run ab-wgrad 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: LM-head gradient matmuls on a second stream, two 4096-row chunks (TG_CUDA_LMHEAD=overlap)"
+    TG_CUDA_LMHEAD=overlap run ab-lmhead 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
     TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
     step "A/B: cuDNN's attention plans timed, the fastest kept (TG_CUDNN_TUNE=1), profiled"
@@ -143,10 +146,10 @@ if want ab; then # A/B switches, each against the default above (measured ones: 
     step "A/B: LayerNorm backward with its column sums in shared memory (TG_CUDA_LN_BWD=smem), profiled"
     TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 run ab-lnsmem-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # (assignments written out: `run` is a function, which env(1) cannot call)
-    step "A/B: the five together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem \
-        TG_CUBLASLT_TUNE=1 run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: the four kernel switches together, profiled (one stream: no TG_CUDA_WGRAD)"
+    step "A/B: the six together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
+    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_LMHEAD=overlap TG_CUDA_XENT=fused \
+        TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
+    step "A/B: the four kernel switches together, profiled (one stream: no TG_CUDA_WGRAD/LMHEAD)"
     TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 \
         run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's

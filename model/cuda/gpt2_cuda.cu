@@ -93,13 +93,16 @@ typedef struct {
     int xent_fused;                      /* TG_CUDA_XENT=fused: logits read once (classifier.cu) */
     tg_cuda_ln_bwd ln_bwd;               /* TG_CUDA_LN_BWD: which LayerNorm backward kernel */
     int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
-    /* TG_CUDA_WGRAD=stream: the weight-gradient matmuls of the blocks (and their bias passes) run
-     * on a second stream beside the data-gradient path (see backward_impl); late (tests) also
-     * holds each of them back ~0.1 ms, so that a missing dependency changes the result. */
-    int wgrad;                           /* 0 one stream, 1 side stream, 2 side stream, late */
-    cudaStream_t side;
-    cudaEvent_t ev_fork;                 /* main -> side: dout of the next weight gradient is ready */
+    /* The side stream: TG_CUDA_WGRAD=stream runs the weight-gradient matmuls of the blocks (and
+     * their bias passes) on it, beside the data-gradient path (see backward_impl);
+     * TG_CUDA_LMHEAD=overlap runs each LM-head chunk's two gradient matmuls on it while main makes
+     * the next chunk's logits and loss (lmhead_impl). TG_CUDA_SIDE_LATE=1 (tests) holds each
+     * piece of side work back ~1 ms, so that a missing dependency changes the result. */
+    int wgrad, head_overlap, side_late;
+    cudaStream_t side;                   /* NULL unless wgrad or head_overlap */
+    cudaEvent_t ev_fork;                 /* main -> side: what the next side work reads is ready */
     cudaEvent_t ev_wdone[4];             /* side -> main: weight gradient W_FCPROJ.. done (its reads) */
+    cudaEvent_t ev_head[2];              /* side -> main: the LM-head chunk in logits buffer k done */
     tg_cuda_blas blas_side;              /* a view of blas with the side stream's workspace */
     void *side_ws;
     float *s_partial_side;               /* the side stream's column-reduction partials */
@@ -228,7 +231,7 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     CARVE(p->lnf, BTC * xs);
     CARVE(p->lnf_mean, BT * 4);
     CARVE(p->lnf_rstd, BT * 4);
-    CARVE(p->logits, head_max * (size_t)p->Vp * xs);
+    CARVE(p->logits, (p->head_overlap ? 2 : 1) * head_max * (size_t)p->Vp * xs); /* overlap: two chunks */
     CARVE(p->lse, head_max * 4);
     CARVE(p->losses, BT * 4);
     CARVE(p->dres, BTC * xs);
@@ -244,7 +247,7 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
-    if (p->wgrad) {
+    if (p->wgrad || p->head_overlap) {
         CARVE(p->s_partial_side, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
         CARVE(p->side_ws, TG_CUDA_WORKSPACE_BYTES);
     }
@@ -280,6 +283,8 @@ static void cuda_free(tg_model *m) {
     if (p->ev_fork) cudaEventDestroy(p->ev_fork);
     for (int k = 0; k < 4; k++)
         if (p->ev_wdone[k]) cudaEventDestroy(p->ev_wdone[k]);
+    for (int k = 0; k < 2; k++)
+        if (p->ev_head[k]) cudaEventDestroy(p->ev_head[k]);
     if (p->side) cudaStreamDestroy(p->side);
     if (p->stream) cudaStreamDestroy(p->stream);
     free(p->h_count);
@@ -328,9 +333,17 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     BT = (size_t)p->B * p->T;
     if (p->recompute < 0 || p->recompute > 2)
         TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
+    {
+        static const char *const off_on[] = {"0", "1"}, *const head[] = {"serial", "overlap"},
+                                 *const wgrad[] = {"main", "stream"};
+        TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 2, &p->wgrad, err));
+        TG_TRY(env_choice("TG_CUDA_LMHEAD", head, 2, &p->head_overlap, err));
+        TG_TRY(env_choice("TG_CUDA_SIDE_LATE", off_on, 2, &p->side_late, err));
+    }
     /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
-     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
-    p->head_rows = 8192;
+     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024;
+     * with TG_CUDA_LMHEAD=overlap two chunks of 4096 rows take the same memory. */
+    p->head_rows = p->head_overlap ? 4096 : 8192;
     if (getenv("TG_CUDA_LMHEAD_ROWS")) {
         const long r = strtol(getenv("TG_CUDA_LMHEAD_ROWS"), NULL, 10);
         if (r < 1 || r > (1L << 30))
@@ -339,7 +352,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     }
     {
         static const char *const xent[] = {"two", "fused"}, *const ln[] = {"register", "smem", "rowcache"},
-                                 *const epi[] = {"kernel", "epilogue"}, *const wgrad[] = {"main", "stream", "late"};
+                                 *const epi[] = {"kernel", "epilogue"};
         int ln_bwd = 0;
         TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
         TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &ln_bwd, err));
@@ -350,7 +363,6 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
          * matmuls (BGRADA) instead of a pass of their own over dout. */
         TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
-        TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 3, &p->wgrad, err));
     }
     /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
     p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
@@ -368,16 +380,17 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
         TG_CHECK_ALLOC(err, p->prof);
         for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
-        if (p->wgrad) { /* the categories are times between events on one stream */
-            fprintf(stderr, "cuda: TG_CUDA_PROFILE=1 runs the weight gradients on the main stream "
-                            "(TG_CUDA_WGRAD ignored)\n");
-            p->wgrad = 0;
+        if (p->wgrad || p->head_overlap) { /* the categories are times between events on one stream */
+            fprintf(stderr, "cuda: TG_CUDA_PROFILE=1 keeps one stream (TG_CUDA_WGRAD and TG_CUDA_LMHEAD=overlap "
+                            "ignored; the LM head keeps its chunk rows)\n");
+            p->wgrad = p->head_overlap = 0;
         }
     }
-    if (p->wgrad) {
+    if (p->wgrad || p->head_overlap) {
         TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->side, cudaStreamNonBlocking));
         TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_fork, cudaEventDisableTiming));
         for (int k = 0; k < 4; k++) TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_wdone[k], cudaEventDisableTiming));
+        for (int k = 0; k < 2; k++) TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_head[k], cudaEventDisableTiming));
     }
     /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
      * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
@@ -410,9 +423,10 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
             snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
         {
             const size_t n = strlen(p->note), v = cublasLtGetVersion();
-            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu%s", v / 10000, v / 100 % 100, v % 100,
-                     p->wgrad == 1 ? ", weight gradients on a second stream"
-                     : p->wgrad == 2 ? ", weight gradients on a second stream (late, a test mode)" : "");
+            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu%s%s%s", v / 10000, v / 100 % 100,
+                     v % 100, p->wgrad ? ", weight gradients on a second stream" : "",
+                     p->head_overlap ? ", LM-head gradients on a second stream" : "",
+                     p->side && p->side_late ? " (held back: TG_CUDA_SIDE_LATE test mode)" : "");
         }
     }
 
@@ -427,7 +441,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
     cuda_carve(p, p->act_mem);
     tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
-    if (p->wgrad) TG_TRY(tg_cuda_blas_view(&p->blas_side, &p->blas, p->side_ws, err));
+    if (p->side) TG_TRY(tg_cuda_blas_view(&p->blas_side, &p->blas, p->side_ws, err));
 
     h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
     TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
@@ -659,13 +673,51 @@ cleanup:
     return st;
 }
 
+/* The weight gradients of a block, in the order backward_impl makes them (ev_wdone's index). */
+enum { W_FCPROJ, W_FC, W_ATTPROJ, W_QKV };
+
+/* Holds the side stream back (TG_CUDA_SIDE_LATE=1): side work that main did not wait for before
+ * overwriting its inputs then reads the new values, and the tests see it. */
+static __global__ void side_late_kernel(long long cycles) {
+    const long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}
+
+/* The side stream's next work starts after everything main has enqueued so far. */
+static tg_status side_fork(cuda_impl *p, tg_error *err) {
+    tg_status st = TG_OK;
+    TG_CUDA_CHECK(err, cudaEventRecord(p->ev_fork, p->stream));
+    TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->side, p->ev_fork, 0));
+    if (p->side_late) {
+        side_late_kernel<<<1, 1, 0, p->side>>>(2000000); /* ~1 ms: longer than a plan's first build */
+        TG_CUDA_LAUNCH_CHECK(err);
+    }
+cleanup:
+    return st;
+}
+
+/* With TG_CUDA_WGRAD=stream: the main stream waits until weight gradient k of the current block
+ * (the last one launched with that index) has read its inputs. No-op otherwise. */
+static tg_status wgrad_wait(cuda_impl *p, int k, tg_error *err) {
+    tg_status st = TG_OK;
+    if (p->wgrad) TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->stream, p->ev_wdone[k], 0));
+cleanup:
+    return st;
+}
+
 /* The tied LM head and the loss over the last forward's N rows, in chunks of head_rows rows, so
  * that logits exist for one chunk at a time. Deferred from forward because only the caller's next
  * call says what is needed:
  *   HEAD_LOSS    the per-row losses (an evaluation, or tg_model_loss before backward)
  *   HEAD_TRAIN   the losses and the backward through the head, chunk by chunk: dlogits =
- *                dscale * (softmax - onehot) in place (two kernels; with TG_CUDA_XENT=fused one that reads the logits once), dwte += dlogits^T @ lnf (fp32, chunks
- *                added in order), dlnf = dlogits @ wte into s_btc
+ *                dscale * (softmax - onehot) in place (two kernels; with TG_CUDA_XENT=fused one
+ *                that reads the logits once), dwte += dlogits^T @ lnf (fp32, chunks added in
+ *                order), dlnf = dlogits @ wte into s_btc. With TG_CUDA_LMHEAD=overlap the chunks
+ *                alternate between two logits buffers and the two gradient matmuls of chunk i
+ *                run on the side stream while main makes chunk i+1's logits and loss; main
+ *                waits for chunk i-1's before it rewrites that buffer, and for the last
+ *                chunk's before returning (the LayerNorm backward after it reads dlnf).
  *   HEAD_LOGITS  the logits, downloaded into host (N, Vp) fp32 (synchronises) */
 enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
 template <typename X>
@@ -676,11 +728,16 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
-    X *logits = (X *)p->logits;
+    const size_t BT = (size_t)p->B * p->T, chunk = BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows;
+    const int overlap = p->head_overlap && mode == HEAD_TRAIN;
     const X *wte = wt<X>(m, p, 0);
-    for (int r0 = 0; r0 < N; r0 += p->head_rows) {
+    int k = 0; /* the logits buffer of this chunk (always 0 without overlap) */
+    for (int r0 = 0; r0 < N; r0 += p->head_rows, k = overlap ? k ^ 1 : 0) {
         const int rows = N - r0 < p->head_rows ? N - r0 : p->head_rows;
         const X *lnf = (const X *)p->lnf + (size_t)r0 * C;
+        X *logits = (X *)p->logits + (size_t)k * chunk * Vp;
+        /* chunk i-2's gradient matmuls, on the side, read this buffer (no-op until recorded) */
+        if (overlap) TG_CUDA_CHECK(err, cudaStreamWaitEvent(s, p->ev_head[k], 0));
         /* logits (rows, Vp) = lnf @ wte^T (padded rows of wte are zero) */
         if (p->prof && mode == HEAD_TRAIN) p->prof->phase = 0;
         OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, logits, lnf, wte, rows, Vp, C, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
@@ -702,34 +759,22 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
                 OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp,
                                                             s, err));
             }
-            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
+            /* the two gradient matmuls: on the side stream with overlap */
+            const cudaStream_t gs = overlap ? p->side : s;
+            const tg_cuda_blas *gbl = overlap ? &p->blas_side : bl;
+            if (overlap) TG_TRY(side_fork(p, err));
+            OP(P_LMHEAD, tg_cuda_matmul(gbl, gs, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
                                         1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
+            OP(P_LMHEAD, tg_cuda_matmul(gbl, gs, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
                                         0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+            if (overlap) TG_CUDA_CHECK(err, cudaEventRecord(p->ev_head[k], gs));
         }
     }
+    /* the side stream runs in order: the last chunk's event covers them all */
+    if (overlap && N > 0) TG_CUDA_CHECK(err, cudaStreamWaitEvent(s, p->ev_head[k ^ 1], 0));
     if (mode != HEAD_LOGITS) p->losses_ready = 1;
 cleanup:
-    return st;
-}
-
-/* The weight gradients of a block, in the order backward_impl makes them (ev_wdone's index). */
-enum { W_FCPROJ, W_FC, W_ATTPROJ, W_QKV };
-
-/* Holds the side stream back ~1 ms (TG_CUDA_WGRAD=late): a weight gradient that main did not
- * wait for before overwriting its inputs then reads the new values, and the test sees it. */
-static __global__ void wgrad_late_kernel(long long cycles) {
-    const long long t0 = clock64();
-    while (clock64() - t0 < cycles) {
-    }
-}
-
-/* With TG_CUDA_WGRAD=stream: the main stream waits until weight gradient k of the current block
- * (the last one launched with that index) has read its inputs. No-op otherwise. */
-static tg_status wgrad_wait(cuda_impl *p, int k, tg_error *err) {
-    tg_status st = TG_OK;
-    if (p->wgrad) TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->stream, p->ev_wdone[k], 0));
-cleanup:
+    if (st != TG_OK && overlap) (void)cudaStreamSynchronize(p->side);
     return st;
 }
 
@@ -750,14 +795,7 @@ static tg_status linear_backward(cuda_impl *p, int k, X *dinp, float *dw, float 
     const cudaStream_t s = p->stream, ws = p->wgrad ? p->side : p->stream;
     const tg_cuda_blas *wbl = p->wgrad ? &p->blas_side : &p->blas;
     float *partial = p->wgrad ? p->s_partial_side : p->s_partial;
-    if (p->wgrad) {
-        TG_CUDA_CHECK(err, cudaEventRecord(p->ev_fork, s));
-        TG_CUDA_CHECK(err, cudaStreamWaitEvent(ws, p->ev_fork, 0));
-        if (p->wgrad == 2) {
-            wgrad_late_kernel<<<1, 1, 0, ws>>>(2000000); /* ~1 ms: longer than a plan's first build */
-            TG_CUDA_LAUNCH_CHECK(err);
-        }
-    }
+    if (p->wgrad) TG_TRY(side_fork(p, err));
     /* with TG_CUDA_BGRAD=epilogue the bias gradient comes out of the matmul; else it is a pass of
      * its own, profiled as such */
     OP(P_MATMUL, tg_cuda_matmul_weight_grad(wbl, ws, dt, dw, wbl->bgrad ? dbias : NULL, partial, inp, dout, N, IC,

@@ -17,9 +17,9 @@
  * (TG_CUDA_XENT=fused with TG_CUDA_LN_BWD=rowcache or smem); the opt-in epilogues not yet measured on a GPU run
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
- * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The weight gradients on a second
- * stream (TG_CUDA_WGRAD=stream) once against the CPU, then bitwise against one stream in 16 runs
- * (wgrad_bitwise). Last, the tuning blob: a second model
+ * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The side stream (TG_CUDA_WGRAD=stream,
+ * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 24 runs
+ * (side_stream_bitwise). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
@@ -318,11 +318,14 @@ done:
     tg_model_free(b);
 }
 
-/* TG_CUDA_WGRAD: the weight gradients on a second stream must give the same bits as on one
- * stream, with or without the grad-ready hook, with recompute (shared activation buffers) and
- * with the bias gradients from the BGRADA epilogue. "late" holds each side-stream matmul back
- * ~1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
- * Three blocks (two block-to-block hand-overs), two micro-batches (the second partial). */
+/* The side stream (TG_CUDA_WGRAD=stream: the blocks' weight gradients; TG_CUDA_LMHEAD=overlap:
+ * the LM head's gradient matmuls beside the next chunk's logits) must give the same bits as one
+ * stream: with and without the grad-ready hook, with recompute (shared activation buffers), with
+ * the bias gradients from the BGRADA epilogue. TG_CUDA_SIDE_LATE=1 holds each piece of side work
+ * back ~1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
+ * Three blocks (two block-to-block hand-overs), two micro-batches (the second partial), LM-head
+ * chunks of 48 rows (3 chunks, then 2: both logits buffers, each reused). */
+
 /* Like the trainer's hook, which all-reduces [lo, hi) on a stream ordered after the model's, this
  * one copies [lo, hi) of the gradients on the model's stream when called: after the last
  * micro-batch the copies must equal the final gradients, i.e. the block's side-stream work was
@@ -342,8 +345,14 @@ static void snapshot(void *ctx, size_t lo, size_t hi) {
                           (cudaStream_t)tg_model_stream(h->m)) == cudaSuccess);
 }
 
-static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, int recompute, const char *attn,
-                        int with_hook, const float *p0, float *g) {
+typedef struct {
+    const char *wgrad, *lmhead, *late; /* TG_CUDA_WGRAD, TG_CUDA_LMHEAD, TG_CUDA_SIDE_LATE */
+    int hook;
+} side_variant;
+
+/* Two accumulated micro-batches of a model made with variant v; the gradients into g. */
+static void side_grads(const tg_gpt2_config *cfg, const side_variant *v, int bf16, int recompute, const char *attn,
+                       const float *p0, float *g) {
     tg_error err = {0};
     tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .recompute = recompute, .B = B, .T = T,
                             .pad_multiple = 64};
@@ -351,17 +360,22 @@ static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, i
     snapshot_hook sh = {0};
     int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
     tg_rng r;
-    setenv("TG_CUDA_WGRAD", mode, 1);
+    setenv("TG_CUDA_WGRAD", v->wgrad, 1);
+    setenv("TG_CUDA_LMHEAD", v->lmhead, 1);
+    setenv("TG_CUDA_SIDE_LATE", v->late, 1);
     setenv("TG_CUDA_ATTN", attn, 1);
     setenv("TG_CUDA_LMHEAD_ROWS", "48", 1);
     CHECK_OK(tg_model_init(&m, cfg, &opt, &err), &err);
     unsetenv("TG_CUDA_WGRAD");
+    unsetenv("TG_CUDA_LMHEAD");
+    unsetenv("TG_CUDA_SIDE_LATE");
     if (!m) return;
     tg_rng_init(&r, 5);
     make_batch(&r, in1, tg1, cfg->vocab_size);
     make_batch(&r, in2, tg2, cfg->vocab_size);
-    if (strcmp(attn, "cudnn") == 0 && strcmp(mode, "main") == 0) printf("  backend: %s\n", tg_model_describe(m));
-    if (with_hook) {
+    if (strcmp(attn, "cudnn") == 0 && strcmp(v->wgrad, "main") == 0 && strcmp(v->lmhead, "serial") == 0)
+        printf("  backend: %s\n", tg_model_describe(m));
+    if (v->hook) {
         sh.m = m;
         CHECK(cudaMalloc((void **)&sh.snap, tg_model_n_padded(m) * sizeof(float)) == cudaSuccess);
         tg_model_set_grad_hook(m, snapshot, &sh);
@@ -373,20 +387,20 @@ static void wgrad_grads(const tg_gpt2_config *cfg, const char *mode, int bf16, i
     CHECK_OK(tg_model_forward(m, in2, tg2, B - 1, &err), &err);
     CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
     CHECK_OK(tg_model_grads_get(m, g, &err), &err);
-    if (with_hook && sh.snap) {
+    if (v->hook && sh.snap) {
         const tg_gpt2_layout *lay = tg_model_layout(m);
         float *snap = malloc(lay->n_params * sizeof(float));
-        CHECKF(sh.log.n == 2 * (cfg->n_layer + 2), "%s: %d hook calls", mode, sh.log.n);
+        CHECKF(sh.log.n == 2 * (cfg->n_layer + 2), "%d hook calls", sh.log.n);
         CHECK(cudaMemcpy(snap, sh.snap, lay->n_params * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
         CHECKF(memcmp(snap, g, lay->n_params * sizeof(float)) == 0,
-               "%s: gradients copied at the hooks differ from the final ones", mode);
+               "WGRAD=%s LMHEAD=%s: gradients copied at the hooks differ from the final ones", v->wgrad, v->lmhead);
         free(snap);
         cudaFree(sh.snap);
     }
     tg_model_free(m);
 }
 
-static void wgrad_bitwise(void) {
+static void side_stream_bitwise(void) {
     static const struct {
         const char *name, *attn;
         int bf16, recompute, bgrad;
@@ -396,32 +410,34 @@ static void wgrad_bitwise(void) {
         {"bf16-flash-recompute2", "flash", 1, 2, 0},
         {"fp32-recompute1", "naive", 0, 1, 0},
     };
+    static const side_variant one = {"main", "serial", "0", 1};
+    static const side_variant variants[] = {
+        {"stream", "serial", "1", 0}, {"stream", "serial", "1", 1}, {"main", "overlap", "1", 0},
+        {"main", "overlap", "1", 1},  {"stream", "overlap", "1", 1}, {"stream", "overlap", "0", 0},
+    };
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 3, .n_head = 4, .n_embd = 64};
     tg_gpt2_layout lay;
     tg_error err = {0};
-    float *ref = NULL, *g = NULL, *p0 = NULL;
-    printf("case wgrad stream, bitwise\n");
+    printf("case side stream, bitwise against one stream\n");
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
-    p0 = malloc(lay.n_params * sizeof(float));
-    ref = malloc(lay.n_params * sizeof(float));
-    g = malloc(lay.n_params * sizeof(float));
+    float *p0 = malloc(lay.n_params * sizeof(float)), *ref = malloc(lay.n_params * sizeof(float)),
+          *g = malloc(lay.n_params * sizeof(float));
     tg_gpt2_params_init(&lay, p0, 11);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         if (cases[c].bgrad) setenv("TG_CUDA_BGRAD", "epilogue", 1);
-        wgrad_grads(&cfg, "main", cases[c].bf16, cases[c].recompute, cases[c].attn, 1, p0, ref);
-        static const char *const modes[] = {"late", "stream"};
-        for (int k = 0; k < 2; k++)
-            for (int hk = 0; hk < 2; hk++) {
-                memset(g, 0xff, lay.n_params * sizeof(float));
-                wgrad_grads(&cfg, modes[k], cases[c].bf16, cases[c].recompute, cases[c].attn, hk, p0, g);
-                size_t bad = 0;
-                for (size_t i = 0; i < lay.n_params; i++) bad += memcmp(&g[i], &ref[i], sizeof(float)) != 0;
-                CHECKF(bad == 0, "%s, WGRAD=%s%s: %zu of %zu gradients differ from one stream's", cases[c].name,
-                       modes[k], hk ? ", hook" : "", bad, lay.n_params);
-                printf("  %s WGRAD=%s%s: %zu gradients differ\n", cases[c].name, modes[k], hk ? " +hook" : "",
-                       bad);
-            }
+        side_grads(&cfg, &one, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, ref);
+        for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
+            const side_variant *v = &variants[k];
+            size_t bad = 0;
+            memset(g, 0xff, lay.n_params * sizeof(float));
+            side_grads(&cfg, v, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, g);
+            for (size_t i = 0; i < lay.n_params; i++) bad += memcmp(&g[i], &ref[i], sizeof(float)) != 0;
+            CHECKF(bad == 0, "%s, WGRAD=%s LMHEAD=%s SIDE_LATE=%s%s: %zu of %zu gradients differ from one stream's",
+                   cases[c].name, v->wgrad, v->lmhead, v->late, v->hook ? " +hook" : "", bad, lay.n_params);
+            printf("  %s WGRAD=%s LMHEAD=%s SIDE_LATE=%s%s: %zu gradients differ\n", cases[c].name, v->wgrad,
+                   v->lmhead, v->late, v->hook ? " +hook" : "", bad);
+        }
         unsetenv("TG_CUDA_BGRAD");
     }
     tg_gpt2_layout_free(&lay);
@@ -482,11 +498,15 @@ int main(void) {
     unsetenv("TG_CUBLASLT_TUNE");
     unsetenv("TG_CUDA_RESID");
     unsetenv("TG_CUDA_BGRAD");
-    /* weight gradients on a second stream, against the CPU, then bitwise against one stream */
+    /* the side stream (weight gradients, LM-head gradients), against the CPU, then bitwise
+     * against one stream */
     setenv("TG_CUDA_WGRAD", "stream", 1);
-    run_case("bf16-cudnn-wgrad", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
+    setenv("TG_CUDA_LMHEAD", "overlap", 1);
+    run_case("bf16-cudnn-sidestream", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
+    run_case("fp32-sidestream", 0, 0, 1, "flash", 4, "48", &fp32_tol);
     unsetenv("TG_CUDA_WGRAD");
-    wgrad_bitwise();
+    unsetenv("TG_CUDA_LMHEAD");
+    side_stream_bitwise();
     tuning_roundtrip();
     TEST_MAIN_END();
 }
