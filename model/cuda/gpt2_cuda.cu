@@ -86,7 +86,8 @@ typedef struct {
     size_t act_bytes;
     cuda_layer_acts *layers; /* L */
     void *encoded, *lnf;                 /* (B,T,C) */
-    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head */
+    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head (two with
+                                          * TG_CUDA_LMHEAD=overlap and more than one chunk) */
     float *lnf_mean, *lnf_rstd, *losses; /* (B,T) */
     float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
@@ -231,7 +232,8 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     CARVE(p->lnf, BTC * xs);
     CARVE(p->lnf_mean, BT * 4);
     CARVE(p->lnf_rstd, BT * 4);
-    CARVE(p->logits, (p->head_overlap ? 2 : 1) * head_max * (size_t)p->Vp * xs); /* overlap: two chunks */
+    /* overlap: two chunk buffers, when there is more than one chunk to alternate */
+    CARVE(p->logits, (p->head_overlap && BT > head_max ? 2 : 1) * head_max * (size_t)p->Vp * xs);
     CARVE(p->lse, head_max * 4);
     CARVE(p->losses, BT * 4);
     CARVE(p->dres, BTC * xs);
@@ -247,10 +249,8 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
-    if (p->wgrad || p->head_overlap) {
-        CARVE(p->s_partial_side, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
-        CARVE(p->side_ws, TG_CUDA_WORKSPACE_BYTES);
-    }
+    if (p->wgrad) CARVE(p->s_partial_side, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
+    if (p->wgrad || p->head_overlap) CARVE(p->side_ws, TG_CUDA_WORKSPACE_BYTES);
     CARVE(p->d_io, io_ints(p) * 4);
     CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
 #undef CARVE

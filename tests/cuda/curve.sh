@@ -33,8 +33,9 @@ done
 check "the bf16 reference emulates bf16 storage" grep -q "emulating bf16" "$TMP/cpu-bf16.log"
 # The opt-in speed switches, all at once, in bf16 (checked below like the default): the evidence a
 # switch needs before it becomes the default, gathered in the same device call as its A/B timing.
-TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_LMHEAD=overlap TG_CUDA_XENT=fused \
-    TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-optin" \
+# (192-row LM-head chunks: tiny's 512 rows alternate between the overlap's two buffers)
+TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_LMHEAD=overlap TG_CUDA_LMHEAD_ROWS=192 \
+    TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-optin" \
     >"$TMP/bf16-optin.log" 2>&1 || { tail -20 "$TMP/bf16-optin.log"; bad "bf16 run with the opt-in switches exits 0"; }
 # Diagnostics (not checked): more bf16 runs with other attention implementations (TG_CURVE_EXTRA,
 # e.g. "flash naive"), and where along the curve the differences sit.
