@@ -311,11 +311,69 @@ static tg_status env_choice(const char *name, const char *const *names, int n, i
     return tg_error_set(err, TG_ERR_ARG, "%s=%s: expected one of %s", name, v, list);
 }
 
+enum { ATTN_CUDNN, ATTN_FLASH, ATTN_NAIVE };
+
+/* The switches cuda_init needs beyond those kept in cuda_impl. */
+typedef struct {
+    int attn;          /* TG_CUDA_ATTN: ATTN_* */
+    int deterministic; /* TG_CUDNN_DETERMINISTIC: cuDNN's backward without dQ atomics */
+    int cudnn_tune;    /* TG_CUDNN_TUNE */
+    int profile;       /* TG_CUDA_PROFILE */
+} cuda_env;
+
+/* Every environment switch of the backend (docs/cuda.md "Options"), read once here: the ones
+ * the step uses into p, the rest into *e. A value outside a switch's list is TG_ERR_ARG naming
+ * the accepted ones, so a typo cannot silently run the default. */
+static tg_status cuda_env_read(cuda_impl *p, cuda_env *e, tg_error *err) {
+    static const char *const off_on[] = {"0", "1"}, *const on_off[] = {"1", "0"},
+                             *const attn[] = {"cudnn", "flash", "naive"}, *const xent[] = {"two", "fused"},
+                             *const ln[] = {"register", "smem", "rowcache"}, *const epi[] = {"kernel", "epilogue"},
+                             *const wgrad[] = {"main", "stream"}, *const head[] = {"serial", "overlap"};
+    tg_status st = TG_OK;
+    int v = 0;
+    const char *rows = getenv("TG_CUDA_LMHEAD_ROWS");
+    TG_TRY(env_choice("TG_CUDA_ATTN", attn, 3, &e->attn, err));
+    TG_TRY(env_choice("TG_CUDNN_DETERMINISTIC", on_off, 2, &v, err));
+    e->deterministic = v == 0;
+    TG_TRY(env_choice("TG_CUDNN_TUNE", off_on, 2, &e->cudnn_tune, err));
+    TG_TRY(env_choice("TG_CUDA_PROFILE", off_on, 2, &e->profile, err));
+    /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
+    TG_TRY(env_choice("TG_CUDA_FUSION", on_off, 2, &v, err));
+    p->blas.fuse = v == 0;
+    /* Opt-in: timing noise may pick other algorithms in a resumed process (the trainer keeps them). */
+    TG_TRY(env_choice("TG_CUBLASLT_TUNE", off_on, 2, &p->blas.tune, err));
+    TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
+    TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &v, err));
+    p->ln_bwd = (tg_cuda_ln_bwd)v;
+    /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
+     * atty @ W + b), and the LayerNorm after them reads one stream instead of two. */
+    TG_TRY(env_choice("TG_CUDA_RESID", epi, 2, &p->resid_epi, err));
+    /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
+     * matmuls (BGRADA) instead of a pass of their own over dout. */
+    TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
+    TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 2, &p->wgrad, err));
+    TG_TRY(env_choice("TG_CUDA_LMHEAD", head, 2, &p->head_overlap, err));
+    TG_TRY(env_choice("TG_CUDA_SIDE_LATE", off_on, 2, &p->side_late, err));
+    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
+     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024;
+     * with TG_CUDA_LMHEAD=overlap two chunks of 4096 rows take the same memory. */
+    p->head_rows = p->head_overlap ? 4096 : 8192;
+    if (rows) {
+        char *end = NULL;
+        const long r = strtol(rows, &end, 10);
+        if (end == rows || *end || r < 1 || r > (1L << 30))
+            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_LMHEAD_ROWS=%s: expected a row count >= 1", rows);
+        p->head_rows = (int)r;
+    }
+cleanup:
+    return st;
+}
+
 static tg_status cuda_init(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
     const tg_gpt2_config *cfg = &m->lay.cfg;
-    const char *fusion = getenv("TG_CUDA_FUSION");
+    cuda_env env;
     int n_dev = 0;
     size_t h_bytes = 0, BT = 0;
     TG_CHECK_ALLOC(err, p);
@@ -333,41 +391,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     BT = (size_t)p->B * p->T;
     if (p->recompute < 0 || p->recompute > 2)
         TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
-    {
-        static const char *const off_on[] = {"0", "1"}, *const head[] = {"serial", "overlap"},
-                                 *const wgrad[] = {"main", "stream"};
-        TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 2, &p->wgrad, err));
-        TG_TRY(env_choice("TG_CUDA_LMHEAD", head, 2, &p->head_overlap, err));
-        TG_TRY(env_choice("TG_CUDA_SIDE_LATE", off_on, 2, &p->side_late, err));
-    }
-    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
-     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024;
-     * with TG_CUDA_LMHEAD=overlap two chunks of 4096 rows take the same memory. */
-    p->head_rows = p->head_overlap ? 4096 : 8192;
-    if (getenv("TG_CUDA_LMHEAD_ROWS")) {
-        const long r = strtol(getenv("TG_CUDA_LMHEAD_ROWS"), NULL, 10);
-        if (r < 1 || r > (1L << 30))
-            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_LMHEAD_ROWS=%s: expected a row count >= 1", getenv("TG_CUDA_LMHEAD_ROWS"));
-        p->head_rows = (int)r;
-    }
-    {
-        static const char *const xent[] = {"two", "fused"}, *const ln[] = {"register", "smem", "rowcache"},
-                                 *const epi[] = {"kernel", "epilogue"};
-        int ln_bwd = 0;
-        TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
-        TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &ln_bwd, err));
-        p->ln_bwd = (tg_cuda_ln_bwd)ln_bwd;
-        /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
-         * atty @ W + b), and the LayerNorm after them reads one stream instead of two. */
-        TG_TRY(env_choice("TG_CUDA_RESID", epi, 2, &p->resid_epi, err));
-        /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
-         * matmuls (BGRADA) instead of a pass of their own over dout. */
-        TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
-    }
-    /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
-    p->blas.fuse = !(fusion && strcmp(fusion, "0") == 0);
-    /* Opt-in: timing noise may pick other algorithms in a resumed process, breaking bitwise resume. */
-    p->blas.tune = getenv("TG_CUBLASLT_TUNE") && strcmp(getenv("TG_CUBLASLT_TUNE"), "1") == 0;
+    TG_TRY(cuda_env_read(p, &env, err));
 
     TG_CUDA_CHECK(err, cudaGetDeviceCount(&n_dev));
     if (m->opt.cuda_device < 0 || m->opt.cuda_device >= n_dev)
@@ -376,7 +400,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->stream, cudaStreamNonBlocking));
     TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_upload, cudaEventDisableTiming));
     TG_CUBLAS_CHECK(err, cublasLtCreate(&p->blas.lt));
-    if (getenv("TG_CUDA_PROFILE") && strcmp(getenv("TG_CUDA_PROFILE"), "1") == 0) {
+    if (env.profile) {
         p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
         TG_CHECK_ALLOC(err, p->prof);
         for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
@@ -396,17 +420,10 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
      * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
      * batch (B_used < B) and any shape cuDNN refuses run on flash_attention.cu. */
     {
-        const char *attn = getenv("TG_CUDA_ATTN") ? getenv("TG_CUDA_ATTN") : "cudnn";
-        const char *det = getenv("TG_CUDNN_DETERMINISTIC");
-        const int deterministic = !(det && strcmp(det, "0") == 0);
-        static const char *const off_on[] = {"0", "1"};
-        int tune = 0;
+        const int deterministic = env.deterministic, tune = env.cudnn_tune;
         char why[200] = "";
-        TG_TRY(env_choice("TG_CUDNN_TUNE", off_on, 2, &tune, err));
-        if (strcmp(attn, "cudnn") && strcmp(attn, "flash") && strcmp(attn, "naive"))
-            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_ATTN=%s: expected cudnn, flash or naive", attn);
-        p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && strcmp(attn, "naive") != 0;
-        if (p->flash && strcmp(attn, "cudnn") == 0)
+        p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && env.attn != ATTN_NAIVE;
+        if (p->flash && env.attn == ATTN_CUDNN)
             TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, tune, why,
                                       sizeof why, err));
         if (p->cudnn) {
