@@ -39,7 +39,8 @@ typedef struct {
     void *res2;                  /* residual after attention */
     void *ln2;
     float *ln2_mean, *ln2_rstd;
-    void *fch;                   /* (B,T,4C) c_fc output = GELU input */
+    void *fch;                   /* (B,T,4C) c_fc output = GELU input; with TG_CUDA_WGRAD=stream
+                                  * backward reuses it for dqkv once dGELU has read it */
     void *fch_gelu;              /* (B,T,4C) */
     void *res3;                  /* block output */
 } cuda_layer_acts;
@@ -849,12 +850,15 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
      * rows: that is the bias gradient of the projection (c_proj) whose output was added into
      * that residual, so those bias gradients need no pass of their own.
      * With TG_CUDA_WGRAD=stream the four weight gradients of a block run on the side stream, and
-     * main waits for one (wgrad_wait) only before it overwrites what that one reads:
+     * main waits for one (wgrad_wait) only before it overwrites what that one reads. Attention's
+     * backward then writes dqkv into the block's fch (its pre-GELU activation, dead once the
+     * dGELU epilogue has read it) instead of s_bt4c, so that it need not wait for W_FC, nor the
+     * next block for W_QKV:
      *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (and GELU's recompute)
-     *   W_FC     reads ln2, s_bt4c      -> before attention's backward writes s_bt4c (and ln_2's recompute)
+     *   W_FC     reads ln2, s_bt4c      -> before the next block's first dinp rewrites s_bt4c (and
+     *                                      ln_2's recompute)
      *   W_ATTPROJ reads atty, dres      -> before ln_1's backward rewrites dres
-     *   W_QKV    reads ln1, s_bt4c      -> before the next block's first dinp writes s_bt4c (and
-     *                                      ln_1's recompute), and before the grad-ready hook
+     *   W_QKV    reads ln1, fch (dqkv)  -> before ln_1's recompute and the grad-ready hook
      * so each overlaps the data-gradient matmuls, LayerNorm or attention work after it. */
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
@@ -865,9 +869,10 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         const cuda_layer_acts *a = &p->layers[l];
         const int t0 = 2 + 12 * l;
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
+        X *dqkv = p->wgrad ? (X *)a->fch : s_bt4c; /* (N, 3C), see above */
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
         /* (the waits name the block above's weight gradients: this block's are not launched yet) */
-        TG_TRY(wgrad_wait(p, W_QKV, err)); /* its s_bt4c (and the shared ln1 buffer) */
+        TG_TRY(wgrad_wait(p, W_FC, err)); /* its dfch in s_bt4c */
         if (p->recompute >= 2) {
             TG_TRY(wgrad_wait(p, W_FCPROJ, err)); /* the shared fch_gelu buffer */
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
@@ -891,27 +896,28 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         /* attention output projection */
         TG_TRY(linear_backward<X>(p, W_ATTPROJ, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
                                   wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
-        TG_TRY(wgrad_wait(p, W_FC, err)); /* attention's backward writes s_bt4c */
         if (p->flash && p->cudnn_last) {
-            OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)s_bt4c, (const tg_bf16 *)s_btc,
+            OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)dqkv, (const tg_bf16 *)s_btc,
                                               (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s,
                                               err));
         } else if (p->flash) {
-            OP(P_ATTN, tg_cuda_flash_attention_backward((tg_bf16 *)s_bt4c, p->s_delta, (const tg_bf16 *)s_btc,
+            OP(P_ATTN, tg_cuda_flash_attention_backward((tg_bf16 *)dqkv, p->s_delta, (const tg_bf16 *)s_btc,
                                                         (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr,
                                                         a->lse, Bu, T, C, NH, s, err));
         } else {
             if (p->recompute >= 2)
                 OP(P_ATTN, tg_cuda_attention_probs<X>(bl, (X *)a->att, (const X *)a->qkvr, Bu, T, C, NH, s, err));
-            OP(P_ATTN, tg_cuda_attention_backward<X>(bl, s_bt4c, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
+            OP(P_ATTN, tg_cuda_attention_backward<X>(bl, dqkv, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
                                                      s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C,
                                                      NH, s, err));
         }
-        /* qkv projection; s_bt4c holds dqkv (N, 3C) */
-        if (p->recompute >= 1) /* the shared ln1 buffer: the block above's W_QKV was waited for */
+        /* qkv projection, from dqkv */
+        if (p->recompute >= 1) {
+            TG_TRY(wgrad_wait(p, W_QKV, err)); /* the shared ln1 buffer */
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, W_QKV, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, s_bt4c,
+        }
+        TG_TRY(linear_backward<X>(p, W_QKV, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, dqkv,
                                   wt<X>(m, p, t0 + QKVW), NULL, N, C, 3 * C, err));
         /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
         TG_TRY(wgrad_wait(p, W_ATTPROJ, err));
