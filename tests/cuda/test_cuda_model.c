@@ -18,7 +18,7 @@
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
  * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The side stream (TG_CUDA_WGRAD=stream,
- * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 28 runs
+ * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 35 runs
  * (side_stream_bitwise). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
@@ -403,13 +403,14 @@ static void side_grads(const tg_gpt2_config *cfg, const side_variant *v, int bf1
 
 static void side_stream_bitwise(void) {
     static const struct {
-        const char *name, *attn;
+        const char *name, *attn, *fusion;
         int bf16, recompute, bgrad;
     } cases[] = {
-        {"bf16-cudnn", "cudnn", 1, 0, 0},
-        {"bf16-cudnn-bgrad", "cudnn", 1, 0, 1},
-        {"bf16-flash-recompute2", "flash", 1, 2, 0},
-        {"fp32-recompute1", "naive", 0, 1, 0},
+        {"bf16-cudnn", "cudnn", "1", 1, 0, 0},
+        {"bf16-cudnn-bgrad", "cudnn", "1", 1, 0, 1},
+        {"bf16-flash-recompute2", "flash", "1", 1, 2, 0},
+        {"fp32-recompute1", "naive", "1", 0, 1, 0},
+        {"bf16-flash-nofusion", "flash", "0", 1, 0, 0}, /* dGELU as a kernel reading fch, then dqkv there */
     };
     /* each against one stream with the same chunk rows */
     static const side_variant variants[] = {
@@ -429,6 +430,7 @@ static void side_stream_bitwise(void) {
     tg_gpt2_params_init(&lay, p0, 11);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         if (cases[c].bgrad) setenv("TG_CUDA_BGRAD", "epilogue", 1);
+        setenv("TG_CUDA_FUSION", cases[c].fusion, 1);
         ref_rows = NULL;
         for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
             const side_variant *v = &variants[k];
@@ -448,6 +450,7 @@ static void side_stream_bitwise(void) {
                    v->lmhead, v->late, v->rows, v->hook ? " +hook" : "", bad);
         }
         unsetenv("TG_CUDA_BGRAD");
+        unsetenv("TG_CUDA_FUSION");
     }
     tg_gpt2_layout_free(&lay);
     free(p0);
