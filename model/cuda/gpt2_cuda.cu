@@ -111,7 +111,8 @@ typedef struct {
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
-    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward) */
+    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward; dqkv goes to fch with
+                    * TG_CUDA_WGRAD=stream) */
     void *s_dqkvr; /* 3 x (B,NH,T,HS) */
     void *s_heads; /* (B,NH,T,HS): attention y (forward), dy (backward) */
     void *s_datt;  /* (B,NH,T,T) */
@@ -851,14 +852,15 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
      * that residual, so those bias gradients need no pass of their own.
      * With TG_CUDA_WGRAD=stream the four weight gradients of a block run on the side stream, and
      * main waits for one (wgrad_wait) only before it overwrites what that one reads. Attention's
-     * backward then writes dqkv into the block's fch (its pre-GELU activation, dead once the
-     * dGELU epilogue has read it) instead of s_bt4c, so that it need not wait for W_FC, nor the
-     * next block for W_QKV:
+     * backward then writes dqkv into the block's fch (its pre-GELU activation, dead once dGELU,
+     * epilogue or kernel, has read it; fch must only ever be read on main, before that) instead
+     * of s_bt4c, so that it need not wait for W_FC, nor the next block for W_QKV:
      *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (and GELU's recompute)
      *   W_FC     reads ln2, s_bt4c      -> before the next block's first dinp rewrites s_bt4c (and
      *                                      ln_2's recompute)
      *   W_ATTPROJ reads atty, dres      -> before ln_1's backward rewrites dres
-     *   W_QKV    reads ln1, fch (dqkv)  -> before ln_1's recompute and the grad-ready hook
+     *   W_QKV    reads ln1, fch (dqkv)  -> before ln_1's recompute, the grad-ready hook and the
+     *                                      end of backward (the next forward rewrites fch, ln1)
      * so each overlaps the data-gradient matmuls, LayerNorm or attention work after it. */
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,

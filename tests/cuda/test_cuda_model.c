@@ -18,7 +18,7 @@
  * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
  * unfused, with recompute), the bias gradients from the weight-gradient matmuls
  * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The side stream (TG_CUDA_WGRAD=stream,
- * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 35 runs
+ * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 49 runs
  * (side_stream_bitwise). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
@@ -411,6 +411,8 @@ static void side_stream_bitwise(void) {
         {"bf16-flash-recompute2", "flash", "1", 1, 2, 0},
         {"fp32-recompute1", "naive", "1", 0, 1, 0},
         {"bf16-flash-nofusion", "flash", "0", 1, 0, 0}, /* dGELU as a kernel reading fch, then dqkv there */
+        {"bf16-cudnn-recompute1", "cudnn", "1", 1, 1, 0},
+        {"bf16-naive-recompute2", "naive", "1", 1, 2, 0},
     };
     /* each against one stream with the same chunk rows */
     static const side_variant variants[] = {
