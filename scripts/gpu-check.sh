@@ -101,7 +101,7 @@ G124=(--config "$ROOT/configs/gpt2-124m.ini" --batch 64 --seq-len 1024)
 test_rc=0
 if want test; then
     step "test_cuda_model"
-    run test 200 "$TEST"
+    run test 240 "$TEST"
     test_rc=$?
 fi
 kern_rc=0
