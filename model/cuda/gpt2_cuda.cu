@@ -181,11 +181,17 @@ static void prof_print(const cuda_impl *p) {
 
 static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; }
 
+/* Rows of one LM-head logits buffer: a chunk, or the whole batch when that is smaller. */
+static size_t head_chunk_rows(const cuda_impl *p) {
+    const size_t BT = (size_t)p->B * p->T;
+    return BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows;
+}
+
 /* Lays out the activation buffer at base (or only sizes it when base is NULL). */
 static size_t cuda_carve(cuda_impl *p, char *base) {
     const size_t B = (size_t)p->B, T = (size_t)p->T, C = (size_t)p->C, NH = (size_t)p->NH;
     const size_t BT = B * T, BTC = BT * C, xs = p->xs, ATT = B * NH * T * T;
-    const size_t head_max = BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows; /* LM-head chunk rows */
+    const size_t head_max = head_chunk_rows(p);
     size_t off = 0;
 #define CARVE(ptr, bytes)                                                                      \
     do {                                                                                       \
@@ -747,7 +753,7 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
-    const size_t BT = (size_t)p->B * p->T, chunk = BT < (size_t)p->head_rows ? BT : (size_t)p->head_rows;
+    const size_t chunk = head_chunk_rows(p);
     const int overlap = p->head_overlap && mode == HEAD_TRAIN;
     const X *wte = wt<X>(m, p, 0);
     int k = 0; /* the logits buffer of this chunk (always 0 without overlap) */
@@ -792,8 +798,7 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
     /* the side stream runs in order: the last chunk's event covers them all */
     if (overlap && N > 0) TG_CUDA_CHECK(err, cudaStreamWaitEvent(s, p->ev_head[k ^ 1], 0));
     if (mode != HEAD_LOGITS) p->losses_ready = 1;
-cleanup:
-    if (st != TG_OK && overlap) (void)cudaStreamSynchronize(p->side);
+cleanup: /* (HEAD_TRAIN comes only from backward_impl, which drains the side stream on failure) */
     return st;
 }
 
@@ -855,7 +860,8 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
      * backward then writes dqkv into the block's fch (its pre-GELU activation, dead once dGELU,
      * epilogue or kernel, has read it; fch must only ever be read on main, before that) instead
      * of s_bt4c, so that it need not wait for W_FC, nor the next block for W_QKV:
-     *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (and GELU's recompute)
+     *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (so before GELU's
+     *                                      recompute in the next block too)
      *   W_FC     reads ln2, s_bt4c      -> before the next block's first dinp rewrites s_bt4c (and
      *                                      ln_2's recompute)
      *   W_ATTPROJ reads atty, dres      -> before ln_1's backward rewrites dres
@@ -874,19 +880,17 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         X *dqkv = p->wgrad ? (X *)a->fch : s_bt4c; /* (N, 3C), see above */
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
         /* (the waits name the block above's weight gradients: this block's are not launched yet) */
-        TG_TRY(wgrad_wait(p, W_FC, err)); /* its dfch in s_bt4c */
-        if (p->recompute >= 2) {
-            TG_TRY(wgrad_wait(p, W_FCPROJ, err)); /* the shared fch_gelu buffer */
+        TG_TRY(wgrad_wait(p, W_FC, err)); /* its dfch in s_bt4c (and the shared ln2) */
+        /* (the shared fch_gelu and ln2 buffers below: the block above's W_FCPROJ was waited for
+         * before its ln_2 backward, its W_FC just now) */
+        if (p->recompute >= 2)
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
-        }
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
         TG_TRY(linear_backward<X>(p, W_FCPROJ, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
                                   wt<X>(m, p, t0 + FCPROJW), (const X *)a->fch, N, 4 * C, C, err));
-        if (p->recompute >= 1) {
-            TG_TRY(wgrad_wait(p, W_FC, err)); /* the shared ln2 buffer */
+        if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        }
         TG_TRY(linear_backward<X>(p, W_FC, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
                                   wt<X>(m, p, t0 + FCW), NULL, N, C, 4 * C, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
