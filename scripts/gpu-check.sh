@@ -39,7 +39,7 @@
 #             compute-sanitizer racecheck: the shared-memory hazards of the double-buffered
 #             cross-entropy and the shared-memory LayerNorm accumulators, which right answers alone
 #             do not rule out
-# At the end scripts/gpu-decide.py applies the decision rule to $OUT/steps (run it by hand on the
+# At the end scripts/gpu-decide.py prints every step's timing and applies the decision rule to $OUT/steps (run it by hand on the
 # fetched folder when the call was cut off).
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
 # so that one hang does not eat the device time; the script goes on after a failure and exits
@@ -244,15 +244,8 @@ fi
 step "summary"
 printf '%s\n' "${summary[@]}"
 echo
-echo "timings (truthgpt bench: the row under its header; PyTorch: its JSON line), in run order:"
-for f in $(ls -tr "$OUT/steps"/*.log 2>/dev/null); do
-    n=$(basename "$f" .log)
-    line=$(grep -A1 '^ms/step' "$f" | tail -1)
-    [ -z "$line" ] && line=$(grep -o '"ms_per_step_median": [0-9.]*, "tokens_per_s": [0-9]*' "$f" | tail -1)
-    [ -n "$line" ] && printf '  %-16s %s\n' "$n" "$line"
-done
-# The decision rule of docs/performance.md, applied to this call (also runnable on a fetched
-# $OUT/steps after a call that ran out of time): printed, not acted on.
+# The timings of every step and the decision rule of docs/performance.md, from the step logs
+# (also runnable on a fetched $OUT/steps after a call that ran out of time): printed, not acted on.
 python3 "$ROOT/scripts/gpu-decide.py" "$OUT/steps" || true
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))

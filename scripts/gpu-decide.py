@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""scripts/gpu-decide.py STEPS_DIR — the decision rule of docs/performance.md over one
-scripts/gpu-check.sh call's step logs ($OUT/steps/NAME.log, each ending in "--> exit N").
+"""scripts/gpu-decide.py STEPS_DIR — the timings and the decision rule of docs/performance.md
+over one scripts/gpu-check.sh call's step logs ($OUT/steps/NAME.log, each ending in "--> exit N").
+
+First every step's timing in run order: truthgpt bench's row under its 'ms/step' header, or
+PyTorch's JSON line.
 
 A switch may become the default only if the test, kernels and curve steps passed and its
 bench row (ab-NAME) is faster than both default rows of the same call (bench, ab-default);
@@ -25,7 +28,7 @@ def exit_code(d, name):
     return int(m[-1]) if m else None  # no line: the call ended during this step
 
 
-def ms_per_step(d, name):
+def bench_row(d, name):
     """truthgpt bench prints a header starting 'ms/step' and the row under it."""
     text = step_log(d, name)
     if text is None:
@@ -33,11 +36,21 @@ def ms_per_step(d, name):
     lines = text.splitlines()
     for i, line in enumerate(lines[:-1]):
         if line.startswith("ms/step"):
-            try:
-                return float(lines[i + 1].split()[0])
-            except (ValueError, IndexError):
-                return None
+            return lines[i + 1]
     return None
+
+
+def ms_per_step(d, name):
+    row = bench_row(d, name)
+    try:
+        return float(row.split()[0]) if row else None
+    except ValueError:
+        return None
+
+
+def torch_line(d, name):
+    m = re.findall(r'"ms_per_step_median": [0-9.]+, "tokens_per_s": [0-9]+', step_log(d, name) or "")
+    return m[-1] if m else None
 
 
 def main(argv):
@@ -45,6 +58,12 @@ def main(argv):
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
     d = argv[1]
+    print("timings (truthgpt bench: the row under its header; PyTorch: its JSON line), in run order:")
+    logs = sorted((f for f in os.listdir(d) if f.endswith(".log")), key=lambda f: os.path.getmtime(os.path.join(d, f)))
+    for f in logs:
+        line = bench_row(d, f[:-4]) or torch_line(d, f[:-4])
+        if line:
+            print("  %-16s %s" % (f[:-4], line))
     gates = {k: exit_code(d, k) for k in ("test", "kernels", "curve")}
     gates_ok = all(v == 0 for v in gates.values())
     def word(v):
@@ -72,10 +91,9 @@ def main(argv):
         if t < min(ref):
             verdict = "faster than every default row: candidate" + ("" if gates_ok else " (but a gate did not pass)")
         print("  %-18s %8.2f ms   default %-15s %s" % (name, t, "/".join("%.2f" % x for x in ref), verdict))
-    torch = step_log(d, "torch")
-    m = re.findall(r'"ms_per_step_median": ([0-9.]+)', torch or "")
-    if m and plain:
-        tm, best = float(m[-1]), min(plain)
+    torch = torch_line(d, "torch")
+    if torch and plain:
+        tm, best = float(re.search(r"[0-9.]+", torch).group()), min(plain)
         print("  PyTorch %.2f ms/step: default truthgpt %.2f ms = %.3fx (goal 1.20x: %.2f ms)" % (tm, best, tm / best, tm / 1.2))
     return 0
 

@@ -29,6 +29,8 @@ check "slower row is not" grep -Eq "ab-bgrad +114.90 ms .*not faster" "$TMP/out.
 check "profiled row against the profiled default" grep -Eq "ab-xent-prof +113.50 ms +default 114.00 .*candidate" "$TMP/out.txt"
 check "profiled row slower than the profiled default" grep -Eq "ab-lnsmem-prof .*not faster" "$TMP/out.txt"
 check "a row without a time says its exit" grep -Eq "ab-wgrad +no ms/step \(exit 1\)" "$TMP/out.txt"
+check "timing table: a bench row" grep -Eq "^  ab-resid +113.90 +565.0K" "$TMP/out.txt"
+check "timing table: the PyTorch line" grep -q '^  torch .*"ms_per_step_median": 126.06, "tokens_per_s": 519900' "$TMP/out.txt"
 check "ratio to PyTorch against the faster default" grep -q "126.06 ms/step: default truthgpt 114.40 ms = 1.102x" "$TMP/out.txt"
 
 # a failed gate and a cut-off one are said, and the candidate is qualified
