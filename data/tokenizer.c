@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
+
 /* ---------------------------------------------------------------- id vectors */
 
 tg_status tg_tokens_reserve(tg_tokens *v, size_t cap, tg_error *err) {
@@ -373,35 +375,6 @@ static tg_status vocab_serialize(const vocab *v, char **out, size_t *out_n, tg_e
     return TG_OK;
 }
 
-static tg_status read_file(const char *path, uint8_t **out, size_t *n, tg_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return tg_error_set(err, TG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    tg_status st = TG_OK;
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *buf = malloc(cap + 1);
-    TG_CHECK_ALLOC(err, buf);
-    for (;;) {
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-        if (len == cap) {
-            uint8_t *b = realloc(buf, cap * 2 + 1);
-            TG_CHECK_ALLOC(err, b);
-            buf = b;
-            cap *= 2;
-        }
-    }
-    if (ferror(f)) TG_FAIL(err, TG_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-    buf[len] = 0;
-    *out = buf;
-    *n = len;
-    buf = NULL;
-cleanup:
-    free(buf);
-    fclose(f);
-    return st;
-}
-
 tg_status tg_tokenizer_load(tg_tokenizer **out, const char *path, tg_error *err) {
     tg_status st = TG_OK;
     uint8_t *text = NULL, *tok = NULL;
@@ -412,7 +385,7 @@ tg_status tg_tokenizer_load(tg_tokenizer **out, const char *path, tg_error *err)
     tg_tokenizer *t = calloc(1, sizeof *t);
     TG_CHECK_ALLOC(err, t);
     size_t n = 0;
-    TG_TRY(read_file(path, &text, &n, err));
+    TG_TRY(tg_file_read(path, &text, &n, err));
     tok = malloc(n + 4);
     TG_CHECK_ALLOC(err, tok);
     /* Pass 1: parse lines in file order into a temporary vocab + their ranks. */

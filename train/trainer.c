@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/loader.h"
@@ -327,33 +328,27 @@ cleanup:
 static tg_status tuning_load(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
     char path[TG_PATH_MAX + 32], run_dir[TG_PATH_MAX];
-    unsigned char *buf = NULL;
-    long len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     tg_error e2 = {0};
-    FILE *f = NULL;
     char *slash;
     tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
-    f = fopen(path, "rb");
+    int found = access(path, F_OK) == 0;
     snprintf(run_dir, sizeof run_dir, "%s", tr->resumed_from);
-    for (int up = 0; !f && up < 2 && (slash = strrchr(run_dir, '/')) != NULL; up++) *slash = 0;
-    if (!f && run_dir[0] && strcmp(run_dir, tr->resumed_from) != 0) {
+    for (int up = 0; !found && up < 2 && (slash = strrchr(run_dir, '/')) != NULL; up++) *slash = 0;
+    if (!found && run_dir[0] && strcmp(run_dir, tr->resumed_from) != 0) {
         tuning_path(run_dir, tr->rank, path, sizeof path);
-        f = fopen(path, "rb");
+        found = access(path, F_OK) == 0;
     }
-    if (!f) return TG_OK;
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-        TG_FAIL(err, TG_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    buf = malloc(len > 0 ? (size_t)len : 1);
-    TG_CHECK_ALLOC(err, buf);
-    if (fread(buf, 1, (size_t)len, f) != (size_t)len) TG_FAIL(err, TG_ERR_IO, "cannot read %s", path);
-    if (tg_model_tuning_set(tr->model, buf, (size_t)len, &e2) == TG_OK) {
-        tg_log_info(tr->lg, "resume: matmul algorithms from %s (%ld bytes)", path, len);
+    if (!found) return TG_OK;
+    TG_TRY(tg_file_read(path, &buf, &len, err));
+    if (tg_model_tuning_set(tr->model, buf, len, &e2) == TG_OK) {
+        tg_log_info(tr->lg, "resume: matmul algorithms from %s (%zu bytes)", path, len);
     } else {
         tg_log_warn(tr->lg, "resume: ignoring %s: %s; algorithms are timed again, so rounding may differ from the run "
                     "that wrote it", path, e2.msg);
     }
 cleanup:
-    if (f) fclose(f);
     free(buf);
     return st;
 }

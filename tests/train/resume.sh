@@ -20,6 +20,11 @@ print("  steps 1-16, differing: %s" % bad)
 sys.exit(len(bad) > 0)
 ' "$TMP/full/metrics.jsonl" "$TMP/cut/metrics.jsonl"
 check "the CPU backend times nothing, so no tuning files" test ! -e "$TMP/full/tuning"
+# A tuning file the backend refuses (here: any, on the CPU) is read, named and skipped; the run goes on.
+cp -r "$TMP/full" "$TMP/tune" && mkdir -p "$TMP/tune/tuning" && printf 'not a tuning blob' >"$TMP/tune/tuning/rank-00000.bin"
+"$TG" train "${ARGS[@]}" run.out_dir="$TMP/tune" train.resume=auto >"$TMP/tune.log" 2>&1 \
+    || { cat "$TMP/tune.log"; bad "resume with a foreign tuning file exits 0"; }
+check "a refused tuning file is a warning naming it" grep -q "resume: ignoring .*tuning/rank-00000.bin: .*CUDA backend" "$TMP/tune.log"
 check "final parameters are bitwise identical" "$TG" ckpt diff "$TMP/full/checkpoints/step_00000016.h5" \
     "$TMP/cut/checkpoints/step_00000016.h5" --tol 0
 
