@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/gpu-check.sh — the one prepared check for a session that has a GPU.
 #
-#   here:  scripts/gpu-prepare.sh          (builds build-gpu, copies data, the PyTorch reference, libs)
+#   here:  scripts/gpu-prepare.sh          (builds build-gpu for sm_90, copies data, the PyTorch reference, libs)
 #   run:   command "scripts/gpu-check.sh", carry the list gpu-prepare.sh prints
 #
 # Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
@@ -68,6 +68,7 @@ T_START=$(date +%s)
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo; echo "=== $* [$(date -u +%H:%M:%S), +$(( $(date +%s) - T_START ))s]"; }
 mkdir -p "$OUT/steps"
+rm -f "$OUT/steps"/*.log # a reused OUT: gpu-decide.py reads every log there
 run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped);
         # the output also goes to $OUT/steps/NAME.log for the timing table at the end
     local name=$1 t=$2; shift 2
@@ -84,13 +85,19 @@ run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failure
 
 step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,clocks.max.sm --format=csv || true
-# Libraries the machine lacks: link in the carried copies (gpu-libs), soname by soname.
+# Libraries the machine lacks: link in the carried copies (gpu-libs.tar.xz from gpu-prepare.sh,
+# unpacked to /tmp; an unpacked gpu-libs/ folder also works), soname by soname.
+LIBS="$ROOT/gpu-libs"
+if [ -f "$ROOT/gpu-libs.tar.xz" ]; then
+    LIBS=/tmp/tg-gpu-libs
+    mkdir -p "$LIBS" && tar -C "$LIBS" -xJf "$ROOT/gpu-libs.tar.xz" || echo "cannot unpack gpu-libs.tar.xz"
+fi
 for pass in 1 2 3; do
     missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
     [ -z "$missing" ] && break
     mkdir -p /tmp/tglibs
     for m in $missing; do
-        if [ -e "$ROOT/gpu-libs/$m" ]; then ln -sf "$ROOT/gpu-libs/$m" /tmp/tglibs/; else echo "no carried copy of $m"; fi
+        if [ -e "$LIBS/$m" ]; then ln -sf "$LIBS/$m" /tmp/tglibs/; else echo "no carried copy of $m"; fi
     done
     export LD_LIBRARY_PATH=/tmp/tglibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
     echo "pass $pass: using carried copies of: $missing"

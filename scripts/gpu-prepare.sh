@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # scripts/gpu-prepare.sh — run on the dev machine before a GPU session's device call.
-# Builds build-gpu (CUDA ON, sm_80 + sm_90), copies the real-data shards, the PyTorch reference
-# and the shared libraries the binaries need into git-ignored folders, and prints the `carry`
-# list for the call. The GPU machine (Ubuntu 24.04) has no libinih and no apt; the libraries are
-# a fallback that scripts/gpu-check.sh links in only for sonames the machine lacks.
+# Builds build-gpu (CUDA ON, sm_90 only: the lent GPUs are H100/H200, and one architecture halves
+# the binaries), copies the real-data shards, the PyTorch reference and the shared libraries the
+# binaries need into git-ignored paths, checks that the call's tree stays under the device tool's
+# 64 MiB, and prints the `carry` list. The GPU machine (Ubuntu 24.04) has no libinih and no apt;
+# the libraries travel as one xz archive, a fallback that scripts/gpu-check.sh unpacks and links
+# in only for sonames the machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release
+scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
 [ -e runs/demo/data/train_000000.h5 ] || scripts/demo.sh
 mkdir -p gpu-data bench gpu-libs
 cp runs/demo/data/*.h5 gpu-data/
@@ -15,5 +17,17 @@ for bin in build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-g
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
     | while read -r lib; do cp -L "$lib" gpu-libs/; done
-du -sh build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels gpu-data bench gpu-libs
-echo 'carry: ["build-gpu/train/truthgpt", "build-gpu/tests/cuda/test_cuda_model", "build-gpu/tests/cuda/test_cuda_attention", "build-gpu/tests/cuda/test_cuda_kernels", "gpu-data", "bench", "gpu-libs"]'
+tar -C gpu-libs -cJf gpu-libs.tar.xz .
+CARRY=(build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention
+       build-gpu/tests/cuda/test_cuda_kernels gpu-data bench gpu-libs.tar.xz)
+du -sh "${CARRY[@]}"
+# What travels: the tracked and untracked-not-ignored files plus the carried paths (limit 64 MiB).
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 cat 2>/dev/null | wc -c)
+carried=$(du -cb "${CARRY[@]}" | tail -1 | cut -f1)
+total=$((tree + carried))
+echo "travels: $((total / 1048576)) MiB (tree $((tree / 1048576)) MiB + carried $((carried / 1048576)) MiB; limit 64 MiB)"
+if [ "$total" -gt $((60 * 1048576)) ]; then
+    echo "gpu-prepare: over 60 MiB: the device call would be refused; carry fewer binaries" >&2
+    exit 1
+fi
+printf 'carry: ['; printf '"%s", ' "${CARRY[@]:0:${#CARRY[@]}-1}"; printf '"%s"]\n' "${CARRY[-1]}"
