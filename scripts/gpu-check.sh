@@ -90,7 +90,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,clocks.sm,cl
 LIBS="$ROOT/gpu-libs"
 if [ -f "$ROOT/gpu-libs.tar.xz" ]; then
     LIBS=/tmp/tg-gpu-libs
-    mkdir -p "$LIBS" && tar -C "$LIBS" -xJf "$ROOT/gpu-libs.tar.xz" || echo "cannot unpack gpu-libs.tar.xz"
+    mkdir -p "$LIBS"
+    # python3's tarfile where the machine's tar has no xz program
+    tar -C "$LIBS" -xJf "$ROOT/gpu-libs.tar.xz" 2>/dev/null || python3 -m tarfile -e "$ROOT/gpu-libs.tar.xz" "$LIBS" \
+        || echo "cannot unpack gpu-libs.tar.xz"
 fi
 for pass in 1 2 3; do
     missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
