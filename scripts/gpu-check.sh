@@ -5,7 +5,7 @@
 #   run:   command "scripts/gpu-check.sh", carry the list gpu-prepare.sh prints
 #
 # Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
-# limit must still bring back comes first (each step's log is kept in $OUT/steps/NAME.log):
+# limit must still bring back comes first (each step's log is packed into $OUT/steps.tgz as it ends):
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
 #             no-fusion / each attention implementation / each opt-in switch), the second stream
 #             bit for bit against one
@@ -39,11 +39,15 @@
 #             compute-sanitizer racecheck: the shared-memory hazards of the double-buffered
 #             cross-entropy and the shared-memory LayerNorm accumulators, which right answers alone
 #             do not rule out
-# At the end scripts/gpu-decide.py prints every step's timing and applies the decision rule to $OUT/steps (run it by hand on the
-# fetched folder when the call was cut off).
+# At the end scripts/gpu-decide.py prints every step's timing and applies the decision rule to the
+# step logs (run it by hand on the fetched $OUT/steps.tgz when the call was cut off).
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
-# so that one hang does not eat the device time; the script goes on after a failure and exits
-# non-zero if any step failed.
+# so that one hang does not eat the device time, and the whole script keeps within GPU_BUDGET_S
+# (default 560 s; give the call a timeout_s of ~590): a step that would pass it gets the time
+# left, and under 20 s left the remaining steps are skipped, so the summary and the verdict are
+# always printed. The device tool brings back at most 8 files from $OUT, hence one archive of the
+# step logs: $OUT holds gpu-check.log, steps.tgz, curves.tgz and ncu's step.ncu-rep and CSV.
+# The script goes on after a failure and exits non-zero if any step failed.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-./gpu-out}
@@ -51,7 +55,7 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
-BUILD="$ROOT/build-gpu"
+BUILD=${GPU_BUILD:-$ROOT/build-gpu} # tests/scripts/gpu_check_dry.sh points it at stand-in programs
 TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
@@ -67,17 +71,30 @@ T_START=$(date +%s)
 
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo; echo "=== $* [$(date -u +%H:%M:%S), +$(( $(date +%s) - T_START ))s]"; }
-mkdir -p "$OUT/steps"
-rm -f "$OUT/steps"/*.log # a reused OUT: gpu-decide.py reads every log there
+BUDGET=${GPU_BUDGET_S:-560}
+SD=${GPU_STEPS_DIR:-/tmp/tg-gpu-steps} # the step logs, packed into $OUT/steps.tgz after each step
+rm -rf "$SD" "$OUT/steps" "$OUT/steps.tgz" # a reused OUT or /tmp: gpu-decide.py reads every log
+mkdir -p "$SD"
+pack_steps() { tar -C "$SD" -czf /tmp/tg-gpu-steps.tgz . && cp /tmp/tg-gpu-steps.tgz "$OUT/steps.tgz"; }
 run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped);
-        # the output also goes to $OUT/steps/NAME.log for the timing table at the end
+        # the output also goes to $SD/NAME.log for the timing table at the end. Within the
+        # budget: the timeout shrinks to the time left; under 20 s left the step is skipped (124).
     local name=$1 t=$2; shift 2
+    local left=$(( BUDGET - ($(date +%s) - T_START) ))
+    if [ $left -lt 20 ]; then
+        echo "+ $*"
+        echo "--> skipped: ${left}s left of GPU_BUDGET_S=$BUDGET"
+        summary+=("$(printf '%-10s skipped (time budget)' "$name")")
+        return 124
+    fi
+    [ "$t" -gt $left ] && t=$left
     echo "+ $*"
     local t0=$(date +%s)
-    timeout "$t" "$@" 2>&1 | tee "$OUT/steps/$name.log"
+    timeout "$t" "$@" 2>&1 | tee "$SD/$name.log"
     local rc=${PIPESTATUS[0]}
     echo "--> exit $rc"
-    echo "--> exit $rc" >> "$OUT/steps/$name.log" # for scripts/gpu-decide.py
+    echo "--> exit $rc" >> "$SD/$name.log" # for scripts/gpu-decide.py
+    pack_steps
     summary+=("$(printf '%-10s exit %-3s %4ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then fails=$((fails + 1)); fi
     return $rc
@@ -255,7 +272,7 @@ step "summary"
 printf '%s\n' "${summary[@]}"
 echo
 # The timings of every step and the decision rule of docs/performance.md, from the step logs
-# (also runnable on a fetched $OUT/steps after a call that ran out of time): printed, not acted on.
-python3 "$ROOT/scripts/gpu-decide.py" "$OUT/steps" || true
+# (also runnable on a fetched $OUT/steps.tgz after a call that ran out of time): printed, not acted on.
+python3 "$ROOT/scripts/gpu-decide.py" "$SD" || true
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""scripts/gpu-decide.py STEPS_DIR — the timings and the decision rule of docs/performance.md
-over one scripts/gpu-check.sh call's step logs ($OUT/steps/NAME.log, each ending in "--> exit N").
+"""scripts/gpu-decide.py STEPS — the timings and the decision rule of docs/performance.md over
+one scripts/gpu-check.sh call's step logs (NAME.log, each ending in "--> exit N"): a folder, or
+the call's $OUT/steps.tgz as fetched.
 
 First every step's timing in run order: truthgpt bench's row under its 'ms/step' header, or
 PyTorch's JSON line.
@@ -13,6 +14,8 @@ step that did not run is "not run")."""
 import os
 import re
 import sys
+import tarfile
+import tempfile
 
 
 def step_log(d, name):
@@ -54,10 +57,18 @@ def torch_line(d, name):
 
 
 def main(argv):
-    if len(argv) != 2 or not os.path.isdir(argv[1]):
+    if len(argv) != 2 or not (os.path.isdir(argv[1]) or (os.path.isfile(argv[1]) and tarfile.is_tarfile(argv[1]))):
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
-    d = argv[1]
+    if os.path.isdir(argv[1]):
+        return report(argv[1])
+    with tempfile.TemporaryDirectory() as d, tarfile.open(argv[1]) as tf:
+        # the "data" filter (no links out, no absolute paths) where this Python has it (3.11.4+)
+        tf.extractall(d, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        return report(d)
+
+
+def report(d):
     print("timings (truthgpt bench: the row under its header; PyTorch: its JSON line), in run order:")
     logs = sorted((f for f in os.listdir(d) if f.endswith(".log")), key=lambda f: os.path.getmtime(os.path.join(d, f)))
     for f in logs:

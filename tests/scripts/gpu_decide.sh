@@ -40,4 +40,10 @@ python3 "$SRC/scripts/gpu-decide.py" "$D" > "$TMP/out2.txt"
 check "failed gate named" grep -q "kernels FAILED (exit 1), curve not run or cut off" "$TMP/out2.txt"
 check "candidate qualified" grep -Eq "ab-resid .*candidate \(but a gate did not pass\)" "$TMP/out2.txt"
 check "no folder is an error" bash -c "! python3 '$SRC/scripts/gpu-decide.py' '$TMP/none' 2>/dev/null"
+# the call's archive as fetched (gpu-check.sh packs the step logs: at most 8 files come back)
+tar -C "$D" -czf "$TMP/steps.tgz" .
+python3 "$SRC/scripts/gpu-decide.py" "$TMP/steps.tgz" > "$TMP/out3.txt"
+check "an archive gives the same report as its folder" cmp "$TMP/out2.txt" "$TMP/out3.txt"
+printf 'not a tar' > "$TMP/bad.tgz"
+check "a file that is not an archive is an error" bash -c "! python3 '$SRC/scripts/gpu-decide.py' '$TMP/bad.tgz' 2>/dev/null"
 finish
