@@ -30,4 +30,5 @@ if [ "$total" -gt $((60 * 1048576)) ]; then
     echo "gpu-prepare: over 60 MiB: the device call would be refused; carry fewer binaries" >&2
     exit 1
 fi
+echo "device call: command 'OUT=\$OUT bash scripts/gpu-check.sh' (its output's end is the summary and the verdict), timeout_s 590,"
 printf 'carry: ['; printf '"%s", ' "${CARRY[@]:0:${#CARRY[@]}-1}"; printf '"%s"]\n' "${CARRY[-1]}"
