@@ -25,6 +25,7 @@ check "every step's log is in the archive" [ "$(cd "$TMP/a-x" && ls | tr '\n' ' 
 check "each log ends in its exit code" grep -qx -- "--> exit 1" "$TMP/a-x/kernels.log"
 check "the verdict is in the call's log" grep -q "decision rule: test passed, kernels FAILED (exit 1)" "$TMP/a/gpu-check.log"
 check "the timing table has the bench row" grep -Eq "^  bench +115.00 +565.0K" "$TMP/a/gpu-check.log"
+check "a step's switches reach its program (TG_CUDA_PROFILE=1 run ...)" grep -Eq "^  bench-prof +114.00" "$TMP/a/gpu-check.log"
 check "the fetched archive gives the verdict too" bash -c \
     "python3 '$SRC/scripts/gpu-decide.py' '$TMP/a/steps.tgz' | grep -q 'kernels FAILED (exit 1)'"
 
