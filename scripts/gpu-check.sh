@@ -2,7 +2,7 @@
 # scripts/gpu-check.sh — the one prepared check for a session that has a GPU.
 #
 #   here:  scripts/gpu-prepare.sh          (builds build-gpu for sm_90, copies data, the PyTorch reference, libs)
-#   run:   command "scripts/gpu-check.sh", carry the list gpu-prepare.sh prints
+#   run:   command "OUT=$OUT bash scripts/gpu-check.sh", timeout_s 590, carry the list gpu-prepare.sh prints
 #
 # Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
 # limit must still bring back comes first (each step's log is packed into $OUT/steps.tgz as it ends):
@@ -73,9 +73,9 @@ want() { [[ " $STEPS " == *" $1 "* ]]; }
 step() { echo; echo "=== $* [$(date -u +%H:%M:%S), +$(( $(date +%s) - T_START ))s]"; }
 BUDGET=${GPU_BUDGET_S:-560}
 SD=${GPU_STEPS_DIR:-/tmp/tg-gpu-steps} # the step logs, packed into $OUT/steps.tgz after each step
-rm -rf "$SD" "$OUT/steps" "$OUT/steps.tgz" # a reused OUT or /tmp: gpu-decide.py reads every log
+rm -rf "$SD" "$SD.tgz" "$OUT/steps" "$OUT/steps.tgz" # a reused OUT or /tmp: gpu-decide.py reads every log
 mkdir -p "$SD"
-pack_steps() { tar -C "$SD" -czf /tmp/tg-gpu-steps.tgz . && cp /tmp/tg-gpu-steps.tgz "$OUT/steps.tgz"; }
+pack_steps() { tar -C "$SD" -czf "$SD.tgz" . && cp "$SD.tgz" "$OUT/steps.tgz"; }
 run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped);
         # the output also goes to $SD/NAME.log for the timing table at the end. Within the
         # budget: the timeout shrinks to the time left; under 20 s left the step is skipped (124).
