@@ -70,7 +70,10 @@ def main(argv):
 
 def report(d):
     print("timings (truthgpt bench: the row under its header; PyTorch: its JSON line), in run order:")
-    logs = sorted((f for f in os.listdir(d) if f.endswith(".log")), key=lambda f: os.path.getmtime(os.path.join(d, f)))
+    # run order = modification time; whole seconds (what tar keeps), then the name, so a folder
+    # and its archive list the same order
+    logs = sorted((f for f in os.listdir(d) if f.endswith(".log")),
+                  key=lambda f: (int(os.path.getmtime(os.path.join(d, f))), f))
     for f in logs:
         line = bench_row(d, f[:-4]) or torch_line(d, f[:-4])
         if line:

@@ -41,6 +41,9 @@ check "failed gate named" grep -q "kernels FAILED (exit 1), curve not run or cut
 check "candidate qualified" grep -Eq "ab-resid .*candidate \(but a gate did not pass\)" "$TMP/out2.txt"
 check "no folder is an error" bash -c "! python3 '$SRC/scripts/gpu-decide.py' '$TMP/none' 2>/dev/null"
 # the call's archive as fetched (gpu-check.sh packs the step logs: at most 8 files come back)
+# logs ending within one second, in reverse name order by nanoseconds: tar keeps whole seconds
+i=0; for f in $(ls -r "$D"); do touch -d "2026-11-26 12:00:00.$((100 + i))" "$D/$f"; i=$((i + 1)); done
+python3 "$SRC/scripts/gpu-decide.py" "$D" > "$TMP/out2.txt"
 tar -C "$D" -czf "$TMP/steps.tgz" .
 python3 "$SRC/scripts/gpu-decide.py" "$TMP/steps.tgz" > "$TMP/out3.txt"
 check "an archive gives the same report as its folder" cmp "$TMP/out2.txt" "$TMP/out3.txt"
