@@ -32,7 +32,7 @@
 #             table (one rank)
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
 #             at B=$B350 (default 32)
-#   ncu       Nsight Compute over every kernel of two bench steps (time, DRAM bytes and % of peak,
+#   ncu       Nsight Compute over every kernel of one bench step (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
 #   racecheck (not in the default list) test_cuda_kernels' correctness cases under
@@ -140,8 +140,27 @@ fi
 bench_rc=1
 if want bench; then
     step "bench GPT-2 124M, B=64, T=1024 (default attention)"
+    # SM clock, power and throttle reasons every 200 ms during the bench (steps.tgz: clocks.txt):
+    # ncu's kernel times (idle clocks) add up to ~12 ms less than a step, 9 ms of it in the matmuls.
+    CLK_PID=
+    if command -v nvidia-smi >/dev/null; then
+        Q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
+        for r in clocks_event_reasons.active clocks_throttle_reasons.active; do # (renamed in newer drivers)
+            nvidia-smi --query-gpu="$Q,$r" --format=csv,noheader >/dev/null 2>&1 && { Q="$Q,$r"; break; }
+        done
+        nvidia-smi --query-gpu="$Q" --format=csv -lms 200 > "$SD/clocks.txt" 2>&1 &
+        CLK_PID=$!
+    fi
     run bench 60 "$TG" bench "${G124[@]}" --steps 30
     bench_rc=$?
+    if [ -n "$CLK_PID" ]; then
+        kill "$CLK_PID" 2>/dev/null; wait "$CLK_PID" 2>/dev/null
+        # the busiest third of the samples: the clock the timed steps ran at
+        awk -F', ' 'NR > 1 && $4+0 > 0 {print $2+0, $4+0}' "$SD/clocks.txt" | sort -k2,2n |
+            awk '{c[NR]=$1; p[NR]=$2} END {if (NR) {n=0; s=0; w=0; for (i=int(NR*2/3)+1; i<=NR; i++) {n++; s+=c[i]; w+=p[i]}
+                 printf "bench clocks: %d samples; busiest third: SM %.0f MHz, %.0f W (mean)\n", NR, s/n, w/n}}'
+        pack_steps
+    fi
     step "per-phase profile (CUDA events around every op; 10 steps)"
     TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
 fi
@@ -234,15 +253,15 @@ if want variants; then
     TG_CUDA_ATTN=naive run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10
 fi
 if want ncu; then
-    # Every kernel of one training step (after one warm-up step) with Nsight Compute: time, DRAM
+    # Every kernel of one training step (no warm-up step: two took more than 240 s) with Nsight Compute: time, DRAM
     # bytes and throughput, SM throughput; scripts/ncu-summary.py groups them by kernel. Clocks
     # are left alone (METHOD.md), so times are close to, not equal to, the bench's.
     NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
     if [ -n "$NCU" ]; then
-        step "Nsight Compute: the kernels of one step (124M, B=64; warm-up step included)"
+        step "Nsight Compute: the kernels of one step (124M, B=64; ~410 launches, ~0.3 s each)"
         run ncu 240 "$NCU" --clock-control none --target-processes all -f -o "$OUT/step" \
             --metrics gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
-            "$TG" bench "${G124[@]}" --warmup 1 --steps 1
+            "$TG" bench "${G124[@]}" --warmup 0 --steps 1
         "$NCU" --import "$OUT/step.ncu-rep" --csv --page raw > "$OUT/step-kernels.csv" 2>/dev/null &&
             python3 "$ROOT/scripts/ncu-summary.py" "$OUT/step-kernels.csv" --top 40
     else
