@@ -7,21 +7,17 @@
 # Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
 # limit must still bring back comes first (each step's log is packed into $OUT/steps.tgz as it ends):
 #   test      test_cuda_model: every gradient against the CPU reference (fp32 / bf16 / recompute /
-#             no-fusion / each attention implementation / each opt-in switch), the second stream
-#             bit for bit against one
-#   kernels   test_cuda_kernels: both cross-entropy ways and the three LayerNorm backward kernels
-#             against double-precision host references, each timed at GPT-2 124M's shapes
+#             no-fusion / each attention implementation / tuning), the grad-ready hook's timing
+#   kernels   test_cuda_kernels: the cross-entropy and LayerNorm backward kernels against
+#             double-precision host references, each timed at GPT-2 124M's shapes
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
 #   torch     the PyTorch torch.compile reference, same shape
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
-#   ab        the A/B switches under test against the default (now TG_CUDA_RESID=epilogue,
-#             TG_CUDA_BGRAD=epilogue, TG_CUDA_WGRAD=stream, TG_CUDA_LMHEAD=overlap,
-#             TG_CUDA_XENT=fused (shared-memory rows), TG_CUDNN_TUNE=1 and TG_CUDA_LN_BWD=smem
-#             profiled, the six together with
-#             TG_CUBLASLT_TUNE=1, four profiled (the profiler keeps one stream), and the torch venv's
-#             newer cuDNN and cuBLAS), then the default again
-#   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and all the
+#   ab        the opt-in switches against the default: TG_CUBLASLT_TUNE=1, TG_CUDNN_TUNE=1 (profiled),
+#             both, the torch venv's newer cuDNN and cuBLAS, then the default again (six more
+#             switches were measured on 2026-11-26, none faster, and removed: docs/performance.md)
+#   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and the
 #             opt-in switches at once within the same 2% (TG_CURVE_EXTRA="flash naive" adds
 #             diagnostic runs)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention,
@@ -36,9 +32,8 @@
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
 #   racecheck (not in the default list) test_cuda_kernels' correctness cases under
-#             compute-sanitizer racecheck: the shared-memory hazards of the double-buffered
-#             cross-entropy and the shared-memory LayerNorm accumulators, which right answers alone
-#             do not rule out
+#             compute-sanitizer racecheck: shared-memory hazards in the row kernels' block
+#             reductions, which right answers alone do not rule out
 # At the end scripts/gpu-decide.py prints every step's timing and applies the decision rule to the
 # step logs (run it by hand on the fetched $OUT/steps.tgz when the call was cut off).
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
@@ -177,27 +172,12 @@ if want variants; then
     run bench-rc2 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=2
 fi
 if want ab; then # A/B switches, each against the default above (measured ones: docs/performance.md)
-    step "A/B: residual adds in the projections' matmul epilogue (TG_CUDA_RESID=epilogue)"
-    TG_CUDA_RESID=epilogue run ab-resid 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: bias gradients from the weight-gradient matmuls (TG_CUDA_BGRAD=epilogue)"
-    TG_CUDA_BGRAD=epilogue run ab-bgrad 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: weight-gradient matmuls on a second stream (TG_CUDA_WGRAD=stream)"
-    TG_CUDA_WGRAD=stream run ab-wgrad 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: LM-head gradient matmuls on a second stream, two 4096-row chunks (TG_CUDA_LMHEAD=overlap)"
-    TG_CUDA_LMHEAD=overlap run ab-lmhead 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: cross-entropy reading the logits once (TG_CUDA_XENT=fused), profiled"
-    TG_CUDA_XENT=fused TG_CUDA_PROFILE=1 run ab-xent-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: cuBLASLt algorithms timed per shape, the fastest kept (TG_CUBLASLT_TUNE=1)"
+    TG_CUBLASLT_TUNE=1 run ab-lttune 60 "$TG" bench "${G124[@]}" --steps 30
     step "A/B: cuDNN's attention plans timed, the fastest kept (TG_CUDNN_TUNE=1), profiled"
     TG_CUDNN_TUNE=1 TG_CUDA_PROFILE=1 run ab-cudnntune-prof 60 "$TG" bench "${G124[@]}" --steps 10
-    step "A/B: LayerNorm backward with its column sums in shared memory (TG_CUDA_LN_BWD=smem), profiled"
-    TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 run ab-lnsmem-prof 60 "$TG" bench "${G124[@]}" --steps 10
-    # (assignments written out: `run` is a function, which env(1) cannot call)
-    step "A/B: the six together, with timed cuBLASLt algorithms (TG_CUBLASLT_TUNE=1)"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_WGRAD=stream TG_CUDA_LMHEAD=overlap TG_CUDA_XENT=fused \
-        TG_CUDA_LN_BWD=smem TG_CUBLASLT_TUNE=1 run ab-all-tuned 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: the four kernel switches together, profiled (one stream: no TG_CUDA_WGRAD/LMHEAD)"
-    TG_CUDA_RESID=epilogue TG_CUDA_BGRAD=epilogue TG_CUDA_XENT=fused TG_CUDA_LN_BWD=smem TG_CUDA_PROFILE=1 \
-        run ab-all-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: both"
+    TG_CUBLASLT_TUNE=1 TG_CUDNN_TUNE=1 run ab-both-tuned 60 "$TG" bench "${G124[@]}" --steps 30
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's
     # 9.14; its cuBLAS against CUDA 13.0's): the backend line names the versions loaded.
     VENV_NV=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)

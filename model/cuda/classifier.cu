@@ -1,19 +1,16 @@
 /* model/cuda/classifier.cu — softmax cross-entropy over the real vocabulary V of the Vp padded
  * logit columns (padded columns never enter the softmax), targets -1 ignored.
  *
- * The LM head runs in row chunks (gpt2_cuda.cu), so a logits buffer holds one chunk. The
- * default is two kernels, one block per row: the forward gives per-row losses and the
+ * The LM head runs in row chunks (gpt2_cuda.cu), so a logits buffer holds one chunk. It takes
+ * two kernels, one block per row: the forward gives per-row losses and the
  * log-sum-exp, the backward then turns the logits into dlogits in place. That reads the logits
  * twice and writes them once (3 x N x Vp x sizeof(X) bytes: 19.8 GB a step at GPT-2 124M, B=64;
  * 5.3 ms on an H200, 3.7 TB/s).
  *
- * TG_CUDA_XENT=fused (tg_cuda_crossentropy_fused) reads them once: a persistent block per SM
- * copies its next row into shared memory (cp.async) while it works on the current one from the
- * other buffer, so each row comes from DRAM once and goes back once (2/3 of the traffic). Two
- * rows of shared memory are 201 KB for GPT-2's bf16 Vp = 50304, which an sm_90 block may opt
- * into (227 KB); where they do not fit it runs the two kernels. (The earlier one-kernel version
- * re-read each row from global memory right after its log-sum-exp, llm.c's way; on an H200 it
- * measured the same as the two kernels: the re-reads missed L2.)
+ * Reading the logits once instead (a persistent block per SM staging two rows in shared memory
+ * with cp.async, 2/3 of the traffic) ran 0.525 against 0.627 ms a chunk alone but saved only
+ * 0.1 ms in the step on an H200, and was removed (docs/performance.md); so was an earlier
+ * one-kernel version that re-read each row right after its log-sum-exp, llm.c's way.
  *
  * Rows are moved as VEC-element vectors (16 bytes) when the logits are aligned and
  * Vp % VEC == 0 (VEC = 1 otherwise), and the log-sum-exp is a single pass with an online
@@ -178,51 +175,6 @@ crossentropy_backward_kernel(X *__restrict__ logits, const float *__restrict__ l
     row_dlogits<X, VEC, TG_CUDA_THREADS>(logits + row * Vp, lse[row], targets[row], dscale, V, Vp);
 }
 
-/* tg_cuda_crossentropy_fused: rows blockIdx.x, + gridDim.x, ... of one persistent block per SM;
- * while the block works on a row from one shared buffer, cp.async fills the other with its next
- * row (ignored rows are not read). Per row: the log-sum-exp from shared memory, then dlogits
- * from shared memory into the row in global memory. VEC is always the 16-byte vector. */
-#define XENT_ROW_THREADS 512
-template <typename X, int VEC>
-__global__ void __launch_bounds__(XENT_ROW_THREADS, 1)
-crossentropy_rows_kernel(float *__restrict__ losses, X *__restrict__ logits,
-                         const int32_t *__restrict__ targets, float dscale, int N, int V, int Vp) {
-    typedef tg_vec<X, VEC> Vec;
-    extern __shared__ __align__(16) unsigned char xent_smem[];
-    X *const buf = (X *)xent_smem; /* two rows: buf[0, Vp) and buf[Vp, 2 Vp) */
-    const int nvec = Vp / VEC, nfull = V / VEC;
-    /* row r into shared buffer k, unless r is past the end or ignored (then nothing is read) */
-    auto fetch = [&](int r, int k) {
-        if (r < N && targets[r] >= 0)
-            for (int v = threadIdx.x; v < nvec; v += XENT_ROW_THREADS)
-                tg_cp_async<16>(buf + (size_t)k * Vp + v * VEC, logits + (size_t)r * Vp + v * VEC, 1);
-        tg_cp_async_commit(); /* possibly empty: keeps the wait count uniform */
-    };
-    int row = blockIdx.x, b = 0;
-    fetch(row, 0);
-    for (; row < N; row += gridDim.x, b ^= 1) {
-        const X *cur = buf + (size_t)b * Vp;
-        fetch(row + gridDim.x, b ^ 1); /* into the buffer the previous row used */
-        tg_cp_async_wait<1>(); /* this row's copies, not the next row's */
-        __syncthreads();       /* every thread's */
-        X *out = logits + (size_t)row * Vp;
-        const int tgt = targets[row]; /* the same for the whole block: no divergent barrier below */
-        if (tgt < 0) {
-            if (threadIdx.x == 0) losses[row] = 0.0f;
-            row_zero<X, VEC, XENT_ROW_THREADS>(out, Vp);
-        } else {
-            const online_lse a = block_lse<XENT_ROW_THREADS>(thread_lse<X, VEC, XENT_ROW_THREADS>(cur, V));
-            const float lse = a.m + logf(a.s), ll = lse * TG_LOG2E;
-            if (threadIdx.x == 0) losses[row] = lse - tg_to_f32(cur[tgt]);
-#pragma unroll 4
-            for (int v = threadIdx.x; v < nvec; v += XENT_ROW_THREADS)
-                ((Vec *)out)[v] = dlogits_vec<X, VEC>(((const Vec *)cur)[v], v, ll, tgt, dscale, V, nfull);
-        }
-        __syncthreads(); /* cur is free: the next iteration copies into it */
-    }
-    tg_cp_async_wait<0>(); /* nothing is left in flight at exit (the last group is empty) */
-}
-
 /* 16-byte vectors when the rows allow it. */
 #define XENT_LAUNCH(kernel, X, ...)                                                            \
     do {                                                                                       \
@@ -253,52 +205,12 @@ cleanup:
     return st;
 }
 
-tg_status tg_cuda_crossentropy_staged(int Vp, size_t x_bytes, int *staged, int *sms, tg_error *err) {
-    tg_status st = TG_OK;
-    int dev = 0, smem_max = 0, n_sm = 0;
-    *staged = 0;
-    TG_CUDA_CHECK(err, cudaGetDevice(&dev));
-    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    TG_CUDA_CHECK(err, cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
-    /* two rows, plus block_lse's static shared memory; rows of whole 16-byte vectors */
-    *staged = (Vp * x_bytes) % 16 == 0 && 2 * (size_t)Vp * x_bytes + 1024 <= (size_t)smem_max;
-    if (sms) *sms = n_sm;
-cleanup:
-    return st;
-}
-
-template <typename X>
-tg_status tg_cuda_crossentropy_fused(float *losses, float *lse, X *logits, const int32_t *targets,
-                                     float dscale, int N, int V, int Vp, cudaStream_t s,
-                                     tg_error *err) {
-    tg_status st = TG_OK;
-    const size_t smem = (size_t)2 * Vp * sizeof(X);
-    int staged = 0, sms = 0;
-    if (N <= 0) return TG_OK;
-    TG_TRY(tg_cuda_crossentropy_staged(Vp, sizeof(X), &staged, &sms, err));
-    if (staged && tg_aligned(logits, 16)) {
-        TG_CUDA_CHECK(err, cudaFuncSetAttribute(crossentropy_rows_kernel<X, TG_VEC16(X)>,
-                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        crossentropy_rows_kernel<X, TG_VEC16(X)><<<N < sms ? N : sms, XENT_ROW_THREADS, smem, s>>>(
-            losses, logits, targets, dscale, N, V, Vp);
-        TG_CUDA_LAUNCH_CHECK(err);
-    } else {
-        TG_TRY(tg_cuda_crossentropy_forward<X>(losses, lse, logits, targets, N, V, Vp, s, err));
-        TG_TRY(tg_cuda_crossentropy_backward<X>(logits, lse, targets, dscale, N, V, Vp, s, err));
-    }
-cleanup:
-    return st;
-}
-
 #define TG_INSTANTIATE(X)                                                                      \
     template tg_status tg_cuda_crossentropy_forward<X>(float *, float *, const X *,            \
                                                        const int32_t *, int, int, int,          \
                                                        cudaStream_t, tg_error *);               \
     template tg_status tg_cuda_crossentropy_backward<X>(X *, const float *, const int32_t *,   \
                                                         float, int, int, int, cudaStream_t,     \
-                                                        tg_error *);                            \
-    template tg_status tg_cuda_crossentropy_fused<X>(float *, float *, X *, const int32_t *,    \
-                                                     float, int, int, int, cudaStream_t,        \
-                                                     tg_error *);
+                                                        tg_error *);
 TG_INSTANTIATE(float)
 TG_INSTANTIATE(tg_bf16)

@@ -39,8 +39,7 @@ typedef struct {
     void *res2;                  /* residual after attention */
     void *ln2;
     float *ln2_mean, *ln2_rstd;
-    void *fch;                   /* (B,T,4C) c_fc output = GELU input; with TG_CUDA_WGRAD=stream
-                                  * backward reuses it for dqkv once dGELU has read it */
+    void *fch;                   /* (B,T,4C) c_fc output = GELU input */
     void *fch_gelu;              /* (B,T,4C) */
     void *res3;                  /* block output */
 } cuda_layer_acts;
@@ -87,32 +86,14 @@ typedef struct {
     size_t act_bytes;
     cuda_layer_acts *layers; /* L */
     void *encoded, *lnf;                 /* (B,T,C) */
-    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head (two with
-                                          * TG_CUDA_LMHEAD=overlap and more than one chunk) */
+    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head */
     float *lnf_mean, *lnf_rstd, *losses; /* (B,T) */
     float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
     int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
-    int xent_fused;                      /* TG_CUDA_XENT=fused: logits read once (classifier.cu) */
-    tg_cuda_ln_bwd ln_bwd;               /* TG_CUDA_LN_BWD: which LayerNorm backward kernel */
-    int resid_epi;                       /* TG_CUDA_RESID=epilogue: residual adds in the matmuls */
-    /* The side stream: TG_CUDA_WGRAD=stream runs the weight-gradient matmuls of the blocks (and
-     * their bias passes) on it, beside the data-gradient path (see backward_impl);
-     * TG_CUDA_LMHEAD=overlap runs each LM-head chunk's two gradient matmuls on it while main makes
-     * the next chunk's logits and loss (lmhead_impl). TG_CUDA_SIDE_LATE=1 (tests) holds each
-     * piece of side work back ~1 ms, so that a missing dependency changes the result. */
-    int wgrad, head_overlap, side_late;
-    cudaStream_t side;                   /* NULL unless wgrad or head_overlap */
-    cudaEvent_t ev_fork;                 /* main -> side: what the next side work reads is ready */
-    cudaEvent_t ev_wdone[4];             /* side -> main: weight gradient W_FCPROJ.. done (its reads) */
-    cudaEvent_t ev_head[2];              /* side -> main: the LM-head chunk in logits buffer k done */
-    tg_cuda_blas blas_side;              /* a view of blas with the side stream's workspace */
-    void *side_ws;
-    float *s_partial_side;               /* the side stream's column-reduction partials */
     /* backward scratch, reused by every layer */
     void *dres;    /* (B,T,C) gradient of the residual stream */
     void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
-    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward; dqkv goes to fch with
-                    * TG_CUDA_WGRAD=stream) */
+    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward) */
     void *s_dqkvr; /* 3 x (B,NH,T,HS) */
     void *s_heads; /* (B,NH,T,HS): attention y (forward), dy (backward) */
     void *s_datt;  /* (B,NH,T,T) */
@@ -240,8 +221,7 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     CARVE(p->lnf, BTC * xs);
     CARVE(p->lnf_mean, BT * 4);
     CARVE(p->lnf_rstd, BT * 4);
-    /* overlap: two chunk buffers, when there is more than one chunk to alternate */
-    CARVE(p->logits, (p->head_overlap && BT > head_max ? 2 : 1) * head_max * (size_t)p->Vp * xs);
+    CARVE(p->logits, head_max * (size_t)p->Vp * xs);
     CARVE(p->lse, head_max * 4);
     CARVE(p->losses, BT * 4);
     CARVE(p->dres, BTC * xs);
@@ -257,8 +237,6 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
-    if (p->wgrad) CARVE(p->s_partial_side, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
-    if (p->wgrad || p->head_overlap) CARVE(p->side_ws, TG_CUDA_WORKSPACE_BYTES);
     CARVE(p->d_io, io_ints(p) * 4);
     CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
 #undef CARVE
@@ -271,7 +249,6 @@ static void cuda_free(tg_model *m) {
     if (!p) return;
     /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
     if (p->stream) cudaStreamSynchronize(p->stream);
-    if (p->side) cudaStreamSynchronize(p->side);
     tg_cudnn_attn_free(p->cudnn);
     if (p->prof) {
         prof_collect(p);
@@ -288,12 +265,6 @@ static void cuda_free(tg_model *m) {
     if (p->h_mem) cudaFreeHost(p->h_mem);
     tg_cuda_blas_free(&p->blas);
     if (p->ev_upload) cudaEventDestroy(p->ev_upload);
-    if (p->ev_fork) cudaEventDestroy(p->ev_fork);
-    for (int k = 0; k < 4; k++)
-        if (p->ev_wdone[k]) cudaEventDestroy(p->ev_wdone[k]);
-    for (int k = 0; k < 2; k++)
-        if (p->ev_head[k]) cudaEventDestroy(p->ev_head[k]);
-    if (p->side) cudaStreamDestroy(p->side);
     if (p->stream) cudaStreamDestroy(p->stream);
     free(p->h_count);
     free(p->layers);
@@ -334,9 +305,7 @@ typedef struct {
  * the accepted ones, so a typo cannot silently run the default. */
 static tg_status cuda_env_read(cuda_impl *p, cuda_env *e, tg_error *err) {
     static const char *const off_on[] = {"0", "1"}, *const on_off[] = {"1", "0"},
-                             *const attn[] = {"cudnn", "flash", "naive"}, *const xent[] = {"two", "fused"},
-                             *const ln[] = {"register", "smem", "rowcache"}, *const epi[] = {"kernel", "epilogue"},
-                             *const wgrad[] = {"main", "stream"}, *const head[] = {"serial", "overlap"};
+                             *const attn[] = {"cudnn", "flash", "naive"};
     tg_status st = TG_OK;
     int v = 0;
     const char *rows = getenv("TG_CUDA_LMHEAD_ROWS");
@@ -350,22 +319,9 @@ static tg_status cuda_env_read(cuda_impl *p, cuda_env *e, tg_error *err) {
     p->blas.fuse = v == 0;
     /* Opt-in: timing noise may pick other algorithms in a resumed process (the trainer keeps them). */
     TG_TRY(env_choice("TG_CUBLASLT_TUNE", off_on, 2, &p->blas.tune, err));
-    TG_TRY(env_choice("TG_CUDA_XENT", xent, 2, &p->xent_fused, err));
-    TG_TRY(env_choice("TG_CUDA_LN_BWD", ln, 3, &v, err));
-    p->ln_bwd = (tg_cuda_ln_bwd)v;
-    /* TG_CUDA_RESID=epilogue: the projections add the residual in their epilogue (res2 = res +
-     * atty @ W + b), and the LayerNorm after them reads one stream instead of two. */
-    TG_TRY(env_choice("TG_CUDA_RESID", epi, 2, &p->resid_epi, err));
-    /* TG_CUDA_BGRAD=epilogue: the qkv and c_fc bias gradients from their weight-gradient
-     * matmuls (BGRADA) instead of a pass of their own over dout. */
-    TG_TRY(env_choice("TG_CUDA_BGRAD", epi, 2, &p->blas.bgrad, err));
-    TG_TRY(env_choice("TG_CUDA_WGRAD", wgrad, 2, &p->wgrad, err));
-    TG_TRY(env_choice("TG_CUDA_LMHEAD", head, 2, &p->head_overlap, err));
-    TG_TRY(env_choice("TG_CUDA_SIDE_LATE", off_on, 2, &p->side_late, err));
     /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
-     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024;
-     * with TG_CUDA_LMHEAD=overlap two chunks of 4096 rows take the same memory. */
-    p->head_rows = p->head_overlap ? 4096 : 8192;
+     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
+    p->head_rows = 8192;
     if (rows) {
         char *end = NULL;
         const long r = strtol(rows, &end, 10);
@@ -412,17 +368,6 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
         p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
         TG_CHECK_ALLOC(err, p->prof);
         for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
-        if (p->wgrad || p->head_overlap) { /* the categories are times between events on one stream */
-            fprintf(stderr, "cuda: TG_CUDA_PROFILE=1 keeps one stream (TG_CUDA_WGRAD and TG_CUDA_LMHEAD=overlap "
-                            "ignored; the LM head keeps its chunk rows)\n");
-            p->wgrad = p->head_overlap = 0;
-        }
-    }
-    if (p->wgrad || p->head_overlap) {
-        TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->side, cudaStreamNonBlocking));
-        TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_fork, cudaEventDisableTiming));
-        for (int k = 0; k < 4; k++) TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_wdone[k], cudaEventDisableTiming));
-        for (int k = 0; k < 2; k++) TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_head[k], cudaEventDisableTiming));
     }
     /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
      * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
@@ -448,10 +393,7 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
             snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
         {
             const size_t n = strlen(p->note), v = cublasLtGetVersion();
-            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu%s%s%s", v / 10000, v / 100 % 100,
-                     v % 100, p->wgrad ? ", weight gradients on a second stream" : "",
-                     p->head_overlap ? ", LM-head gradients on a second stream" : "",
-                     p->side && p->side_late ? " (held back: TG_CUDA_SIDE_LATE test mode)" : "");
+            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu", v / 10000, v / 100 % 100, v % 100);
         }
     }
 
@@ -466,7 +408,6 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaMalloc(&p->act_mem, p->act_bytes));
     cuda_carve(p, p->act_mem);
     tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
-    if (p->side) TG_TRY(tg_cuda_blas_view(&p->blas_side, &p->blas, p->side_ws, err));
 
     h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
     TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
@@ -613,9 +554,9 @@ enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW
     } while (0)
 
 /* res = res_in + inp (N, K) @ w (K, C) + bias, then out = LN(res) * lw + lb (mean, rstd kept):
- * an output projection and the residual add and LayerNorm after it. TG_CUDA_RESID=epilogue adds
- * res_in in the matmul's epilogue; the default writes the projection to s_btc and adds it inside
- * the LayerNorm kernel. */
+ * an output projection and the residual add and LayerNorm after it. The projection goes to
+ * s_btc and the LayerNorm kernel adds it. (Adding res_in in the matmul's epilogue instead, as
+ * cuBLASLt's C operand, saved 1.0 ms of LayerNorm and cost 0.5 ms of matmul: docs/performance.md.) */
 template <typename X>
 static tg_status projection_residual_layernorm(cuda_impl *p, X *res, X *out, float *mean, float *rstd,
                                                const X *res_in, const void *inp, const X *w, const X *bias,
@@ -624,16 +565,10 @@ static tg_status projection_residual_layernorm(cuda_impl *p, X *res, X *out, flo
     const int C = p->C;
     const cudaDataType_t dt = tg_cuda_type<X>::value;
     const cudaStream_t s = p->stream;
-    if (p->resid_epi) {
-        OP(P_MATMUL, tg_cuda_matmul_residual(&p->blas, s, dt, res, inp, w, res_in, bias, N, C, K, err));
-        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(NULL, out, mean, rstd, res, NULL, lw, lb, N, C, s,
-                                                              err));
-    } else {
-        OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, p->s_btc, inp, w, N, C, K, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-                                    TG_EPI_BIAS, bias, NULL, err));
-        OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(res, out, mean, rstd, res_in, (const X *)p->s_btc,
-                                                              lw, lb, N, C, s, err));
-    }
+    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, p->s_btc, inp, w, N, C, K, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+                                TG_EPI_BIAS, bias, NULL, err));
+    OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(res, out, mean, rstd, res_in, (const X *)p->s_btc, lw,
+                                                          lb, N, C, s, err));
 cleanup:
     return st;
 }
@@ -698,51 +633,13 @@ cleanup:
     return st;
 }
 
-/* The weight gradients of a block, in the order backward_impl makes them (ev_wdone's index). */
-enum { W_FCPROJ, W_FC, W_ATTPROJ, W_QKV };
-
-/* Holds the side stream back (TG_CUDA_SIDE_LATE=1): side work that main did not wait for before
- * overwriting its inputs then reads the new values, and the tests see it. */
-static __global__ void side_late_kernel(long long cycles) {
-    const long long t0 = clock64();
-    while (clock64() - t0 < cycles) {
-    }
-}
-
-/* The side stream's next work starts after everything main has enqueued so far. */
-static tg_status side_fork(cuda_impl *p, tg_error *err) {
-    tg_status st = TG_OK;
-    TG_CUDA_CHECK(err, cudaEventRecord(p->ev_fork, p->stream));
-    TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->side, p->ev_fork, 0));
-    if (p->side_late) {
-        side_late_kernel<<<1, 1, 0, p->side>>>(2000000); /* ~1 ms: longer than a plan's first build */
-        TG_CUDA_LAUNCH_CHECK(err);
-    }
-cleanup:
-    return st;
-}
-
-/* With TG_CUDA_WGRAD=stream: the main stream waits until weight gradient k of the current block
- * (the last one launched with that index) has read its inputs. No-op otherwise. */
-static tg_status wgrad_wait(cuda_impl *p, int k, tg_error *err) {
-    tg_status st = TG_OK;
-    if (p->wgrad) TG_CUDA_CHECK(err, cudaStreamWaitEvent(p->stream, p->ev_wdone[k], 0));
-cleanup:
-    return st;
-}
-
 /* The tied LM head and the loss over the last forward's N rows, in chunks of head_rows rows, so
  * that logits exist for one chunk at a time. Deferred from forward because only the caller's next
  * call says what is needed:
  *   HEAD_LOSS    the per-row losses (an evaluation, or tg_model_loss before backward)
  *   HEAD_TRAIN   the losses and the backward through the head, chunk by chunk: dlogits =
- *                dscale * (softmax - onehot) in place (two kernels; with TG_CUDA_XENT=fused one
- *                that reads the logits once), dwte += dlogits^T @ lnf (fp32, chunks added in
- *                order), dlnf = dlogits @ wte into s_btc. With TG_CUDA_LMHEAD=overlap the chunks
- *                alternate between two logits buffers and the two gradient matmuls of chunk i
- *                run on the side stream while main makes chunk i+1's logits and loss; main
- *                waits for chunk i-1's before it rewrites that buffer, and for the last
- *                chunk's before returning (the LayerNorm backward after it reads dlnf).
+ *                dscale * (softmax - onehot) in place, dwte += dlogits^T @ lnf (fp32, chunks
+ *                added in order), dlnf = dlogits @ wte into s_btc.
  *   HEAD_LOGITS  the logits, downloaded into host (N, Vp) fp32 (synchronises) */
 enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
 template <typename X>
@@ -753,16 +650,11 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
-    const size_t chunk = head_chunk_rows(p);
-    const int overlap = p->head_overlap && mode == HEAD_TRAIN;
     const X *wte = wt<X>(m, p, 0);
-    int k = 0; /* the logits buffer of this chunk (always 0 without overlap) */
-    for (int r0 = 0; r0 < N; r0 += p->head_rows, k = overlap ? k ^ 1 : 0) {
+    X *logits = (X *)p->logits;
+    for (int r0 = 0; r0 < N; r0 += p->head_rows) {
         const int rows = N - r0 < p->head_rows ? N - r0 : p->head_rows;
         const X *lnf = (const X *)p->lnf + (size_t)r0 * C;
-        X *logits = (X *)p->logits + (size_t)k * chunk * Vp;
-        /* chunk i-2's gradient matmuls, on the side, read this buffer (no-op until recorded) */
-        if (overlap) TG_CUDA_CHECK(err, cudaStreamWaitEvent(s, p->ev_head[k], 0));
         /* logits (rows, Vp) = lnf @ wte^T (padded rows of wte are zero) */
         if (p->prof && mode == HEAD_TRAIN) p->prof->phase = 0;
         OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, logits, lnf, wte, rows, Vp, C, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
@@ -773,59 +665,35 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
             OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, NULL, logits, d_targets + r0, rows, V,
                                                        Vp, s, err));
         } else {
-            if (p->xent_fused) {
-                if (p->prof) p->prof->phase = 1;
-                OP(P_XENT, tg_cuda_crossentropy_fused<X>(p->losses + r0, p->lse, logits, d_targets + r0, dscale, rows, V,
-                                                         Vp, s, err));
-            } else {
-                OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, p->lse, logits, d_targets + r0, rows,
-                                                           V, Vp, s, err));
-                if (p->prof) p->prof->phase = 1;
-                OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp,
-                                                            s, err));
-            }
-            /* the two gradient matmuls: on the side stream with overlap */
-            const cudaStream_t gs = overlap ? p->side : s;
-            const tg_cuda_blas *gbl = overlap ? &p->blas_side : bl;
-            if (overlap) TG_TRY(side_fork(p, err));
-            OP(P_LMHEAD, tg_cuda_matmul(gbl, gs, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
+            OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, p->lse, logits, d_targets + r0, rows, V,
+                                                       Vp, s, err));
+            if (p->prof) p->prof->phase = 1;
+            OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp, s,
+                                                        err));
+            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
                                         1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-            OP(P_LMHEAD, tg_cuda_matmul(gbl, gs, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
+            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
                                         0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-            if (overlap) TG_CUDA_CHECK(err, cudaEventRecord(p->ev_head[k], gs));
         }
     }
-    /* the side stream runs in order: the last chunk's event covers them all */
-    if (overlap && N > 0) TG_CUDA_CHECK(err, cudaStreamWaitEvent(s, p->ev_head[k ^ 1], 0));
     if (mode != HEAD_LOGITS) p->losses_ready = 1;
-cleanup: /* (HEAD_TRAIN comes only from backward_impl, which drains the side stream on failure) */
+cleanup:
     return st;
 }
 
 /* The backward of out (N, OC) = inp (N, IC) @ w (IC, OC) + bias, given dout:
  *   dw (IC, OC, fp32) += inp^T @ dout;  dbias (fp32) += column sums of dout, unless dbias is NULL
  *   (a bias whose gradient a LayerNorm backward sums);  dinp = dout @ w^T, times gelu'(gelu_in)
- *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)).
- * With TG_CUDA_WGRAD=stream, dw and dbias are made on the side stream (after what main has
- * enqueued so far) and ev_wdone[k] marks their end: main must wgrad_wait(k) before it next
- * writes inp or dout. Same algorithms, same order of additions: the same bits either way (unless
- * TG_CUBLASLT_TUNE times candidates while the other stream runs, and so may pick others). */
+ *   in the matmul's epilogue when gelu_in is given (inp was gelu(gelu_in)). */
 template <typename X>
-static tg_status linear_backward(cuda_impl *p, int k, X *dinp, float *dw, float *dbias, const X *inp,
-                                 const X *dout, const X *w, const X *gelu_in, int N, int IC, int OC,
-                                 tg_error *err) {
+static tg_status linear_backward(cuda_impl *p, X *dinp, float *dw, float *dbias, const X *inp, const X *dout,
+                                 const X *w, const X *gelu_in, int N, int IC, int OC, tg_error *err) {
     tg_status st = TG_OK;
     const cudaDataType_t dt = tg_cuda_type<X>::value;
-    const cudaStream_t s = p->stream, ws = p->wgrad ? p->side : p->stream;
-    const tg_cuda_blas *wbl = p->wgrad ? &p->blas_side : &p->blas;
-    float *partial = p->wgrad ? p->s_partial_side : p->s_partial;
-    if (p->wgrad) TG_TRY(side_fork(p, err));
-    /* with TG_CUDA_BGRAD=epilogue the bias gradient comes out of the matmul; else it is a pass of
-     * its own, profiled as such */
-    OP(P_MATMUL, tg_cuda_matmul_weight_grad(wbl, ws, dt, dw, wbl->bgrad ? dbias : NULL, partial, inp, dout, N, IC,
-                                            OC, err));
-    if (dbias && !wbl->bgrad) OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, partial, dout, N, OC, ws, err));
-    if (p->wgrad) TG_CUDA_CHECK(err, cudaEventRecord(p->ev_wdone[k], ws));
+    const cudaStream_t s = p->stream;
+    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
+                                TG_EPI_NONE, NULL, NULL, err));
+    if (dbias) OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, p->s_partial, dout, N, OC, s, err));
     OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, dinp, dout, w, N, IC, OC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
                                 gelu_in ? TG_EPI_DGELU : TG_EPI_NONE, NULL, (void *)gelu_in, err));
 cleanup:
@@ -854,53 +722,35 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     p->logits_valid = 0;
     /* Every LayerNorm backward below also sums the residual gradient it leaves in dres over the
      * rows: that is the bias gradient of the projection (c_proj) whose output was added into
-     * that residual, so those bias gradients need no pass of their own.
-     * With TG_CUDA_WGRAD=stream the four weight gradients of a block run on the side stream, and
-     * main waits for one (wgrad_wait) only before it overwrites what that one reads. Attention's
-     * backward then writes dqkv into the block's fch (its pre-GELU activation, dead once dGELU,
-     * epilogue or kernel, has read it; fch must only ever be read on main, before that) instead
-     * of s_bt4c, so that it need not wait for W_FC, nor the next block for W_QKV:
-     *   W_FCPROJ reads fch_gelu, dres   -> before ln_2's backward rewrites dres (so before GELU's
-     *                                      recompute in the next block too)
-     *   W_FC     reads ln2, s_bt4c      -> before the next block's first dinp rewrites s_bt4c (and
-     *                                      ln_2's recompute)
-     *   W_ATTPROJ reads atty, dres      -> before ln_1's backward rewrites dres
-     *   W_QKV    reads ln1, fch (dqkv)  -> before ln_1's recompute, the grad-ready hook and the
-     *                                      end of backward (the next forward rewrites fch, ln1)
-     * so each overlaps the data-gradient matmuls, LayerNorm or attention work after it. */
+     * that residual, so those bias gradients need no pass of their own. */
     OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
                                                   gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
                                                   (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
-                                                  wt<X>(m, p, lnf), N, C, p->ln_bwd, s, err));
+                                                  wt<X>(m, p, lnf), N, C, s, err));
 
     for (int l = L - 1; l >= 0; l--) {
         const cuda_layer_acts *a = &p->layers[l];
         const int t0 = 2 + 12 * l;
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
-        X *dqkv = p->wgrad ? (X *)a->fch : s_bt4c; /* (N, 3C), see above */
+        X *dqkv = s_bt4c; /* (N, 3C) */
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
-        /* (the waits name the block above's weight gradients: this block's are not launched yet) */
-        TG_TRY(wgrad_wait(p, W_FC, err)); /* its dfch in s_bt4c (and the shared ln2) */
-        /* (the shared fch_gelu and ln2 buffers below: the block above's W_FCPROJ was waited for
-         * before its ln_2 backward, its W_FC just now) */
         if (p->recompute >= 2)
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
-        TG_TRY(linear_backward<X>(p, W_FCPROJ, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
+        TG_TRY(linear_backward<X>(p, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
                                   wt<X>(m, p, t0 + FCPROJW), (const X *)a->fch, N, 4 * C, C, err));
         if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
                                               wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, W_FC, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
                                   wt<X>(m, p, t0 + FCW), NULL, N, C, 4 * C, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
-        TG_TRY(wgrad_wait(p, W_FCPROJ, err));
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
                                                       gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                                      wt<X>(m, p, t0 + LN2W), N, C, p->ln_bwd, s, err));
+                                                      wt<X>(m, p, t0 + LN2W), N, C, s, err));
         /* attention output projection */
-        TG_TRY(linear_backward<X>(p, W_ATTPROJ, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
                                   wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
         if (p->flash && p->cudnn_last) {
             OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)dqkv, (const tg_bf16 *)s_btc,
@@ -918,33 +768,24 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
                                                      NH, s, err));
         }
         /* qkv projection, from dqkv */
-        if (p->recompute >= 1) {
-            TG_TRY(wgrad_wait(p, W_QKV, err)); /* the shared ln1 buffer */
+        if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
                                               wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        }
-        TG_TRY(linear_backward<X>(p, W_QKV, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, dqkv,
+        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, dqkv,
                                   wt<X>(m, p, t0 + QKVW), NULL, N, C, 3 * C, err));
         /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
-        TG_TRY(wgrad_wait(p, W_ATTPROJ, err));
         OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
                                                       l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
                                                       s_btc, res_in, a->ln1_mean, a->ln1_rstd,
-                                                      wt<X>(m, p, t0 + LN1W), N, C, p->ln_bwd, s, err));
-        /* the hook's reduction starts after what main has enqueued: the block's gradients too */
-        if (m->hook) TG_TRY(wgrad_wait(p, W_QKV, err));
+                                                      wt<X>(m, p, t0 + LN1W), N, C, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
-    /* the side stream is idle from here: grad_sqnorm, AdamW and the next forward see its work */
-    TG_TRY(wgrad_wait(p, W_QKV, err));
     OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
                                        p->n_uniq, Bu, T, C, s, err));
     /* Same hook order as the CPU backend: embeddings, then ln_f (complete since the start). */
     tg_model_grad_ready(m, 0, lay->layer_begin[0]);
     tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
 cleanup:
-    /* after a failure the side stream may still be reading activations or writing gradients */
-    if (st != TG_OK && p->side) (void)cudaStreamSynchronize(p->side);
     return st;
 }
 

@@ -34,17 +34,6 @@ template <int VEC> __device__ __forceinline__ void lds_f32(float (&d)[VEC], cons
     }
 }
 
-/* p[0..VEC) = d[0..VEC) into shared memory, the same way. */
-template <int VEC> __device__ __forceinline__ void sts_f32(float *p, const float (&d)[VEC]) {
-    if constexpr (VEC % 4 == 0) {
-#pragma unroll
-        for (int k = 0; k < VEC / 4; k++) ((float4 *)p)[k] = make_float4(d[4 * k], d[4 * k + 1], d[4 * k + 2], d[4 * k + 3]);
-    } else {
-#pragma unroll
-        for (int j = 0; j < VEC; j++) p[j] = d[j];
-    }
-}
-
 /* Shared memory: ws, bs (C floats each: w, bias), then one row cache of C X per warp.
  * res = a + b (b may be NULL: x = a), out = (x - mean) * rstd * w + bias. Warp per row; a lane
  * always handles the same vectors of a row, so it reads back from the cache only what it wrote
@@ -256,15 +245,12 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
  * barrier per row. Warp g of G takes rows g, g + G, ...; lane l always handles the vectors
  * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
  * (and, with SUM, dsum = sum of the updated dx: the bias gradient of the projection that fed
- * this residual) across its rows: in registers, or with SMEM_ACC in its warp's slice of shared
- * memory (TG_CUDA_LN_BWD=smem: 3 x 24 fewer registers at C = 768, so 4 blocks per SM instead of
- * 3, 3 instead of 2 at NV = 4, and more rows' loads in flight; the same additions in the same
- * order). At the end the block's W warps are added in warp order through shared memory into
- * partial[block][parts C]: deterministic.
- * Shared memory: ws (C floats), then red: W x C floats (registers; one part at a time at the
- * end), or W x parts x C (SMEM_ACC: the accumulators themselves). */
-template <typename X, int VEC, int NV, bool SUM, bool SMEM_ACC>
-__global__ void __launch_bounds__(TG_LN_REG_THREADS, SMEM_ACC ? (NV >= 4 ? 3 : 4) : NV >= 4 ? 2 : 3)
+ * this residual) across its rows in registers. (Accumulating in shared memory instead, for more
+ * blocks per SM, measured no faster on an H200: docs/performance.md.) At the end the block's W
+ * warps are added in warp order through shared memory into partial[block][parts C]:
+ * deterministic. Shared memory: ws (C floats), then red: W x C floats (one part at a time). */
+template <typename X, int VEC, int NV, bool SUM>
+__global__ void __launch_bounds__(TG_LN_REG_THREADS, NV >= 4 ? 2 : 3)
 layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
                               const X *__restrict__ dout, const X *__restrict__ x,
                               const float *__restrict__ mean, const float *__restrict__ rstd,
@@ -274,16 +260,11 @@ layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
     const int W = blockDim.x / 32, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int G = gridDim.x * W, nvec = C / VEC, parts = SUM ? 3 : 2;
     float *ws = smem, *red = smem + C;
-    float *acc = red + (size_t)warp * parts * C; /* SMEM_ACC: this warp's dw | db | dsum */
-    constexpr int NR = SMEM_ACC ? 1 : NV;        /* register accumulators (unused with SMEM_ACC) */
-    float aw[NR][VEC], ab[NR][VEC], ao[SUM ? NR : 1][VEC];
+    float aw[NV][VEC], ab[NV][VEC], ao[SUM ? NV : 1][VEC];
 #pragma unroll
-    for (int k = 0; k < NR; k++)
+    for (int k = 0; k < NV; k++)
 #pragma unroll
         for (int j = 0; j < VEC; j++) aw[k][j] = ab[k][j] = ao[SUM ? k : 0][j] = 0.0f;
-    if (SMEM_ACC) /* a lane zeroes exactly the columns it accumulates: no barrier needed */
-        for (int v = lane; v < nvec; v += 32)
-            for (int q = 0; q < parts * VEC; q++) acc[(q / VEC) * C + v * VEC + q % VEC] = 0.0f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) ws[c] = tg_to_f32(w[c]);
     __syncthreads();
     for (int row = blockIdx.x * W + warp; row < N; row += G) {
@@ -322,16 +303,11 @@ layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
         for (int k = 0; k < NV; k++) {
             const int v = lane + 32 * k;
             if (v < nvec) {
-                float wv[VEC], tw[VEC], tb[VEC], to[VEC];
-                float(&sw)[VEC] = SMEM_ACC ? tw : aw[SMEM_ACC ? 0 : k];
-                float(&sb)[VEC] = SMEM_ACC ? tb : ab[SMEM_ACC ? 0 : k];
-                float(&so)[VEC] = SMEM_ACC ? to : ao[SMEM_ACC || !SUM ? 0 : k];
+                float wv[VEC];
+                float(&sw)[VEC] = aw[k];
+                float(&sb)[VEC] = ab[k];
+                float(&so)[VEC] = ao[SUM ? k : 0];
                 lds_f32<VEC>(wv, ws + v * VEC);
-                if (SMEM_ACC) {
-                    lds_f32<VEC>(tw, acc + v * VEC);
-                    lds_f32<VEC>(tb, acc + C + v * VEC);
-                    if (SUM) lds_f32<VEC>(to, acc + 2 * C + v * VEC);
-                }
 #pragma unroll
                 for (int j = 0; j < VEC; j++) {
                     const float d = tg_to_f32(dv[k].v[j]);
@@ -342,42 +318,28 @@ layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
                     sb[j] += d;
                     if (SUM) so[j] += tg_to_f32(o); /* the stored (rounded) dx */
                 }
-                if (SMEM_ACC) {
-                    sts_f32<VEC>(acc + v * VEC, tw);
-                    sts_f32<VEC>(acc + C + v * VEC, tb);
-                    if (SUM) sts_f32<VEC>(acc + 2 * C + v * VEC, to);
-                }
                 dxp[v] = ov[k];
             }
         }
     }
     /* partial[block] = sum over the block's warps in warp order */
     float *pb = partial + (size_t)blockIdx.x * parts * C;
-    if constexpr (SMEM_ACC) {
-        __syncthreads(); /* every warp's accumulators written */
-        for (int c = threadIdx.x; c < parts * C; c += blockDim.x) {
-            float t = 0.0f;
-            for (int q = 0; q < W; q++) t += red[(size_t)q * parts * C + c];
-            pb[c] = t;
+    for (int part = 0; part < parts; part++) { /* one part at a time through red */
+        __syncthreads();                        /* red is free */
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + 32 * k;
+            if (v < nvec)
+#pragma unroll
+                for (int j = 0; j < VEC; j++)
+                    red[(size_t)warp * C + v * VEC + j] =
+                        part == 0 ? aw[k][j] : part == 1 ? ab[k][j] : ao[SUM ? k : 0][j];
         }
-    } else {
-        for (int part = 0; part < parts; part++) { /* one part at a time through red */
-            __syncthreads();                        /* red is free */
-#pragma unroll
-            for (int k = 0; k < NV; k++) {
-                const int v = lane + 32 * k;
-                if (v < nvec)
-#pragma unroll
-                    for (int j = 0; j < VEC; j++)
-                        red[(size_t)warp * C + v * VEC + j] =
-                            part == 0 ? aw[k][j] : part == 1 ? ab[k][j] : ao[SUM ? k : 0][j];
-            }
-            __syncthreads();
-            for (int c = threadIdx.x; c < C; c += blockDim.x) {
-                float t = 0.0f;
-                for (int q = 0; q < W; q++) t += red[(size_t)q * C + c];
-                pb[(size_t)part * C + c] = t;
-            }
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float t = 0.0f;
+            for (int q = 0; q < W; q++) t += red[(size_t)q * C + c];
+            pb[(size_t)part * C + c] = t;
         }
     }
 }
@@ -485,24 +447,24 @@ cleanup:
  * fill the device; the (blocks, 3C) partials stay in the TG_CUDA_COL_CHUNKS x 4C buffer).
  * Depends only on N: the summation order is the same on every device. */
 #define TG_LN_REG_BLOCKS 1024
-template <typename X, int VEC, int NV, bool SMEM_ACC>
+template <typename X, int VEC, int NV>
 static tg_status launch_backward_reg(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
                                      const float *rstd, const X *w, int N, int C, cudaStream_t s,
                                      tg_error *err) {
     tg_status st = TG_OK;
     const int W = TG_LN_REG_THREADS / 32, parts = dsum ? 3 : 2;
-    const size_t smem = (size_t)(1 + W * (SMEM_ACC ? parts : 1)) * C * sizeof(float);
+    const size_t smem = (size_t)(1 + W) * C * sizeof(float);
     int blocks = (N + 4 * W - 1) / (4 * W);
     if (blocks > TG_LN_REG_BLOCKS) blocks = TG_LN_REG_BLOCKS;
     if (blocks < 1) blocks = 1;
     if (dsum) {
-        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, true, SMEM_ACC>, smem));
-        layernorm_backward_reg_kernel<X, VEC, NV, true, SMEM_ACC><<<blocks, TG_LN_REG_THREADS, smem, s>>>(
+        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, true>, smem));
+        layernorm_backward_reg_kernel<X, VEC, NV, true><<<blocks, TG_LN_REG_THREADS, smem, s>>>(
             dx, partial, dout, x, mean, rstd, w, N, C);
     } else {
-        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, false, SMEM_ACC>, smem));
-        layernorm_backward_reg_kernel<X, VEC, NV, false, SMEM_ACC><<<blocks, TG_LN_REG_THREADS, smem, s>>>(
+        TG_CUDA_CHECK(err, ln_allow_smem(layernorm_backward_reg_kernel<X, VEC, NV, false>, smem));
+        layernorm_backward_reg_kernel<X, VEC, NV, false><<<blocks, TG_LN_REG_THREADS, smem, s>>>(
             dx, partial, dout, x, mean, rstd, w, N, C);
     }
     TG_CUDA_LAUNCH_CHECK(err);
@@ -514,41 +476,29 @@ cleanup:
     return st;
 }
 
-/* The register kernel (accumulators in registers, or in shared memory with TG_LN_BWD_SMEM)
- * where a row is at most 4 x 32 vectors, unless TG_LN_BWD_ROWCACHE; else the row-cache kernel. */
-template <typename X, int VEC, int NV>
-static tg_status launch_backward_nv(X *dx, float *dw, float *db, float *dsum, float *partial,
-                                    const X *dout, const X *x, const float *mean, const float *rstd,
-                                    const X *w, int N, int C, tg_cuda_ln_bwd kind, cudaStream_t s,
-                                    tg_error *err) {
-    if (kind == TG_LN_BWD_SMEM)
-        return launch_backward_reg<X, VEC, NV, true>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
-    return launch_backward_reg<X, VEC, NV, false>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
-}
+/* The register kernel where a row is at most 4 x 32 vectors; else the row-cache kernel. */
 template <typename X, int VEC>
 static tg_status dispatch_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                    const X *dout, const X *x, const float *mean, const float *rstd,
-                                   const X *w, int N, int C, tg_cuda_ln_bwd kind, cudaStream_t s,
-                                   tg_error *err) {
-    const int nv = kind == TG_LN_BWD_ROWCACHE ? 0 : (C / VEC + 31) / 32;
-    if (nv == 1) return launch_backward_nv<X, VEC, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, kind, s, err);
-    if (nv == 2) return launch_backward_nv<X, VEC, 2>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, kind, s, err);
-    if (nv == 3) return launch_backward_nv<X, VEC, 3>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, kind, s, err);
-    if (nv == 4) return launch_backward_nv<X, VEC, 4>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, kind, s, err);
+                                   const X *w, int N, int C, cudaStream_t s, tg_error *err) {
+    const int nv = (C / VEC + 31) / 32;
+    if (nv == 1) return launch_backward_reg<X, VEC, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 2) return launch_backward_reg<X, VEC, 2>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 3) return launch_backward_reg<X, VEC, 3>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
+    if (nv == 4) return launch_backward_reg<X, VEC, 4>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
     return launch_backward<X, VEC>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
 }
 
 template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
-                                     const float *rstd, const X *w, int N, int C, tg_cuda_ln_bwd kind,
-                                     cudaStream_t s, tg_error *err) {
+                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
+                                     tg_error *err) {
     if (N <= 0 || C <= 0) return TG_OK;
     if (C % TG_VEC16(X) == 0 && tg_aligned(dx, 16) && tg_aligned(dout, 16) && tg_aligned(x, 16))
         return dispatch_backward<X, TG_VEC16(X)>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N,
-                                                 C, kind, s, err);
-    return dispatch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, kind, s,
-                                   err);
+                                                 C, s, err);
+    return dispatch_backward<X, 1>(dx, dw, db, dsum, partial, dout, x, mean, rstd, w, N, C, s, err);
 }
 
 #define TG_INSTANTIATE(X)                                                                      \
@@ -561,6 +511,6 @@ tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, f
     template tg_status tg_cuda_layernorm_backward<X>(X *, float *, float *, float *, float *,   \
                                                      const X *, const X *, const float *,       \
                                                      const float *, const X *, int, int,        \
-                                                     tg_cuda_ln_bwd, cudaStream_t, tg_error *);
+                                                     cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)
 TG_INSTANTIATE(tg_bf16)

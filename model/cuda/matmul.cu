@@ -252,7 +252,6 @@ typedef struct {
     cudaStream_t s;
     void *D;
     const void *A, *B;
-    const void *C; /* the addend of beta: D itself, or a residual of D's layout */
     float alpha, beta;
     const void *bias;
     void *aux;
@@ -278,21 +277,10 @@ void tg_cuda_blas_free(tg_cuda_blas *bl) {
     bl->lt = NULL;
 }
 
-tg_status tg_cuda_blas_view(tg_cuda_blas *view, const tg_cuda_blas *bl, void *workspace, tg_error *err) {
-    tg_status st = TG_OK;
-    if (!bl->cache) bl->cache = (tg_cuda_lt_cache *)calloc(1, sizeof *bl->cache);
-    /* a view made before the cache would allocate its own on first use, and lose it */
-    TG_CHECK_ALLOC(err, bl->cache);
-    *view = *bl;
-    view->workspace = workspace;
-cleanup:
-    return st;
-}
-
 /* D = alpha op(A) op(B) + beta C with the plan's descriptors (cuBLAS's A is our B). */
 static cublasStatus_t plan_launch(const tg_cuda_blas *bl, const lt_plan *p,
                                   const cublasLtMatmulAlgo_t *algo, const lt_args *a) {
-    return cublasLtMatmul(bl->lt, p->op, &a->alpha, a->B, p->la, a->A, p->lb, &a->beta, a->C, p->lc,
+    return cublasLtMatmul(bl->lt, p->op, &a->alpha, a->B, p->la, a->A, p->lb, &a->beta, a->D, p->lc,
                           a->D, p->lc, algo, bl->workspace, bl->workspace_bytes, a->s);
 }
 
@@ -330,7 +318,7 @@ static int tune_candidate_ok(const cublasLtMatmulHeuristicResult_t *h,
 }
 
 /* Times heur[0] and the admissible others on the call's operands (1 warm-up + TG_LT_TUNE_RUNS
- * runs each, fastest run counts) and sets p->algo to the fastest. beta != 0 with C == D
+ * runs each, fastest run counts) and sets p->algo to the fastest. beta != 0
  * accumulates into D, so D is saved first and put back afterwards (also on an error, as far as it goes); outputs
  * written with beta == 0 (D, GELU_AUX's aux) are simply rewritten by the real call. When heur[0]
  * itself does not run, it stays: the real call then reports it as it would untuned. */
@@ -351,7 +339,7 @@ static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
     for (int i = 0; i < n && i < TG_LT_TUNE_MAX; i++)
         if (i == 0 || tune_candidate_ok(&heur[i], &heur[0], bl->workspace_bytes)) cand[n_cand++] = i;
     for (int e = 0; e <= TG_LT_TUNE_RUNS; e++) TG_CUDA_CHECK(err, cudaEventCreate(&ev[e]));
-    if (a->beta != 0.0f && a->C == a->D) {
+    if (a->beta != 0.0f) {
         ce = cudaMalloc(&saved, d_bytes);
         if (ce == cudaErrorMemoryAllocation) { /* not worth failing the run for: untuned */
             (void)cudaGetLastError();
@@ -452,8 +440,7 @@ static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a
     if (epi != CUBLASLT_EPILOGUE_DEFAULT) {
         TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         if (bias) {
-            /* a bias is a parameter: the working type; a bias gradient (BGRADA) is D's type */
-            const int32_t bias_type = (int32_t)(epi == CUBLASLT_EPILOGUE_BGRADA ? d : ab);
+            const int32_t bias_type = (int32_t)ab; /* a bias is a parameter: the working type */
             TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
             TG_CUBLAS_CHECK(err, cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
         }
@@ -541,12 +528,12 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
                            cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
                            int K, int transA, int transB, float alpha, float beta, int batch,
                            long long strideA, long long strideB, long long strideD,
-                           cublasLtEpilogue_t epi, const void *bias, void *aux, const void *Cin,
-                           int *no_algo, tg_error *err) {
+                           cublasLtEpilogue_t epi, const void *bias, void *aux, int *no_algo,
+                           tg_error *err) {
     tg_status st = TG_OK;
     const long long abs_ = (long long)dtype_size(ab), ds = (long long)dtype_size(d);
     const long long lda = transB ? K : N, ldb = transA ? M : K, ldd = N; /* cuBLAS view */
-    const lt_args args = {s, D, A, B, Cin ? Cin : D, alpha, beta, bias, aux};
+    const lt_args args = {s, D, A, B, alpha, beta, bias, aux};
     tg_cuda_lt_cache *cache = lt_cache(bl);
     lt_plan local, *p = NULL;
     lt_key key;
@@ -571,7 +558,7 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
     key.beta_zero = beta == 0.0f;
     key.align_a = alignment_of(B, lda * abs_, strideB * abs_); /* cuBLAS A = our B */
     key.align_b = alignment_of(A, ldb * abs_, strideA * abs_);
-    key.align_c = alignment_of(Cin ? Cin : D, ldd * ds, strideD * ds);
+    key.align_c = alignment_of(D, ldd * ds, strideD * ds);
     key.align_d = alignment_of(D, ldd * ds, strideD * ds);
     key.align_bias = bias ? alignment_of(bias, 0, 0) : 0;
     key.align_aux = aux ? alignment_of(aux, 0, 0) : 0;
@@ -748,23 +735,11 @@ cleanup:
     return st;
 }
 
-/* Says once per kind (bit) on stderr that an opt-in epilogue fell back to separate kernels: an
- * A/B run would otherwise measure the fallback without knowing it. */
-static void note_fallback(const tg_cuda_blas *bl, int bit, const char *what, int M, int N, int K) {
-    if (bl->noted & bit) return;
-    bl->noted |= bit;
-    fprintf(stderr, "cuda: cuBLASLt has no algorithm for %s (M=%d N=%d K=%d): separate kernels instead\n", what,
-            M, N, K);
-}
-
-/* tg_cuda_matmul with beta's addend Cin (NULL: D itself; else only with TG_EPI_NONE or BIAS, whose
- * unfused path adds the bias to D after the matmul). An epilogue that falls back to kernels is
- * said on stderr once (note_fallback) when note_bit != 0. */
-static tg_status matmul_impl(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, cudaDataType_t d,
-                             void *D, const void *A, const void *B, int M, int N, int K, int transA,
-                             int transB, float alpha, float beta, int batch, long long strideA,
-                             long long strideB, long long strideD, tg_cuda_epilogue epi, const void *bias,
-                             void *aux, const void *Cin, int note_bit, tg_error *err) {
+tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
+                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
+                         int K, int transA, int transB, float alpha, float beta, int batch,
+                         long long strideA, long long strideB, long long strideD,
+                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
     tg_status st = TG_OK;
     int no_algo = 0;
     cublasLtEpilogue_t lt_epi = CUBLASLT_EPILOGUE_DEFAULT;
@@ -784,17 +759,16 @@ static tg_status matmul_impl(const tg_cuda_blas *bl, cudaStream_t s, cudaDataTyp
 
     if (epi == TG_EPI_NONE || (bl->fuse && fusable)) {
         TG_TRY(lt_matmul(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch,
-                         strideA, strideB, strideD, lt_epi, bias, aux, Cin, &no_algo, err));
+                         strideA, strideB, strideD, lt_epi, bias, aux, &no_algo, err));
         if (!no_algo) goto cleanup;
         if (epi == TG_EPI_NONE)
             TG_FAIL(err, TG_ERR_CUDA,
                     "cuBLASLt: no algorithm for M=%d N=%d K=%d transA=%d transB=%d batch=%d "
                     "(types %d/%d)", M, N, K, transA, transB, batch, (int)ab, (int)d);
-        if (note_bit) note_fallback(bl, note_bit, "the bias epilogue with a residual C", M, N, K);
     }
     /* Unfused: plain matmul, then the epilogue's kernels. */
     TG_TRY(lt_matmul(bl, s, ab, d, plain_out, A, B, M, N, K, transA, transB, alpha, beta, 1, 0,
-                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, Cin, &no_algo, err));
+                     0, 0, CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, &no_algo, err));
     if (no_algo)
         TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for M=%d N=%d K=%d (types %d/%d)", M,
                 N, K, (int)ab, (int)d);
@@ -804,52 +778,6 @@ static tg_status matmul_impl(const tg_cuda_blas *bl, cudaStream_t s, cudaDataTyp
     else
         TG_TRY(unfused_epilogue<tg_bf16>(epi, (tg_bf16 *)D, (tg_bf16 *)plain_out,
                                          (const tg_bf16 *)bias, (tg_bf16 *)aux, M, N, s, err));
-cleanup:
-    return st;
-}
-
-tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
-                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
-                         int K, int transA, int transB, float alpha, float beta, int batch,
-                         long long strideA, long long strideB, long long strideD,
-                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
-    return matmul_impl(bl, s, ab, d, D, A, B, M, N, K, transA, transB, alpha, beta, batch, strideA, strideB,
-                       strideD, epi, bias, aux, NULL, 0, err);
-}
-
-tg_status tg_cuda_matmul_residual(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, void *D,
-                                  const void *A, const void *B, const void *R, const void *bias, int M,
-                                  int N, int K, tg_error *err) {
-    return matmul_impl(bl, s, ab, ab, D, A, B, M, N, K, 0, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                       bias ? TG_EPI_BIAS : TG_EPI_NONE, bias, NULL, R, 1, err);
-}
-
-tg_status tg_cuda_matmul_weight_grad(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, float *dw,
-                                     float *dbias, float *partial, const void *inp, const void *dout, int N,
-                                     int IC, int OC, tg_error *err) {
-    tg_status st = TG_OK;
-    int no_algo = 0;
-    if (dbias && bl->fuse && bl->bgrad) {
-        /* cuBLAS's A is our B (dout, not transposed): BGRADA sums it over K = N rows, writing
-         * OC fp32 sums into partial, which are then added to dbias. */
-        TG_TRY(lt_matmul(bl, s, ab, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                         CUBLASLT_EPILOGUE_BGRADA, partial, NULL, NULL, &no_algo, err));
-        if (!no_algo) {
-            float *const outs[3] = {dbias, NULL, NULL};
-            TG_TRY(tg_cuda_column_sum_finish(outs, partial, 1, OC, 1, s, err));
-            goto cleanup;
-        }
-        note_fallback(bl, 2, "the BGRADA epilogue", IC, OC, N);
-    }
-    TG_TRY(lt_matmul(bl, s, ab, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                     CUBLASLT_EPILOGUE_DEFAULT, NULL, NULL, NULL, &no_algo, err));
-    if (no_algo)
-        TG_FAIL(err, TG_ERR_CUDA, "cuBLASLt: no algorithm for the weight gradient M=%d N=%d K=%d (type %d)", IC,
-                OC, N, (int)ab);
-    if (dbias && ab == CUDA_R_32F)
-        TG_TRY(tg_cuda_bias_backward<float>(dbias, partial, (const float *)dout, N, OC, s, err));
-    if (dbias && ab != CUDA_R_32F)
-        TG_TRY(tg_cuda_bias_backward<tg_bf16>(dbias, partial, (const tg_bf16 *)dout, N, OC, s, err));
 cleanup:
     return st;
 }

@@ -20,8 +20,6 @@ typedef struct {
     size_t workspace_bytes;
     int fuse;        /* 1: bias/GELU/dGELU in cuBLASLt epilogues; 0: separate kernels */
     int tune;        /* 1: the first call of a shape times cuBLASLt's candidates, keeps the fastest */
-    int bgrad;       /* 1: bias gradients from the weight-gradient matmul's BGRADA epilogue */
-    mutable int noted; /* opt-in epilogues found without a cuBLASLt algorithm, said once on stderr */
     /* The descriptors and algorithm of each matmul shape, made on first use (so mutable: the
      * launchers take the struct const) and kept until tg_cuda_blas_free. NULL: none yet. One
      * thread at a time. */
@@ -31,13 +29,6 @@ typedef struct {
 /* Destroys the cached descriptors and the cuBLASLt handle and frees the cache, leaving lt and
  * cache NULL; the workspace belongs to the caller. Safe on a zeroed struct, and twice. */
 void tg_cuda_blas_free(tg_cuda_blas *bl);
-/* *view = bl with another workspace of the same size: matmuls through the view share bl's
- * handle, settings and plan cache (so their algorithms, and results, are bl's), while a second
- * stream runs them beside bl's own. Allocates bl's cache now if it has none (TG_ERR_NOMEM).
- * The view lives as long as bl and is never passed to tg_cuda_blas_free; its `noted` is its own
- * (a fallback may be said once per view). */
-tg_status tg_cuda_blas_view(tg_cuda_blas *view, const tg_cuda_blas *bl, void *workspace, tg_error *err);
-
 /* The algorithms picked by timing so far (with bl->tune, or taken from a blob), as a malloc'd
  * blob for tg_cuda_blas_tuning_set in another process; *blob = NULL, *len = 0 when there are
  * none. The blob names the device model and cuBLASLt version it is valid for. */
@@ -69,25 +60,6 @@ tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t 
                          int K, int transA, int transB, float alpha, float beta, int batch,
                          long long strideA, long long strideB, long long strideD,
                          tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err);
-
-/* D (M, N) = A (M, K) @ B (K, N) + bias (N; may be NULL) + R (M, N), all of type ab: a
- * projection whose output is added to the residual stream R, in the matmul's epilogue (R is
- * cuBLASLt's C operand with beta = 1), so that no separate pass writes the projection out and
- * reads it back for the add. R == D adds in place; otherwise R must not overlap D. Without a
- * fused algorithm (or with bl->fuse == 0) the bias is added by a kernel after the matmul. */
-tg_status tg_cuda_matmul_residual(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, void *D,
-                                  const void *A, const void *B, const void *R, const void *bias, int M,
-                                  int N, int K, tg_error *err);
-
-/* The weight and bias gradients of out (N, OC) = inp (N, IC) @ w (IC, OC) + b, given dout:
- * dw (IC, OC, fp32) += inp^T @ dout and, when dbias != NULL, dbias (OC, fp32) += the column sums
- * of dout. With bl->bgrad (and bl->fuse) the sums come out of the same matmul (cuBLASLt's BGRADA
- * epilogue, written into partial and then added); without it, or when cuBLASLt has no such
- * algorithm, from tg_cuda_bias_backward. inp, dout of type ab. partial: TG_CUDA_COL_CHUNKS * OC
- * floats of scratch. */
-tg_status tg_cuda_matmul_weight_grad(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, float *dw,
-                                     float *dbias, float *partial, const void *inp, const void *dout, int N,
-                                     int IC, int OC, tg_error *err);
 
 /* y (N, OC) += bias (OC) */
 template <typename X>
@@ -137,19 +109,16 @@ template <typename X>
 tg_status tg_cuda_layernorm_apply(X *out, const X *x, const float *mean, const float *rstd,
                                   const X *w, const X *bias, int N, int C, cudaStream_t s,
                                   tg_error *err);
-/* Which LayerNorm backward kernel (TG_CUDA_LN_BWD, read at init; layernorm.cu): the register
- * kernel (default), the same with its column sums accumulated in shared memory (more blocks per
- * SM), or the older row-cache kernel. Rows longer than the register kernels take (C > 1024 in
- * bf16, > 512 in fp32) always get the row-cache kernel. */
-typedef enum { TG_LN_BWD_REGISTER = 0, TG_LN_BWD_SMEM, TG_LN_BWD_ROWCACHE } tg_cuda_ln_bwd;
 /* dx += dLN/dx;  dw, db (fp32) += ... ; and when dsum != NULL, dsum (fp32, C) += the column
  * sums of the updated dx (the bias gradient of the projection whose output was added into this
- * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats. */
+ * residual, fused here to save a pass over dx). partial: TG_CUDA_COL_CHUNKS * 4C floats.
+ * Rows of at most 1024 (bf16) / 512 (fp32) channels take the register kernel, longer ones the
+ * row-cache kernel (layernorm.cu). */
 template <typename X>
 tg_status tg_cuda_layernorm_backward(X *dx, float *dw, float *db, float *dsum, float *partial,
                                      const X *dout, const X *x, const float *mean,
-                                     const float *rstd, const X *w, int N, int C, tg_cuda_ln_bwd kind,
-                                     cudaStream_t s, tg_error *err);
+                                     const float *rstd, const X *w, int N, int C, cudaStream_t s,
+                                     tg_error *err);
 
 /* ---- attention.cu: causal self-attention through cuBLASLt strided-batched matmuls ----
  * qkvr holds q, k, v one after the other, each (B, NH, T, HS); att is (B, NH, T, T) softmax
@@ -198,18 +167,6 @@ template <typename X>
 tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32_t *targets,
                                         float dscale, int N, int V, int Vp, cudaStream_t s,
                                         tg_error *err);
-/* Both, reading the logits once: one kernel that stages rows in shared memory where two rows
- * (2 Vp sizeof(X) bytes) fit the device's per-block limit and the logits are 16-byte aligned
- * with Vp a multiple of the 16-byte vector; else the two kernels above, with lse (N floats) as
- * their scratch. Same results either way up to rounding (the log-sum-exp's summation order). */
-template <typename X>
-tg_status tg_cuda_crossentropy_fused(float *losses, float *lse, X *logits, const int32_t *targets,
-                                     float dscale, int N, int V, int Vp, cudaStream_t s,
-                                     tg_error *err);
-/* *staged = 1 when tg_cuda_crossentropy_fused takes the one-kernel path for rows of Vp elements
- * of x_bytes each on the current device (given 16-byte aligned logits); *sms (may be NULL): the
- * device's SM count, its grid. */
-tg_status tg_cuda_crossentropy_staged(int Vp, size_t x_bytes, int *staged, int *sms, tg_error *err);
 
 /* ---- adamw.cu ---- */
 

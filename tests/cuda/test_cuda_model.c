@@ -13,13 +13,9 @@
  * of 48 rows (TG_CUDA_LMHEAD_ROWS: 48 + 48 + 32 rows, a partial last chunk), half in one chunk.
  * Micro-batch 1 reads logits and loss before backward, micro-batch 2 runs backward first (the
  * trainer's order), so both ways of reaching the deferred LM head are checked. Two cases pick
- * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1), four take the A/B alternatives
- * (TG_CUDA_XENT=fused with TG_CUDA_LN_BWD=rowcache or smem); the opt-in epilogues not yet measured on a GPU run
- * in five more: the residual add in the projections' matmuls (TG_CUDA_RESID=epilogue: fused,
- * unfused, with recompute), the bias gradients from the weight-gradient matmuls
- * (TG_CUDA_BGRAD=epilogue), and both at once with tuning. The side stream (TG_CUDA_WGRAD=stream,
- * TG_CUDA_LMHEAD=overlap) against the CPU, then bitwise against one stream in 42 runs
- * (side_stream_bitwise). Last, the tuning blob: a second model
+ * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1; one also cuDNN's plans). Then the
+ * grad-ready hook: gradients copied on the model's stream at each hook equal the final ones
+ * (hook_snapshots). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
  * and in expf/tanhf implementations). bf16 tolerances (see bf16_tol below): bf16 keeps 8
  * significant bits (unit roundoff 2^-9 = 2e-3); every activation and activation gradient is
@@ -318,19 +314,14 @@ done:
     tg_model_free(b);
 }
 
-/* The side stream (TG_CUDA_WGRAD=stream: the blocks' weight gradients; TG_CUDA_LMHEAD=overlap:
- * the LM head's gradient matmuls beside the next chunk's logits) must give the same bits as one
- * stream: with and without the grad-ready hook, with recompute (shared activation buffers), with
- * the bias gradients from the BGRADA epilogue. TG_CUDA_SIDE_LATE=1 holds each piece of side work
- * back ~1 ms, so a dependency main does not wait for shows up as different bits, not by chance.
- * Three blocks (two block-to-block hand-overs), two micro-batches (the second partial), LM-head
- * chunks of 32 rows (4 chunks, then 3: both logits buffers, each reused, also once the plans
- * are built) and, for the overlap, of 128 rows (one chunk: one buffer). */
+/* The grad-ready hook must come only after the gradients it names are complete on the model's
+ * stream: with recompute (shared activation buffers), fusion on and off, each attention, three
+ * blocks, two micro-batches (the second partial) and LM-head chunks of 32 rows. */
 
 /* Like the trainer's hook, which all-reduces [lo, hi) on a stream ordered after the model's, this
  * one copies [lo, hi) of the gradients on the model's stream when called: after the last
- * micro-batch the copies must equal the final gradients, i.e. the block's side-stream work was
- * done when its hook came. */
+ * micro-batch the copies must equal the final gradients, i.e. nothing was added to [lo, hi)
+ * after its hook came. */
 typedef struct {
     tg_model *m;
     float *snap; /* device, n_padded */
@@ -346,14 +337,9 @@ static void snapshot(void *ctx, size_t lo, size_t hi) {
                           (cudaStream_t)tg_model_stream(h->m)) == cudaSuccess);
 }
 
-typedef struct {
-    const char *wgrad, *lmhead, *late, *rows; /* TG_CUDA_WGRAD, _LMHEAD, _SIDE_LATE, _LMHEAD_ROWS */
-    int hook;
-} side_variant;
-
-/* Two accumulated micro-batches of a model made with variant v; the gradients into g. */
-static void side_grads(const tg_gpt2_config *cfg, const side_variant *v, int bf16, int recompute, const char *attn,
-                       const float *p0, float *g) {
+/* Two accumulated micro-batches with the snapshot hook; checks the snapshots, counts the bad ones. */
+static void hook_grads(const tg_gpt2_config *cfg, int bf16, int recompute, const char *attn, const float *p0,
+                       const char *name) {
     tg_error err = {0};
     tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .recompute = recompute, .B = B, .T = T,
                             .pad_multiple = 64};
@@ -361,110 +347,73 @@ static void side_grads(const tg_gpt2_config *cfg, const side_variant *v, int bf1
     snapshot_hook sh = {0};
     int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
     tg_rng r;
-    setenv("TG_CUDA_WGRAD", v->wgrad, 1);
-    setenv("TG_CUDA_LMHEAD", v->lmhead, 1);
-    setenv("TG_CUDA_SIDE_LATE", v->late, 1);
     setenv("TG_CUDA_ATTN", attn, 1);
-    setenv("TG_CUDA_LMHEAD_ROWS", v->rows, 1);
+    setenv("TG_CUDA_LMHEAD_ROWS", "32", 1);
     CHECK_OK(tg_model_init(&m, cfg, &opt, &err), &err);
-    unsetenv("TG_CUDA_WGRAD");
-    unsetenv("TG_CUDA_LMHEAD");
-    unsetenv("TG_CUDA_SIDE_LATE");
     if (!m) return;
     tg_rng_init(&r, 5);
     make_batch(&r, in1, tg1, cfg->vocab_size);
     make_batch(&r, in2, tg2, cfg->vocab_size);
-    if (strcmp(attn, "cudnn") == 0 && strcmp(v->wgrad, "main") == 0 && strcmp(v->lmhead, "serial") == 0)
-        printf("  backend: %s\n", tg_model_describe(m));
-    if (v->hook) {
-        sh.m = m;
-        CHECK(cudaMalloc((void **)&sh.snap, tg_model_n_padded(m) * sizeof(float)) == cudaSuccess);
-        tg_model_set_grad_hook(m, snapshot, &sh);
-    }
+    sh.m = m;
+    CHECK(cudaMalloc((void **)&sh.snap, tg_model_n_padded(m) * sizeof(float)) == cudaSuccess);
+    tg_model_set_grad_hook(m, snapshot, &sh);
     CHECK_OK(tg_model_params_set(m, p0, &err), &err);
     CHECK_OK(tg_model_grads_zero(m, &err), &err);
     CHECK_OK(tg_model_forward(m, in1, tg1, B, &err), &err);
     CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
     CHECK_OK(tg_model_forward(m, in2, tg2, B - 1, &err), &err);
     CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
-    CHECK_OK(tg_model_grads_get(m, g, &err), &err);
-    if (v->hook && sh.snap) {
+    if (sh.snap) {
         const tg_gpt2_layout *lay = tg_model_layout(m);
-        float *snap = malloc(lay->n_params * sizeof(float));
-        CHECKF(sh.log.n == 2 * (cfg->n_layer + 2), "%d hook calls", sh.log.n);
+        float *g = malloc(lay->n_params * sizeof(float)), *snap = malloc(lay->n_params * sizeof(float));
+        size_t bad = 0;
+        CHECK_OK(tg_model_grads_get(m, g, &err), &err);
+        CHECKF(sh.log.n == 2 * (cfg->n_layer + 2), "%s: %d hook calls", name, sh.log.n);
         CHECK(cudaMemcpy(snap, sh.snap, lay->n_params * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
-        CHECKF(memcmp(snap, g, lay->n_params * sizeof(float)) == 0,
-               "WGRAD=%s LMHEAD=%s: gradients copied at the hooks differ from the final ones", v->wgrad, v->lmhead);
+        for (size_t i = 0; i < lay->n_params; i++) bad += memcmp(&g[i], &snap[i], sizeof(float)) != 0;
+        CHECKF(bad == 0, "%s: %zu of %zu gradients copied at the hooks differ from the final ones", name, bad,
+               lay->n_params);
+        printf("  %s: %zu of %zu hook-time gradients differ from the final ones\n", name, bad, lay->n_params);
+        free(g);
         free(snap);
         cudaFree(sh.snap);
     }
     tg_model_free(m);
 }
 
-static void side_stream_bitwise(void) {
+static void hook_snapshots(void) {
     static const struct {
         const char *name, *attn, *fusion;
-        int bf16, recompute, bgrad;
+        int bf16, recompute;
     } cases[] = {
-        {"bf16-cudnn", "cudnn", "1", 1, 0, 0},
-        {"bf16-cudnn-bgrad", "cudnn", "1", 1, 0, 1},
-        {"bf16-flash-recompute2", "flash", "1", 1, 2, 0},
-        {"fp32-recompute1", "naive", "1", 0, 1, 0},
-        {"bf16-flash-nofusion", "flash", "0", 1, 0, 0}, /* dGELU as a kernel reading fch, then dqkv there */
-        {"bf16-cudnn-recompute1", "cudnn", "1", 1, 1, 0},
-        {"bf16-naive-recompute2", "naive", "1", 1, 2, 0},
-    };
-    /* each against one stream with the same chunk rows */
-    static const side_variant variants[] = {
-        {"stream", "serial", "1", "32", 0},  {"stream", "serial", "1", "32", 1}, {"main", "overlap", "1", "32", 0},
-        {"stream", "overlap", "1", "32", 1}, {"stream", "overlap", "0", "32", 0}, {"main", "overlap", "1", "128", 0},
+        {"bf16-cudnn", "cudnn", "1", 1, 0},
+        {"bf16-flash-recompute2", "flash", "1", 1, 2},
+        {"fp32-recompute1", "naive", "1", 0, 1},
+        {"bf16-flash-nofusion", "flash", "0", 1, 0},
+        {"bf16-cudnn-recompute1", "cudnn", "1", 1, 1},
+        {"bf16-naive-recompute2", "naive", "1", 1, 2},
     };
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 3, .n_head = 4, .n_embd = 64};
     tg_gpt2_layout lay;
     tg_error err = {0};
-    printf("case side stream, bitwise against one stream\n");
+    printf("case grad-ready hook snapshots\n");
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
-    float *p0 = malloc(lay.n_params * sizeof(float)), *ref = malloc(lay.n_params * sizeof(float)),
-          *g = malloc(lay.n_params * sizeof(float));
-    const char *ref_rows = NULL; /* the chunk rows ref was made with */
+    float *p0 = malloc(lay.n_params * sizeof(float));
     tg_gpt2_params_init(&lay, p0, 11);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        if (cases[c].bgrad) setenv("TG_CUDA_BGRAD", "epilogue", 1);
         setenv("TG_CUDA_FUSION", cases[c].fusion, 1);
-        ref_rows = NULL;
-        for (size_t k = 0; k < sizeof variants / sizeof variants[0]; k++) {
-            const side_variant *v = &variants[k];
-            size_t bad = 0;
-            if (!ref_rows || strcmp(ref_rows, v->rows) != 0) {
-                const side_variant one = {"main", "serial", "0", v->rows, 1};
-                side_grads(&cfg, &one, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, ref);
-                ref_rows = v->rows;
-            }
-            memset(g, 0xff, lay.n_params * sizeof(float));
-            side_grads(&cfg, v, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, g);
-            for (size_t i = 0; i < lay.n_params; i++) bad += memcmp(&g[i], &ref[i], sizeof(float)) != 0;
-            CHECKF(bad == 0, "%s, WGRAD=%s LMHEAD=%s SIDE_LATE=%s rows %s%s: %zu of %zu gradients differ from one "
-                   "stream's", cases[c].name, v->wgrad, v->lmhead, v->late, v->rows, v->hook ? " +hook" : "", bad,
-                   lay.n_params);
-            printf("  %s WGRAD=%s LMHEAD=%s SIDE_LATE=%s rows %s%s: %zu gradients differ\n", cases[c].name, v->wgrad,
-                   v->lmhead, v->late, v->rows, v->hook ? " +hook" : "", bad);
-        }
-        unsetenv("TG_CUDA_BGRAD");
+        hook_grads(&cfg, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, cases[c].name);
         unsetenv("TG_CUDA_FUSION");
     }
     tg_gpt2_layout_free(&lay);
     free(p0);
-    free(ref);
-    free(g);
 }
 
 int main(void) {
     cuda_test_require_device();
     /* the switches under test, unless a case sets them (not inherited from the caller) */
-    static const char *const switches[] = {"TG_CUDA_XENT", "TG_CUDA_LN_BWD", "TG_CUDA_RESID", "TG_CUDA_BGRAD",
-                                           "TG_CUDA_WGRAD", "TG_CUDA_LMHEAD", "TG_CUDA_SIDE_LATE",
-                                           "TG_CUBLASLT_TUNE", "TG_CUDNN_TUNE", "TG_CUDA_PROFILE"};
+    static const char *const switches[] = {"TG_CUBLASLT_TUNE", "TG_CUDNN_TUNE", "TG_CUDA_PROFILE"};
     for (size_t i = 0; i < sizeof switches / sizeof switches[0]; i++) unsetenv(switches[i]);
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
     run_case("fp32", 0, 0, 1, "flash", 4, "48", &fp32_tol);
@@ -486,47 +435,7 @@ int main(void) {
     run_case("bf16-cudnn-tuned", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
     unsetenv("TG_CUDNN_TUNE");
     unsetenv("TG_CUBLASLT_TUNE");
-    /* the A/B alternatives: the one-kernel cross-entropy (shared-memory rows; 48-row chunks are
-     * fewer rows than SMs), the row-cache LayerNorm backward, the register one with its column
-     * sums in shared memory */
-    setenv("TG_CUDA_XENT", "fused", 1);
-    setenv("TG_CUDA_LN_BWD", "rowcache", 1);
-    run_case("fp32-xentfused-lnrowcache", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    run_case("bf16-xentfused-lnrowcache", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
-    setenv("TG_CUDA_LN_BWD", "smem", 1);
-    run_case("fp32-xentfused-lnsmem", 0, 0, 1, "flash", 4, "8192", &fp32_tol);
-    run_case("bf16-xentfused-lnsmem-recompute", 1, 1, 1, "cudnn", 4, "48", &bf16_tol);
-    unsetenv("TG_CUDA_XENT");
-    unsetenv("TG_CUDA_LN_BWD");
-    /* residual adds in the projections' epilogue (cuBLASLt C != D): fused, unfused (plain matmul
-     * with C, then the bias kernel), and tuned (D is not saved: C is not D) */
-    setenv("TG_CUDA_RESID", "epilogue", 1);
-    run_case("fp32-resid", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    run_case("fp32-resid-nofusion", 0, 0, 0, "flash", 4, "8192", &fp32_tol);
-    run_case("bf16-cudnn-resid-recompute-ln", 1, 1, 1, "cudnn", 4, "48", &bf16_tol);
-    unsetenv("TG_CUDA_RESID");
-    /* qkv and c_fc bias gradients from the weight-gradient matmul's BGRADA epilogue */
-    setenv("TG_CUDA_BGRAD", "epilogue", 1);
-    run_case("fp32-bgrad", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    run_case("bf16-cudnn-bgrad", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
-    /* both, with tuning (D saved and restored around the BGRADA candidates; not for C != D) */
-    setenv("TG_CUDA_RESID", "epilogue", 1);
-    setenv("TG_CUBLASLT_TUNE", "1", 1);
-    run_case("bf16-flash-resid-bgrad-tuned", 1, 0, 1, "flash", 1, "8192", &bf16_tol);
-    unsetenv("TG_CUBLASLT_TUNE");
-    unsetenv("TG_CUDA_RESID");
-    unsetenv("TG_CUDA_BGRAD");
-    /* the side stream (weight gradients, LM-head gradients), against the CPU, then bitwise
-     * against one stream */
-    setenv("TG_CUDA_WGRAD", "stream", 1);
-    setenv("TG_CUDA_LMHEAD", "overlap", 1);
-    run_case("bf16-cudnn-sidestream", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
-    setenv("TG_CUDA_SIDE_LATE", "1", 1);
-    run_case("fp32-sidestream-late", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    unsetenv("TG_CUDA_SIDE_LATE");
-    unsetenv("TG_CUDA_WGRAD");
-    unsetenv("TG_CUDA_LMHEAD");
-    side_stream_bitwise();
+    hook_snapshots();
     tuning_roundtrip();
     TEST_MAIN_END();
 }
