@@ -358,7 +358,6 @@ tg_status tg_ckpt_file_replace(const char *path, const void *buf, size_t n, tg_e
     return ck_replace(path, buf, n, 0, err);
 }
 
-
 static tg_status ck_attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype,
                                const void *val, tg_error *err) {
     tg_status st = TG_OK;

@@ -223,10 +223,10 @@ template <typename X> static void ln_case(const char *name, const char *kernel, 
     const size_t n = (size_t)N * C;
     const double tol_dx = sizeof(X) == 2 ? 1e-2 : 1e-5, tol_sum = 1e-5;
     X *h_dout = (X *)malloc(n * sizeof(X)), *h_x = (X *)malloc(n * sizeof(X)), *h_dx0 = (X *)malloc(n * sizeof(X));
-    X *h_w = (X *)malloc(C * sizeof(X)), *h_dx = (X *)malloc(n * sizeof(X)), *h_dx_reg = (X *)malloc(n * sizeof(X));
+    X *h_w = (X *)malloc(C * sizeof(X)), *h_dx = (X *)malloc(n * sizeof(X)), *h_dx_first = (X *)malloc(n * sizeof(X));
     float *h_mean = (float *)malloc(N * sizeof(float)), *h_rstd = (float *)malloc(N * sizeof(float));
     float *f_dx = (float *)malloc(n * sizeof(float)), *sums = (float *)malloc(3 * C * sizeof(float)),
-          *sums_reg = (float *)malloc(3 * C * sizeof(float));
+          *sums_first = (float *)malloc(3 * C * sizeof(float));
     double *ref_dx = (double *)malloc(n * sizeof(double)), *ref = (double *)calloc(3 * C, sizeof(double));
     ln_dev<X> d;
     tg_rng r;
@@ -279,13 +279,13 @@ template <typename X> static void ln_case(const char *name, const char *kernel, 
             CU(cudaMemcpy(h_dx, d.dx, n * sizeof(X), cudaMemcpyDeviceToHost));
             CU(cudaMemcpy(sums, d.sums, 3 * C * sizeof(float), cudaMemcpyDeviceToHost));
             if (rep == 1) {
-                CHECKF(memcmp(h_dx_reg, h_dx, n * sizeof(X)) == 0 &&
-                           memcmp(sums_reg, sums, (with_sum ? 3 : 2) * C * sizeof(float)) == 0,
+                CHECKF(memcmp(h_dx_first, h_dx, n * sizeof(X)) == 0 &&
+                           memcmp(sums_first, sums, (with_sum ? 3 : 2) * C * sizeof(float)) == 0,
                        "%s C=%d dsum=%d: a second run gave other bits", name, C, with_sum);
                 continue;
             }
-            memcpy(h_dx_reg, h_dx, n * sizeof(X));
-            memcpy(sums_reg, sums, 3 * C * sizeof(float));
+            memcpy(h_dx_first, h_dx, n * sizeof(X));
+            memcpy(sums_first, sums, 3 * C * sizeof(float));
             for (size_t i = 0; i < n; i++) f_dx[i] = to_f32(h_dx[i]);
             for (int c = 0; c < C; c++) ref[2 * C + c] = 0.0; /* dsum: of the dx the kernel stored */
             for (size_t i = 0; i < n; i++) ref[2 * C + i % C] += f_dx[i];
@@ -303,12 +303,12 @@ template <typename X> static void ln_case(const char *name, const char *kernel, 
     free(h_dx0);
     free(h_w);
     free(h_dx);
-    free(h_dx_reg);
+    free(h_dx_first);
     free(h_mean);
     free(h_rstd);
     free(f_dx);
     free(sums);
-    free(sums_reg);
+    free(sums_first);
     free(ref_dx);
     free(ref);
 }

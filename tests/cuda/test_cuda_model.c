@@ -337,7 +337,7 @@ static void snapshot(void *ctx, size_t lo, size_t hi) {
                           (cudaStream_t)tg_model_stream(h->m)) == cudaSuccess);
 }
 
-/* Two accumulated micro-batches with the snapshot hook; checks the snapshots, counts the bad ones. */
+/* Two accumulated micro-batches with the snapshot hook; checks that the snapshots equal the final gradients. */
 static void hook_grads(const tg_gpt2_config *cfg, int bf16, int recompute, const char *attn, const float *p0,
                        const char *name) {
     tg_error err = {0};
