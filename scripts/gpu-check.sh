@@ -11,7 +11,11 @@
 #   kernels   test_cuda_kernels: the cross-entropy and LayerNorm backward kernels against
 #             double-precision host references, each timed at GPT-2 124M's shapes
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
-#   torch     the PyTorch torch.compile reference, same shape
+#   torch     the PyTorch torch.compile reference, same shape (bench and torch log the SM clock and
+#             power they ran at)
+#   ceiling   scripts/gpu-ceiling.py: the step's matmuls through cuBLAS, attention through each of
+#             PyTorch's SDPA backends and the copy bandwidth, each under sustained load, summed
+#             into the fastest step these libraries allow
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
 #   ab        the opt-in switches against the default: TG_CUBLASLT_TUNE=1, TG_CUDNN_TUNE=1 (profiled),
@@ -28,6 +32,7 @@
 #             table (one rank)
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
 #             at B=$B350 (default 32)
+#   fastest   (not in the default list) 124M with cuDNN's non-deterministic backward and tuned plans
 #   ncu       Nsight Compute over every kernel of one bench step (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
@@ -57,7 +62,7 @@ ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
 # The default fits one call (~540-580 s): what is already measured is left to GPU_STEPS. Steps run
 # in the file's order (most needed first), whatever the order in GPU_STEPS.
-STEPS=${GPU_STEPS:-"test kernels bench torch ab curve attn resume ncu sanitize"}
+STEPS=${GPU_STEPS:-"test kernels bench torch ceiling curve attn resume bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -71,6 +76,31 @@ SD=${GPU_STEPS_DIR:-/tmp/tg-gpu-steps} # the step logs, packed into $OUT/steps.t
 rm -rf "$SD" "$SD.tgz" "$OUT/steps" "$OUT/steps.tgz" # a reused OUT or /tmp: gpu-decide.py reads every log
 mkdir -p "$SD"
 pack_steps() { tar -C "$SD" -czf "$SD.tgz" . && cp "$SD.tgz" "$OUT/steps.tgz"; }
+# SM clock, power and throttle reasons every 200 ms around a timed step ($SD/NAME.clocks.txt), and
+# the mean of the busiest third (the clock the timed steps ran at) appended to the step's log:
+# ncu's kernel times (no load before each replay) add up to ~12 ms less than a step, 9 of it in
+# the matmuls, which points at power-limited clocks under sustained load, for PyTorch too.
+# Reasons (a bit mask): 0x4 software power cap, 0x20/0x40 thermal, 0x80 power brake, 0x1 idle.
+CLK_PID=
+clk_start() {
+    CLK_PID=
+    command -v nvidia-smi >/dev/null || return 0
+    local q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu r
+    for r in clocks_event_reasons.active clocks_throttle_reasons.active; do # (renamed in newer drivers)
+        nvidia-smi --query-gpu="$q,$r" --format=csv,noheader >/dev/null 2>&1 && { q="$q,$r"; break; }
+    done
+    nvidia-smi --query-gpu="$q" --format=csv -lms 200 > "$SD/$1.clocks.txt" 2>&1 &
+    CLK_PID=$!
+}
+clk_stop() {
+    [ -n "$CLK_PID" ] || return 0
+    kill "$CLK_PID" 2>/dev/null; wait "$CLK_PID" 2>/dev/null
+    awk -F', ' 'NR > 1 && $4+0 > 0 {print $2+0, $4+0, $6}' "$SD/$1.clocks.txt" | sort -k2,2n |
+        awk -v n="$1" '{c[NR]=$1; p[NR]=$2; r[NR]=$3} END {if (NR) {k=0; s=0; w=0; for (i=int(NR*2/3)+1; i<=NR; i++) {k++; s+=c[i]; w+=p[i]}
+             printf "%s clocks: %d samples; busiest third: SM %.0f MHz, %.0f W (mean); reasons at the busiest sample %s\n", n, NR, s/k, w/k, r[NR]}}' |
+        tee -a "$SD/$1.log"
+    pack_steps
+}
 run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failures (77 = skipped);
         # the output also goes to $SD/NAME.log for the timing table at the end. Within the
         # budget: the timeout shrinks to the time left; under 20 s left the step is skipped (124).
@@ -135,33 +165,22 @@ fi
 bench_rc=1
 if want bench; then
     step "bench GPT-2 124M, B=64, T=1024 (default attention)"
-    # SM clock, power and throttle reasons every 200 ms during the bench (steps.tgz: clocks.txt):
-    # ncu's kernel times (idle clocks) add up to ~12 ms less than a step, 9 ms of it in the matmuls.
-    CLK_PID=
-    if command -v nvidia-smi >/dev/null; then
-        Q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
-        for r in clocks_event_reasons.active clocks_throttle_reasons.active; do # (renamed in newer drivers)
-            nvidia-smi --query-gpu="$Q,$r" --format=csv,noheader >/dev/null 2>&1 && { Q="$Q,$r"; break; }
-        done
-        nvidia-smi --query-gpu="$Q" --format=csv -lms 200 > "$SD/clocks.txt" 2>&1 &
-        CLK_PID=$!
-    fi
+    clk_start bench
     run bench 60 "$TG" bench "${G124[@]}" --steps 30
     bench_rc=$?
-    if [ -n "$CLK_PID" ]; then
-        kill "$CLK_PID" 2>/dev/null; wait "$CLK_PID" 2>/dev/null
-        # the busiest third of the samples: the clock the timed steps ran at
-        awk -F', ' 'NR > 1 && $4+0 > 0 {print $2+0, $4+0}' "$SD/clocks.txt" | sort -k2,2n |
-            awk '{c[NR]=$1; p[NR]=$2} END {if (NR) {n=0; s=0; w=0; for (i=int(NR*2/3)+1; i<=NR; i++) {n++; s+=c[i]; w+=p[i]}
-                 printf "bench clocks: %d samples; busiest third: SM %.0f MHz, %.0f W (mean)\n", NR, s/n, w/n}}'
-        pack_steps
-    fi
+    clk_stop bench
     step "per-phase profile (CUDA events around every op; 10 steps)"
     TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
 fi
 if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
     step "PyTorch reference benchmark, GPT-2 124M, B=64"
+    clk_start torch
     run torch 120 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B 64
+    clk_stop torch
+fi
+if want ceiling; then
+    step "the step's floor on this GPU: its matmuls (cuBLAS), attention (each SDPA backend), copy bandwidth (scripts/gpu-ceiling.py)"
+    run ceiling 150 python3 "$ROOT/scripts/gpu-ceiling.py"
 fi
 if want variants; then
     step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"
@@ -219,18 +238,26 @@ fi
 bench350_rc=1
 if want bench350; then
     step "bench GPT-2 350M, B=$B350, T=1024"
+    clk_start bench350
     run bench350 60 "$TG" bench --config "$ROOT/configs/gpt2-350m.ini" --batch "$B350" --seq-len 1024 --steps 20
     bench350_rc=$?
+    clk_stop bench350
 fi
 if want torch350 && [ -f "$ROOT/bench/torch_gpt2_bench.py" ] && [ $bench350_rc -eq 0 ]; then
     step "PyTorch reference benchmark, GPT-2 350M, B=$B350"
+    clk_start torch350
     run torch350 150 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B "$B350" --layers 24 --heads 16 --dim 1024
+    clk_stop torch350
 fi
 if want variants; then
     step "bench 124M, cuDNN backward with atomics (TG_CUDNN_DETERMINISTIC=0)"
     TG_CUDNN_DETERMINISTIC=0 run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20
     step "bench 124M with the cuBLASLt attention (TG_CUDA_ATTN=naive)"
     TG_CUDA_ATTN=naive run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10
+fi
+if want fastest; then # truthgpt's fastest settings, giving up bitwise-reproducible attention gradients
+    step "bench 124M, cuDNN backward with atomics and tuned cuDNN plans (TG_CUDNN_DETERMINISTIC=0 TG_CUDNN_TUNE=1)"
+    TG_CUDNN_DETERMINISTIC=0 TG_CUDNN_TUNE=1 run bench-fastest 60 "$TG" bench "${G124[@]}" --steps 30
 fi
 if want ncu; then
     # Every kernel of one training step (no warm-up step: two took more than 240 s) with Nsight Compute: time, DRAM

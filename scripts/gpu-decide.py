@@ -4,7 +4,7 @@ one scripts/gpu-check.sh call's step logs (NAME.log, each ending in "--> exit N"
 the call's $OUT/steps.tgz as fetched.
 
 First every step's timing in run order: truthgpt bench's row under its 'ms/step' header, or
-PyTorch's JSON line.
+PyTorch's JSON line, with the SM clock it ran at and gpu-ceiling.py's floor where logged.
 
 A switch may become the default only if the test, kernels and curve steps passed and its
 bench row (ab-NAME) is faster than both default rows of the same call (bench, ab-default);
@@ -56,6 +56,13 @@ def torch_line(d, name):
     return m[-1] if m else None
 
 
+def notes(d, name):
+    """The lines worth keeping beside a timing: the SM clock a step ran at (gpu-check's clk_stop)
+    and gpu-ceiling.py's floor."""
+    return [l.strip() for l in (step_log(d, name) or "").splitlines()
+            if re.match(r"^\S+ clocks: ", l) or l.startswith("floor ")]
+
+
 def main(argv):
     if len(argv) != 2 or not (os.path.isdir(argv[1]) or (os.path.isfile(argv[1]) and tarfile.is_tarfile(argv[1]))):
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
@@ -78,6 +85,8 @@ def report(d):
         line = bench_row(d, f[:-4]) or torch_line(d, f[:-4])
         if line:
             print("  %-16s %s" % (f[:-4], line))
+        for extra in notes(d, f[:-4]):
+            print("  %-16s %s" % ("", extra))
     gates = {k: exit_code(d, k) for k in ("test", "kernels", "curve")}
     gates_ok = all(v == 0 for v in gates.values())
     def word(v):
