@@ -60,7 +60,8 @@ TG="$BUILD/train/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
-# The default fits one call (~540-580 s): what is already measured is left to GPU_STEPS. Steps run
+# The default fits one call with room for a second (292 s on 2026-11-26, with fastest): what is
+# already measured (ab, variants, ncu, racecheck) is left to GPU_STEPS. Steps run
 # in the file's order (most needed first), whatever the order in GPU_STEPS.
 STEPS=${GPU_STEPS:-"test kernels bench torch ceiling curve attn resume bench350 torch350 sanitize"}
 B350=${B350:-32}
@@ -180,7 +181,7 @@ if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
 fi
 if want ceiling; then
     step "the step's floor on this GPU: its matmuls (cuBLAS), attention (each SDPA backend), copy bandwidth (scripts/gpu-ceiling.py)"
-    run ceiling 150 python3 "$ROOT/scripts/gpu-ceiling.py"
+    run ceiling 150 python3 "$ROOT/scripts/gpu-ceiling.py" ${GPU_CEILING_ARGS:-} # e.g. "--rounds 12"
 fi
 if want variants; then
     step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"

@@ -21,13 +21,32 @@ GPU_BUILD="$FB" GPU_STEPS="test kernels bench" OUT="$TMP/a" GPU_STEPS_DIR="$TMP/
 check "a failed step makes the exit non-zero" [ $rc -ne 0 ]
 check "what comes back is the log and one archive" [ "$(cd "$TMP/a" && ls | tr '\n' ' ')" = "gpu-check.log steps.tgz " ]
 mkdir -p "$TMP/a-x" && tar -C "$TMP/a-x" -xzf "$TMP/a/steps.tgz"
-check "every step's log is in the archive" [ "$(cd "$TMP/a-x" && ls | tr '\n' ' ')" = "bench-prof.log bench.log kernels.log test.log " ]
+check "every step's log is in the archive" [ "$(cd "$TMP/a-x" && ls *.log | tr '\n' ' ')" = "bench-prof.log bench.log kernels.log test.log " ]
 check "each log ends in its exit code" grep -qx -- "--> exit 1" "$TMP/a-x/kernels.log"
 check "the verdict is in the call's log" grep -q "decision rule: test passed, kernels FAILED (exit 1)" "$TMP/a/gpu-check.log"
 check "the timing table has the bench row" grep -Eq "^  bench +115.00 +565.0K" "$TMP/a/gpu-check.log"
 check "a step's switches reach its program (TG_CUDA_PROFILE=1 run ...)" grep -Eq "^  bench-prof +114.00" "$TMP/a/gpu-check.log"
 check "the fetched archive gives the verdict too" bash -c \
     "python3 '$SRC/scripts/gpu-decide.py' '$TMP/a/steps.tgz' | grep -q 'kernels FAILED (exit 1)'"
+
+# The clock sampler around a timed step, with a stand-in nvidia-smi that prints samples until
+# killed: its samples travel in the archive and the busiest third's mean reaches the table.
+mkdir -p "$TMP/smi"
+cat > "$TMP/smi/nvidia-smi" <<'SMI'
+#!/bin/sh
+case "$*" in
+*-lms*) echo "timestamp, clocks.current.sm [MHz], clocks.current.memory [MHz], power.draw [W], temperature.gpu, clocks_event_reasons.active"
+        i=0; while :; do i=$((i + 1)); echo "2026/11/26 10:00:00.000, $((1600 + i % 3)) MHz, 3201 MHz, 6$((i % 10))0.00 W, 60, 0x0000000000000004"; sleep 0.05; done ;;
+*) echo "stand-in" ;;
+esac
+SMI
+chmod +x "$TMP/smi/nvidia-smi"
+PATH="$TMP/smi:$PATH" GPU_BUILD="$FB" GPU_STEPS="bench" FAKE_SLEEP=1 OUT="$TMP/c" GPU_STEPS_DIR="$TMP/c-steps" \
+    bash "$SRC/scripts/gpu-check.sh" > /dev/null 2>&1 || true
+mkdir -p "$TMP/c-x" && tar -C "$TMP/c-x" -xzf "$TMP/c/steps.tgz"
+check "the clock samples are in the archive" grep -q "MHz" "$TMP/c-x/bench.clocks.txt"
+check "the bench's clock and power reach the timing table" \
+    grep -Eq "^ +bench clocks: [0-9]+ samples; busiest third: SM 160[0-2] MHz, 6[0-9]{2} W \(mean\); reasons at the busiest sample 0x0+4$" "$TMP/c/gpu-check.log"
 
 # 25 s of budget: test passes, bench (sleeping 60 s) gets the ~25 s left and is cut off, bench-prof
 # is skipped, and the script ends on its own well before bench's 60 s step timeout.
