@@ -51,7 +51,7 @@ BT, HS = B * T, a.dim // a.heads
 
 
 class Clocks:
-    """nvidia-smi sampling SM clock and power in the background; mean over the busiest third."""
+    """nvidia-smi sampling SM clock and power in the background; mean over the samples under load."""
 
     def __init__(self):
         self.proc = None
@@ -77,8 +77,8 @@ class Clocks:
                 pass
         if not s:
             return ""
-        s.sort()
-        top = s[len(s) * 2 // 3:] or s
+        peak = max(w for w, _ in s)
+        top = [x for x in s if x[0] >= 0.8 * peak]  # under load, as gpu-check.sh's clk_stop
         return "SM %4.0f MHz %4.0f W (%d samples)" % (sum(c for _, c in top) / len(top),
                                                      sum(w for w, _ in top) / len(top), len(s))
 

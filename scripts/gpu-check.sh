@@ -78,7 +78,8 @@ rm -rf "$SD" "$SD.tgz" "$OUT/steps" "$OUT/steps.tgz" # a reused OUT or /tmp: gpu
 mkdir -p "$SD"
 pack_steps() { tar -C "$SD" -czf "$SD.tgz" . && cp "$SD.tgz" "$OUT/steps.tgz"; }
 # SM clock, power and throttle reasons every 200 ms around a timed step ($SD/NAME.clocks.txt), and
-# the mean of the busiest third (the clock the timed steps ran at) appended to the step's log:
+# the mean of the samples under load (power within 80% of the peak: the timed steps, not start-up
+# or torch.compile's compilation) appended to the step's log:
 # ncu's kernel times (no load before each replay) add up to ~12 ms less than a step, 9 of it in
 # the matmuls, which points at power-limited clocks under sustained load, for PyTorch too.
 # Reasons (a bit mask): 0x4 software power cap, 0x20/0x40 thermal, 0x80 power brake, 0x1 idle.
@@ -97,8 +98,8 @@ clk_stop() {
     [ -n "$CLK_PID" ] || return 0
     kill "$CLK_PID" 2>/dev/null; wait "$CLK_PID" 2>/dev/null
     awk -F', ' 'NR > 1 && $4+0 > 0 {print $2+0, $4+0, $6}' "$SD/$1.clocks.txt" | sort -k2,2n |
-        awk -v n="$1" '{c[NR]=$1; p[NR]=$2; r[NR]=$3} END {if (NR) {k=0; s=0; w=0; for (i=int(NR*2/3)+1; i<=NR; i++) {k++; s+=c[i]; w+=p[i]}
-             printf "%s clocks: %d samples; busiest third: SM %.0f MHz, %.0f W (mean); reasons at the busiest sample %s\n", n, NR, s/k, w/k, r[NR]}}' |
+        awk -v n="$1" '{c[NR]=$1; p[NR]=$2; r[NR]=$3} END {if (NR) {k=0; s=0; w=0; for (i=1; i<=NR; i++) if (p[i] >= 0.8*p[NR]) {k++; s+=c[i]; w+=p[i]}
+             printf "%s clocks: %d samples, %d under load (>= 80%% of the peak power): SM %.0f MHz, %.0f W (mean); reasons at the peak %s\n", n, NR, k, s/k, w/k, r[NR]}}' |
         tee -a "$SD/$1.log"
     pack_steps
 }
