@@ -304,9 +304,6 @@ layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
             const int v = lane + 32 * k;
             if (v < nvec) {
                 float wv[VEC];
-                float(&sw)[VEC] = aw[k];
-                float(&sb)[VEC] = ab[k];
-                float(&so)[VEC] = ao[SUM ? k : 0];
                 lds_f32<VEC>(wv, ws + v * VEC);
 #pragma unroll
                 for (int j = 0; j < VEC; j++) {
@@ -314,9 +311,9 @@ layernorm_backward_reg_kernel(X *__restrict__ dx, float *__restrict__ partial,
                     const float n = (tg_to_f32(xv[k].v[j]) - mu) * rs;
                     const X o = tg_from_f32<X>(tg_to_f32(ov[k].v[j]) + (d * wv[j] - m1 - n * m2) * rs);
                     ov[k].v[j] = o;
-                    sw[j] += d * n;
-                    sb[j] += d;
-                    if (SUM) so[j] += tg_to_f32(o); /* the stored (rounded) dx */
+                    aw[k][j] += d * n;
+                    ab[k][j] += d;
+                    if (SUM) ao[SUM ? k : 0][j] += tg_to_f32(o); /* the stored (rounded) dx */
                 }
                 dxp[v] = ov[k];
             }

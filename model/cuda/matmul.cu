@@ -558,8 +558,8 @@ static tg_status lt_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_
     key.beta_zero = beta == 0.0f;
     key.align_a = alignment_of(B, lda * abs_, strideB * abs_); /* cuBLAS A = our B */
     key.align_b = alignment_of(A, ldb * abs_, strideA * abs_);
-    key.align_c = alignment_of(D, ldd * ds, strideD * ds);
     key.align_d = alignment_of(D, ldd * ds, strideD * ds);
+    key.align_c = key.align_d; /* beta's addend C is D itself */
     key.align_bias = bias ? alignment_of(bias, 0, 0) : 0;
     key.align_aux = aux ? alignment_of(aux, 0, 0) : 0;
     key.workspace = bl->workspace_bytes;
