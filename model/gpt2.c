@@ -42,7 +42,7 @@ tg_status tg_gpt2_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg
     const int L = cfg->n_layer, C = cfg->n_embd;
     if (cfg->padded_vocab_size < cfg->vocab_size || cfg->padded_vocab_size % 128)
         return tg_error_set(err, TG_ERR_ARG, "gpt2: config not finalized (padded_vocab_size)");
-    lay->tensors = calloc((size_t)(2 + 12 * L + 2), sizeof *lay->tensors);
+    lay->tensors = calloc((size_t)tg_gpt2_final_index(L, TG_GPT2_LNF_B) + 1, sizeof *lay->tensors);
     lay->layer_begin = calloc((size_t)L + 1, sizeof *lay->layer_begin);
     TG_CHECK_ALLOC(err, lay->tensors);
     TG_CHECK_ALLOC(err, lay->layer_begin);
@@ -53,17 +53,23 @@ tg_status tg_gpt2_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg
     static const struct {
         const char *suffix;
         int ndim, d0, d1; /* in units of C (d0, d1) */
-    } per_layer[12] = {
-        {"ln_1.weight", 1, 1, 0},       {"ln_1.bias", 1, 1, 0},
-        {"attn.c_attn.weight", 2, 1, 3}, {"attn.c_attn.bias", 1, 3, 0},
-        {"attn.c_proj.weight", 2, 1, 1}, {"attn.c_proj.bias", 1, 1, 0},
-        {"ln_2.weight", 1, 1, 0},       {"ln_2.bias", 1, 1, 0},
-        {"mlp.c_fc.weight", 2, 1, 4},    {"mlp.c_fc.bias", 1, 4, 0},
-        {"mlp.c_proj.weight", 2, 4, 1},  {"mlp.c_proj.bias", 1, 1, 0},
+    } per_layer[TG_GPT2_BLOCK_TENSORS] = {
+        [TG_GPT2_LN1_W] = {"ln_1.weight", 1, 1, 0},
+        [TG_GPT2_LN1_B] = {"ln_1.bias", 1, 1, 0},
+        [TG_GPT2_QKV_W] = {"attn.c_attn.weight", 2, 1, 3},
+        [TG_GPT2_QKV_B] = {"attn.c_attn.bias", 1, 3, 0},
+        [TG_GPT2_ATTPROJ_W] = {"attn.c_proj.weight", 2, 1, 1},
+        [TG_GPT2_ATTPROJ_B] = {"attn.c_proj.bias", 1, 1, 0},
+        [TG_GPT2_LN2_W] = {"ln_2.weight", 1, 1, 0},
+        [TG_GPT2_LN2_B] = {"ln_2.bias", 1, 1, 0},
+        [TG_GPT2_FC_W] = {"mlp.c_fc.weight", 2, 1, 4},
+        [TG_GPT2_FC_B] = {"mlp.c_fc.bias", 1, 4, 0},
+        [TG_GPT2_FCPROJ_W] = {"mlp.c_proj.weight", 2, 4, 1},
+        [TG_GPT2_FCPROJ_B] = {"mlp.c_proj.bias", 1, 1, 0},
     };
     for (int l = 0; l < L; l++) {
         lay->layer_begin[l] = off;
-        for (int i = 0; i < 12; i++) {
+        for (int i = 0; i < TG_GPT2_BLOCK_TENSORS; i++) {
             snprintf(name, sizeof name, "transformer.h.%d.%s", l, per_layer[i].suffix);
             add_tensor(lay, &off, name, l, per_layer[i].ndim, per_layer[i].d0 * C,
                        per_layer[i].d1 * C);
@@ -116,7 +122,7 @@ void tg_gpt2_params_init(const tg_gpt2_layout *lay, float *params, uint64_t seed
         }
         float s = ends_with(t->name, "c_proj.weight") ? std_res : std;
         size_t n = t->numel;
-        if (i == 0) n = (size_t)c->vocab_size * (size_t)c->n_embd; /* wte: padded rows stay 0 */
+        if (i == TG_GPT2_WTE) n = (size_t)c->vocab_size * (size_t)c->n_embd; /* wte: padded rows stay 0 */
         for (size_t k = 0; k < n; k++) p[k] = s * tg_rng_normal(&r);
         for (size_t k = n; k < t->numel; k++) p[k] = 0.0f;
     }

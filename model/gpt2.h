@@ -41,6 +41,36 @@ typedef struct {
 
 #define TG_GPT2_MAX_NAME 64
 
+/* Indices into tg_gpt2_layout.tensors. The table holds wte, wpe, then TG_GPT2_BLOCK_TENSORS
+ * tensors per block in the order of tg_gpt2_block_tensor, then ln_f's two: backends and tests
+ * name a tensor through these rather than by arithmetic of their own. */
+enum { TG_GPT2_WTE = 0, TG_GPT2_WPE = 1, TG_GPT2_FIRST_BLOCK = 2 };
+typedef enum {
+    TG_GPT2_LN1_W,    /* ln_1.weight */
+    TG_GPT2_LN1_B,    /* ln_1.bias */
+    TG_GPT2_QKV_W,    /* attn.c_attn.weight */
+    TG_GPT2_QKV_B,    /* attn.c_attn.bias */
+    TG_GPT2_ATTPROJ_W,/* attn.c_proj.weight */
+    TG_GPT2_ATTPROJ_B,/* attn.c_proj.bias */
+    TG_GPT2_LN2_W,    /* ln_2.weight */
+    TG_GPT2_LN2_B,    /* ln_2.bias */
+    TG_GPT2_FC_W,     /* mlp.c_fc.weight */
+    TG_GPT2_FC_B,     /* mlp.c_fc.bias */
+    TG_GPT2_FCPROJ_W, /* mlp.c_proj.weight */
+    TG_GPT2_FCPROJ_B, /* mlp.c_proj.bias */
+    TG_GPT2_BLOCK_TENSORS
+} tg_gpt2_block_tensor;
+typedef enum { TG_GPT2_LNF_W, TG_GPT2_LNF_B } tg_gpt2_final_tensor;
+
+/* Index of tensor k of block `layer` (0 <= layer < n_layer). */
+static inline int tg_gpt2_block_index(int layer, tg_gpt2_block_tensor k) {
+    return TG_GPT2_FIRST_BLOCK + TG_GPT2_BLOCK_TENSORS * layer + (int)k;
+}
+/* Index of ln_f's weight or bias in a model of n_layer blocks. */
+static inline int tg_gpt2_final_index(int n_layer, tg_gpt2_final_tensor k) {
+    return TG_GPT2_FIRST_BLOCK + TG_GPT2_BLOCK_TENSORS * n_layer + (int)k;
+}
+
 typedef struct {
     char name[TG_GPT2_MAX_NAME]; /* Hugging Face name */
     size_t offset;               /* in elements, into the flat buffer */

@@ -12,18 +12,48 @@
  *   tg_model_grad_sqnorm -> clip factor;  tg_model_adamw(shard)
  *   (all-gather of tg_model_params() when the optimizer is sharded)
  *
- * model/ knows nothing of MPI, files or configs. */
+ * model/ knows nothing of MPI, files, configs or the environment: every choice comes in
+ * tg_model_options. */
 #ifndef TG_MODEL_H
 #define TG_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/log.h"
 #include "core/status.h"
 #include "model/gpt2.h"
 
 typedef enum { TG_DEVICE_CPU = 0, TG_DEVICE_CUDA = 1 } tg_device_kind;
 typedef enum { TG_DTYPE_F32 = 0, TG_DTYPE_BF16 = 1 } tg_dtype;
+
+/* The attention implementation of the CUDA backend in bf16 (fp32 always takes the cuBLASLt +
+ * softmax path: the exact reference). */
+typedef enum {
+    TG_CUDA_ATTN_CUDNN = 0, /* cuDNN's fused SDPA for full batches, the flash kernels for partial
+                             * ones and for shapes cuDNN refuses */
+    TG_CUDA_ATTN_FLASH = 1, /* the flash kernels (model/cuda/flash_attention.cu) */
+    TG_CUDA_ATTN_NAIVE = 2  /* cuBLASLt matmuls and a softmax over the (T, T) matrix */
+} tg_cuda_attention;
+
+/* Choices of the CUDA backend (the CPU ignores them). Zero is each one's default, so a
+ * zero-initialised struct is the default configuration. Values outside the documented ones make
+ * tg_model_init fail with TG_ERR_ARG before any device is touched. */
+typedef struct {
+    tg_cuda_attention attention;
+    int cudnn_atomics;  /* 1: cuDNN's attention backward may use dQ atomics: faster, not bitwise
+                         * reproducible */
+    int cudnn_tune;     /* 1: the first forward/backward times every attention plan cuDNN offers
+                         * and keeps the fastest (not kept across processes) */
+    int cublaslt_tune;  /* 1: the first call of each matmul shape times cuBLASLt's candidates and
+                         * keeps the fastest; tg_model_tuning_get/set carry the choices */
+    int unfused;        /* 1: bias, GELU and dGELU run as kernels of their own instead of in
+                         * cuBLASLt's epilogues (to bisect a numerical difference) */
+    int lmhead_rows;    /* rows per LM-head chunk (>= 0; 0: 8192): the logits exist for one chunk
+                         * at a time, rows x padded vocab elements */
+    int profile;        /* 1: a CUDA event before every op; per-category times through the logger
+                         * when the model is freed (synchronises nothing inside a step) */
+} tg_cuda_options;
 
 typedef struct {
     tg_device_kind device;
@@ -34,6 +64,9 @@ typedef struct {
                          * 1 LayerNorm outputs (~1% time, 2 B*T*C per layer), 2 also GELU outputs */
     int B, T;           /* micro-batch shape; T <= cfg.max_seq_len */
     size_t pad_multiple;/* flat buffers are padded to a multiple of this (>= 1) */
+    tg_cuda_options cuda;
+    const tg_log *log;  /* the backend's diagnostics (NULL: stderr, unprefixed); must outlive
+                         * the model */
 } tg_model_options;
 
 typedef struct tg_model tg_model;
@@ -112,7 +145,7 @@ size_t tg_model_device_bytes(const tg_model *m);
  * it chose and why (e.g. "bf16, attention: cudnn sdpa (deterministic)"). Valid until free. */
 const char *tg_model_describe(const tg_model *m);
 
-/* Choices the backend made by timing (CUDA with TG_CUBLASLT_TUNE=1: cuBLASLt's algorithm per
+/* Choices the backend made by timing (CUDA with opt.cuda.cublaslt_tune: cuBLASLt's algorithm per
  * matmul shape), which differ between processes and change the results' rounding. get: an
  * opaque malloc'd blob of the choices made so far (*blob = NULL, *len = 0 when none: the CPU
  * backend, or tuning off); set, before the first forward: make the same choices as the process

@@ -31,7 +31,8 @@ static const key_spec KEYS[] = {
     {"data", "val", K_STR, F(val), 0, 0, NULL, "", "validation shards (glob); empty = none"},
     {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
     {"train", "device", K_ENUM, F(device), 0, 0, "auto|cpu|cuda", "auto", "auto = cuda when built with it and a GPU is present"},
-    {"train", "precision", K_ENUM, F(precision), 0, 0, "bf16|fp32", "bf16", "CUDA precision (the CPU trains in fp32; TG_CPU_EMULATE_BF16=1 emulates bf16 storage)"},
+    {"train", "precision", K_ENUM, F(precision), 0, 0, "bf16|fp32", "bf16", "CUDA precision (the CPU trains in fp32 unless train.cpu_emulate_bf16=1)"},
+    {"train", "cpu_emulate_bf16", K_INT, F(cpu_emulate_bf16), 0, 1, NULL, "0", "CPU with precision=bf16: 1 = round to bf16 where CUDA stores bf16 (the reference for bf16 GPU curves)"},
     {"train", "recompute", K_INT, F(recompute), 0, 2, NULL, "0", "CUDA: recompute in backward: 1 LayerNorm outputs, 2 also GELU"},
     {"train", "micro_batch", K_INT, F(micro_batch), 1, 1 << 20, NULL, "4", "sequences per rank per micro-step (B)"},
     {"train", "total_batch_tokens", K_I64, F(total_batch_tokens), 0, 1e15, NULL, "0", "global batch in tokens; 0 = micro_batch*seq_len*world"},
@@ -58,6 +59,13 @@ static const key_spec KEYS[] = {
     {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
     {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
     {"run", "out_dir", K_STR, F(out_dir), 0, 0, NULL, "runs/default", "run directory (metrics, config, checkpoints)"},
+    {"cuda", "attention", K_ENUM, F(cuda_attention), 0, 0, "cudnn|flash|naive", "cudnn", "bf16 attention: cuDNN SDPA, own flash kernels, or cuBLASLt + softmax (fp32 always uses the last)"},
+    {"cuda", "cudnn_deterministic", K_INT, F(cuda_cudnn_deterministic), 0, 1, NULL, "1", "0 = cuDNN's faster attention backward with dQ atomics (not bitwise reproducible)"},
+    {"cuda", "cudnn_tune", K_INT, F(cuda_cudnn_tune), 0, 1, NULL, "0", "1 = time every cuDNN attention plan on the first step, keep the fastest"},
+    {"cuda", "cublaslt_tune", K_INT, F(cuda_cublaslt_tune), 0, 1, NULL, "0", "1 = time cuBLASLt's candidates per matmul shape, keep the fastest (saved for resumes)"},
+    {"cuda", "fusion", K_INT, F(cuda_fusion), 0, 1, NULL, "1", "0 = bias, GELU and dGELU as separate kernels instead of cuBLASLt epilogues"},
+    {"cuda", "lmhead_rows", K_INT, F(cuda_lmhead_rows), 1, 1 << 30, NULL, "8192", "rows per LM-head chunk (the logits buffer holds rows x padded vocab)"},
+    {"cuda", "profile", K_INT, F(cuda_profile), 0, 1, NULL, "0", "1 = time every op with CUDA events; a table per category at the end"},
 };
 #undef F
 #define N_KEYS (sizeof KEYS / sizeof KEYS[0])
@@ -103,7 +111,7 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
     const key_spec *k = find_key(section, name, &section_known);
     if (!section_known)
         return tg_error_set(err, TG_ERR_CONFIG,
-                            "%s: unknown section [%s] (known: model, data, train, checkpoint, run)",
+                            "%s: unknown section [%s] (known: model, data, train, checkpoint, run, cuda)",
                             where, section);
     if (!k)
         return tg_error_set(err, TG_ERR_CONFIG,

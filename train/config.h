@@ -26,6 +26,7 @@ typedef struct {
     /* [train] */
     char device[8];          /* auto | cpu | cuda */
     char precision[8];       /* bf16 | fp32 */
+    int cpu_emulate_bf16;    /* CPU with bf16: round where the CUDA backend stores bf16 */
     int recompute;
     int micro_batch;         /* B per rank */
     int64_t total_batch_tokens;
@@ -46,6 +47,10 @@ typedef struct {
     int ckpt_keep;
     /* [run] */
     char out_dir[TG_PATH_MAX];
+    /* [cuda]: the CUDA backend's choices (model/model.h tg_cuda_options) */
+    char cuda_attention[8];  /* cudnn | flash | naive */
+    int cuda_cudnn_deterministic, cuda_cudnn_tune, cuda_cublaslt_tune, cuda_fusion, cuda_profile;
+    int cuda_lmhead_rows;
 } tg_config;
 
 /* Fills the defaults. */

@@ -152,6 +152,19 @@ tg_device_kind tg_train_device(const tg_config *cfg) {
     return tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
 }
 
+tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
+    tg_cuda_options o = {.attention = strcmp(cfg->cuda_attention, "flash") == 0   ? TG_CUDA_ATTN_FLASH
+                                      : strcmp(cfg->cuda_attention, "naive") == 0 ? TG_CUDA_ATTN_NAIVE
+                                                                                  : TG_CUDA_ATTN_CUDNN,
+                         .cudnn_atomics = !cfg->cuda_cudnn_deterministic,
+                         .cudnn_tune = cfg->cuda_cudnn_tune,
+                         .cublaslt_tune = cfg->cuda_cublaslt_tune,
+                         .unfused = !cfg->cuda_fusion,
+                         .lmhead_rows = cfg->cuda_lmhead_rows,
+                         .profile = cfg->cuda_profile};
+    return o;
+}
+
 /* Gradient bucket hook: on NCCL, all-reduce each layer's gradients as soon as backward made them. */
 static void on_grads_ready(void *ctx, size_t lo, size_t hi) {
     trainer *tr = ctx;
@@ -295,9 +308,9 @@ cleanup:
 
 /* ---- the backend's timed choices (tg_model_tuning_get): <out_dir>/tuning/rank-NNNNN.bin ----
  * Written by every rank whenever its set changes (the first step, the first evaluation), read
- * back on resume before the first forward, so a resumed run with TG_CUBLASLT_TUNE=1 uses the
+ * back on resume before the first forward, so a resumed run with cuda.cublaslt_tune=1 uses the
  * algorithms the run it continues used: the same bits. Nothing is written when nothing is
- * timed. (cuDNN's TG_CUDNN_TUNE plans are not kept: docs/cuda.md.) */
+ * timed. (cuDNN's plans timed with cuda.cudnn_tune are not kept: docs/cuda.md.) */
 static void tuning_path(const char *run_dir, int rank, char *path, size_t cap) {
     snprintf(path, cap, "%s/tuning/rank-%05d.bin", run_dir, rank);
 }
@@ -425,16 +438,16 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     TG_TRY(tg_gpt2_config_finalize(&mc, err));
     tg_model_options mo = {.device = tg_train_device(cfg),
                            .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
-                           .pad_multiple = (size_t)tr->world * 64};
+                           .pad_multiple = (size_t)tr->world * 64, .cuda = tg_train_cuda_options(cfg),
+                           .log = tr->lg};
     if (mo.device == TG_DEVICE_CUDA) {
         int n = tg_model_cuda_device_count();
         mo.bf16 = strcmp(cfg->precision, "bf16") == 0;
         TG_TRY(tg_comm_pick_cuda_device(comm, n, &mo.cuda_device, err));
     } else {
-        /* The CPU reference trains in fp32. TG_CPU_EMULATE_BF16=1 (a test switch) makes it round
-         * to bf16 where the CUDA backend stores bf16: the reference for bf16 loss curves. */
-        const char *emu = getenv("TG_CPU_EMULATE_BF16");
-        mo.bf16 = emu && strcmp(emu, "1") == 0 && strcmp(cfg->precision, "bf16") == 0;
+        /* The CPU reference trains in fp32; train.cpu_emulate_bf16 makes it round to bf16 where
+         * the CUDA backend stores bf16: the reference for bf16 loss curves. */
+        mo.bf16 = cfg->cpu_emulate_bf16 && strcmp(cfg->precision, "bf16") == 0;
     }
     TG_TRY(tg_model_init(&tr->model, &mc, &mo, err));
     tr->n_params = tg_model_layout(tr->model)->n_params;

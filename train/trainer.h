@@ -24,6 +24,8 @@ typedef struct {
 
 /* train.device resolved: auto = CUDA when built with it and a GPU is visible, else CPU. */
 tg_device_kind tg_train_device(const tg_config *cfg);
+/* The [cuda] section as the model's options. */
+tg_cuda_options tg_train_cuda_options(const tg_config *cfg);
 
 /* Runs the training loop. On success *stopped is 1 if a stop request ended it early (after
  * saving a checkpoint), else 0. */

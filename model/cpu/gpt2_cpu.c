@@ -86,7 +86,7 @@ typedef struct {
 } cpu_layer;
 
 static cpu_layer cpu_layer_at(const tg_gpt2_layout *lay, float *base, int l) {
-    const tg_tensor_info *t = &lay->tensors[2 + 12 * l];
+    const tg_tensor_info *t = &lay->tensors[tg_gpt2_block_index(l, TG_GPT2_LN1_W)];
     cpu_layer p = {
         base + t[0].offset, base + t[1].offset, base + t[2].offset,  base + t[3].offset,
         base + t[4].offset, base + t[5].offset, base + t[6].offset,  base + t[7].offset,
@@ -245,6 +245,7 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
     cpu_impl *p = m->impl;
     const tg_gpt2_layout *lay = &m->lay;
     const int L = lay->cfg.n_layer, C = lay->cfg.n_embd, NH = lay->cfg.n_head;
+    const int lnf_w = tg_gpt2_final_index(L, TG_GPT2_LNF_W), lnf_b = tg_gpt2_final_index(L, TG_GPT2_LNF_B);
     const int V = lay->cfg.vocab_size, Vp = lay->cfg.padded_vocab_size;
     const int B = B_used, T = m->opt.T, BT = B * T;
     /* Per-layer slices are strided by the allocated rows, not by B_used. */
@@ -307,7 +308,7 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
         cpu_bf16(p, res3, (size_t)BT * C);
     }
     tg_cpu_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * sBTC,
-                             cpu_tensor(lay, params, 2 + 12 * L), cpu_tensor(lay, params, 3 + 12 * L),
+                             cpu_tensor(lay, params, lnf_w), cpu_tensor(lay, params, lnf_b),
                              BT, C);
     cpu_bf16(p, a->lnf, (size_t)BT * C);
     /* logits = lnf @ wte^T over all Vp columns (padded ones included; they are simply unused). */
@@ -353,6 +354,7 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
     cpu_impl *p = m->impl;
     const tg_gpt2_layout *lay = &m->lay;
     const int L = lay->cfg.n_layer, C = lay->cfg.n_embd, NH = lay->cfg.n_head;
+    const int lnf_w = tg_gpt2_final_index(L, TG_GPT2_LNF_W), lnf_b = tg_gpt2_final_index(L, TG_GPT2_LNF_B);
     const int V = lay->cfg.vocab_size, Vp = lay->cfg.padded_vocab_size;
     const int B = p->B_used, T = m->opt.T, BT = B * T;
     const size_t sBTC = (size_t)m->opt.B * T * C, sBT = (size_t)m->opt.B * T;
@@ -373,10 +375,10 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
     tg_cpu_gemm(s->dln, (size_t)C, s->dlogits, (size_t)Vp, 1, wte, (size_t)C, NULL, BT, C, V, 0);
     tg_cpu_gemm(dwte, (size_t)C, s->dlogits, 1, (size_t)Vp, a->lnf, (size_t)C, NULL, V, C, BT, 1);
     memset(s->dresidual, 0, (size_t)BT * C * sizeof(float));
-    tg_cpu_layernorm_backward(s->dresidual, cpu_tensor(lay, grads, 2 + 12 * L),
-                              cpu_tensor(lay, grads, 3 + 12 * L), s->dln,
+    tg_cpu_layernorm_backward(s->dresidual, cpu_tensor(lay, grads, lnf_w),
+                              cpu_tensor(lay, grads, lnf_b), s->dln,
                               a->residual3 + (size_t)(L - 1) * sBTC,
-                              cpu_tensor(lay, params, 2 + 12 * L), a->lnf_mean, a->lnf_rstd, BT, C);
+                              cpu_tensor(lay, params, lnf_w), a->lnf_mean, a->lnf_rstd, BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
         cpu_layer w = cpu_layer_at(lay, params, l), g = cpu_layer_at(lay, grads, l);

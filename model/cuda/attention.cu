@@ -99,14 +99,13 @@ template <typename X>
 tg_status tg_cuda_attention_probs(const tg_cuda_blas *bl, X *att, const X *qkvr, int B, int T,
                                   int C, int NH, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const int HS = C / NH;
     const size_t BTC = (size_t)B * T * C, rows = (size_t)B * NH * T;
     const long long sq = (long long)T * HS, sa = (long long)T * T;
     const X *q = qkvr, *k = qkvr + BTC;
     /* preatt (T, T) = q (T, HS) @ k^T / sqrt(HS), per (b, h) */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, att, q, k, T, T, HS, 0, 1, 1.0f / sqrtf((float)HS), 0.0f,
-                          B * NH, sq, sq, sa, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, att, q, k, T, T, HS, 0, 1, 1.0f / sqrtf((float)HS), B * NH, sq, sq, sa, s,
+                                     err));
     causal_softmax_kernel<X><<<rows_blocks(rows), TG_CUDA_THREADS, 0, s>>>(att, rows, T);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
@@ -118,7 +117,6 @@ tg_status tg_cuda_attention_forward(const tg_cuda_blas *bl, X *out, X *qkvr, X *
                                     const X *qkv, int B, int T, int C, int NH, cudaStream_t s,
                                     tg_error *err) {
     tg_status st = TG_OK;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const int HS = C / NH;
     const size_t BTC = (size_t)B * T * C;
     const long long sq = (long long)T * HS, sa = (long long)T * T;
@@ -126,8 +124,7 @@ tg_status tg_cuda_attention_forward(const tg_cuda_blas *bl, X *out, X *qkvr, X *
     TG_CUDA_LAUNCH_CHECK(err);
     TG_TRY(tg_cuda_attention_probs<X>(bl, att, qkvr, B, T, C, NH, s, err));
     /* y (T, HS) = att (T, T) @ v (T, HS) */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, y, att, qkvr + 2 * BTC, T, HS, T, 0, 0, 1.0f, 0.0f,
-                          B * NH, sa, sq, sq, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, y, att, qkvr + 2 * BTC, T, HS, T, 0, 0, 1.0f, B * NH, sa, sq, sq, s, err));
     permute_heads_kernel<X><<<tg_cuda_blocks(BTC), TG_CUDA_THREADS, 0, s>>>(out, y, B, T, NH, HS, 0);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
@@ -139,7 +136,6 @@ tg_status tg_cuda_attention_backward(const tg_cuda_blas *bl, X *dqkv, X *dqkvr, 
                                      const X *dout, const X *qkvr, const X *att, int B, int T,
                                      int C, int NH, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const int HS = C / NH;
     const size_t BTC = (size_t)B * T * C, rows = (size_t)B * NH * T;
     const long long sq = (long long)T * HS, sa = (long long)T * T;
@@ -149,18 +145,14 @@ tg_status tg_cuda_attention_backward(const tg_cuda_blas *bl, X *dqkv, X *dqkvr, 
     permute_heads_kernel<X><<<tg_cuda_blocks(BTC), TG_CUDA_THREADS, 0, s>>>(dy, dout, B, T, NH, HS, 1);
     TG_CUDA_LAUNCH_CHECK(err);
     /* datt (T, T) = dy (T, HS) @ v^T */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, datt, dy, v, T, T, HS, 0, 1, 1.0f, 0.0f, B * NH, sq, sq,
-                          sa, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, datt, dy, v, T, T, HS, 0, 1, 1.0f, B * NH, sq, sq, sa, s, err));
     /* dv (T, HS) = att^T (T, T) @ dy (T, HS) */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, dv, att, dy, T, HS, T, 1, 0, 1.0f, 0.0f, B * NH, sa, sq,
-                          sq, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, dv, att, dy, T, HS, T, 1, 0, 1.0f, B * NH, sa, sq, sq, s, err));
     causal_softmax_backward_kernel<X><<<rows_blocks(rows), TG_CUDA_THREADS, 0, s>>>(datt, att, rows, T);
     TG_CUDA_LAUNCH_CHECK(err);
     /* dq = dpreatt @ k / sqrt(HS);  dk = dpreatt^T @ q / sqrt(HS) */
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, dq, datt, k, T, HS, T, 0, 0, scale, 0.0f, B * NH, sa, sq,
-                          sq, TG_EPI_NONE, NULL, NULL, err));
-    TG_TRY(tg_cuda_matmul(bl, s, dt, dt, dk, datt, q, T, HS, T, 1, 0, scale, 0.0f, B * NH, sa, sq,
-                          sq, TG_EPI_NONE, NULL, NULL, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, dq, datt, k, T, HS, T, 0, 0, scale, B * NH, sa, sq, sq, s, err));
+    TG_TRY(tg_cuda_matmul_batched<X>(bl, dk, datt, q, T, HS, T, 1, 0, scale, B * NH, sa, sq, sq, s, err));
     unpermute_qkv_kernel<X><<<tg_cuda_blocks(BTC), TG_CUDA_THREADS, 0, s>>>(dqkv, dq, dk, dv, B, T, NH, HS);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:

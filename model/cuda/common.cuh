@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 extern "C" {
+#include "core/log.h"
 #include "core/status.h"
 }
 

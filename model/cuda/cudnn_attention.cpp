@@ -9,7 +9,7 @@
  * reads it). The graphs are built once, at init, for one (B, T, NH, HS); building is slow
  * (~1 s) and may fail where cuDNN has no engine — then init reports why and the caller falls
  * back. The backward graph asks for cuDNN's deterministic algorithm (no dQ atomics) unless
- * deterministic = 0, so training stays bitwise reproducible. With tune (TG_CUDNN_TUNE=1, an A/B
+ * deterministic = 0, so training stays bitwise reproducible. With tune (an opt-in speed
  * option) every candidate plan is built and the first call of each direction times them
  * (cudnn-frontend's autotune) and keeps the fastest; like cuBLASLt tuning, the pick can differ
  * between processes. */
@@ -40,6 +40,7 @@ struct tg_cudnn_attn {
     void *ws;
     float scale;
     int tune_fwd, tune_bwd; /* autotune still to do on the first call (tune) */
+    const tg_log *log;      /* says which plan autotuning picked */
 };
 
 /* q, k or v (B, NH, T, HS) inside qkv (B, T, 3, NH, HS) */
@@ -109,13 +110,14 @@ static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune, 
 }
 
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
-                             int tune, char *why, size_t why_n, tg_error *err) {
+                             int tune, const tg_log *log, char *why, size_t why_n, tg_error *err) {
     tg_status st = TG_OK;
     std::string msg;
     int64_t wf = 0, wb = 0;
     tg_cudnn_attn *a = new tg_cudnn_attn();
     *out = NULL;
     a->scale = 1.0f / sqrtf((float)HS);
+    a->log = log;
     if (cudnnCreate(&a->handle) != CUDNN_STATUS_SUCCESS) {
         msg = "cudnnCreate failed (no usable cuDNN library?)";
         goto unsupported;
@@ -195,7 +197,7 @@ void tg_cudnn_attn_set_workspace(tg_cudnn_attn *a, void *ws) {
 }
 
 /* With *tune set: first times every built plan on these operands (cudnn-frontend's autotune:
- * synchronises; outputs are rewritten by the real call) and keeps the fastest, saying on stderr
+ * synchronises; outputs are rewritten by the real call) and keeps the fastest, saying through the log
  * which of how many; then clears *tune. */
 static tg_status run(tg_cudnn_attn *a, fe::graph::Graph &g, std::unordered_map<int64_t, void *> &pack,
                      cudaStream_t s, const char *what, int *tune, tg_error *err) {
@@ -208,8 +210,8 @@ static tg_status run(tg_cudnn_attn *a, fe::graph::Graph &g, std::unordered_map<i
         fe::error_t e = g.autotune(a->handle, pack, a->ws);
         if (e.is_bad()) TG_FAIL(err, TG_ERR_CUDA, "cudnn attention %s: autotune: %s", what, e.get_message().c_str());
         (void)g.get_plan_name(best);
-        fprintf(stderr, "cudnn attention %s: autotuned %lld plans: heuristic's %s, fastest %s\n", what,
-                (long long)g.get_execution_plan_count(), first.c_str(), best.c_str());
+        tg_log_info(a->log, "cudnn attention %s: autotuned %lld plans: heuristic's %s, fastest %s", what,
+                    (long long)g.get_execution_plan_count(), first.c_str(), best.c_str());
         *tune = 0;
     }
     {
@@ -261,8 +263,8 @@ struct tg_cudnn_attn {
 };
 
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
-                             int tune, char *why, size_t why_n, tg_error *err) {
-    (void)B, (void)T, (void)NH, (void)HS, (void)deterministic, (void)tune, (void)err;
+                             int tune, const tg_log *log, char *why, size_t why_n, tg_error *err) {
+    (void)B, (void)T, (void)NH, (void)HS, (void)deterministic, (void)tune, (void)log, (void)err;
     *out = NULL;
     snprintf(why, why_n, "built without cudnn-frontend (scripts/install-deps.sh fetches it)");
     return TG_OK;

@@ -15,15 +15,16 @@
 #include <stddef.h>
 
 extern "C" {
+#include "core/log.h"
 #include "core/status.h"
 }
 
 typedef struct tg_cudnn_attn tg_cudnn_attn;
 /* deterministic: the backward without dQ atomics (bitwise reproducible). tune: build every
  * candidate plan, and time them on the first forward / backward call (which then synchronises),
- * keeping the fastest. */
+ * keeping the fastest and saying which through log (NULL: stderr; it must outlive a). */
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
-                             int tune, char *why, size_t why_n, tg_error *err);
+                             int tune, const tg_log *log, char *why, size_t why_n, tg_error *err);
 size_t tg_cudnn_attn_workspace(const tg_cudnn_attn *a);
 void tg_cudnn_attn_set_workspace(tg_cudnn_attn *a, void *ws);
 tg_status tg_cudnn_attn_forward(tg_cudnn_attn *a, __nv_bfloat16 *y, float *stats, const __nv_bfloat16 *qkv,

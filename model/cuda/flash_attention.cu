@@ -444,20 +444,13 @@ flash_backward_dq_kernel(tg_bf16 *dqkv, const tg_bf16 *dy, const tg_bf16 *qkv, c
 
 int tg_cuda_flash_supported(int HS) { return HS == 16 || HS == 32 || HS == 64; }
 
-/* TG_CUDA_FLASH_PIPE=0 selects the unpipelined kernels (for comparison; same arithmetic, so the
- * same bits). Read at every launch (a few per layer): tests switch it. */
-static bool flash_pipe(void) {
-    const char *e = getenv("TG_CUDA_FLASH_PIPE");
-    return !(e && strcmp(e, "0") == 0);
-}
-
 template <int HS>
-static tg_status flash_forward(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int NH,
+static tg_status flash_forward(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int NH, bool pipe,
                                cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
     const dim3 grid((unsigned)((T + FA_ROWS - 1) / FA_ROWS), (unsigned)(B * NH));
     const float sl2 = (float)(1.4426950408889634 / sqrt((double)HS));
-    if (flash_pipe()) flash_forward_kernel<HS, true><<<grid, FA_THREADS, 0, s>>>(y, lse, qkv, T, NH, sl2);
+    if (pipe) flash_forward_kernel<HS, true><<<grid, FA_THREADS, 0, s>>>(y, lse, qkv, T, NH, sl2);
     else flash_forward_kernel<HS, false><<<grid, FA_THREADS, 0, s>>>(y, lse, qkv, T, NH, sl2);
     TG_CUDA_LAUNCH_CHECK(err);
 cleanup:
@@ -466,7 +459,7 @@ cleanup:
 
 template <int HS>
 static tg_status flash_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
-                                const tg_bf16 *qkv, const float *lse, int B, int T, int NH,
+                                const tg_bf16 *qkv, const float *lse, int B, int T, int NH, bool pipe,
                                 cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
     const dim3 grid((unsigned)((T + FA_ROWS - 1) / FA_ROWS), (unsigned)(B * NH));
@@ -475,7 +468,7 @@ static tg_status flash_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy, 
     const size_t threads = (size_t)B * T * NH * (HS / 8);
     flash_delta_kernel<HS><<<(unsigned)((threads + 255) / 256), 256, 0, s>>>(delta, dy, y, B, T, NH);
     TG_CUDA_LAUNCH_CHECK(err);
-    if (flash_pipe()) {
+    if (pipe) {
         flash_backward_dkv_kernel<HS, true><<<grid, FA_THREADS, 0, s>>>(dqkv, dy, qkv, lse, delta, T, NH,
                                                                         (float)scale, sl2);
         TG_CUDA_LAUNCH_CHECK(err);
@@ -493,29 +486,53 @@ cleanup:
     return st;
 }
 
-tg_status tg_cuda_flash_attention_forward(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T,
-                                          int C, int NH, cudaStream_t s, tg_error *err) {
+/* pipe: the cp.async double-buffered kernels (the product's); without it the plain ones, which do
+ * the same arithmetic (the same bits) and serve tests as the reference for the pipelining. */
+static tg_status flash_forward_any(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C, int NH,
+                                   bool pipe, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
     switch (C / NH) {
-    case 16: TG_TRY(flash_forward<16>(y, lse, qkv, B, T, NH, s, err)); break;
-    case 32: TG_TRY(flash_forward<32>(y, lse, qkv, B, T, NH, s, err)); break;
-    case 64: TG_TRY(flash_forward<64>(y, lse, qkv, B, T, NH, s, err)); break;
+    case 16: TG_TRY(flash_forward<16>(y, lse, qkv, B, T, NH, pipe, s, err)); break;
+    case 32: TG_TRY(flash_forward<32>(y, lse, qkv, B, T, NH, pipe, s, err)); break;
+    case 64: TG_TRY(flash_forward<64>(y, lse, qkv, B, T, NH, pipe, s, err)); break;
     default: TG_FAIL(err, TG_ERR_ARG, "flash attention: head size %d not supported (16, 32, 64)", C / NH);
     }
 cleanup:
     return st;
 }
 
-tg_status tg_cuda_flash_attention_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy,
-                                           const tg_bf16 *y, const tg_bf16 *qkv, const float *lse,
-                                           int B, int T, int C, int NH, cudaStream_t s, tg_error *err) {
+static tg_status flash_backward_any(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+                                    const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH, bool pipe,
+                                    cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
     switch (C / NH) {
-    case 16: TG_TRY(flash_backward<16>(dqkv, delta, dy, y, qkv, lse, B, T, NH, s, err)); break;
-    case 32: TG_TRY(flash_backward<32>(dqkv, delta, dy, y, qkv, lse, B, T, NH, s, err)); break;
-    case 64: TG_TRY(flash_backward<64>(dqkv, delta, dy, y, qkv, lse, B, T, NH, s, err)); break;
+    case 16: TG_TRY(flash_backward<16>(dqkv, delta, dy, y, qkv, lse, B, T, NH, pipe, s, err)); break;
+    case 32: TG_TRY(flash_backward<32>(dqkv, delta, dy, y, qkv, lse, B, T, NH, pipe, s, err)); break;
+    case 64: TG_TRY(flash_backward<64>(dqkv, delta, dy, y, qkv, lse, B, T, NH, pipe, s, err)); break;
     default: TG_FAIL(err, TG_ERR_ARG, "flash attention: head size %d not supported (16, 32, 64)", C / NH);
     }
 cleanup:
     return st;
+}
+
+tg_status tg_cuda_flash_attention_forward(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T,
+                                          int C, int NH, cudaStream_t s, tg_error *err) {
+    return flash_forward_any(y, lse, qkv, B, T, C, NH, true, s, err);
+}
+
+tg_status tg_cuda_flash_attention_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy,
+                                           const tg_bf16 *y, const tg_bf16 *qkv, const float *lse,
+                                           int B, int T, int C, int NH, cudaStream_t s, tg_error *err) {
+    return flash_backward_any(dqkv, delta, dy, y, qkv, lse, B, T, C, NH, true, s, err);
+}
+
+tg_status tg_cuda_flash_attention_forward_plain(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C,
+                                                int NH, cudaStream_t s, tg_error *err) {
+    return flash_forward_any(y, lse, qkv, B, T, C, NH, false, s, err);
+}
+
+tg_status tg_cuda_flash_attention_backward_plain(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+                                                 const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH,
+                                                 cudaStream_t s, tg_error *err) {
+    return flash_backward_any(dqkv, delta, dy, y, qkv, lse, B, T, C, NH, false, s, err);
 }

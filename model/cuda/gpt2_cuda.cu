@@ -1,166 +1,15 @@
-/* model/cuda/gpt2_cuda.cu — the CUDA backend of model/model.h (tg_cuda_backend_ops).
- *
- * Device memory (one cudaMalloc each, made at init / opt_init, never inside a step):
- *   params   n_padded working weights, X = bf16 (opt.bf16) or fp32
- *   grads    n_padded fp32 (accumulated across micro-batches, reduced by the trainer)
- *   opt      m, v (+ fp32 master weights when X = bf16) for the shard [opt_lo, opt_hi)
- *   acts     every activation kept for backward, the backward scratch buffers, the cuBLASLt
- *            workspace, the uploaded token/target/bucket arrays and small tables.
- * Pinned host memory holds the upload staging area and the loss/norm read-backs.
- *
- * Precision: activations and their gradients are X; matmuls accumulate in fp32 (no TF32);
- * LayerNorm/softmax/cross-entropy statistics are fp32; parameter gradients are fp32.
- * A step synchronises the host only in tg_model_loss and tg_model_grad_sqnorm (which return
- * values), and in forward only if the previous forward's input upload is still pending. */
+/* model/cuda/gpt2_cuda.cu — the CUDA backend of model/model.h (tg_cuda_backend_ops): the model's
+ * life cycle (init, the activation layout, free) and its step (forward, the LM head and loss,
+ * backward, gradient norm, AdamW). The state, the memory it holds and the precision are
+ * described in gpt2_cuda.cuh; options, host staging and profiling live in the files it names. */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/cuda/ops.cuh"
-
-extern "C" {
-#include "model/backend.h"
-}
+#include "model/cuda/gpt2_cuda.cuh"
 
 #define TG_CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
-#define TG_CUDA_CHUNK_ELEMS ((size_t)1 << 22) /* host<->device conversion chunk */
 #define TG_CUDA_ALIGN 256
-
-/* Activations of one transformer block; (B,T,C) unless noted, X unless fp32. With
- * opt.recompute >= 1, ln1 and ln2 point to one shared buffer each; with 2, att and fch_gelu too. */
-typedef struct {
-    void *ln1;                   /* LayerNorm 1 output */
-    float *ln1_mean, *ln1_rstd;  /* (B,T) */
-    void *qkvr;                  /* q, k, v each (B,NH,T,HS); flash: the qkv projection (B,T,3C) */
-    void *att;                   /* (B,NH,T,T) causal softmax; NULL with flash attention */
-    float *lse;                  /* flash: (B,NH,T) log2-sum-exp of the attention rows */
-    void *atty;                  /* attention output before c_proj */
-    void *res2;                  /* residual after attention */
-    void *ln2;
-    float *ln2_mean, *ln2_rstd;
-    void *fch;                   /* (B,T,4C) c_fc output = GELU input */
-    void *fch_gelu;              /* (B,T,4C) */
-    void *res3;                  /* block output */
-} cuda_layer_acts;
-
-/* TG_CUDA_PROFILE=1: an event before every op on the stream; the time between two events is the
- * op's (kernels on one stream run in order), summed per phase and category and printed to stderr
- * when the model is freed. A diagnostic for `truthgpt bench`, not for training. */
-enum { P_MATMUL, P_LMHEAD, P_ATTN, P_LAYERNORM, P_ELEMWISE, P_XENT, P_OPTIM, P_OTHER, P_NCAT };
-static const char *const prof_cat_name[P_NCAT] = {
-    "matmul (blocks)", "matmul (LM head)", "attention", "residual+layernorm", "gelu/bias/embed", "cross-entropy",
-    "optimizer (norm+adamw)", "other (host, upload, idle)"};
-#define TG_PROF_MAX_EVENTS 4096
-typedef struct {
-    int phase, n, steps; /* phase: 0 forward, 1 backward, 2 optimizer/other */
-    cudaEvent_t ev[TG_PROF_MAX_EVENTS];
-    unsigned char tag[TG_PROF_MAX_EVENTS]; /* cat * 3 + phase of the segment starting at ev[i] */
-    double ms[P_NCAT * 3];
-} cuda_prof;
-
-typedef struct {
-    int bf16;
-    int recompute; /* opt.recompute: 0 keep everything, 1 recompute LayerNorm outputs, 2 also GELU
-                    * (and the T x T attention probabilities) */
-    int flash; /* attention by flash_attention.cu (bf16, supported head size, not TG_CUDA_ATTN=naive) */
-    tg_cudnn_attn *cudnn; /* with flash: cuDNN SDPA for full batches (B_used == B), when it built */
-    void *cudnn_ws;
-    int cudnn_last;       /* the last forward's attention ran on cuDNN (its backward must too) */
-    char note[256];       /* tg_model_describe */
-    size_t xs; /* sizeof(X) */
-    int B, T, C, NH, L, V, Vp;
-    cudaStream_t stream;
-    cudaEvent_t ev_upload; /* the last input upload has been read from h_io */
-    tg_cuda_blas blas;
-
-    void *params;  /* n_padded X */
-    float *grads;  /* n_padded */
-    float *opt_mem, *opt_m, *opt_v, *master;
-    size_t opt_lo, opt_hi;
-    tg_cuda_adamw_chunk *opt_chunks; /* the shard in per-tensor pieces (device) */
-    int n_opt_chunks;
-    int opt_ready;
-
-    char *act_mem;
-    size_t act_bytes;
-    cuda_layer_acts *layers; /* L */
-    void *encoded, *lnf;                 /* (B,T,C) */
-    void *logits;                        /* (head_rows, Vp): one row chunk of the LM head */
-    float *lnf_mean, *lnf_rstd, *losses; /* (B,T) */
-    float *lse;                          /* (head_rows): log-sum-exp of the chunk's rows */
-    int head_rows;                       /* rows per LM-head chunk (TG_CUDA_LMHEAD_ROWS) */
-    /* backward scratch, reused by every layer */
-    void *dres;    /* (B,T,C) gradient of the residual stream */
-    void *s_btc;   /* (B,T,C): c_proj outputs (forward), LayerNorm-output gradients (backward) */
-    void *s_bt4c;  /* (B,T,4C): qkv (forward), dfch then dqkv (backward) */
-    void *s_dqkvr; /* 3 x (B,NH,T,HS) */
-    void *s_heads; /* (B,NH,T,HS): attention y (forward), dy (backward) */
-    void *s_datt;  /* (B,NH,T,T) */
-    float *s_delta; /* flash: (B,NH,T) rowsum(dy * y) */
-    float *s_partial; /* TG_CUDA_COL_CHUNKS x 4C column-reduction partials */
-    int32_t *d_io;    /* mirror of h_io */
-    double *d_norm;               /* TG_CUDA_NORM_BLOCKS */
-
-    /* pinned host */
-    char *h_mem;
-    int32_t *h_io; /* tokens[BT] targets[BT] uniq[BT] seg[BT+1] pos[BT] */
-    float *h_losses;
-    double *h_norm;
-    void *h_chunk; /* TG_CUDA_CHUNK_ELEMS * 4 bytes */
-    int *h_count;  /* V, for the bucket sort (plain host memory) */
-
-    /* state of the last forward */
-    int B_used, has_targets, n_valid, n_uniq;
-    int logits_valid;   /* the last forward's logits can be made (until backward) */
-    int losses_ready;   /* losses hold the last forward's per-row losses */
-    int backward_ready; /* a forward with targets whose backward has not run yet */
-    cuda_prof *prof;    /* NULL unless TG_CUDA_PROFILE=1 */
-} cuda_impl;
-
-/* Starts a profiled segment of category cat (no-op unless profiling). */
-static void prof_mark(cuda_impl *p, int cat) {
-    cuda_prof *pr = p->prof;
-    if (!pr || pr->n >= TG_PROF_MAX_EVENTS) return;
-    if (cudaEventRecord(pr->ev[pr->n], p->stream) != cudaSuccess) return;
-    pr->tag[pr->n++] = (unsigned char)(cat * 3 + (cat == P_OPTIM || cat == P_OTHER ? 2 : pr->phase));
-}
-
-/* After a device sync: adds the closed segments to the totals; the last event stays open. */
-static void prof_collect(cuda_impl *p) {
-    cuda_prof *pr = p->prof;
-    if (!pr || pr->n < 2) return;
-    for (int i = 0; i + 1 < pr->n; i++) {
-        float ms = 0.0f;
-        if (cudaEventElapsedTime(&ms, pr->ev[i], pr->ev[i + 1]) == cudaSuccess && pr->steps >= 3)
-            pr->ms[pr->tag[i]] += ms; /* the first 3 steps are warm-up */
-    }
-    cudaEvent_t last = pr->ev[pr->n - 1];
-    pr->ev[pr->n - 1] = pr->ev[0];
-    pr->ev[0] = last;
-    pr->tag[0] = P_OTHER * 3 + 2;
-    pr->n = 1;
-    pr->steps++;
-}
-
-static void prof_print(const cuda_impl *p) {
-    const cuda_prof *pr = p->prof;
-    const int steps = pr->steps - 3;
-    double total = 0.0;
-    if (steps < 1) return;
-    for (int k = 0; k < P_NCAT * 3; k++) total += pr->ms[k];
-    fprintf(stderr, "cuda profile (TG_CUDA_PROFILE=1): %d steps after 3 warm-up, %.2f ms/step on the stream\n",
-            steps, total / steps);
-    fprintf(stderr, "  %-28s %10s %10s %10s %7s\n", "category", "fwd ms", "bwd ms", "other ms", "share");
-    for (int c = 0; c < P_NCAT; c++) {
-        const double f = pr->ms[c * 3] / steps, b = pr->ms[c * 3 + 1] / steps, o = pr->ms[c * 3 + 2] / steps;
-        if (f + b + o == 0.0) continue;
-        fprintf(stderr, "  %-28s %10.2f %10.2f %10.2f %6.1f%%\n", prof_cat_name[c], f, b, o,
-                100.0 * (f + b + o) * steps / total);
-    }
-}
-
-static size_t io_ints(const cuda_impl *p) { return 5 * (size_t)p->B * p->T + 1; }
 
 /* Rows of one LM-head logits buffer: a chunk, or the whole batch when that is smaller. */
 static size_t head_chunk_rows(const cuda_impl *p) {
@@ -237,7 +86,7 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     }
     CARVE(p->s_partial, (size_t)TG_CUDA_COL_CHUNKS * 4 * C * 4);
     CARVE(p->blas.workspace, TG_CUDA_WORKSPACE_BYTES);
-    CARVE(p->d_io, io_ints(p) * 4);
+    CARVE(p->d_io, cuda_io_ints(p) * 4);
     CARVE(p->d_norm, (size_t)TG_CUDA_NORM_BLOCKS * 8);
 #undef CARVE
     p->blas.workspace_bytes = TG_CUDA_WORKSPACE_BYTES;
@@ -250,96 +99,26 @@ static void cuda_free(tg_model *m) {
     /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
     if (p->stream) cudaStreamSynchronize(p->stream);
     tg_cudnn_attn_free(p->cudnn);
-    if (p->prof) {
-        prof_collect(p);
-        prof_print(p);
-        for (int i = 0; i < TG_PROF_MAX_EVENTS; i++)
-            if (p->prof->ev[i]) cudaEventDestroy(p->prof->ev[i]);
-        free(p->prof);
-    }
+    cuda_prof_free(p->prof, p->log);
     cudaFree(p->params);
     cudaFree(p->grads);
     cudaFree(p->opt_mem);
     cudaFree(p->opt_chunks);
     cudaFree(p->act_mem);
-    if (p->h_mem) cudaFreeHost(p->h_mem);
+    cuda_staging_free(p);
     tg_cuda_blas_free(&p->blas);
     if (p->ev_upload) cudaEventDestroy(p->ev_upload);
     if (p->stream) cudaStreamDestroy(p->stream);
-    free(p->h_count);
     free(p->layers);
     free(p);
     m->impl = NULL;
-}
-
-/* *choice = the index of the environment variable's value in names[0..n) (names[0], the
- * default, when unset); another value is an error that lists them. */
-static tg_status env_choice(const char *name, const char *const *names, int n, int *choice, tg_error *err) {
-    const char *v = getenv(name);
-    char list[160] = "";
-    *choice = 0;
-    if (!v) return TG_OK;
-    for (int i = 0; i < n; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *choice = i;
-            return TG_OK;
-        }
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s%s", i ? ", " : "", names[i],
-                 i ? "" : " (default)");
-    }
-    return tg_error_set(err, TG_ERR_ARG, "%s=%s: expected one of %s", name, v, list);
-}
-
-enum { ATTN_CUDNN, ATTN_FLASH, ATTN_NAIVE };
-
-/* The switches cuda_init needs beyond those kept in cuda_impl. */
-typedef struct {
-    int attn;          /* TG_CUDA_ATTN: ATTN_* */
-    int deterministic; /* TG_CUDNN_DETERMINISTIC: cuDNN's backward without dQ atomics */
-    int cudnn_tune;    /* TG_CUDNN_TUNE */
-    int profile;       /* TG_CUDA_PROFILE */
-} cuda_env;
-
-/* Every environment switch of the backend (docs/cuda.md "Options"), read once here: the ones
- * the step uses into p, the rest into *e. A value outside a switch's list is TG_ERR_ARG naming
- * the accepted ones, so a typo cannot silently run the default. */
-static tg_status cuda_env_read(cuda_impl *p, cuda_env *e, tg_error *err) {
-    static const char *const off_on[] = {"0", "1"}, *const on_off[] = {"1", "0"},
-                             *const attn[] = {"cudnn", "flash", "naive"};
-    tg_status st = TG_OK;
-    int v = 0;
-    const char *rows = getenv("TG_CUDA_LMHEAD_ROWS");
-    TG_TRY(env_choice("TG_CUDA_ATTN", attn, 3, &e->attn, err));
-    TG_TRY(env_choice("TG_CUDNN_DETERMINISTIC", on_off, 2, &v, err));
-    e->deterministic = v == 0;
-    TG_TRY(env_choice("TG_CUDNN_TUNE", off_on, 2, &e->cudnn_tune, err));
-    TG_TRY(env_choice("TG_CUDA_PROFILE", off_on, 2, &e->profile, err));
-    /* TG_CUDA_FUSION=0 turns the cuBLASLt epilogues off (kernels instead): for bisecting. */
-    TG_TRY(env_choice("TG_CUDA_FUSION", on_off, 2, &v, err));
-    p->blas.fuse = v == 0;
-    /* Opt-in: timing noise may pick other algorithms in a resumed process (the trainer keeps them). */
-    TG_TRY(env_choice("TG_CUBLASLT_TUNE", off_on, 2, &p->blas.tune, err));
-    /* The LM head runs in chunks of head_rows rows (see lmhead_impl). 8192 rows keep the matmuls
-     * large (8192 x 50304 x 768) while the logits take 0.8 GB instead of 6.6 GB at B=64, T=1024. */
-    p->head_rows = 8192;
-    if (rows) {
-        char *end = NULL;
-        const long r = strtol(rows, &end, 10);
-        if (end == rows || *end || r < 1 || r > (1L << 30))
-            TG_FAIL(err, TG_ERR_ARG, "TG_CUDA_LMHEAD_ROWS=%s: expected a row count >= 1", rows);
-        p->head_rows = (int)r;
-    }
-cleanup:
-    return st;
 }
 
 static tg_status cuda_init(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
     const tg_gpt2_config *cfg = &m->lay.cfg;
-    cuda_env env;
     int n_dev = 0;
-    size_t h_bytes = 0, BT = 0;
     TG_CHECK_ALLOC(err, p);
     m->impl = p;
     p->bf16 = m->opt.bf16 != 0;
@@ -352,10 +131,9 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->L = cfg->n_layer;
     p->V = cfg->vocab_size;
     p->Vp = cfg->padded_vocab_size;
-    BT = (size_t)p->B * p->T;
     if (p->recompute < 0 || p->recompute > 2)
         TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
-    TG_TRY(cuda_env_read(p, &env, err));
+    TG_TRY(cuda_options_apply(p, &m->opt, err));
 
     TG_CUDA_CHECK(err, cudaGetDeviceCount(&n_dev));
     if (m->opt.cuda_device < 0 || m->opt.cuda_device >= n_dev)
@@ -364,38 +142,8 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaStreamCreateWithFlags(&p->stream, cudaStreamNonBlocking));
     TG_CUDA_CHECK(err, cudaEventCreateWithFlags(&p->ev_upload, cudaEventDisableTiming));
     TG_CUBLAS_CHECK(err, cublasLtCreate(&p->blas.lt));
-    if (env.profile) {
-        p->prof = (cuda_prof *)calloc(1, sizeof(cuda_prof));
-        TG_CHECK_ALLOC(err, p->prof);
-        for (int i = 0; i < TG_PROF_MAX_EVENTS; i++) TG_CUDA_CHECK(err, cudaEventCreate(&p->prof->ev[i]));
-    }
-    /* Attention: TG_CUDA_ATTN = cudnn (default) | flash | naive. fp32 always takes the cuBLASLt +
-     * softmax path ("naive"): it is the exact reference. cuDNN serves full batches; a partial
-     * batch (B_used < B) and any shape cuDNN refuses run on flash_attention.cu. */
-    {
-        const int deterministic = env.deterministic, tune = env.cudnn_tune;
-        char why[200] = "";
-        p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && env.attn != ATTN_NAIVE;
-        if (p->flash && env.attn == ATTN_CUDNN)
-            TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, tune, why,
-                                      sizeof why, err));
-        if (p->cudnn) {
-            const size_t v = tg_cudnn_version();
-            snprintf(p->note, sizeof p->note,
-                     "bf16, attention: cudnn sdpa (cuDNN %zu.%zu.%zu, %s%s; flash kernels for partial batches)",
-                     v / 10000, v / 100 % 100, v % 100, deterministic ? "deterministic" : "non-deterministic backward",
-                     tune ? ", plans autotuned" : "");
-        }
-        else if (p->flash)
-            snprintf(p->note, sizeof p->note, "bf16, attention: flash kernels%s%s%s",
-                     why[0] ? " (cudnn unavailable: " : "", why, why[0] ? ")" : "");
-        else
-            snprintf(p->note, sizeof p->note, "%s, attention: cuBLASLt + softmax (T x T)", p->bf16 ? "bf16" : "fp32");
-        {
-            const size_t n = strlen(p->note), v = cublasLtGetVersion();
-            snprintf(p->note + n, sizeof p->note - n, ", cuBLASLt %zu.%zu.%zu", v / 10000, v / 100 % 100, v % 100);
-        }
-    }
+    if (m->opt.cuda.profile) TG_TRY(cuda_prof_init(&p->prof, err));
+    TG_TRY(cuda_attention_init(p, &m->opt.cuda, err));
 
     TG_CUDA_CHECK(err, cudaMalloc(&p->params, m->n_padded * p->xs));
     TG_CUDA_CHECK(err, cudaMalloc(&p->grads, m->n_padded * sizeof(float)));
@@ -409,108 +157,12 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     cuda_carve(p, p->act_mem);
     tg_cudnn_attn_set_workspace(p->cudnn, p->cudnn_ws);
 
-    h_bytes = io_ints(p) * 4 + BT * 4 + TG_CUDA_NORM_BLOCKS * 8 + TG_CUDA_CHUNK_ELEMS * 4 + 4 * 64;
-    TG_CUDA_CHECK(err, cudaMallocHost(&p->h_mem, h_bytes));
-    {
-        size_t off = 0;
-        p->h_io = (int32_t *)(p->h_mem + off);
-        off += (io_ints(p) * 4 + 63) / 64 * 64;
-        p->h_losses = (float *)(p->h_mem + off);
-        off += (BT * 4 + 63) / 64 * 64;
-        p->h_norm = (double *)(p->h_mem + off);
-        off += TG_CUDA_NORM_BLOCKS * 8;
-        p->h_chunk = p->h_mem + off;
-    }
-    p->h_count = (int *)calloc((size_t)p->V, sizeof(int));
-    TG_CHECK_ALLOC(err, p->h_count);
+    TG_TRY(cuda_staging_init(p, err));
 
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
 cleanup:
     if (st != TG_OK) cuda_free(m);
     return st;
-}
-
-/* ---- host <-> device copies (outside the step; these synchronise) ---- */
-
-/* dev (X) [0, n) <- host fp32 */
-static tg_status upload_params(cuda_impl *p, void *dev, const float *host, size_t n, tg_error *err) {
-    tg_status st = TG_OK;
-    tg_bf16 *stage = (tg_bf16 *)p->h_chunk;
-    if (!p->bf16) {
-        TG_CUDA_CHECK(err, cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, p->stream));
-        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
-        goto cleanup;
-    }
-    for (size_t i0 = 0; i0 < n; i0 += TG_CUDA_CHUNK_ELEMS) {
-        const size_t k = n - i0 < TG_CUDA_CHUNK_ELEMS ? n - i0 : TG_CUDA_CHUNK_ELEMS;
-        for (size_t i = 0; i < k; i++) stage[i] = __float2bfloat16_rn(host[i0 + i]);
-        TG_CUDA_CHECK(err, cudaMemcpyAsync((tg_bf16 *)dev + i0, stage, k * sizeof(tg_bf16),
-                                           cudaMemcpyHostToDevice, p->stream));
-        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream)); /* before stage is refilled */
-    }
-cleanup:
-    return st;
-}
-
-/* host fp32 [0, n) <- dev (X) */
-static tg_status download_x(cuda_impl *p, float *host, const void *dev, size_t n, tg_error *err) {
-    tg_status st = TG_OK;
-    const tg_bf16 *stage = (const tg_bf16 *)p->h_chunk;
-    if (!p->bf16) {
-        TG_CUDA_CHECK(err, cudaMemcpyAsync(host, dev, n * sizeof(float), cudaMemcpyDeviceToHost, p->stream));
-        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
-        goto cleanup;
-    }
-    for (size_t i0 = 0; i0 < n; i0 += TG_CUDA_CHUNK_ELEMS) {
-        const size_t k = n - i0 < TG_CUDA_CHUNK_ELEMS ? n - i0 : TG_CUDA_CHUNK_ELEMS;
-        TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_chunk, (const tg_bf16 *)dev + i0, k * sizeof(tg_bf16),
-                                           cudaMemcpyDeviceToHost, p->stream));
-        TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
-        for (size_t i = 0; i < k; i++) host[i0 + i] = __bfloat162float(stage[i]);
-    }
-cleanup:
-    return st;
-}
-
-static tg_status copy_f32(cuda_impl *p, void *dst, const void *src, size_t n, cudaMemcpyKind kind,
-                          tg_error *err) {
-    tg_status st = TG_OK;
-    if (n == 0) goto cleanup;
-    TG_CUDA_CHECK(err, cudaMemcpyAsync(dst, src, n * sizeof(float), kind, p->stream));
-    TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
-cleanup:
-    return st;
-}
-
-/* Elements of the master shard that are real parameters: [opt_lo, min(opt_hi, n_params)). */
-static size_t master_real(const tg_model *m, const cuda_impl *p) {
-    const size_t hi = p->opt_hi < m->lay.n_params ? p->opt_hi : m->lay.n_params;
-    return hi > p->opt_lo ? hi - p->opt_lo : 0;
-}
-
-static tg_status cuda_params_set(tg_model *m, const float *host, tg_error *err) {
-    tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)m->impl;
-    TG_TRY(upload_params(p, p->params, host, m->lay.n_params, err));
-    if (p->master)
-        TG_TRY(copy_f32(p, p->master, host + p->opt_lo, master_real(m, p), cudaMemcpyHostToDevice, err));
-cleanup:
-    return st;
-}
-
-static tg_status cuda_params_get(tg_model *m, float *host, tg_error *err) {
-    tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)m->impl;
-    TG_TRY(download_x(p, host, p->params, m->lay.n_params, err));
-    if (p->master)
-        TG_TRY(copy_f32(p, host + p->opt_lo, p->master, master_real(m, p), cudaMemcpyDeviceToHost, err));
-cleanup:
-    return st;
-}
-
-static tg_status cuda_grads_get(tg_model *m, float *host, tg_error *err) {
-    cuda_impl *p = (cuda_impl *)m->impl;
-    return copy_f32(p, host, p->grads, m->lay.n_params, cudaMemcpyDeviceToHost, err);
 }
 
 static void *cuda_params_ptr(tg_model *m, tg_dtype *dtype) {
@@ -534,17 +186,20 @@ cleanup:
     return st;
 }
 
-/* ---- forward / backward ---- */
-
+/* The working weights and the fp32 gradients of tensor idx (model/gpt2.h's indices), and of
+ * tensor k of block l. */
 template <typename X> static const X *wt(const tg_model *m, const cuda_impl *p, int idx) {
     return (const X *)p->params + m->lay.tensors[idx].offset;
 }
 static float *gr(const tg_model *m, const cuda_impl *p, int idx) {
     return p->grads + m->lay.tensors[idx].offset;
 }
-
-/* Tensor indices inside a block (the layout's order, model/gpt2.h). */
-enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW, FCPROJB };
+template <typename X> static const X *bwt(const tg_model *m, const cuda_impl *p, int l, tg_gpt2_block_tensor k) {
+    return wt<X>(m, p, tg_gpt2_block_index(l, k));
+}
+static float *bgr(const tg_model *m, const cuda_impl *p, int l, tg_gpt2_block_tensor k) {
+    return gr(m, p, tg_gpt2_block_index(l, k));
+}
 
 /* One op of the flat forward/backward lists: marks its profile category, then runs it. */
 #define OP(cat, call)                                                                          \
@@ -559,14 +214,12 @@ enum { LN1W, LN1B, QKVW, QKVB, ATTPROJW, ATTPROJB, LN2W, LN2B, FCW, FCB, FCPROJW
  * cuBLASLt's C operand, saved 1.0 ms of LayerNorm and cost 0.5 ms of matmul: docs/performance.md.) */
 template <typename X>
 static tg_status projection_residual_layernorm(cuda_impl *p, X *res, X *out, float *mean, float *rstd,
-                                               const X *res_in, const void *inp, const X *w, const X *bias,
+                                               const X *res_in, const X *inp, const X *w, const X *bias,
                                                int K, const X *lw, const X *lb, int N, tg_error *err) {
     tg_status st = TG_OK;
     const int C = p->C;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const cudaStream_t s = p->stream;
-    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, p->s_btc, inp, w, N, C, K, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-                                TG_EPI_BIAS, bias, NULL, err));
+    OP(P_MATMUL, tg_cuda_matmul_forward<X>(&p->blas, (X *)p->s_btc, inp, w, bias, N, K, C, s, err));
     OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(res, out, mean, rstd, res_in, (const X *)p->s_btc, lw,
                                                           lb, N, C, s, err));
 cleanup:
@@ -577,25 +230,25 @@ template <typename X>
 static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) {
     tg_status st = TG_OK;
     const int T = p->T, C = p->C, NH = p->NH, L = p->L, N = Bu * T;
-    const int lnf = 2 + 12 * L; /* ln_f.weight; ln_f.bias follows */
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
+    const int lnf_w = tg_gpt2_final_index(L, TG_GPT2_LNF_W), lnf_b = tg_gpt2_final_index(L, TG_GPT2_LNF_B);
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_tokens = p->d_io;
 
-    OP(P_ELEMWISE, tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, 0), wt<X>(m, p, 1),
-                                      Bu, T, C, s, err));
+    OP(P_ELEMWISE, tg_cuda_encoder_forward<X>((X *)p->encoded, d_tokens, wt<X>(m, p, TG_GPT2_WTE),
+                                              wt<X>(m, p, TG_GPT2_WPE), Bu, T, C, s, err));
     OP(P_LAYERNORM, tg_cuda_residual_layernorm_forward<X>(NULL, (X *)p->layers[0].ln1, p->layers[0].ln1_mean,
                                                  p->layers[0].ln1_rstd, (const X *)p->encoded, NULL,
-                                                 wt<X>(m, p, 2 + LN1W), wt<X>(m, p, 2 + LN1B), N, C, s, err));
+                                                 bwt<X>(m, p, 0, TG_GPT2_LN1_W), bwt<X>(m, p, 0, TG_GPT2_LN1_B), N, C, s,
+                                                 err));
     for (int l = 0; l < L; l++) {
         const cuda_layer_acts *a = &p->layers[l];
-        const int t0 = 2 + 12 * l;
+        const auto w = [&](tg_gpt2_block_tensor k) { return bwt<X>(m, p, l, k); };
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
         /* qkv = ln1 @ Wqkv + b  (N, 3C); flash attention reads it in place */
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, p->flash ? a->qkvr : p->s_bt4c, a->ln1,
-                                    wt<X>(m, p, t0 + QKVW), N, 3 * C, C, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-                                    TG_EPI_BIAS, wt<X>(m, p, t0 + QKVB), NULL, err));
+        OP(P_MATMUL, tg_cuda_matmul_forward<X>(bl, (X *)(p->flash ? a->qkvr : p->s_bt4c), (const X *)a->ln1,
+                                               w(TG_GPT2_QKV_W), w(TG_GPT2_QKV_B), N, C,
+                                               3 * C, s, err));
         if (p->flash && p->cudnn_last)
             OP(P_ATTN, tg_cudnn_attn_forward(p->cudnn, (tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr, C,
                                              s, err));
@@ -607,25 +260,25 @@ static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) 
                                                     (X *)p->s_heads, (const X *)p->s_bt4c, Bu, T, C, NH, s, err));
         /* res2 = res_in + atty @ Wproj + b, and ln2 = LN(res2) */
         TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res2, (X *)a->ln2, a->ln2_mean, a->ln2_rstd, res_in,
-                                                a->atty, wt<X>(m, p, t0 + ATTPROJW), wt<X>(m, p, t0 + ATTPROJB),
-                                                C, wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, err));
+                                                (const X *)a->atty, w(TG_GPT2_ATTPROJ_W), w(TG_GPT2_ATTPROJ_B),
+                                                C, w(TG_GPT2_LN2_W), w(TG_GPT2_LN2_B), N, err));
         /* fch = ln2 @ Wfc + b (kept), fch_gelu = gelu(fch)  (N, 4C) */
-        OP(P_MATMUL, tg_cuda_matmul(bl, s, dt, dt, a->fch_gelu, a->ln2, wt<X>(m, p, t0 + FCW), N, 4 * C, C,
-                              0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_GELU_BIAS, wt<X>(m, p, t0 + FCB),
-                              a->fch, err));
+        OP(P_MATMUL, tg_cuda_matmul_forward_gelu<X>(bl, (X *)a->fch_gelu, (X *)a->fch, (const X *)a->ln2,
+                                                    w(TG_GPT2_FC_W), w(TG_GPT2_FC_B), N,
+                                                    C, 4 * C, s, err));
         /* res3 = res2 + fch_gelu @ Wfcproj + b, and the next LayerNorm on it: ln_1 of block l+1,
          * or ln_f */
         if (l + 1 < L) {
             const cuda_layer_acts *n = &p->layers[l + 1];
             TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res3, (X *)n->ln1, n->ln1_mean, n->ln1_rstd,
-                                                    (const X *)a->res2, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW),
-                                                    wt<X>(m, p, t0 + FCPROJB), 4 * C, wt<X>(m, p, t0 + 12 + LN1W),
-                                                    wt<X>(m, p, t0 + 12 + LN1B), N, err));
+                                                    (const X *)a->res2, (const X *)a->fch_gelu, w(TG_GPT2_FCPROJ_W),
+                                                    w(TG_GPT2_FCPROJ_B), 4 * C, bwt<X>(m, p, l + 1, TG_GPT2_LN1_W),
+                                                    bwt<X>(m, p, l + 1, TG_GPT2_LN1_B), N, err));
         } else {
             TG_TRY(projection_residual_layernorm<X>(p, (X *)a->res3, (X *)p->lnf, p->lnf_mean, p->lnf_rstd,
-                                                    (const X *)a->res2, a->fch_gelu, wt<X>(m, p, t0 + FCPROJW),
-                                                    wt<X>(m, p, t0 + FCPROJB), 4 * C, wt<X>(m, p, lnf),
-                                                    wt<X>(m, p, lnf + 1), N, err));
+                                                    (const X *)a->res2, (const X *)a->fch_gelu, w(TG_GPT2_FCPROJ_W),
+                                                    w(TG_GPT2_FCPROJ_B), 4 * C, wt<X>(m, p, lnf_w),
+                                                    wt<X>(m, p, lnf_b), N, err));
         }
     }
     /* The LM head waits for tg_model_loss, tg_model_backward or tg_model_logits_get (lmhead_impl). */
@@ -646,34 +299,34 @@ template <typename X>
 static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, float *host, tg_error *err) {
     tg_status st = TG_OK;
     const int C = p->C, V = p->V, Vp = p->Vp, N = p->B_used * p->T;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
-    const X *wte = wt<X>(m, p, 0);
+    const X *wte = wt<X>(m, p, TG_GPT2_WTE);
     X *logits = (X *)p->logits;
     for (int r0 = 0; r0 < N; r0 += p->head_rows) {
         const int rows = N - r0 < p->head_rows ? N - r0 : p->head_rows;
         const X *lnf = (const X *)p->lnf + (size_t)r0 * C;
-        /* logits (rows, Vp) = lnf @ wte^T (padded rows of wte are zero) */
-        if (p->prof && mode == HEAD_TRAIN) p->prof->phase = 0;
-        OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, logits, lnf, wte, rows, Vp, C, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
-                                    TG_EPI_NONE, NULL, NULL, err));
+        /* logits (rows, Vp) = lnf @ wte^T (padded rows of wte are zero): the tied head is the
+         * input gradient's matmul of a linear layer whose weight (Vp, C) is wte */
+        if (mode == HEAD_TRAIN) prof_phase(p, 0);
+        OP(P_LMHEAD, tg_cuda_matmul_backward_input<X>(bl, logits, lnf, wte, NULL, rows, Vp, C, s, err));
         if (mode == HEAD_LOGITS) {
-            TG_TRY(download_x(p, host + (size_t)r0 * Vp, logits, (size_t)rows * Vp, err));
+            TG_TRY(cuda_download_x(p, host + (size_t)r0 * Vp, logits, (size_t)rows * Vp, err));
         } else if (mode == HEAD_LOSS) {
             OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, NULL, logits, d_targets + r0, rows, V,
                                                        Vp, s, err));
         } else {
             OP(P_XENT, tg_cuda_crossentropy_forward<X>(p->losses + r0, p->lse, logits, d_targets + r0, rows, V,
                                                        Vp, s, err));
-            if (p->prof) p->prof->phase = 1;
+            prof_phase(p, 1);
             OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp, s,
                                                         err));
-            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, CUDA_R_32F, gr(m, p, 0), logits, lnf, Vp, C, rows, 1, 0, 1.0f,
-                                        1.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
-            OP(P_LMHEAD, tg_cuda_matmul(bl, s, dt, dt, (X *)p->s_btc + (size_t)r0 * C, logits, wte, rows, C, Vp, 0,
-                                        0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_NONE, NULL, NULL, err));
+            /* dwte (Vp, C) += dlogits^T @ lnf;  dlnf (rows, C) = dlogits @ wte */
+            OP(P_LMHEAD, tg_cuda_matmul_backward_weight<X>(bl, gr(m, p, TG_GPT2_WTE), logits, lnf, rows, Vp, C, s,
+                                                           err));
+            OP(P_LMHEAD, tg_cuda_matmul_forward<X>(bl, (X *)p->s_btc + (size_t)r0 * C, logits, wte, NULL, rows, Vp,
+                                                   C, s, err));
         }
     }
     if (mode != HEAD_LOGITS) p->losses_ready = 1;
@@ -689,13 +342,10 @@ template <typename X>
 static tg_status linear_backward(cuda_impl *p, X *dinp, float *dw, float *dbias, const X *inp, const X *dout,
                                  const X *w, const X *gelu_in, int N, int IC, int OC, tg_error *err) {
     tg_status st = TG_OK;
-    const cudaDataType_t dt = tg_cuda_type<X>::value;
     const cudaStream_t s = p->stream;
-    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0,
-                                TG_EPI_NONE, NULL, NULL, err));
+    OP(P_MATMUL, tg_cuda_matmul_backward_weight<X>(&p->blas, dw, inp, dout, N, IC, OC, s, err));
     if (dbias) OP(P_ELEMWISE, tg_cuda_bias_backward<X>(dbias, p->s_partial, dout, N, OC, s, err));
-    OP(P_MATMUL, tg_cuda_matmul(&p->blas, s, dt, dt, dinp, dout, w, N, IC, OC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
-                                gelu_in ? TG_EPI_DGELU : TG_EPI_NONE, NULL, (void *)gelu_in, err));
+    OP(P_MATMUL, tg_cuda_matmul_backward_input<X>(&p->blas, dinp, dout, w, gelu_in, N, IC, OC, s, err));
 cleanup:
     return st;
 }
@@ -705,7 +355,8 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     tg_status st = TG_OK;
     const tg_gpt2_layout *lay = &m->lay;
     const int Bu = p->B_used, T = p->T, C = p->C, NH = p->NH, L = p->L;
-    const int N = Bu * T, lnf = 2 + 12 * L;
+    const int N = Bu * T;
+    const int lnf_w = tg_gpt2_final_index(L, TG_GPT2_LNF_W), lnf_b = tg_gpt2_final_index(L, TG_GPT2_LNF_B);
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const size_t BT = (size_t)p->B * p->T;
@@ -723,35 +374,36 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     /* Every LayerNorm backward below also sums the residual gradient it leaves in dres over the
      * rows: that is the bias gradient of the projection (c_proj) whose output was added into
      * that residual, so those bias gradients need no pass of their own. */
-    OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf), gr(m, p, lnf + 1),
-                                                  gr(m, p, 2 + 12 * (L - 1) + FCPROJB), p->s_partial, s_btc,
+    OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, lnf_w), gr(m, p, lnf_b),
+                                                  bgr(m, p, L - 1, TG_GPT2_FCPROJ_B), p->s_partial, s_btc,
                                                   (const X *)p->layers[L - 1].res3, p->lnf_mean, p->lnf_rstd,
-                                                  wt<X>(m, p, lnf), N, C, s, err));
+                                                  wt<X>(m, p, lnf_w), N, C, s, err));
 
     for (int l = L - 1; l >= 0; l--) {
         const cuda_layer_acts *a = &p->layers[l];
-        const int t0 = 2 + 12 * l;
+        const auto w = [&](tg_gpt2_block_tensor k) { return bwt<X>(m, p, l, k); };
+        const auto g = [&](tg_gpt2_block_tensor k) { return bgr(m, p, l, k); };
         const X *res_in = (const X *)(l == 0 ? p->encoded : p->layers[l - 1].res3);
         X *dqkv = s_bt4c; /* (N, 3C) */
         /* dres is now d(res3): MLP output projection (its bias gradient is already done) */
         if (p->recompute >= 2)
             OP(P_ELEMWISE, tg_cuda_gelu_forward<X>((X *)a->fch_gelu, (const X *)a->fch, (size_t)N * 4 * C, s, err));
         /* dfch = (dres @ Wfcproj^T) * gelu'(fch) */
-        TG_TRY(linear_backward<X>(p, s_bt4c, gr(m, p, t0 + FCPROJW), NULL, (const X *)a->fch_gelu, dres,
-                                  wt<X>(m, p, t0 + FCPROJW), (const X *)a->fch, N, 4 * C, C, err));
+        TG_TRY(linear_backward<X>(p, s_bt4c, g(TG_GPT2_FCPROJ_W), NULL, (const X *)a->fch_gelu, dres,
+                                  w(TG_GPT2_FCPROJ_W), (const X *)a->fch, N, 4 * C, C, err));
         if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln2, (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                              wt<X>(m, p, t0 + LN2W), wt<X>(m, p, t0 + LN2B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + FCW), gr(m, p, t0 + FCB), (const X *)a->ln2, s_bt4c,
-                                  wt<X>(m, p, t0 + FCW), NULL, N, C, 4 * C, err));
+                                              w(TG_GPT2_LN2_W), w(TG_GPT2_LN2_B), N, C, s, err));
+        TG_TRY(linear_backward<X>(p, s_btc, g(TG_GPT2_FC_W), g(TG_GPT2_FC_B), (const X *)a->ln2, s_bt4c,
+                                  w(TG_GPT2_FC_W), NULL, N, C, 4 * C, err));
         /* through ln_2 plus the identity: dres becomes d(res2) */
-        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN2W), gr(m, p, t0 + LN2B),
-                                                      gr(m, p, t0 + ATTPROJB), p->s_partial, s_btc,
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, g(TG_GPT2_LN2_W), g(TG_GPT2_LN2_B),
+                                                      g(TG_GPT2_ATTPROJ_B), p->s_partial, s_btc,
                                                       (const X *)a->res2, a->ln2_mean, a->ln2_rstd,
-                                                      wt<X>(m, p, t0 + LN2W), N, C, s, err));
+                                                      w(TG_GPT2_LN2_W), N, C, s, err));
         /* attention output projection */
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + ATTPROJW), NULL, (const X *)a->atty, dres,
-                                  wt<X>(m, p, t0 + ATTPROJW), NULL, N, C, C, err));
+        TG_TRY(linear_backward<X>(p, s_btc, g(TG_GPT2_ATTPROJ_W), NULL, (const X *)a->atty, dres,
+                                  w(TG_GPT2_ATTPROJ_W), NULL, N, C, C, err));
         if (p->flash && p->cudnn_last) {
             OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)dqkv, (const tg_bf16 *)s_btc,
                                               (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s,
@@ -770,18 +422,18 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
         /* qkv projection, from dqkv */
         if (p->recompute >= 1)
             OP(P_LAYERNORM, tg_cuda_layernorm_apply<X>((X *)a->ln1, res_in, a->ln1_mean, a->ln1_rstd,
-                                              wt<X>(m, p, t0 + LN1W), wt<X>(m, p, t0 + LN1B), N, C, s, err));
-        TG_TRY(linear_backward<X>(p, s_btc, gr(m, p, t0 + QKVW), gr(m, p, t0 + QKVB), (const X *)a->ln1, dqkv,
-                                  wt<X>(m, p, t0 + QKVW), NULL, N, C, 3 * C, err));
+                                              w(TG_GPT2_LN1_W), w(TG_GPT2_LN1_B), N, C, s, err));
+        TG_TRY(linear_backward<X>(p, s_btc, g(TG_GPT2_QKV_W), g(TG_GPT2_QKV_B), (const X *)a->ln1, dqkv,
+                                  w(TG_GPT2_QKV_W), NULL, N, C, 3 * C, err));
         /* through ln_1 plus the identity: dres becomes d(block input) = d(res3 of block l-1) */
-        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, gr(m, p, t0 + LN1W), gr(m, p, t0 + LN1B),
-                                                      l > 0 ? gr(m, p, t0 - 12 + FCPROJB) : NULL, p->s_partial,
+        OP(P_LAYERNORM, tg_cuda_layernorm_backward<X>(dres, g(TG_GPT2_LN1_W), g(TG_GPT2_LN1_B),
+                                                      l > 0 ? bgr(m, p, l - 1, TG_GPT2_FCPROJ_B) : NULL, p->s_partial,
                                                       s_btc, res_in, a->ln1_mean, a->ln1_rstd,
-                                                      wt<X>(m, p, t0 + LN1W), N, C, s, err));
+                                                      w(TG_GPT2_LN1_W), N, C, s, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
-    OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, 0), gr(m, p, 1), dres, d_uniq, d_seg, d_pos,
-                                       p->n_uniq, Bu, T, C, s, err));
+    OP(P_ELEMWISE, tg_cuda_encoder_backward<X>(gr(m, p, TG_GPT2_WTE), gr(m, p, TG_GPT2_WPE), dres, d_uniq, d_seg,
+                                               d_pos, p->n_uniq, Bu, T, C, s, err));
     /* Same hook order as the CPU backend: embeddings, then ln_f (complete since the start). */
     tg_model_grad_ready(m, 0, lay->layer_begin[0]);
     tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
@@ -789,58 +441,18 @@ cleanup:
     return st;
 }
 
-/* Groups the positions of each distinct token for the deterministic wte backward:
- * uniq[k] ascending, positions pos[seg[k] .. seg[k+1]) ascending. Returns the count. */
-static int bucket_tokens(cuda_impl *p, const int32_t *tokens, int N, int32_t *uniq, int32_t *seg,
-                         int32_t *pos) {
-    int *cnt = p->h_count, k = 0, off = 0;
-    memset(cnt, 0, (size_t)p->V * sizeof *cnt);
-    for (int i = 0; i < N; i++) cnt[tokens[i]]++;
-    for (int v = 0; v < p->V; v++) {
-        if (!cnt[v]) continue;
-        uniq[k] = v;
-        seg[k] = off;
-        off += cnt[v];
-        cnt[v] = seg[k]; /* now the write cursor of token v */
-        k++;
-    }
-    seg[k] = off;
-    for (int i = 0; i < N; i++) pos[cnt[tokens[i]]++] = i;
-    return k;
-}
-
 static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t *targets,
                               int B_used, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
-    const int N = B_used * p->T, V = p->V;
-    const size_t BT = (size_t)p->B * p->T;
-    int32_t *h_tok = p->h_io, *h_tgt = p->h_io + BT;
-    for (int i = 0; i < N; i++) {
-        if (inputs[i] < 0 || inputs[i] >= V)
-            TG_FAIL(err, TG_ERR_DATA, "model: input token %d at %d outside [0, %d)", (int)inputs[i], i, V);
-        if (targets && (targets[i] < -1 || targets[i] >= V))
-            TG_FAIL(err, TG_ERR_DATA, "model: target %d at %d outside [-1, %d)", (int)targets[i], i, V);
-    }
+    const int N = B_used * p->T;
+    TG_TRY(cuda_inputs_check(p, inputs, targets, N, err));
     p->B_used = 0; /* invalid until this forward is enqueued */
     p->logits_valid = 0;
     p->losses_ready = 0;
     p->backward_ready = 0;
-    /* The staging area may still be read by the previous upload (only if the host runs ahead). */
-    TG_CUDA_CHECK(err, cudaEventSynchronize(p->ev_upload));
-    memcpy(h_tok, inputs, (size_t)N * sizeof *inputs);
-    p->n_valid = 0;
-    p->n_uniq = 0;
-    if (targets) {
-        memcpy(h_tgt, targets, (size_t)N * sizeof *targets);
-        for (int i = 0; i < N; i++) p->n_valid += targets[i] >= 0;
-        p->n_uniq = bucket_tokens(p, inputs, N, p->h_io + 2 * BT, p->h_io + 3 * BT, p->h_io + 4 * BT + 1);
-    }
-    prof_mark(p, P_OTHER);
-    TG_CUDA_CHECK(err, cudaMemcpyAsync(p->d_io, p->h_io, io_ints(p) * sizeof(int32_t),
-                                       cudaMemcpyHostToDevice, p->stream));
-    TG_CUDA_CHECK(err, cudaEventRecord(p->ev_upload, p->stream));
-    if (p->prof) p->prof->phase = 0;
+    TG_TRY(cuda_stage_inputs(p, inputs, targets, N, err));
+    prof_phase(p, 0);
     p->cudnn_last = p->cudnn != NULL && B_used == p->B;
     if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, err));
     else TG_TRY(forward_impl<float>(m, p, B_used, err));
@@ -867,7 +479,7 @@ static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
     TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_losses, p->losses, (size_t)N * sizeof(float),
                                        cudaMemcpyDeviceToHost, p->stream));
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
-    prof_collect(p);
+    cuda_prof_collect(p->prof);
     for (int i = 0; i < N; i++) sum += p->h_losses[i]; /* ignored positions hold 0 */
     *loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
 cleanup:
@@ -892,7 +504,7 @@ static tg_status cuda_backward(tg_model *m, float loss_scale, tg_error *err) {
     if (!p->backward_ready)
         TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
     p->backward_ready = 0;
-    if (p->prof) p->prof->phase = 1;
+    prof_phase(p, 1);
     if (p->bf16) TG_TRY(backward_impl<tg_bf16>(m, p, loss_scale, err));
     else TG_TRY(backward_impl<float>(m, p, loss_scale, err));
 cleanup:
@@ -982,27 +594,7 @@ static size_t cuda_opt_bytes(const tg_model *m) {
     return p->opt_ready ? (p->bf16 ? 3 : 2) * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
 }
 
-static tg_status cuda_opt_get(tg_model *m, float *mom, float *var, tg_error *err) {
-    tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)m->impl;
-    const size_t n = p->opt_hi - p->opt_lo;
-    if (!p->opt_ready) TG_FAIL(err, TG_ERR_ARG, "model: opt_get before opt_init");
-    TG_TRY(copy_f32(p, mom, p->opt_m, n, cudaMemcpyDeviceToHost, err));
-    TG_TRY(copy_f32(p, var, p->opt_v, n, cudaMemcpyDeviceToHost, err));
-cleanup:
-    return st;
-}
 
-static tg_status cuda_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err) {
-    tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)m->impl;
-    const size_t n = p->opt_hi - p->opt_lo;
-    if (!p->opt_ready) TG_FAIL(err, TG_ERR_ARG, "model: opt_set before opt_init");
-    TG_TRY(copy_f32(p, p->opt_m, mom, n, cudaMemcpyHostToDevice, err));
-    TG_TRY(copy_f32(p, p->opt_v, var, n, cudaMemcpyHostToDevice, err));
-cleanup:
-    return st;
-}
 
 static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     tg_status st = TG_OK;

@@ -344,8 +344,8 @@ static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
         if (ce == cudaErrorMemoryAllocation) { /* not worth failing the run for: untuned */
             (void)cudaGetLastError();
             saved = NULL;
-            fprintf(stderr, "cublaslt tune: M=%d N=%d K=%d: no memory to save D (%zu bytes), heuristic #0 kept\n",
-                    k->M, k->N, k->K, d_bytes);
+            tg_log_warn(bl->log, "cublaslt tune: M=%d N=%d K=%d: no memory to save D (%zu bytes), heuristic #0 kept",
+                        k->M, k->N, k->K, d_bytes);
             goto cleanup;
         }
         if (ce != cudaSuccess) {
@@ -386,7 +386,7 @@ static tg_status lt_tune(const tg_cuda_blas *bl, lt_plan *p,
     p->algo = heur[best].algo;
     p->tuned = n_timed > 0;
     if (n_timed)
-        fprintf(stderr, "cublaslt tune: M=%d N=%d K=%d tA=%d tB=%d epi=%d: heuristic #0 %.3f ms, best #%d %.3f ms (%d candidates)\n",
+        tg_log_info(bl->log, "cublaslt tune: M=%d N=%d K=%d tA=%d tB=%d epi=%d: heuristic #0 %.3f ms, best #%d %.3f ms (%d candidates)",
                 k->M, k->N, k->K, k->transA, k->transB, k->epi, t_first, best, t_best, n_timed);
     if (saved) {
         TG_CUDA_CHECK(err, cudaMemcpyAsync(a->D, saved, d_bytes, cudaMemcpyDeviceToDevice, a->s));
@@ -481,9 +481,9 @@ static tg_status plan_build(const tg_cuda_blas *bl, lt_plan *p, const lt_args *a
             p->tuned = 1;
             goto cleanup;
         }
-        fprintf(stderr, "cublaslt tuning: the saved algorithm for M=%d N=%d K=%d epi=%d is refused (%s): %s instead\n",
-                M, N, K, (int)epi, hs == CUBLAS_STATUS_SUCCESS ? "workspace" : cublasLtGetStatusString(hs),
-                tune ? "timing" : "the heuristic");
+        tg_log_warn(bl->log, "cublaslt tuning: the saved algorithm for M=%d N=%d K=%d epi=%d is refused (%s): %s instead",
+                    M, N, K, (int)epi, hs == CUBLAS_STATUS_SUCCESS ? "workspace" : cublasLtGetStatusString(hs),
+                    tune ? "timing" : "the heuristic");
     }
     /* An epilogue the library cannot do for these types/shapes is not an error: the caller
      * falls back to separate kernels (and reports the plain matmul's error, if any). */
@@ -722,6 +722,13 @@ cleanup:
     return st;
 }
 
+typedef enum {
+    TG_EPI_NONE = 0,
+    TG_EPI_BIAS,      /* D = A@B + bias (bias: N, X) */
+    TG_EPI_GELU_BIAS, /* aux = A@B + bias (pre-activation, X), D = gelu(aux) */
+    TG_EPI_DGELU      /* D = (A@B) * gelu'(aux)   (aux: the stored pre-activation) */
+} tg_cuda_epilogue;
+
 /* The epilogue done by separate kernels, after a plain matmul into `pre`. */
 template <typename X>
 static tg_status unfused_epilogue(tg_cuda_epilogue epi, X *D, X *pre, const X *bias, X *aux,
@@ -735,11 +742,14 @@ cleanup:
     return st;
 }
 
-tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
-                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
-                         int K, int transA, int transB, float alpha, float beta, int batch,
-                         long long strideA, long long strideB, long long strideD,
-                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
+/* Every matmul of the wrappers below: D[b] (M,N) = alpha * op(A[b]) (M,K) @ op(B[b]) (K,N) +
+ * beta * D[b] with op = transpose when trans* is set (A is then stored (K,M), B stored (N,K)).
+ * A and B have type ab (X); D has type d (X, or fp32 for weight gradients, with beta = 1 to
+ * accumulate). Epilogues need batch == 1 and d == ab. */
+static tg_status matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab, cudaDataType_t d, void *D,
+                        const void *A, const void *B, int M, int N, int K, int transA, int transB, float alpha,
+                        float beta, int batch, long long strideA, long long strideB, long long strideD,
+                        tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err) {
     tg_status st = TG_OK;
     int no_algo = 0;
     cublasLtEpilogue_t lt_epi = CUBLASLT_EPILOGUE_DEFAULT;
@@ -782,7 +792,58 @@ cleanup:
     return st;
 }
 
+template <typename X>
+tg_status tg_cuda_matmul_forward(const tg_cuda_blas *bl, X *out, const X *inp, const X *w, const X *bias, int N,
+                                 int IC, int OC, cudaStream_t s, tg_error *err) {
+    const cudaDataType_t x = tg_cuda_type<X>::value;
+    return matmul(bl, s, x, x, out, inp, w, N, OC, IC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+                  bias ? TG_EPI_BIAS : TG_EPI_NONE, bias, NULL, err);
+}
+
+template <typename X>
+tg_status tg_cuda_matmul_forward_gelu(const tg_cuda_blas *bl, X *out, X *pre, const X *inp, const X *w,
+                                      const X *bias, int N, int IC, int OC, cudaStream_t s, tg_error *err) {
+    const cudaDataType_t x = tg_cuda_type<X>::value;
+    return matmul(bl, s, x, x, out, inp, w, N, OC, IC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, TG_EPI_GELU_BIAS, bias, pre,
+                  err);
+}
+
+template <typename X>
+tg_status tg_cuda_matmul_backward_input(const tg_cuda_blas *bl, X *dinp, const X *dout, const X *w,
+                                        const X *gelu_pre, int N, int IC, int OC, cudaStream_t s, tg_error *err) {
+    const cudaDataType_t x = tg_cuda_type<X>::value;
+    return matmul(bl, s, x, x, dinp, dout, w, N, IC, OC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+                  gelu_pre ? TG_EPI_DGELU : TG_EPI_NONE, NULL, (void *)gelu_pre, err);
+}
+
+template <typename X>
+tg_status tg_cuda_matmul_backward_weight(const tg_cuda_blas *bl, float *dw, const X *inp, const X *dout, int N,
+                                         int IC, int OC, cudaStream_t s, tg_error *err) {
+    return matmul(bl, s, tg_cuda_type<X>::value, CUDA_R_32F, dw, inp, dout, IC, OC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0,
+                  0, TG_EPI_NONE, NULL, NULL, err);
+}
+
+template <typename X>
+tg_status tg_cuda_matmul_batched(const tg_cuda_blas *bl, X *D, const X *A, const X *B, int M, int N, int K,
+                                 int transA, int transB, float alpha, int batch, long long strideA,
+                                 long long strideB, long long strideD, cudaStream_t s, tg_error *err) {
+    const cudaDataType_t x = tg_cuda_type<X>::value;
+    return matmul(bl, s, x, x, D, A, B, M, N, K, transA, transB, alpha, 0.0f, batch, strideA, strideB, strideD,
+                  TG_EPI_NONE, NULL, NULL, err);
+}
+
 #define TG_INSTANTIATE(X)                                                                      \
+    template tg_status tg_cuda_matmul_forward<X>(const tg_cuda_blas *, X *, const X *, const X *, const X *, \
+                                                 int, int, int, cudaStream_t, tg_error *);      \
+    template tg_status tg_cuda_matmul_forward_gelu<X>(const tg_cuda_blas *, X *, X *, const X *, const X *, \
+                                                      const X *, int, int, int, cudaStream_t, tg_error *); \
+    template tg_status tg_cuda_matmul_backward_input<X>(const tg_cuda_blas *, X *, const X *, const X *, \
+                                                        const X *, int, int, int, cudaStream_t, tg_error *); \
+    template tg_status tg_cuda_matmul_backward_weight<X>(const tg_cuda_blas *, float *, const X *, const X *, \
+                                                         int, int, int, cudaStream_t, tg_error *); \
+    template tg_status tg_cuda_matmul_batched<X>(const tg_cuda_blas *, X *, const X *, const X *, int, int, int, \
+                                                 int, int, float, int, long long, long long, long long, \
+                                                 cudaStream_t, tg_error *);                     \
     template tg_status tg_cuda_bias_add<X>(X *, const X *, int, int, cudaStream_t, tg_error *);  \
     template tg_status tg_cuda_gelu_forward<X>(X *, const X *, size_t, cudaStream_t, tg_error *); \
     template tg_status tg_cuda_gelu_backward<X>(X *, const X *, size_t, cudaStream_t, tg_error *); \

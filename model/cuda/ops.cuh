@@ -20,6 +20,7 @@ typedef struct {
     size_t workspace_bytes;
     int fuse;        /* 1: bias/GELU/dGELU in cuBLASLt epilogues; 0: separate kernels */
     int tune;        /* 1: the first call of a shape times cuBLASLt's candidates, keeps the fastest */
+    const tg_log *log; /* where tuning says what it picked (NULL: stderr) */
     /* The descriptors and algorithm of each matmul shape, made on first use (so mutable: the
      * launchers take the struct const) and kept until tg_cuda_blas_free. NULL: none yet. One
      * thread at a time. */
@@ -34,32 +35,44 @@ void tg_cuda_blas_free(tg_cuda_blas *bl);
  * none. The blob names the device model and cuBLASLt version it is valid for. */
 tg_status tg_cuda_blas_tuning_get(const tg_cuda_blas *bl, void **blob, size_t *len, tg_error *err);
 /* Takes such a blob: a matmul whose key is in it uses its algorithm (when cublasLtMatmulAlgoCheck
- * accepts it for the call's descriptors; else the usual choice, said on stderr) instead of the
+ * accepts it for the call's descriptors; else the usual choice, said through bl->log) instead of the
  * heuristic or timing. Only plans made after this call are affected, so call it before the
  * first matmul. TG_ERR_FORMAT, with the reason, for a blob that is not one or that was made
  * with another device model or cuBLASLt version; nothing changes then. */
 tg_status tg_cuda_blas_tuning_set(const tg_cuda_blas *bl, const void *blob, size_t len, tg_error *err);
 
-typedef enum {
-    TG_EPI_NONE = 0,
-    TG_EPI_BIAS,      /* D = A@B + bias (bias: N, X) */
-    TG_EPI_GELU_BIAS, /* aux = A@B + bias (pre-activation, X), D = gelu(aux) */
-    TG_EPI_DGELU      /* D = (A@B) * gelu'(aux)   (aux: the stored pre-activation) */
-} tg_cuda_epilogue;
+/* The matmuls of the backend, all row-major with fp32 accumulation (CUBLAS_COMPUTE_32F: no
+ * TF32). Linear layers keep their weight as w (IC, OC) (Hugging Face's Conv1D layout), so a
+ * layer is out = inp @ w + bias. Bias, GELU and dGELU run in cuBLASLt's epilogues where the
+ * library has an algorithm for them (and bl->fuse), else as the kernels below, with the same
+ * result. The plan of each shape is cached in bl; with bl->tune its first call also times the
+ * candidates on these operands (synchronises s; an accumulated output is saved and restored
+ * around the timing). */
 
-/* Row-major, batched:  D[b] (M,N) = alpha * op(A[b]) (M,K) @ op(B[b]) (K,N) + beta * D[b]
- * with op = transpose when trans* is set (A is then stored (K,M), B stored (N,K)). A and B have
- * type ab (X); D has type d (X, or fp32 for weight gradients, with beta = 1 to accumulate).
- * fp32 compute (CUBLAS_COMPUTE_32F: no TF32). Epilogues need batch == 1 and d == ab; when
- * cuBLASLt has no algorithm for an epilogue (or blas->fuse == 0) the same result is produced by
- * a plain matmul plus the kernels below. The plan of a shape is cached in bl; with bl->tune its
- * first call also times the candidates on these operands (synchronises s; D is saved and
- * restored around the timing when beta != 0). */
-tg_status tg_cuda_matmul(const tg_cuda_blas *bl, cudaStream_t s, cudaDataType_t ab,
-                         cudaDataType_t d, void *D, const void *A, const void *B, int M, int N,
-                         int K, int transA, int transB, float alpha, float beta, int batch,
-                         long long strideA, long long strideB, long long strideD,
-                         tg_cuda_epilogue epi, const void *bias, void *aux, tg_error *err);
+/* out (N, OC) = inp (N, IC) @ w (IC, OC), + bias (OC) unless bias is NULL. */
+template <typename X>
+tg_status tg_cuda_matmul_forward(const tg_cuda_blas *bl, X *out, const X *inp, const X *w, const X *bias, int N,
+                                 int IC, int OC, cudaStream_t s, tg_error *err);
+/* pre (N, OC) = inp @ w + bias (kept for the backward), out = gelu(pre). */
+template <typename X>
+tg_status tg_cuda_matmul_forward_gelu(const tg_cuda_blas *bl, X *out, X *pre, const X *inp, const X *w,
+                                      const X *bias, int N, int IC, int OC, cudaStream_t s, tg_error *err);
+/* dinp (N, IC) = dout (N, OC) @ w^T for w (IC, OC); times gelu'(gelu_pre) elementwise when
+ * gelu_pre (N, IC) is given (the layer's input was gelu(gelu_pre)). */
+template <typename X>
+tg_status tg_cuda_matmul_backward_input(const tg_cuda_blas *bl, X *dinp, const X *dout, const X *w,
+                                        const X *gelu_pre, int N, int IC, int OC, cudaStream_t s, tg_error *err);
+/* dw (IC, OC, fp32) += inp (N, IC)^T @ dout (N, OC). */
+template <typename X>
+tg_status tg_cuda_matmul_backward_weight(const tg_cuda_blas *bl, float *dw, const X *inp, const X *dout, int N,
+                                         int IC, int OC, cudaStream_t s, tg_error *err);
+/* For each of `batch` matrices b: D[b] (M, N) = alpha * op(A[b]) (M, K) @ op(B[b]) (K, N), with
+ * op = transpose where trans* is set (A then stored (K, M), B stored (N, K)); the b-th matrix
+ * of each starts stride* elements after the previous one. */
+template <typename X>
+tg_status tg_cuda_matmul_batched(const tg_cuda_blas *bl, X *D, const X *A, const X *B, int M, int N, int K,
+                                 int transA, int transB, float alpha, int batch, long long strideA,
+                                 long long strideB, long long strideD, cudaStream_t s, tg_error *err);
 
 /* y (N, OC) += bias (OC) */
 template <typename X>
@@ -149,6 +162,13 @@ tg_status tg_cuda_flash_attention_forward(tg_bf16 *y, float *lse, const tg_bf16 
 tg_status tg_cuda_flash_attention_backward(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy,
                                            const tg_bf16 *y, const tg_bf16 *qkv, const float *lse,
                                            int B, int T, int C, int NH, cudaStream_t s, tg_error *err);
+/* The same without the cp.async double buffering: the same arithmetic and bits, slower; for
+ * tests, as the reference that the pipelining reads every tile after it landed. */
+tg_status tg_cuda_flash_attention_forward_plain(tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C,
+                                                int NH, cudaStream_t s, tg_error *err);
+tg_status tg_cuda_flash_attention_backward_plain(tg_bf16 *dqkv, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+                                                 const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH,
+                                                 cudaStream_t s, tg_error *err);
 
 /* ---- cudnn_attention.cpp: the same through cuDNN's fused SDPA (see cudnn_attention.h) ---- */
 #include "model/cuda/cudnn_attention.h"

@@ -9,7 +9,7 @@
  * fragment layout gives errors of order 1. Outputs are poisoned (NaN) first, so an element
  * never written fails; the pipelined (cp.async) and plain kernels must give identical bits.
  * cuDNN runs twice per shape (bitwise equal) with its heuristic plan, and at GPT-2's shape also
- * with every candidate plan timed and the fastest kept (TG_CUDNN_TUNE's path).
+ * with every candidate plan timed and the fastest kept (cuda.cudnn_tune's path).
  * Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64), cuDNN
  * also with its plans autotuned.
  * Without a CUDA device: prints "SKIP: no CUDA device" and exits 77. */
@@ -59,17 +59,20 @@ static void from_bf16(float *dst, const tg_bf16 *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = __bfloat162float(src[i]);
 }
 
-/* the implementation under test: cuDNN when cd is set, else the flash kernels */
-static tg_status fwd(tg_cudnn_attn *cd, tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C, int NH,
-                     cudaStream_t s, tg_error *err) {
-    return cd ? tg_cudnn_attn_forward(cd, y, lse, qkv, C, s, err)
-              : tg_cuda_flash_attention_forward(y, lse, qkv, B, T, C, NH, s, err);
+/* the implementation under test: cuDNN when cd is set, else the flash kernels, pipelined (the
+ * product's) or plain */
+static tg_status fwd(tg_cudnn_attn *cd, int pipe, tg_bf16 *y, float *lse, const tg_bf16 *qkv, int B, int T, int C,
+                     int NH, cudaStream_t s, tg_error *err) {
+    return cd     ? tg_cudnn_attn_forward(cd, y, lse, qkv, C, s, err)
+           : pipe ? tg_cuda_flash_attention_forward(y, lse, qkv, B, T, C, NH, s, err)
+                  : tg_cuda_flash_attention_forward_plain(y, lse, qkv, B, T, C, NH, s, err);
 }
-static tg_status bwd(tg_cudnn_attn *cd, tg_bf16 *d, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
+static tg_status bwd(tg_cudnn_attn *cd, int pipe, tg_bf16 *d, float *delta, const tg_bf16 *dy, const tg_bf16 *y,
                      const tg_bf16 *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t s,
                      tg_error *err) {
-    return cd ? tg_cudnn_attn_backward(cd, d, dy, y, qkv, lse, C, s, err)
-              : tg_cuda_flash_attention_backward(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err);
+    return cd     ? tg_cudnn_attn_backward(cd, d, dy, y, qkv, lse, C, s, err)
+           : pipe ? tg_cuda_flash_attention_backward(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err)
+                  : tg_cuda_flash_attention_backward_plain(d, delta, dy, y, qkv, lse, B, T, C, NH, s, err);
 }
 
 /* One case's device buffers: inputs qkv (B,T,3C) and dy (B,T,C), outputs y and d (= dqkv). */
@@ -82,12 +85,12 @@ typedef struct {
 
 /* Forward + backward into poisoned outputs (0xFFFF is a bf16 NaN, so an element never written
  * fails the comparison), results copied to hy, hd. */
-static void run_once(const attn_bufs *b, tg_cudnn_attn *cd, cudaStream_t s, tg_bf16 *hy, tg_bf16 *hd) {
+static void run_once(const attn_bufs *b, tg_cudnn_attn *cd, int pipe, cudaStream_t s, tg_bf16 *hy, tg_bf16 *hd) {
     tg_error err = {};
     CU(cudaMemset(b->y, 0xFF, b->n1 * 2));
     CU(cudaMemset(b->d, 0xFF, b->n3 * 2));
-    CHECK_OK(fwd(cd, b->y, b->lse, b->qkv, b->B, b->T, b->C, b->NH, s, &err), &err);
-    CHECK_OK(bwd(cd, b->d, b->delta, b->dy, b->y, b->qkv, b->lse, b->B, b->T, b->C, b->NH, s, &err), &err);
+    CHECK_OK(fwd(cd, pipe, b->y, b->lse, b->qkv, b->B, b->T, b->C, b->NH, s, &err), &err);
+    CHECK_OK(bwd(cd, pipe, b->d, b->delta, b->dy, b->y, b->qkv, b->lse, b->B, b->T, b->C, b->NH, s, &err), &err);
     CU(cudaStreamSynchronize(s));
     CU(cudaMemcpy(hy, b->y, b->n1 * 2, cudaMemcpyDeviceToHost));
     CU(cudaMemcpy(hd, b->d, b->n3 * 2, cudaMemcpyDeviceToHost));
@@ -168,23 +171,20 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
     const attn_bufs bufs = {B, T, C, NH, n1, n3, b_qkv, b_dy, b_y, b_d, lse, delta};
     char line[96];
     /* the pipelined kernels (the default), then the plain ones — same arithmetic */
-    setenv("TG_CUDA_FLASH_PIPE", "1", 1);
-    run_once(&bufs, NULL, s, h_y, h_d);
-    setenv("TG_CUDA_FLASH_PIPE", "0", 1);
-    run_once(&bufs, NULL, s, h_y2, h_d2);
+    run_once(&bufs, NULL, 1, s, h_y, h_d);
+    run_once(&bufs, NULL, 0, s, h_y2, h_d2);
     snprintf(line, sizeof line, "  B=%d T=%d NH=%d HS=%d amp=%.1f", B, T, NH, HS, amp);
     check_errors("flash", line, &bufs, h_y, h_d, ref_y, ref_d);
     CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
            "pipelined and plain flash kernels differ (a race, or a tile read before it landed)");
-    unsetenv("TG_CUDA_FLASH_PIPE");
 
     /* cuDNN SDPA (deterministic backward), where it takes the shape: same inputs and tolerance,
      * twice, bitwise equal; with tuned, then the same with every plan built and the fastest kept
-     * (TG_CUDNN_TUNE=1: the first run times them). */
+     * (the tuning of cuda.cudnn_tune: the first run times them). */
     for (int tune = 0; tune <= tuned; tune++) {
         tg_cudnn_attn *cd = NULL;
         char why[200] = "";
-        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, 1, tune, why, sizeof why, &err), &err);
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, 1, tune, NULL, why, sizeof why, &err), &err);
         if (!cd) {
             printf("    cudnn%s: not available for this shape (%s)\n", tune ? " (tuned)" : "", why);
         } else {
@@ -192,8 +192,8 @@ static void run_case(cudaStream_t s, const tg_cuda_blas *bl, int B, int T, int N
             const size_t wsb = tg_cudnn_attn_workspace(cd);
             CU(cudaMalloc(&ws, wsb ? wsb : 16));
             tg_cudnn_attn_set_workspace(cd, ws);
-            run_once(&bufs, cd, s, h_y, h_d);
-            run_once(&bufs, cd, s, h_y2, h_d2);
+            run_once(&bufs, cd, 1, s, h_y, h_d);
+            run_once(&bufs, cd, 1, s, h_y2, h_d2);
             check_errors("cudnn", tune ? "    cudnn (tuned)" : "    cudnn", &bufs, h_y, h_d, ref_y, ref_d);
             CHECKF(memcmp(h_y, h_y2, n1 * 2) == 0 && memcmp(h_d, h_d2, n3 * 2) == 0,
                    "cudnn attention (deterministic%s) differs between two runs", tune ? ", tuned" : "");
@@ -247,7 +247,7 @@ static void time_gpt2(cudaStream_t s, int impl) {
     void *ws = NULL;
     if (impl >= 2) { /* first, so that "not available" has nothing to free */
         char why[200] = "";
-        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl != 3, impl == 4, why, sizeof why, &err), &err);
+        CHECK_OK(tg_cudnn_attn_init(&cd, B, T, NH, HS, impl != 3, impl == 4, NULL, why, sizeof why, &err), &err);
         if (!cd) {
             printf("  %-22s timing: not available (%s)\n", names[impl], why);
             return;
@@ -272,19 +272,18 @@ static void time_gpt2(cudaStream_t s, int impl) {
         CU(cudaMemcpy(dy, h, N * C * 2, cudaMemcpyHostToDevice));
         free(h);
     }
-    setenv("TG_CUDA_FLASH_PIPE", pipe ? "1" : "0", 1);
     CU(cudaEventCreate(&e0));
     CU(cudaEventCreate(&e1));
     CU(cudaEventCreate(&e2));
     for (int i = 0; i < 2; i++) { /* warm-up */
-        CHECK_OK(fwd(cd, y, lse, qkv, B, T, C, NH, s, &err), &err);
-        CHECK_OK(bwd(cd, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
+        CHECK_OK(fwd(cd, pipe, y, lse, qkv, B, T, C, NH, s, &err), &err);
+        CHECK_OK(bwd(cd, pipe, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
     }
     CU(cudaEventRecord(e0, s));
-    for (int i = 0; i < reps; i++) CHECK_OK(fwd(cd, y, lse, qkv, B, T, C, NH, s, &err), &err);
+    for (int i = 0; i < reps; i++) CHECK_OK(fwd(cd, pipe, y, lse, qkv, B, T, C, NH, s, &err), &err);
     CU(cudaEventRecord(e1, s));
     for (int i = 0; i < reps; i++)
-        CHECK_OK(bwd(cd, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
+        CHECK_OK(bwd(cd, pipe, d, delta, dy, y, qkv, lse, B, T, C, NH, s, &err), &err);
     CU(cudaEventRecord(e2, s));
     CU(cudaEventSynchronize(e2));
     CU(cudaEventElapsedTime(&ms_f, e0, e1));
@@ -331,7 +330,6 @@ int main(void) {
     if (!quick) {
         for (int impl = 0; impl < 5; impl++) time_gpt2(s, impl);
     }
-    unsetenv("TG_CUDA_FLASH_PIPE");
     cudaFree(bl.workspace);
     tg_cuda_blas_free(&bl);
     cudaStreamDestroy(s);

@@ -6,14 +6,14 @@
  * logits, loss, every parameter gradient (norm-wise relative error per tensor), grad_sqnorm,
  * the AdamW update and moments, and the grad-ready hook sequence.
  *
- * Cases: fp32 with cuBLASLt epilogues, fp32 without them (TG_CUDA_FUSION=0), fp32 recompute;
+ * Cases: fp32 with cuBLASLt epilogues, fp32 without them (opt.cuda.unfused), fp32 recompute;
  * bf16 with flash attention (head sizes 16 and 64, with and without recompute), with the
- * cuBLASLt attention (TG_CUDA_ATTN=naive) and with cuDNN's SDPA (where cuDNN takes the shape;
+ * cuBLASLt attention (TG_CUDA_ATTN_NAIVE) and with cuDNN's SDPA (where cuDNN takes the shape;
  * the backend line printed per case says which ran). Half the cases run the LM head in chunks
- * of 48 rows (TG_CUDA_LMHEAD_ROWS: 48 + 48 + 32 rows, a partial last chunk), half in one chunk.
+ * of 48 rows (opt.cuda.lmhead_rows: 48 + 48 + 32 rows, a partial last chunk), half in one chunk.
  * Micro-batch 1 reads logits and loss before backward, micro-batch 2 runs backward first (the
  * trainer's order), so both ways of reaching the deferred LM head are checked. Two cases pick
- * the cuBLASLt algorithms by timing (TG_CUBLASLT_TUNE=1; one also cuDNN's plans). Then the
+ * the cuBLASLt algorithms by timing (opt.cuda.cublaslt_tune; one also cuDNN's plans). Then the
  * grad-ready hook: gradients copied on the model's stream at each hook equal the final ones
  * (hook_snapshots). Last, the tuning blob: a second model
  * given a tuned model's blob computes the same gradient bits without timing. fp32 must match to 1e-4 (the backends differ only in summation order
@@ -80,10 +80,10 @@ static void make_batch(tg_rng *r, int32_t *in, int32_t *tgt, int V) {
     }
 }
 
-/* attn: TG_CUDA_ATTN (cudnn, flash or naive = cuBLASLt + softmax); n_head sets
- * the head size 64 / n_head (4 -> 16, 1 -> 64 as in every GPT-2 size). */
-static void run_case(const char *name, int bf16, int recompute, int fusion, const char *attn, int n_head,
-                     const char *head_rows, const tolerances *tol) {
+/* co: the CUDA options (attention cudnn, flash or naive = cuBLASLt + softmax; LM-head rows...);
+ * n_head sets the head size 64 / n_head (4 -> 16, 1 -> 64 as in every GPT-2 size). */
+static void run_case(const char *name, int bf16, int recompute, tg_cuda_options co, int n_head,
+                     const tolerances *tol) {
     tg_error err = {0};
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = n_head, .n_embd = 64};
     tg_model_options cpu_opt = {.device = TG_DEVICE_CPU, .B = B, .T = T, .pad_multiple = 64};
@@ -94,9 +94,7 @@ static void run_case(const char *name, int bf16, int recompute, int fusion, cons
     gpu_opt.device = TG_DEVICE_CUDA;
     gpu_opt.bf16 = bf16;
     gpu_opt.recompute = recompute;
-    setenv("TG_CUDA_FUSION", fusion ? "1" : "0", 1);
-    setenv("TG_CUDA_ATTN", attn, 1);
-    setenv("TG_CUDA_LMHEAD_ROWS", head_rows, 1);
+    gpu_opt.cuda = co;
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_model_init(&cpu, &cfg, &cpu_opt, &err), &err);
     CHECK_OK(tg_model_init(&gpu, &cfg, &gpu_opt, &err), &err);
@@ -246,27 +244,26 @@ static void grads_of(tg_model *m, const float *p0, const int32_t *in, const int3
     CHECK_OK(tg_model_grads_get(m, g, &err), &err);
 }
 
-/* The tuning blob (TG_CUBLASLT_TUNE=1): a model given the blob of a tuned one picks the same
+/* The tuning blob (opt.cuda.cublaslt_tune): a model given the blob of a tuned one picks the same
  * algorithms without timing, so its gradients are the same bits; getting the blob back loses
  * nothing; a damaged blob or one from another device is refused with TG_ERR_FORMAT. */
 static void tuning_roundtrip(void) {
     tg_error err = {0};
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 2, .n_head = 4, .n_embd = 64};
-    tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = 1, .B = B, .T = T, .pad_multiple = 64};
+    tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = 1, .B = B, .T = T, .pad_multiple = 64,
+                            .cuda = {.attention = TG_CUDA_ATTN_CUDNN, .lmhead_rows = 48}};
     tg_model *a = NULL, *b = NULL;
     void *blob = NULL, *blob2 = NULL;
     size_t len = 0, len2 = 0;
     int32_t in[B * T], tgt[B * T];
     tg_rng r;
     printf("case tuning blob\n");
-    setenv("TG_CUDA_ATTN", "cudnn", 1);
-    setenv("TG_CUDA_LMHEAD_ROWS", "48", 1);
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     const tg_gpt2_layout *lay;
     float *p0, *ga, *gb;
-    setenv("TG_CUBLASLT_TUNE", "1", 1);
+    opt.cuda.cublaslt_tune = 1;
     CHECK_OK(tg_model_init(&a, &cfg, &opt, &err), &err);
-    unsetenv("TG_CUBLASLT_TUNE");
+    opt.cuda.cublaslt_tune = 0;
     CHECK_OK(tg_model_init(&b, &cfg, &opt, &err), &err);
     if (!a || !b) goto done;
     lay = tg_model_layout(a);
@@ -338,17 +335,15 @@ static void snapshot(void *ctx, size_t lo, size_t hi) {
 }
 
 /* Two accumulated micro-batches with the snapshot hook; checks that the snapshots equal the final gradients. */
-static void hook_grads(const tg_gpt2_config *cfg, int bf16, int recompute, const char *attn, const float *p0,
-                       const char *name) {
+static void hook_grads(const tg_gpt2_config *cfg, int bf16, int recompute, tg_cuda_attention attn, int unfused,
+                       const float *p0, const char *name) {
     tg_error err = {0};
     tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .recompute = recompute, .B = B, .T = T,
-                            .pad_multiple = 64};
+                            .pad_multiple = 64, .cuda = {.attention = attn, .unfused = unfused, .lmhead_rows = 32}};
     tg_model *m = NULL;
     snapshot_hook sh = {0};
     int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
     tg_rng r;
-    setenv("TG_CUDA_ATTN", attn, 1);
-    setenv("TG_CUDA_LMHEAD_ROWS", "32", 1);
     CHECK_OK(tg_model_init(&m, cfg, &opt, &err), &err);
     if (!m) return;
     tg_rng_init(&r, 5);
@@ -383,15 +378,16 @@ static void hook_grads(const tg_gpt2_config *cfg, int bf16, int recompute, const
 
 static void hook_snapshots(void) {
     static const struct {
-        const char *name, *attn, *fusion;
-        int bf16, recompute;
+        const char *name;
+        tg_cuda_attention attn;
+        int unfused, bf16, recompute;
     } cases[] = {
-        {"bf16-cudnn", "cudnn", "1", 1, 0},
-        {"bf16-flash-recompute2", "flash", "1", 1, 2},
-        {"fp32-recompute1", "naive", "1", 0, 1},
-        {"bf16-flash-nofusion", "flash", "0", 1, 0},
-        {"bf16-cudnn-recompute1", "cudnn", "1", 1, 1},
-        {"bf16-naive-recompute2", "naive", "1", 1, 2},
+        {"bf16-cudnn", TG_CUDA_ATTN_CUDNN, 0, 1, 0},
+        {"bf16-flash-recompute2", TG_CUDA_ATTN_FLASH, 0, 1, 2},
+        {"fp32-recompute1", TG_CUDA_ATTN_NAIVE, 0, 0, 1},
+        {"bf16-flash-nofusion", TG_CUDA_ATTN_FLASH, 1, 1, 0},
+        {"bf16-cudnn-recompute1", TG_CUDA_ATTN_CUDNN, 0, 1, 1},
+        {"bf16-naive-recompute2", TG_CUDA_ATTN_NAIVE, 0, 1, 2},
     };
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 3, .n_head = 4, .n_embd = 64};
     tg_gpt2_layout lay;
@@ -401,40 +397,40 @@ static void hook_snapshots(void) {
     CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
     float *p0 = malloc(lay.n_params * sizeof(float));
     tg_gpt2_params_init(&lay, p0, 11);
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        setenv("TG_CUDA_FUSION", cases[c].fusion, 1);
-        hook_grads(&cfg, cases[c].bf16, cases[c].recompute, cases[c].attn, p0, cases[c].name);
-        unsetenv("TG_CUDA_FUSION");
-    }
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        hook_grads(&cfg, cases[c].bf16, cases[c].recompute, cases[c].attn, cases[c].unfused, p0, cases[c].name);
     tg_gpt2_layout_free(&lay);
     free(p0);
 }
 
 int main(void) {
+    const tg_cuda_options flash48 = {.attention = TG_CUDA_ATTN_FLASH, .lmhead_rows = 48};
+    const tg_cuda_options flash = {.attention = TG_CUDA_ATTN_FLASH, .lmhead_rows = 8192};
+    const tg_cuda_options naive48 = {.attention = TG_CUDA_ATTN_NAIVE, .lmhead_rows = 48};
+    const tg_cuda_options naive = {.attention = TG_CUDA_ATTN_NAIVE, .lmhead_rows = 8192};
+    const tg_cuda_options cudnn48 = {.attention = TG_CUDA_ATTN_CUDNN, .lmhead_rows = 48};
+    const tg_cuda_options cudnn = {.attention = TG_CUDA_ATTN_CUDNN, .lmhead_rows = 8192};
+    const tg_cuda_options flash_unfused = {.attention = TG_CUDA_ATTN_FLASH, .unfused = 1, .lmhead_rows = 8192};
     cuda_test_require_device();
-    /* the switches under test, unless a case sets them (not inherited from the caller) */
-    static const char *const switches[] = {"TG_CUBLASLT_TUNE", "TG_CUDNN_TUNE", "TG_CUDA_PROFILE"};
-    for (size_t i = 0; i < sizeof switches / sizeof switches[0]; i++) unsetenv(switches[i]);
     /* fp32 always takes the cuBLASLt attention; bf16 takes flash attention unless "naive". */
-    run_case("fp32", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    run_case("fp32-nofusion", 0, 0, 0, "flash", 4, "8192", &fp32_tol);
-    run_case("fp32-recompute", 0, 2, 1, "flash", 4, "48", &fp32_tol);
-    run_case("bf16-flash", 1, 0, 1, "flash", 4, "8192", &bf16_tol);
-    run_case("bf16-flash-hs64", 1, 0, 1, "flash", 1, "48", &bf16_tol);
-    run_case("bf16-flash-recompute-nofusion", 1, 2, 0, "flash", 4, "8192", &bf16_tol);
-    run_case("bf16-naive-attn", 1, 0, 1, "naive", 4, "48", &bf16_tol);
+    run_case("fp32", 0, 0, flash48, 4, &fp32_tol);
+    run_case("fp32-nofusion", 0, 0, flash_unfused, 4, &fp32_tol);
+    run_case("fp32-recompute", 0, 2, flash48, 4, &fp32_tol);
+    run_case("bf16-flash", 1, 0, flash, 4, &bf16_tol);
+    run_case("bf16-flash-hs64", 1, 0, flash48, 1, &bf16_tol);
+    run_case("bf16-flash-recompute-nofusion", 1, 2, flash_unfused, 4, &bf16_tol);
+    run_case("bf16-naive-attn", 1, 0, naive48, 4, &bf16_tol);
     /* cuDNN SDPA serves the full first micro-batch, flash the partial second one (B_used < B) */
-    run_case("bf16-cudnn", 1, 0, 1, "cudnn", 4, "8192", &bf16_tol);
-    run_case("bf16-cudnn-hs64-recompute-ln", 1, 1, 1, "cudnn", 1, "48", &bf16_tol);
-    run_case("bf16-naive-attn-recompute", 1, 2, 1, "naive", 2, "8192", &bf16_tol);
+    run_case("bf16-cudnn", 1, 0, cudnn, 4, &bf16_tol);
+    run_case("bf16-cudnn-hs64-recompute-ln", 1, 1, cudnn48, 1, &bf16_tol);
+    run_case("bf16-naive-attn-recompute", 1, 2, naive, 2, &bf16_tol);
     /* cuBLASLt algorithms chosen by timing (with beta = 1 matmuls: D saved and restored); the
-     * bf16 case also times cuDNN's candidate plans (TG_CUDNN_TUNE=1) */
-    setenv("TG_CUBLASLT_TUNE", "1", 1);
-    run_case("fp32-tuned", 0, 0, 1, "flash", 4, "48", &fp32_tol);
-    setenv("TG_CUDNN_TUNE", "1", 1);
-    run_case("bf16-cudnn-tuned", 1, 0, 1, "cudnn", 4, "48", &bf16_tol);
-    unsetenv("TG_CUDNN_TUNE");
-    unsetenv("TG_CUBLASLT_TUNE");
+     * bf16 case also times cuDNN's candidate plans */
+    run_case("fp32-tuned", 0, 0, (tg_cuda_options){.attention = TG_CUDA_ATTN_FLASH, .cublaslt_tune = 1, .lmhead_rows = 48},
+             4, &fp32_tol);
+    run_case("bf16-cudnn-tuned", 1, 0,
+             (tg_cuda_options){.attention = TG_CUDA_ATTN_CUDNN, .cublaslt_tune = 1, .cudnn_tune = 1, .lmhead_rows = 48},
+             4, &bf16_tol);
     hook_snapshots();
     tuning_roundtrip();
     TEST_MAIN_END();

@@ -33,6 +33,28 @@ int main(void) {
     CHECK(tg_config_set_override(&c, "train.device=tpu", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "one of auto|cpu|cuda"), "%s", err.msg);
 
+    /* [cuda]: the CUDA backend's choices, checked at load like every key. */
+    tg_config_defaults(&c);
+    CHECK(strcmp(c.cuda_attention, "cudnn") == 0 && c.cuda_cudnn_deterministic == 1 && c.cuda_fusion == 1 &&
+          c.cuda_lmhead_rows == 8192 && !c.cuda_cudnn_tune && !c.cuda_cublaslt_tune && !c.cuda_profile &&
+          !c.cpu_emulate_bf16);
+    CHECK_OK(tg_config_set_override(&c, "cuda.attention=naive", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "cuda.cudnn_deterministic=0", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "cuda.lmhead_rows=192", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.cpu_emulate_bf16=1", &err), &err);
+    CHECK(strcmp(c.cuda_attention, "naive") == 0 && c.cuda_cudnn_deterministic == 0 && c.cuda_lmhead_rows == 192 &&
+          c.cpu_emulate_bf16 == 1);
+    CHECK(tg_config_set_override(&c, "cuda.attention=fast", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "cuda.attention") && strstr(err.msg, "one of cudnn|flash|naive"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "cuda.lmhead_rows=0", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "cuda.lmhead_rows") && strstr(err.msg, "an integer in [1,"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "cuda.cublaslt_tune=yes", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "an integer in [0, 1]"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "cuda.fusion=2", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "train.cpu_emulate_bf16=2", &err) == TG_ERR_CONFIG);
+    CHECK(tg_config_set_override(&c, "cuda.flash_pipe=0", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "unknown key 'cuda.flash_pipe'"), "%s", err.msg);
+
     /* A file: values, line numbers in errors. */
     const char *path = "test_config_tmp.ini";
     FILE *f = fopen(path, "w");
