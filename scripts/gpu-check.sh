@@ -18,16 +18,16 @@
 #             into the fastest step these libraries allow
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
 #             atomics and the cuBLASLt attention: all measured on 2026-11-26 (docs/performance.md)
-#   ab        the opt-in switches against the default: TG_CUBLASLT_TUNE=1, TG_CUDNN_TUNE=1 (profiled),
+#   ab        the opt-in switches against the default: cuda.cublaslt_tune=1, cuda.cudnn_tune=1 (profiled),
 #             both, the torch venv's newer cuDNN and cuBLAS, then the default again (six more
 #             switches were measured on 2026-11-26, none faster, and removed: docs/performance.md)
 #   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and the
 #             opt-in switches at once within the same 2% (TG_CURVE_EXTRA="flash naive" adds
 #             diagnostic runs)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention,
-#             timed (needed for TG_CUDNN_TUNE)
+#             timed (needed for cuda.cudnn_tune)
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
-#             bf16 resume, also with tuned cuBLASLt algorithms (needed for TG_CUBLASLT_TUNE)
+#             bf16 resume, also with tuned cuBLASLt algorithms (needed for cuda.cublaslt_tune)
 #   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
 #             table (one rank)
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
@@ -172,7 +172,7 @@ if want bench; then
     bench_rc=$?
     clk_stop bench
     step "per-phase profile (CUDA events around every op; 10 steps)"
-    TG_CUDA_PROFILE=1 run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    run bench-prof 60 "$TG" bench "${G124[@]}" --steps 10 cuda.profile=1
 fi
 if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
     step "PyTorch reference benchmark, GPT-2 124M, B=64"
@@ -185,20 +185,20 @@ if want ceiling; then
     run ceiling 150 python3 "$ROOT/scripts/gpu-ceiling.py" ${GPU_CEILING_ARGS:-} # e.g. "--rounds 12"
 fi
 if want variants; then
-    step "bench 124M with the flash kernels (TG_CUDA_ATTN=flash)"
-    TG_CUDA_ATTN=flash run bench-flash 60 "$TG" bench "${G124[@]}" --steps 20
+    step "bench 124M with the flash kernels (cuda.attention=flash)"
+    run bench-flash 60 "$TG" bench "${G124[@]}" --steps 20 cuda.attention=flash
     step "bench 124M with train.recompute=1 (LayerNorm outputs recomputed)"
     run bench-rc1 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=1
     step "bench 124M with train.recompute=2 (LayerNorm + GELU recomputed)"
     run bench-rc2 60 "$TG" bench "${G124[@]}" --steps 20 train.recompute=2
 fi
 if want ab; then # A/B switches, each against the default above (measured ones: docs/performance.md)
-    step "A/B: cuBLASLt algorithms timed per shape, the fastest kept (TG_CUBLASLT_TUNE=1)"
-    TG_CUBLASLT_TUNE=1 run ab-lttune 60 "$TG" bench "${G124[@]}" --steps 30
-    step "A/B: cuDNN's attention plans timed, the fastest kept (TG_CUDNN_TUNE=1), profiled"
-    TG_CUDNN_TUNE=1 TG_CUDA_PROFILE=1 run ab-cudnntune-prof 60 "$TG" bench "${G124[@]}" --steps 10
+    step "A/B: cuBLASLt algorithms timed per shape, the fastest kept (cuda.cublaslt_tune=1)"
+    run ab-lttune 60 "$TG" bench "${G124[@]}" --steps 30 cuda.cublaslt_tune=1
+    step "A/B: cuDNN's attention plans timed, the fastest kept (cuda.cudnn_tune=1), profiled"
+    run ab-cudnntune-prof 60 "$TG" bench "${G124[@]}" --steps 10 cuda.cudnn_tune=1 cuda.profile=1
     step "A/B: both"
-    TG_CUBLASLT_TUNE=1 TG_CUDNN_TUNE=1 run ab-both-tuned 60 "$TG" bench "${G124[@]}" --steps 30
+    run ab-both-tuned 60 "$TG" bench "${G124[@]}" --steps 30 cuda.cublaslt_tune=1 cuda.cudnn_tune=1
     # Newer libraries of the same soname from the torch venv (cuDNN 9.19 against the system's
     # 9.14; its cuBLAS against CUDA 13.0's): the backend line names the versions loaded.
     VENV_NV=$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)
@@ -252,14 +252,14 @@ if want torch350 && [ -f "$ROOT/bench/torch_gpt2_bench.py" ] && [ $bench350_rc -
     clk_stop torch350
 fi
 if want variants; then
-    step "bench 124M, cuDNN backward with atomics (TG_CUDNN_DETERMINISTIC=0)"
-    TG_CUDNN_DETERMINISTIC=0 run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20
-    step "bench 124M with the cuBLASLt attention (TG_CUDA_ATTN=naive)"
-    TG_CUDA_ATTN=naive run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10
+    step "bench 124M, cuDNN backward with atomics (cuda.cudnn_deterministic=0)"
+    run bench-atomic 60 "$TG" bench "${G124[@]}" --steps 20 cuda.cudnn_deterministic=0
+    step "bench 124M with the cuBLASLt attention (cuda.attention=naive)"
+    run bench-naive 60 "$TG" bench "${G124[@]}" --steps 10 cuda.attention=naive
 fi
 if want fastest; then # truthgpt's fastest settings, giving up bitwise-reproducible attention gradients
-    step "bench 124M, cuDNN backward with atomics and tuned cuDNN plans (TG_CUDNN_DETERMINISTIC=0 TG_CUDNN_TUNE=1)"
-    TG_CUDNN_DETERMINISTIC=0 TG_CUDNN_TUNE=1 run bench-fastest 60 "$TG" bench "${G124[@]}" --steps 30
+    step "bench 124M, cuDNN backward with atomics and tuned cuDNN plans (cuda.cudnn_deterministic=0 cuda.cudnn_tune=1)"
+    run bench-fastest 60 "$TG" bench "${G124[@]}" --steps 30 cuda.cudnn_deterministic=0 cuda.cudnn_tune=1
 fi
 if want ncu; then
     # Every kernel of one training step (no warm-up step: two took more than 240 s) with Nsight Compute: time, DRAM

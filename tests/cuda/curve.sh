@@ -4,10 +4,10 @@
 # curves are compared as 10-step means.
 #
 # The reference for each precision is the CPU run in that precision: fp32 against the fp32 CPU
-# backend; bf16 against the CPU backend emulating bf16 storage (TG_CPU_EMULATE_BF16=1: fp32
+# backend; bf16 against the CPU backend emulating bf16 storage (train.cpu_emulate_bf16=1: fp32
 # arithmetic, values rounded to bf16 where the CUDA backend stores bf16, fp32 master weights).
-# A third bf16 run takes the opt-in speed switches (TG_CUBLASLT_TUNE, TG_CUDNN_TUNE: algorithms
-# and attention plans picked by timing) and is held to the same 2%.
+# A third bf16 run takes the opt-in speed switches (cuda.cublaslt_tune, cuda.cudnn_tune:
+# algorithms and attention plans picked by timing) and is held to the same 2%.
 # bf16 storage by itself moves this curve: on the 2026-11-26 H200 run every bf16 variant trained up
 # to 2.9% faster than fp32 around steps 61-90, and the CPU emulation reproduces it (docs/cuda.md,
 # "Known differences"); GPU bf16 against fp32 CPU is printed, not checked.
@@ -27,19 +27,20 @@ ARGS=("$SRC/configs/tiny.ini" data.train="$DATA/train_*.h5" data.val="$DATA/val_
       checkpoint.every=0 train.resume=none)
 for v in "cpu cpu fp32 0" "cpu-bf16 cpu bf16 1" "bf16 cuda bf16 0" "fp32 cuda fp32 0"; do
     set -- $v
-    TG_CPU_EMULATE_BF16=$4 "$TG" train "${ARGS[@]}" train.device=$2 train.precision=$3 run.out_dir="$TMP/$1" \
+    "$TG" train "${ARGS[@]}" train.device=$2 train.precision=$3 train.cpu_emulate_bf16=$4 run.out_dir="$TMP/$1" \
         >"$TMP/$1.log" 2>&1 || { tail -20 "$TMP/$1.log"; bad "$1 run exits 0"; }
 done
 check "the bf16 reference emulates bf16 storage" grep -q "emulating bf16" "$TMP/cpu-bf16.log"
 # The opt-in speed switches, all at once, in bf16 (checked below like the default): the evidence a
 # switch needs before it becomes the default, gathered in the same device call as its A/B timing.
 # (192-row LM-head chunks: tiny's 512 rows in three chunks, the last one partial)
-TG_CUDA_LMHEAD_ROWS=192 TG_CUBLASLT_TUNE=1 TG_CUDNN_TUNE=1 "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-optin" \
+"$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 cuda.lmhead_rows=192 cuda.cublaslt_tune=1 \
+    cuda.cudnn_tune=1 run.out_dir="$TMP/bf16-optin" \
     >"$TMP/bf16-optin.log" 2>&1 || { tail -20 "$TMP/bf16-optin.log"; bad "bf16 run with the opt-in switches exits 0"; }
 # Diagnostics (not checked): more bf16 runs with other attention implementations (TG_CURVE_EXTRA,
 # e.g. "flash naive"), and where along the curve the differences sit.
 for a in ${TG_CURVE_EXTRA:-}; do
-    TG_CUDA_ATTN=$a "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 run.out_dir="$TMP/bf16-$a" \
+    "$TG" train "${ARGS[@]}" train.device=cuda train.precision=bf16 cuda.attention=$a run.out_dir="$TMP/bf16-$a" \
         >"$TMP/bf16-$a.log" 2>&1 || tail -5 "$TMP/bf16-$a.log"
 done
 python3 - "$TMP" ${TG_CURVE_EXTRA:-} <<'PY' || true

@@ -19,18 +19,18 @@ check "the cuda run uses NCCL" grep -qi "nccl" "$TMP/full.log"
     || { cat "$TMP/zero1.log"; bad "cuda run with zero_stage=1 exits 0"; }
 # Cut after step 8 and resumed (lib.sh): must continue bitwise like the uninterrupted run.
 cut_and_resume cut "${ARGS[@]}"
-# With cuBLASLt algorithms picked by timing (TG_CUBLASLT_TUNE=1), which can differ from process to
+# With cuBLASLt algorithms picked by timing (cuda.cublaslt_tune=1), which can differ from process to
 # process: the run writes them to <out_dir>/tuning/, and a resume from its step-8 checkpoint takes
 # them back, so steps 9-16 repeat the run bit for bit. Once in a copy of its out_dir, once into a
 # new out_dir (the file is then found next to the checkpoint's run folder, and copied over).
-TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/tuned" >"$TMP/tuned.log" 2>&1 \
+"$TG" train "${ARGS[@]}" cuda.cublaslt_tune=1 checkpoint.every=8 run.out_dir="$TMP/tuned" >"$TMP/tuned.log" 2>&1 \
     || { cat "$TMP/tuned.log"; bad "tuned cuda run exits 0"; }
 check "the tuned run timed algorithms and wrote them" test -s "$TMP/tuned/tuning/rank-00000.bin"
 cp -r "$TMP/tuned" "$TMP/tuned-resumed"
 for d in tuned-resumed tuned-elsewhere; do
     ck="$TMP/tuned-resumed/checkpoints/step_00000008.h5"
     [ $d = tuned-elsewhere ] && ck="$TMP/tuned/checkpoints/step_00000008.h5"
-    TG_CUBLASLT_TUNE=1 "$TG" train "${ARGS[@]}" checkpoint.every=8 run.out_dir="$TMP/$d" train.resume="$ck" \
+    "$TG" train "${ARGS[@]}" cuda.cublaslt_tune=1 checkpoint.every=8 run.out_dir="$TMP/$d" train.resume="$ck" \
         >"$TMP/$d.log" 2>&1 || { cat "$TMP/$d.log"; bad "tuned resume into $d exits 0"; }
     check "$d: the resume took the saved algorithms" grep -q "matmul algorithms from .*rank-00000.bin" "$TMP/$d.log"
 done

@@ -12,8 +12,8 @@ fake tests/cuda/test_cuda_kernels 'echo "FAIL: a kernel"; exit 1'
 fake tests/cuda/test_cuda_attention 'exit 0'
 fake train/truthgpt 'sleep "${FAKE_SLEEP:-0}"
 echo "ms/step    tokens/s     TFLOP/s    MFU      alloc GB   device GB"
-if [ -n "${TG_CUDA_PROFILE:-}" ]; then echo "114.00     574.6K       494.2      49.9%    24.91      25.49"
-else echo "115.00     565.0K       486.0      49.1%    24.91      25.49"; fi'
+case "$*" in *cuda.profile=1*) echo "114.00     574.6K       494.2      49.9%    24.91      25.49" ;;
+*) echo "115.00     565.0K       486.0      49.1%    24.91      25.49" ;; esac'
 
 rc=0
 GPU_BUILD="$FB" GPU_STEPS="test kernels bench" OUT="$TMP/a" GPU_STEPS_DIR="$TMP/a-steps" \
@@ -25,7 +25,7 @@ check "every step's log is in the archive" [ "$(cd "$TMP/a-x" && ls *.log | tr '
 check "each log ends in its exit code" grep -qx -- "--> exit 1" "$TMP/a-x/kernels.log"
 check "the verdict is in the call's log" grep -q "decision rule: test passed, kernels FAILED (exit 1)" "$TMP/a/gpu-check.log"
 check "the timing table has the bench row" grep -Eq "^  bench +115.00 +565.0K" "$TMP/a/gpu-check.log"
-check "a step's switches reach its program (TG_CUDA_PROFILE=1 run ...)" grep -Eq "^  bench-prof +114.00" "$TMP/a/gpu-check.log"
+check "a step's switches reach its program (run ... cuda.profile=1)" grep -Eq "^  bench-prof +114.00" "$TMP/a/gpu-check.log"
 check "the fetched archive gives the verdict too" bash -c \
     "python3 '$SRC/scripts/gpu-decide.py' '$TMP/a/steps.tgz' | grep -q 'kernels FAILED (exit 1)'"
 
