@@ -246,7 +246,7 @@ layernorm_backward_kernel(X *__restrict__ dx, float *__restrict__ partial,
  * v = l + 32 k (k < NV) of a row, so it accumulates their dw = sum dout * norm and db = sum dout
  * (and, with SUM, dsum = sum of the updated dx: the bias gradient of the projection that fed
  * this residual) across its rows in registers. (Accumulating in shared memory instead, for more
- * blocks per SM, measured no faster on an H200: docs/performance.md.) At the end the block's W
+ * blocks per SM, is no faster on an H200.) At the end the block's W
  * warps are added in warp order through shared memory into partial[block][parts C]:
  * deterministic. Shared memory: ws (C floats), then red: W x C floats (one part at a time). */
 template <typename X, int VEC, int NV, bool SUM>
