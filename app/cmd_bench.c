@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/model.h"
-#include "train/cmds.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
