@@ -1,21 +1,11 @@
-/* app/cmd_ckpt.c — `truthgpt ckpt info|latest` and `truthgpt sample`. */
-#include <errno.h>
-#include <float.h>
+/* app/cmd_ckpt.c — `truthgpt ckpt info|latest` (and `ckpt diff`, in cmd_ckpt_diff.c). */
 #include <inttypes.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "app/cmds.h"
 #include "ckpt/ckpt.h"
 #include "core/log.h"
-#include "core/rng.h"
-#include "core/timer.h"
-#include "data/tokenizer.h"
-#include "model/model.h"
-#include "train/sample.h"
 
 static void ckpt_usage(void) {
     fprintf(stderr,
@@ -128,144 +118,4 @@ int tg_cmd_ckpt(int argc, char **argv) {
     }
     ckpt_usage();
     return 2;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-
-static void sample_usage(void) {
-    fprintf(stderr,
-            "usage: truthgpt sample FILE --prompt TEXT --tokens N [--temperature T] [--top-k K]\n"
-            "                       [--seed S] [--tokenizer FILE] [--device cpu|cuda]\n"
-            "  Generates N tokens after TEXT with the checkpoint's weights. temperature 0 is greedy\n"
-            "  (default 1.0); top-k 0 keeps the whole vocabulary (default 40); seed default 1337.\n"
-            "  The tokenizer defaults to the file recorded in the checkpoint.\n");
-}
-
-/* Prints each sampled token's bytes as it comes. */
-static void emit_piece(void *ctx, uint32_t id) {
-    size_t len = 0;
-    const uint8_t *piece = tg_tokenizer_piece(ctx, id, &len);
-    if (piece) fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-}
-
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-int tg_cmd_sample(int argc, char **argv) {
-    tg_status st = TG_OK;
-    tg_error err = {0};
-    tg_log lg = {0, 1, 1};
-    const char *file = NULL, *prompt = NULL, *tok_path = NULL, *device = "cpu";
-    long n_tokens = -1, top_k = 40, seed = 1337;
-    float temperature = 1.0f;
-    tg_ckpt_state ck = {0};
-    tg_tokenizer *tok = NULL;
-    tg_model *m = NULL;
-    tg_tokens ids = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has_val = i + 1 < argc;
-        long v;
-        if (strcmp(a, "--prompt") == 0 && has_val) {
-            prompt = argv[++i];
-        } else if (strcmp(a, "--tokens") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
-            n_tokens = v;
-            i++;
-        } else if (strcmp(a, "--top-k") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
-            top_k = v;
-            i++;
-        } else if (strcmp(a, "--seed") == 0 && has_val && parse_int(argv[i + 1], 0, LONG_MAX, &v)) {
-            seed = v;
-            i++;
-        } else if (strcmp(a, "--temperature") == 0 && has_val) {
-            char *end;
-            temperature = strtof(argv[++i], &end);
-            if (*end || !(temperature >= 0.0f) || !isfinite(temperature)) {
-                fprintf(stderr, "truthgpt sample: bad --temperature %s\n", argv[i]);
-                return 2;
-            }
-        } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
-            tok_path = argv[++i];
-        } else if (strcmp(a, "--device") == 0 && has_val) {
-            device = argv[++i];
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            sample_usage();
-            return 0;
-        } else if (a[0] != '-' && !file) {
-            file = a;
-        } else {
-            fprintf(stderr, "truthgpt sample: bad argument %s\n", a);
-            sample_usage();
-            return 2;
-        }
-    }
-    if (!file || !prompt || n_tokens < 0 ||
-        (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)) {
-        sample_usage();
-        return 2;
-    }
-
-    TG_TRY(tg_ckpt_load(file, &ck, &err));
-    const tg_gpt2_config *cfg = &ck.model_cfg;
-    if (!tok_path) tok_path = ck.tokenizer_path;
-    if (!tok_path || !tok_path[0])
-        TG_FAIL(&err, TG_ERR_ARG, "%s records no tokenizer file; pass --tokenizer FILE", file);
-    TG_TRY(tg_tokenizer_load(&tok, tok_path, &err));
-    if (ck.tokenizer_hash && ck.tokenizer_hash[0] &&
-        strcmp(ck.tokenizer_hash, tg_tokenizer_hash(tok)) != 0)
-        tg_log_warn(&lg, "tokenizer %s (hash %.12s...) is not the one the model was trained with "
-                         "(hash %.12s...)", tok_path, tg_tokenizer_hash(tok), ck.tokenizer_hash);
-    int V = cfg->vocab_size;
-    if (tg_tokenizer_vocab_size(tok) > V)
-        TG_FAIL(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
-                tg_tokenizer_vocab_size(tok), V);
-
-    int V_tok = tg_tokenizer_vocab_size(tok);
-    TG_TRY(tg_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &err));
-    if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));
-    /* The context a forward sees is at most T tokens; a shorter model T saves time. */
-    size_t want = ids.n + (size_t)n_tokens;
-    int T = want < (size_t)cfg->max_seq_len ? (int)want : cfg->max_seq_len;
-    tg_model_options opt = {0};
-    opt.device = strcmp(device, "cuda") == 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
-    opt.B = 1;
-    opt.T = T;
-    opt.pad_multiple = 1;
-    TG_TRY(tg_model_init(&m, cfg, &opt, &err));
-    /* the canonical fp32 values are the master weights where there are any */
-    TG_TRY(tg_model_params_set(m, ck.master ? ck.master : ck.params, &err));
-
-    tg_rng rng;
-    tg_rng_init(&rng, (uint64_t)seed);
-    tg_log_info(&lg, "sample: step %" PRId64 " checkpoint, %zu prompt tokens, T=%d, %s",
-                ck.step, ids.n, T, device);
-    fputs(prompt, stdout);
-    fflush(stdout);
-    double t0 = tg_now_ms();
-    /* Only ids the tokenizer can decode are candidates (a model may have spare vocab rows). */
-    tg_sample_options so = {.n_tokens = (int)n_tokens, .temperature = temperature, .top_k = (int)top_k,
-                            .vocab_limit = V_tok};
-    TG_TRY(tg_sample_generate(m, &ids, &so, &rng, emit_piece, tok, &err));
-    fputc('\n', stdout);
-    fflush(stdout); /* before the stderr summary line */
-    double dt = (tg_now_ms() - t0) * 1e-3;
-    tg_log_info(&lg, "sample: %ld tokens in %.2f s (%.1f tok/s)", n_tokens, dt,
-                dt > 0 ? (double)n_tokens / dt : 0.0);
-cleanup:
-    if (st != TG_OK) {
-        fflush(stdout);
-        fprintf(stderr, "error: %s\n", err.msg);
-    }
-    tg_tokens_free(&ids);
-    tg_model_free(m);
-    tg_tokenizer_free(tok);
-    tg_ckpt_state_free(&ck);
-    return st == TG_OK ? 0 : 1;
 }
