@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/fsio.h" /* TG_PATH_MAX */
 #include "core/status.h"
-
-#define TG_PATH_MAX 1024
 
 typedef struct {
     /* [model] */
