@@ -197,7 +197,7 @@ void tg_comm_nccl_abort(tg_comm *c) {
     c->nccl->comm = NULL;
 }
 
-tg_status tg_comm_nccl_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+tg_status tg_comm_nccl_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                  tg_comm_op op, tg_error *err) {
     tg_status st = TG_OK;
     tg_comm_nccl *nc = c->nccl;
@@ -331,7 +331,7 @@ tg_status tg_comm_nccl_create(tg_comm *c, int cuda_device, void *compute_stream,
 }
 void tg_comm_nccl_destroy(tg_comm *c) { (void)c; }
 void tg_comm_nccl_abort(tg_comm *c) { (void)c; }
-tg_status tg_comm_nccl_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+tg_status tg_comm_nccl_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                  tg_comm_op op, tg_error *err) {
     (void)c, (void)buf, (void)count, (void)t, (void)op;
     return nccl_missing(err);
