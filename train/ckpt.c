@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fault.h"
 #include "core/timer.h"
 #include "data/h5util.h"
 
@@ -169,11 +170,12 @@ static void ck_sleep_ms(int ms) {
     }
 }
 
-/* Test hook: TRUTHGPT_CKPT_SLOW_MS=N writes the file in 64 KiB pieces and sleeps N ms after each,
+/* Test builds only (core/fault.h): TRUTHGPT_CKPT_SLOW_MS=N writes the file in 64 KiB pieces and sleeps N ms after each,
  * so that a kill -9 reliably lands in the middle of a write. */
 static int ck_slow_ms(void) {
-    const char *s = getenv("TRUTHGPT_CKPT_SLOW_MS");
-    return s ? atoi(s) : 0;
+    long long ms = 0;
+    if (tg_fault_get(TG_FAULT_CKPT_SLOW_MS, 0, &ms, NULL) != TG_OK) ms = 0;
+    return ms > 1000000 ? 1000000 : (int)ms;
 }
 
 static char *ck_strdup(const char *s) {
