@@ -273,8 +273,8 @@ tg_status tg_comm_nccl_wait(tg_comm *c, void *stream, int comm_stream, tg_error 
         if (tg_now_ms() - t0 > c->timeout_s * 1e3)
             TG_FAIL(err, TG_ERR_NCCL,
                     "rank %d: timed out after %.0f s waiting for the %s stream (NCCL collectives "
-                    "did not finish: a peer rank died or hangs; TRUTHGPT_COMM_TIMEOUT sets the "
-                    "limit)",
+                    "did not finish: a peer rank died or hangs; comm.timeout or "
+                    "TRUTHGPT_COMM_TIMEOUT sets the limit)",
                     c->rank, c->timeout_s, comm_stream ? "comm" : "given");
         nccl_nap();
     }

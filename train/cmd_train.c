@@ -77,6 +77,7 @@ int tg_cmd_train(int argc, char **argv) {
         tg_comm_abort(NULL, 1, err.msg); /* ends the whole job when MPI is up; returns otherwise */
         return 1;
     }
+    tg_comm_set_timeout(comm, cfg.comm_timeout);
     tg_log lg = {.rank = tg_comm_rank(comm), .world = tg_comm_world(comm), .level = tg_comm_rank(comm) == 0};
     if (lg.rank == 0) {
         fprintf(stderr, "truthgpt train: effective config (%s + command line)\n", cfg_path);

@@ -59,6 +59,7 @@ static const key_spec KEYS[] = {
     {"train", "threads", K_INT, F(threads), 0, 4096, NULL, "0", "OpenMP threads per rank; 0 = cores / local ranks"},
     {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
     {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
+    {"comm", "timeout", K_F64, F(comm_timeout), 1e-3, 1e9, NULL, "300", "seconds a GPU collective may wait for a peer rank before the job fails"},
     {"run", "out_dir", K_STR, F(out_dir), 0, 0, NULL, "runs/default", "run directory (metrics, config, checkpoints)"},
 };
 #undef F
@@ -120,7 +121,7 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
     const key_spec *k = find_key(section, name, &section_known);
     if (!section_known)
         return tg_error_set(err, TG_ERR_CONFIG,
-                            "%s: unknown section [%s] (known: model, data, train, checkpoint, run)",
+                            "%s: unknown section [%s] (known: model, data, train, checkpoint, comm, run)",
                             where, section);
     if (!k)
         return tg_error_set(err, TG_ERR_CONFIG,

@@ -52,6 +52,8 @@ typedef struct {
     /* [checkpoint] */
     int ckpt_every;          /* steps; 0 = only at the end and on signals */
     int ckpt_keep;
+    /* [comm] */
+    double comm_timeout;     /* seconds a collective may wait for a peer (NCCL) */
     /* [run] */
     char out_dir[TG_PATH_MAX];
 } tg_config;
