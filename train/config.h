@@ -9,10 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/fsio.h" /* TG_PATH_MAX */
 #include "core/status.h"
 #include "train/schedule.h"
-
-#define TG_PATH_MAX 1024
 
 /* Enum-valued keys are parsed to these at load; each enum lists its key's choices in order. */
 typedef enum { TG_ARCH_GPT2 = 0 } tg_arch;                                         /* model.arch */

@@ -6,80 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt/writer.h"
 #include "core/fault.h"
 #include "core/file.h"
+#include "core/fsio.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
-#include "train/ckpt.h"
 #include "train/dp_optim.h"
 #include "train/metrics.h"
 #include "train/sample.h"
 #include "train/schedule.h"
-#include "train/synthetic.h"
-
-#define SYNTHETIC_VOCAB 512
-
-/* ---- batches: shard loader or the synthetic stream, same position semantics ---- */
-
-typedef struct {
-    tg_loader *loader;   /* NULL for synthetic */
-    uint64_t seed, position;
-    int rank, world, B, T, V;
-} batch_source;
-
-static tg_status source_open(batch_source *s, const char *glob, int shuffle, const tg_config *cfg, int rank,
-                             int world, tg_error *err) {
-    memset(s, 0, sizeof *s);
-    s->seed = cfg->seed;
-    s->rank = rank;
-    s->world = world;
-    s->B = cfg->micro_batch;
-    s->T = cfg->seq_len;
-    if (strcmp(glob, "synthetic") == 0) {
-        s->V = cfg->vocab_size ? cfg->vocab_size : SYNTHETIC_VOCAB;
-        if (!shuffle) s->seed = tg_hash64(cfg->seed, 0x7661); /* validation: a different stream */
-        return TG_OK;
-    }
-    tg_loader_options o = {.glob = glob, .B = s->B, .T = s->T, .rank = rank, .world = world,
-                           .seed = cfg->seed, .shuffle = shuffle, .vocab_size = cfg->vocab_size,
-                           .prefetch = shuffle ? 4 : 0};
-    tg_status st = tg_loader_open(&s->loader, &o, err);
-    if (st == TG_OK) s->V = tg_loader_vocab_size(s->loader);
-    return st;
-}
-
-static void source_close(batch_source *s) {
-    tg_loader_free(s->loader);
-    s->loader = NULL;
-}
-
-static tg_status source_next(batch_source *s, int32_t *in, int32_t *tgt, tg_error *err) {
-    if (s->loader) return tg_loader_next(s->loader, in, tgt, err);
-    tg_synthetic_fill(s->seed, s->position, s->rank, s->B, s->T, s->V, in, tgt);
-    s->position += (uint64_t)s->world * (uint64_t)s->B;
-    return TG_OK;
-}
-
-static void source_state_get(const batch_source *s, tg_loader_state *st) {
-    if (s->loader) {
-        tg_loader_state_get(s->loader, st);
-    } else {
-        st->seed = s->seed;
-        st->position = s->position;
-    }
-}
-
-static tg_status source_state_set(batch_source *s, const tg_loader_state *st, tg_error *err) {
-    if (s->loader) return tg_loader_state_set(s->loader, st, err);
-    s->position = st->position;
-    return TG_OK;
-}
 
 /* ---- the run ---- */
 
@@ -91,7 +32,7 @@ typedef struct {
     int B, T, accum;
     tg_model *model;
     tg_dp_optim *opt;          /* the data-parallel optimizer step (shards, reduction, update) */
-    batch_source train, val;
+    tg_loader *train, *val;    /* shards or the synthetic stream (data/loader.h) */
     int has_val;
     int32_t *inputs, *targets; /* (B, T) host */
     tg_ckpt_writer *ckpt;
@@ -111,21 +52,6 @@ typedef struct {
     long long fault_step, fault_rank, nan_step; /* test builds only (core/fault.h) */
 } trainer;
 
-static tg_status mkdir_p(const char *path, tg_error *err) {
-    char buf[TG_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-            return tg_error_set(err, TG_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-        return tg_error_set(err, TG_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-    return TG_OK;
-}
-
 tg_device_kind tg_train_device(const tg_config *cfg) {
     if (cfg->device == TG_DEVICE_PICK_CPU) return TG_DEVICE_CPU;
     if (cfg->device == TG_DEVICE_PICK_CUDA) return TG_DEVICE_CUDA;
@@ -134,12 +60,14 @@ tg_device_kind tg_train_device(const tg_config *cfg) {
 
 static tg_status evaluate(trainer *tr, double *val_loss, tg_error *err) {
     tg_status st = TG_OK;
-    tg_loader_state zero = {.seed = tr->val.seed, .position = 0};
+    tg_loader_state zero;
     double sum = 0;
-    TG_TRY(source_state_set(&tr->val, &zero, err));
+    tg_loader_state_get(tr->val, &zero);
+    zero.position = 0;
+    TG_TRY(tg_loader_state_set(tr->val, &zero, err));
     for (int i = 0; i < tr->cfg->eval_batches; i++) {
         float l;
-        TG_TRY(source_next(&tr->val, tr->inputs, tr->targets, err));
+        TG_TRY(tg_loader_next(tr->val, tr->inputs, tr->targets, err));
         TG_TRY(tg_model_forward(tr->model, tr->inputs, tr->targets, tr->B, err));
         TG_TRY(tg_model_loss(tr->model, &l, err));
         sum += l;
@@ -160,7 +88,7 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
     TG_TRY(tg_dp_optim_state_gather(tr->opt, &os, err));
     states = calloc((size_t)tr->world, sizeof *states);
     TG_CHECK_ALLOC(err, states);
-    source_state_get(&tr->train, &states[tr->rank]);
+    tg_loader_state_get(tr->train, &states[tr->rank]);
     TG_TRY(tg_comm_all_gather_host(tr->comm, states, 2, TG_COMM_I64, err));
     if (tr->is_root) {
         cfg_text = tg_config_to_string(tr->cfg);
@@ -169,7 +97,7 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
             .step = tr->step, .tokens_seen = tr->tokens_seen, .rng_state = tr->rng.state,
             .world_size = tr->world, .zero_stage = tr->cfg->zero_stage,
             .n_loader_states = tr->world, .loader_states = states, .config_ini = cfg_text,
-            .tokenizer_hash = tr->train.loader ? (char *)tg_loader_tokenizer_hash(tr->train.loader) : "",
+            .tokenizer_hash = (char *)tg_loader_tokenizer_hash(tr->train),
             .tokenizer_path = (char *)tr->cfg->tokenizer,
             .model_cfg = tg_model_layout(tr->model)->cfg, .params = (float *)os.params,
             .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL};
@@ -222,12 +150,12 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
                 "T=%d V=%d)",
                 path, cs.model_cfg.n_layer, cs.model_cfg.n_head, cs.model_cfg.n_embd, cs.model_cfg.max_seq_len,
                 cs.model_cfg.vocab_size, mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size);
-    if (tr->train.loader && cs.tokenizer_hash && cs.tokenizer_hash[0] &&
-        strcmp(cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader)) != 0)
+    const char *data_hash = tg_loader_tokenizer_hash(tr->train); /* "" for synthetic data */
+    if (data_hash[0] && cs.tokenizer_hash && cs.tokenizer_hash[0] && strcmp(cs.tokenizer_hash, data_hash) != 0)
         TG_FAIL(err, TG_ERR_DATA,
                 "%s: the checkpoint was trained on data from tokenizer sha256 %.16s..., but data.train's shards "
                 "come from %.16s...",
-                path, cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader));
+                path, cs.tokenizer_hash, data_hash);
     TG_TRY(tg_dp_optim_state_load(tr->opt, cs.params, cs.adam_m && cs.adam_v ? cs.adam_m : NULL,
                                   cs.adam_m && cs.adam_v ? cs.adam_v : NULL, err));
     tr->step = cs.step;
@@ -235,7 +163,7 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
     tr->rng.state = cs.rng_state;
     if (cs.n_loader_states < 1) TG_FAIL(err, TG_ERR_FORMAT, "%s: no loader state", path);
     /* The position is global (data/loader.h), so any rank's state serves any world size. */
-    TG_TRY(source_state_set(&tr->train, &cs.loader_states[0], err));
+    TG_TRY(tg_loader_state_set(tr->train, &cs.loader_states[0], err));
     snprintf(tr->resumed_from, sizeof tr->resumed_from, "%s", path);
     tg_log_info(tr->lg, "resumed from %s at step %lld (%lld tokens seen; saved with %d ranks, now %d)", path,
                 (long long)cs.step, (long long)cs.tokens_seen, cs.world_size, tr->world);
@@ -261,9 +189,9 @@ static tg_status tuning_save(trainer *tr, tg_error *err) {
     TG_TRY(tg_model_tuning_get(tr->model, &blob, &len, err));
     if (len == 0 || (len == tr->tuning_len && memcmp(blob, tr->tuning, len) == 0)) goto cleanup;
     snprintf(path, sizeof path, "%s/tuning", tr->cfg->out_dir);
-    TG_TRY(mkdir_p(path, err));
+    TG_TRY(tg_fs_mkdir_p(path, err));
     tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
-    TG_TRY(tg_ckpt_file_replace(path, blob, len, err));
+    TG_TRY(tg_fs_file_replace(path, blob, len, 0, err));
     free(tr->tuning);
     tr->tuning = blob;
     tr->tuning_len = len;
@@ -377,16 +305,22 @@ cleanup:
 static tg_status setup_sources(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
     const tg_config *cfg = tr->cfg;
-    TG_TRY(source_open(&tr->train, cfg->train, 1, cfg, tr->rank, tr->world, err));
+    tg_loader_options lo = {.glob = cfg->train, .B = tr->B, .T = tr->T, .rank = tr->rank, .world = tr->world,
+                            .seed = cfg->seed, .shuffle = 1, .vocab_size = cfg->vocab_size, .prefetch = 4};
+    TG_TRY(tg_loader_open(&tr->train, &lo, err));
+    const int V = tg_loader_vocab_size(tr->train);
     if (cfg->val[0]) {
-        TG_TRY(source_open(&tr->val, cfg->val, 0, cfg, tr->rank, tr->world, err));
+        lo.glob = cfg->val;
+        lo.shuffle = 0;
+        lo.prefetch = 0;
+        TG_TRY(tg_loader_open(&tr->val, &lo, err));
         tr->has_val = 1;
-        if (tr->val.V != tr->train.V)
-            TG_FAIL(err, TG_ERR_DATA, "data.val has vocab_size %d but data.train has %d", tr->val.V, tr->train.V);
+        if (tg_loader_vocab_size(tr->val) != V)
+            TG_FAIL(err, TG_ERR_DATA, "data.val has vocab_size %d but data.train has %d",
+                    tg_loader_vocab_size(tr->val), V);
     }
-    if (cfg->vocab_size && cfg->vocab_size != tr->train.V)
-        TG_FAIL(err, TG_ERR_DATA, "model.vocab_size=%d but the training data has vocab_size %d", cfg->vocab_size,
-                tr->train.V);
+    if (cfg->vocab_size && cfg->vocab_size != V)
+        TG_FAIL(err, TG_ERR_DATA, "model.vocab_size=%d but the training data has vocab_size %d", cfg->vocab_size, V);
     tr->inputs = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
     tr->targets = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
     TG_CHECK_ALLOC(err, tr->inputs);
@@ -399,7 +333,7 @@ cleanup:
 static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     tg_status st = TG_OK;
     const tg_config *cfg = tr->cfg;
-    *mc = (tg_gpt2_config){.max_seq_len = cfg->seq_len, .vocab_size = tr->train.V, .n_layer = cfg->n_layer,
+    *mc = (tg_gpt2_config){.max_seq_len = cfg->seq_len, .vocab_size = tg_loader_vocab_size(tr->train), .n_layer = cfg->n_layer,
                            .n_head = cfg->n_head, .n_embd = cfg->n_embd};
     TG_TRY(tg_gpt2_config_finalize(mc, err));
     tg_model_options mo = {.device = tg_train_device(cfg), .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
@@ -434,9 +368,9 @@ static tg_status setup_run_dir(trainer *tr, const tg_gpt2_config *mc, tg_error *
     const tg_config *cfg = tr->cfg;
     char path[TG_PATH_MAX + 32];
     if (!tr->is_root) return TG_OK;
-    TG_TRY(mkdir_p(cfg->out_dir, err));
+    TG_TRY(tg_fs_mkdir_p(cfg->out_dir, err));
     snprintf(path, sizeof path, "%s/checkpoints", cfg->out_dir);
-    TG_TRY(mkdir_p(path, err));
+    TG_TRY(tg_fs_mkdir_p(path, err));
     TG_TRY(tg_ckpt_writer_init(&tr->ckpt, path, cfg->ckpt_keep, tr->lg, err));
     /* Touch the staging buffers now so the first save does not stall on page faults. */
     TG_TRY(tg_ckpt_writer_reserve(tr->ckpt, mc, 1, 0, err));
@@ -455,7 +389,7 @@ static tg_status setup_tokenizer(trainer *tr, const tg_gpt2_config *mc, tg_error
     const tg_config *cfg = tr->cfg;
     if (!cfg->tokenizer[0] || !tr->is_root) return TG_OK;
     TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
-    const char *shard_hash = tr->train.loader ? tg_loader_tokenizer_hash(tr->train.loader) : "";
+    const char *shard_hash = tg_loader_tokenizer_hash(tr->train);
     if (shard_hash[0] && strcmp(shard_hash, tg_tokenizer_hash(tr->tok)) != 0)
         TG_FAIL(err, TG_ERR_DATA,
                 "data.tokenizer %s (sha256 %.16s...) is not the tokenizer the shards of data.train were made "
@@ -509,8 +443,8 @@ static void teardown(trainer *tr) {
     }
     tg_metrics_free(tr->metrics);
     tg_tokenizer_free(tr->tok);
-    source_close(&tr->train);
-    source_close(&tr->val);
+    tg_loader_free(tr->train);
+    tg_loader_free(tr->val);
     tg_dp_optim_free(tr->opt);
     tg_model_free(tr->model);
     free(tr->tuning);
@@ -604,7 +538,7 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
         for (int k = 0; k < tr.accum; k++) {
             float l;
             tg_dp_optim_micro_step_begin(tr.opt, k == tr.accum - 1);
-            TG_TRY(source_next(&tr.train, tr.inputs, tr.targets, err));
+            TG_TRY(tg_loader_next(tr.train, tr.inputs, tr.targets, err));
             TG_TRY(tg_model_forward(tr.model, tr.inputs, tr.targets, tr.B, err));
             TG_TRY(tg_model_backward(tr.model, 1.0f / (float)(tr.accum * tr.world), err));
             TG_TRY(tg_model_loss(tr.model, &l, err));

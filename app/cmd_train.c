@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/cmds.h"
 #include "comm/comm.h"
 #include "core/log.h"
-#include "train/cmds.h"
 #include "train/config.h"
 #include "train/trainer.h"
 

@@ -1,4 +1,4 @@
-/* train/cmd_bench_comm.c — `truthgpt bench comm`: an nccl-tests-style table of all-reduce,
+/* app/cmd_bench_comm.c — `truthgpt bench comm`: an nccl-tests-style table of all-reduce,
  * reduce-scatter and all-gather over a range of sizes, on whichever backend tg_comm runs
  * (MPI on host buffers; NCCL on device buffers with --device cuda). It uses tg_comm only,
  * the same interface the trainer uses, so what it measures is what training gets.
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
 #include "comm/comm.h"
 #include "core/timer.h"
-#include "train/cmds.h"
 
 typedef enum { BENCH_ALL_REDUCE = 0, BENCH_REDUCE_SCATTER = 1, BENCH_ALL_GATHER = 2 } bench_coll;
 static const char *const BENCH_COLL_NAMES[] = {"all_reduce", "reduce_scatter", "all_gather"};
