@@ -132,7 +132,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
                              .n_layer = cfg.n_layer, .n_head = cfg.n_head, .n_embd = cfg.n_embd};
         if (tg_gpt2_config_finalize(&mc, &err) != TG_OK) goto fail;
         tg_device_kind dev = tg_train_device(&cfg);
-        tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && !strcmp(cfg.precision, "bf16"), .recompute = cfg.recompute,
+        tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && cfg.precision == TG_PRECISION_BF16, .recompute = cfg.recompute,
                                .B = B, .T = T, .pad_multiple = 64};
         if (tg_model_init(&m, &mc, &mo, &err) != TG_OK) goto fail;
         const tg_gpt2_layout *lay = tg_model_layout(m);

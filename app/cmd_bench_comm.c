@@ -147,7 +147,7 @@ static double bench_get(const void *b, tg_comm_dtype t, size_t i) {
 static tg_status bench_run(tg_comm *c, bench_coll coll, void *buf, size_t n_total,
                            tg_comm_dtype t, tg_error *err) {
     size_t shard = n_total / (size_t)tg_comm_world(c);
-    if (coll == BENCH_ALL_REDUCE) return tg_comm_allreduce(c, buf, n_total, t, TG_COMM_SUM, err);
+    if (coll == BENCH_ALL_REDUCE) return tg_comm_all_reduce(c, buf, n_total, t, TG_COMM_SUM, err);
     if (coll == BENCH_REDUCE_SCATTER)
         return tg_comm_reduce_scatter(c, buf, shard, t, TG_COMM_SUM, err);
     return tg_comm_all_gather(c, buf, shard, t, err);
@@ -176,7 +176,7 @@ static tg_status bench_check(tg_comm *c, bench_coll coll, void *buf, void *host,
             for (int r = 0; r < W; r++) want += bench_value(r, i);
         bad += bench_get(host, t, i) != want;
     }
-    TG_TRY(tg_comm_allreduce_host(c, &bad, 1, TG_COMM_I64, TG_COMM_SUM, err));
+    TG_TRY(tg_comm_all_reduce_host(c, &bad, 1, TG_COMM_I64, TG_COMM_SUM, err));
     *wrong = bad;
 cleanup:
     return st;
@@ -195,7 +195,7 @@ static tg_status bench_time(tg_comm *c, bench_coll coll, void *buf, void *host, 
     for (int i = 0; i < o->iters; i++) TG_TRY(bench_run(c, coll, buf, n_total, t, err));
     TG_TRY(tg_comm_wait(c, err));
     double mean_us = (tg_now_ms() - t0) * 1e3 / o->iters;
-    TG_TRY(tg_comm_allreduce_host(c, &mean_us, 1, TG_COMM_F64, TG_COMM_MAX, err));
+    TG_TRY(tg_comm_all_reduce_host(c, &mean_us, 1, TG_COMM_F64, TG_COMM_MAX, err));
     *us = mean_us;
 cleanup:
     return st;

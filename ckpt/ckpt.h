@@ -8,7 +8,8 @@
  *   /params/<HF name>      fp32, the tensor's own shape (model/gpt2.h), zstd-compressed
  *   /adam_m/<HF name>      AdamW first moment, GATHERED (full size; any world size can re-slice)
  *   /adam_v/<HF name>      AdamW second moment, gathered
- *   /master/<HF name>      fp32 master weights (only when the working weights are not fp32)
+ *   /master/<HF name>      read if present; the trainer never writes it: /params already holds
+ *                          the exact fp32 values (the master weights where the working copy is bf16)
  *   /loader_states         uint64 (n_ranks, 2): [seed, position] per rank
  *   /config_ini            uint8: the effective config text (NUL-terminated)
  * Every dataset carries an attribute crc32c: CRC-32C of its raw (uncompressed, native) bytes,

@@ -7,6 +7,7 @@
 
 #include "ckpt/internal.h"
 #include "core/crc32c.h"
+#include "core/fault.h"
 #include "core/fsio.h"
 
 #define CK_ZSTD_LEVEL 3
@@ -72,11 +73,12 @@ static tg_status ck_image_len(const ck_image *im, size_t *len, tg_error *err) {
     return TG_OK;
 }
 
-/* Test hook: TRUTHGPT_CKPT_SLOW_MS=N writes the file in 64 KiB pieces and sleeps N ms after each,
+/* Test builds only (core/fault.h): TRUTHGPT_CKPT_SLOW_MS=N writes the file in 64 KiB pieces and sleeps N ms after each,
  * so that a kill -9 reliably lands in the middle of a write. */
 static int ck_slow_ms(void) {
-    const char *s = getenv("TRUTHGPT_CKPT_SLOW_MS");
-    return s ? atoi(s) : 0;
+    long long ms = 0;
+    if (tg_fault_get(TG_FAULT_CKPT_SLOW_MS, 0, &ms, NULL) != TG_OK) ms = 0;
+    return ms > 1000000 ? 1000000 : (int)ms;
 }
 
 static tg_status ck_attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype,

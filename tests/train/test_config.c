@@ -11,7 +11,8 @@ int main(void) {
     tg_error err = {0};
     tg_config_defaults(&c);
     CHECK_OK(tg_config_validate(&c, &err), &err);
-    CHECK(c.n_layer == 12 && c.seq_len == 1024 && c.lr == 6e-4 && strcmp(c.schedule, "cosine") == 0);
+    CHECK(c.n_layer == 12 && c.seq_len == 1024 && c.lr == 6e-4 && c.schedule == TG_SCHED_COSINE &&
+          c.device == TG_DEVICE_PICK_AUTO && c.resume == TG_RESUME_AUTO);
 
     CHECK_OK(tg_config_set_override(&c, "train.lr=1e-3", &err), &err);
     CHECK(c.lr == 1e-3);
@@ -32,6 +33,19 @@ int main(void) {
     CHECK(tg_config_set_override(&c, "lr=1", &err) == TG_ERR_CONFIG);
     CHECK(tg_config_set_override(&c, "train.device=tpu", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "one of auto|cpu|cuda"), "%s", err.msg);
+    /* Enum keys are parsed at load; train.resume takes a keyword or a path. */
+    CHECK_OK(tg_config_set_override(&c, "train.schedule=constant", &err), &err);
+    CHECK(c.schedule == TG_SCHED_CONSTANT);
+    CHECK_OK(tg_config_set_override(&c, "train.precision=fp32", &err), &err);
+    CHECK(c.precision == TG_PRECISION_FP32);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=runs/x/checkpoints/step_00000008.h5", &err), &err);
+    CHECK(c.resume == TG_RESUME_PATH && strcmp(c.resume_path, "runs/x/checkpoints/step_00000008.h5") == 0);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=none", &err), &err);
+    CHECK(c.resume == TG_RESUME_NONE && c.resume_path[0] == 0);
+    CHECK(c.comm_timeout == 300);
+    CHECK_OK(tg_config_set_override(&c, "comm.timeout=12.5", &err), &err);
+    CHECK(c.comm_timeout == 12.5);
+    CHECK(tg_config_set_override(&c, "comm.timeout=0", &err) == TG_ERR_CONFIG);
 
     /* A file: values, line numbers in errors. */
     const char *path = "test_config_tmp.ini";
@@ -60,6 +74,8 @@ int main(void) {
     tg_config_defaults(&c);
     CHECK_OK(tg_config_set_override(&c, "train.lr=0.00123456789", &err), &err);
     CHECK_OK(tg_config_set_override(&c, "run.out_dir=/tmp/x y", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.schedule=linear", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=/tmp/a b.h5", &err), &err);
     f = fopen(path, "w");
     tg_config_write(&c, f);
     fclose(f);
