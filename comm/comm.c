@@ -5,7 +5,6 @@
  * PMI_RANK / PMI_SIZE: MPICH/hydra and srun --mpi=pmi2). Only then is MPI initialised: a
  * plain `truthgpt train` never touches MPI and runs as world size 1, where every collective
  * is a local no-op. TRUTHGPT_MPI=1/0 forces the decision either way. */
-#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +12,8 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
+#include "core/env.h"
+#include "core/fault.h"
 
 /* Temporary buffers of the chunked reduce-scatter/all-gather hold at most this many elements. */
 #define TG_COMM_TMP_ELEMS ((size_t)1 << 24)
@@ -52,40 +53,15 @@ static MPI_Datatype comm_mpi_type(tg_comm_dtype t) {
 
 static size_t comm_min(size_t a, size_t b) { return a < b ? a : b; }
 
-/* Parses a whole environment variable as a number; TG_ERR_CONFIG on junk. */
-static tg_status comm_env_double(const char *name, double *v, tg_error *err) {
-    const char *s = getenv(name);
-    if (!s || !*s) return TG_OK;
-    char *end = NULL;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end != '\0')
-        return tg_error_set(err, TG_ERR_CONFIG, "environment %s=%s is not a number", name, s);
-    *v = x;
-    return TG_OK;
-}
-
-static tg_status comm_env_ll(const char *name, long long *v, tg_error *err) {
-    const char *s = getenv(name);
-    if (!s || !*s) return TG_OK;
-    char *end = NULL;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || x < 0)
-        return tg_error_set(err, TG_ERR_CONFIG, "environment %s=%s is not an integer >= 0", name,
-                            s);
-    *v = x;
-    return TG_OK;
-}
-
+/* comm's environment: TRUTHGPT_COMM_TIMEOUT and, in test builds, the fault switch. */
 static tg_status comm_read_env(tg_comm *c, tg_error *err) {
     tg_status st = TG_OK;
     long long fault_rank = -1;
-    TG_TRY(comm_env_double("TRUTHGPT_COMM_TIMEOUT", &c->timeout_s, err));
+    TG_TRY(tg_env_get_double("TRUTHGPT_COMM_TIMEOUT", &c->timeout_s, err));
     if (!(c->timeout_s > 0))
         TG_FAIL(err, TG_ERR_CONFIG, "TRUTHGPT_COMM_TIMEOUT must be > 0 seconds");
-    TG_TRY(comm_env_ll("TRUTHGPT_FAULT_RANK", &fault_rank, err));
-    TG_TRY(comm_env_ll("TRUTHGPT_FAULT_AT", &c->fault_at, err));
+    TG_TRY(tg_fault_get(TG_FAULT_COMM_RANK, -1, &fault_rank, err));
+    TG_TRY(tg_fault_get(TG_FAULT_COMM_AT, 0, &c->fault_at, err));
     c->fault_rank = fault_rank > INT_MAX ? INT_MAX : (int)fault_rank;
 cleanup:
     return st;
@@ -96,12 +72,12 @@ cleanup:
 static tg_status comm_detect_launcher(int *launched, tg_error *err) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK",
                                        "PMI_SIZE"};
+    int force = -1;
     *launched = 0;
-    const char *force = getenv("TRUTHGPT_MPI");
-    if (force && *force) {
-        if (strcmp(force, "1") == 0) *launched = 1;
-        else if (strcmp(force, "0") != 0)
-            return tg_error_set(err, TG_ERR_CONFIG, "TRUTHGPT_MPI=%s: expected 0 or 1", force);
+    tg_status st = tg_env_get_flag("TRUTHGPT_MPI", &force, err);
+    if (st != TG_OK) return st;
+    if (force >= 0) {
+        *launched = force;
         return TG_OK;
     }
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
@@ -111,10 +87,10 @@ static tg_status comm_detect_launcher(int *launched, tg_error *err) {
             return TG_OK;
         }
     }
-    const char *ntasks = getenv("SLURM_STEP_NUM_TASKS");
-    if (ntasks && atoi(ntasks) > 1)
+    long long ntasks = 0; /* SLURM's variable: a value we cannot read is not ours to reject */
+    if (tg_env_get_count("SLURM_STEP_NUM_TASKS", &ntasks, NULL) == TG_OK && ntasks > 1)
         return tg_error_set(err, TG_ERR_CONFIG,
-                            "srun started %s tasks but left no PMI/PMIx environment, so they "
+                            "srun started %lld tasks but left no PMI/PMIx environment, so they "
                             "cannot form one MPI job: use `srun --mpi=pmix ...` (or mpirun)",
                             ntasks);
     return TG_OK;
@@ -134,7 +110,7 @@ static tg_status comm_begin(tg_comm *c, const char *what, const void *buf, size_
     if (on_mpi && t == TG_COMM_BF16)
         return tg_error_set(err, TG_ERR_UNSUPPORTED, "%s: bfloat16 is not supported on MPI", what);
     long long n = c->n_collectives++;
-    if (c->fault_rank == c->rank && n >= c->fault_at)
+    if (TG_FAULT_ENABLED && c->fault_rank == c->rank && n >= c->fault_at)
         return tg_error_set(err, TG_ERR_INTERNAL,
                             "injected fault in %s (collective #%lld on rank %d, "
                             "TRUTHGPT_FAULT_RANK=%d)",
@@ -159,7 +135,7 @@ static void comm_scale_avg(void *buf, size_t count, tg_comm_dtype t, int world) 
 /* ------------------------------------------------------------------------------------------ */
 /* MPI backend (host buffers). Callers ensure world > 1, count > 0 and a non-bf16 dtype. */
 
-static tg_status comm_mpi_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+static tg_status comm_mpi_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                     tg_comm_op op, tg_error *err) {
     tg_status st = TG_OK;
     size_t es = tg_comm_dtype_size(t);
@@ -245,7 +221,7 @@ cleanup:
     return st;
 }
 
-static tg_status comm_mpi_bcast(tg_comm *c, void *buf, size_t count, MPI_Datatype type, size_t es,
+static tg_status comm_mpi_broadcast(tg_comm *c, void *buf, size_t count, MPI_Datatype type, size_t es,
                                 int root, tg_error *err) {
     tg_status st = TG_OK;
     for (size_t off = 0, n; off < count; off += n) {
@@ -400,31 +376,31 @@ cleanup:
     return st;
 }
 
-tg_status tg_comm_bcast_host(tg_comm *c, void *buf, size_t bytes, int root, tg_error *err) {
+tg_status tg_comm_broadcast_host(tg_comm *c, void *buf, size_t bytes, int root, tg_error *err) {
     tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "bcast_host", buf, bytes, TG_COMM_F32, TG_COMM_SUM, 1, err));
+    TG_TRY(comm_begin(c, "broadcast_host", buf, bytes, TG_COMM_F32, TG_COMM_SUM, 1, err));
     if (root < 0 || root >= c->world)
-        TG_FAIL(err, TG_ERR_ARG, "bcast_host: root %d not in [0, %d)", root, c->world);
-    if (c->world > 1 && bytes > 0) TG_TRY(comm_mpi_bcast(c, buf, bytes, MPI_BYTE, 1, root, err));
+        TG_FAIL(err, TG_ERR_ARG, "broadcast_host: root %d not in [0, %d)", root, c->world);
+    if (c->world > 1 && bytes > 0) TG_TRY(comm_mpi_broadcast(c, buf, bytes, MPI_BYTE, 1, root, err));
 cleanup:
     return st;
 }
 
-tg_status tg_comm_allgather_host(tg_comm *c, void *buf, size_t count_per_rank, tg_comm_dtype t,
+tg_status tg_comm_all_gather_host(tg_comm *c, void *buf, size_t count_per_rank, tg_comm_dtype t,
                                  tg_error *err) {
     tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "allgather_host", buf, count_per_rank, t, TG_COMM_SUM, 1, err));
+    TG_TRY(comm_begin(c, "all_gather_host", buf, count_per_rank, t, TG_COMM_SUM, 1, err));
     if (c->world > 1 && count_per_rank > 0)
         TG_TRY(comm_mpi_all_gather(c, buf, count_per_rank, t, err));
 cleanup:
     return st;
 }
 
-tg_status tg_comm_allreduce_host(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
+tg_status tg_comm_all_reduce_host(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                                  tg_error *err) {
     tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, "allreduce_host", buf, count, t, op, 1, err));
-    if (c->world > 1 && count > 0) TG_TRY(comm_mpi_allreduce(c, buf, count, t, op, err));
+    TG_TRY(comm_begin(c, "all_reduce_host", buf, count, t, op, 1, err));
+    if (c->world > 1 && count > 0) TG_TRY(comm_mpi_all_reduce(c, buf, count, t, op, err));
 cleanup:
     return st;
 }
@@ -432,7 +408,7 @@ cleanup:
 /* ------------------------------------------------------------------------------------------ */
 /* data collectives: the active backend */
 
-typedef enum { COMM_ALLREDUCE, COMM_REDUCE_SCATTER, COMM_ALL_GATHER, COMM_BROADCAST } comm_coll;
+typedef enum { COMM_ALL_REDUCE, COMM_REDUCE_SCATTER, COMM_ALL_GATHER, COMM_BROADCAST } comm_coll;
 
 /* The one flow of every data collective: validate and count the call; nothing to move for zero
  * elements or on MPI at world size 1; else the active backend. `root` is broadcast's only. */
@@ -445,9 +421,9 @@ static tg_status comm_data_run(tg_comm *c, comm_coll coll, const char *what, voi
         TG_FAIL(err, TG_ERR_ARG, "%s: root %d not in [0, %d)", what, root, c->world);
     if (count == 0 || (!c->nccl && c->world == 1)) goto cleanup;
     switch (coll) {
-    case COMM_ALLREDUCE:
-        st = c->nccl ? tg_comm_nccl_allreduce(c, buf, count, t, op, err)
-                     : comm_mpi_allreduce(c, buf, count, t, op, err);
+    case COMM_ALL_REDUCE:
+        st = c->nccl ? tg_comm_nccl_all_reduce(c, buf, count, t, op, err)
+                     : comm_mpi_all_reduce(c, buf, count, t, op, err);
         break;
     case COMM_REDUCE_SCATTER:
         st = c->nccl ? tg_comm_nccl_reduce_scatter(c, buf, count, t, op, err)
@@ -459,7 +435,7 @@ static tg_status comm_data_run(tg_comm *c, comm_coll coll, const char *what, voi
         break;
     case COMM_BROADCAST:
         st = c->nccl ? tg_comm_nccl_broadcast(c, buf, count, t, root, err)
-                     : comm_mpi_bcast(c, buf, count, comm_mpi_type(t), tg_comm_dtype_size(t),
+                     : comm_mpi_broadcast(c, buf, count, comm_mpi_type(t), tg_comm_dtype_size(t),
                                       root, err);
         break;
     }
@@ -467,9 +443,9 @@ cleanup:
     return st;
 }
 
-tg_status tg_comm_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
+tg_status tg_comm_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                             tg_error *err) {
-    return comm_data_run(c, COMM_ALLREDUCE, "allreduce", buf, count, t, op, 0, err);
+    return comm_data_run(c, COMM_ALL_REDUCE, "all_reduce", buf, count, t, op, 0, err);
 }
 
 tg_status tg_comm_reduce_scatter(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,

@@ -43,16 +43,16 @@ tg_status tg_comm_use_nccl(tg_comm *c, int cuda_device, void *compute_stream, tg
 
 /* Host-side collectives (always MPI), for scalars, metadata and CPU training. */
 tg_status tg_comm_barrier(tg_comm *c, tg_error *err);
-tg_status tg_comm_bcast_host(tg_comm *c, void *buf, size_t bytes, int root, tg_error *err);
-tg_status tg_comm_allgather_host(tg_comm *c, void *buf, size_t count_per_rank, tg_comm_dtype t,
+tg_status tg_comm_broadcast_host(tg_comm *c, void *buf, size_t bytes, int root, tg_error *err);
+tg_status tg_comm_all_gather_host(tg_comm *c, void *buf, size_t count_per_rank, tg_comm_dtype t,
                                  tg_error *err); /* in place, like tg_comm_all_gather */
-tg_status tg_comm_allreduce_host(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
+tg_status tg_comm_all_reduce_host(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                                  tg_error *err);
 
 /* Data collectives on the active backend's buffers (host for MPI, device for NCCL).
  * On NCCL they are enqueued on the comm stream after the compute stream's work so far and
  * return at once; tg_comm_sync makes the compute stream wait for them. */
-tg_status tg_comm_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
+tg_status tg_comm_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                             tg_error *err);
 tg_status tg_comm_reduce_scatter(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                                  tg_error *err);
@@ -88,7 +88,8 @@ tg_status tg_comm_wait(tg_comm *c, tg_error *err);
  * compute stream after tg_comm_sync, so an NCCL hang surfaces as an error, not a hang.
  * Without NCCL active: TG_ERR_UNSUPPORTED. */
 tg_status tg_comm_wait_stream(tg_comm *c, void *stream, tg_error *err);
-/* Timeout of the waits above, in seconds (default 300 or env TRUTHGPT_COMM_TIMEOUT). */
+/* Timeout of the waits above, in seconds (default 300 or env TRUTHGPT_COMM_TIMEOUT; `truthgpt
+ * train` sets its config key comm.timeout here). */
 void tg_comm_set_timeout(tg_comm *c, double seconds);
 /* Largest element count passed to one MPI call (default INT_MAX; larger counts are chunked).
  * Tests lower it to exercise the chunking on small buffers. 0 restores the default. */

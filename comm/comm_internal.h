@@ -43,7 +43,7 @@ struct tg_comm {
 tg_status tg_comm_nccl_create(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err);
 void tg_comm_nccl_destroy(tg_comm *c);
 void tg_comm_nccl_abort(tg_comm *c);
-tg_status tg_comm_nccl_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+tg_status tg_comm_nccl_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                  tg_comm_op op, tg_error *err);
 tg_status tg_comm_nccl_reduce_scatter(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                       tg_comm_op op, tg_error *err);

@@ -197,7 +197,7 @@ void tg_comm_nccl_abort(tg_comm *c) {
     c->nccl->comm = NULL;
 }
 
-tg_status tg_comm_nccl_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+tg_status tg_comm_nccl_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                  tg_comm_op op, tg_error *err) {
     tg_status st = TG_OK;
     tg_comm_nccl *nc = c->nccl;
@@ -273,8 +273,8 @@ tg_status tg_comm_nccl_wait(tg_comm *c, void *stream, int comm_stream, tg_error 
         if (tg_now_ms() - t0 > c->timeout_s * 1e3)
             TG_FAIL(err, TG_ERR_NCCL,
                     "rank %d: timed out after %.0f s waiting for the %s stream (NCCL collectives "
-                    "did not finish: a peer rank died or hangs; TRUTHGPT_COMM_TIMEOUT sets the "
-                    "limit)",
+                    "did not finish: a peer rank died or hangs; comm.timeout or "
+                    "TRUTHGPT_COMM_TIMEOUT sets the limit)",
                     c->rank, c->timeout_s, comm_stream ? "comm" : "given");
         nccl_nap();
     }
@@ -331,7 +331,7 @@ tg_status tg_comm_nccl_create(tg_comm *c, int cuda_device, void *compute_stream,
 }
 void tg_comm_nccl_destroy(tg_comm *c) { (void)c; }
 void tg_comm_nccl_abort(tg_comm *c) { (void)c; }
-tg_status tg_comm_nccl_allreduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
+tg_status tg_comm_nccl_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                  tg_comm_op op, tg_error *err) {
     (void)c, (void)buf, (void)count, (void)t, (void)op;
     return nccl_missing(err);

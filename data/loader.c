@@ -8,6 +8,7 @@
 
 #include "core/rng.h"
 #include "data/shard.h"
+#include "data/synthetic.h"
 
 typedef struct {
     char *path;
@@ -43,6 +44,7 @@ typedef struct {
 struct tg_loader {
     tg_loader_options opt;
     int B, T;
+    int synthetic_vocab;    /* > 0: glob "synthetic", no shards (data/synthetic.h) */
     shard_ent *shards;
     int n_shards;
     block_ent *blocks;
@@ -68,9 +70,13 @@ struct tg_loader {
     pthread_cond_t cv;
 };
 
-int tg_loader_vocab_size(const tg_loader *l) { return (int)l->shards[0].info.vocab_size; }
-int tg_loader_eot_id(const tg_loader *l) { return (int)l->shards[0].info.eot_id; }
-const char *tg_loader_tokenizer_hash(const tg_loader *l) { return l->shards[0].info.tokenizer_hash; }
+int tg_loader_vocab_size(const tg_loader *l) {
+    return l->synthetic_vocab ? l->synthetic_vocab : (int)l->shards[0].info.vocab_size;
+}
+int tg_loader_eot_id(const tg_loader *l) { return l->synthetic_vocab ? -1 : (int)l->shards[0].info.eot_id; }
+const char *tg_loader_tokenizer_hash(const tg_loader *l) {
+    return l->synthetic_vocab ? "" : l->shards[0].info.tokenizer_hash;
+}
 uint64_t tg_loader_n_windows(const tg_loader *l) { return l->n_windows; }
 uint64_t tg_loader_n_tokens(const tg_loader *l) {
     uint64_t n = 0;
@@ -241,6 +247,44 @@ static tg_status prefetch_start(tg_loader *l, tg_error *err) {
 
 /* ---- open / free ---- */
 
+/* The block table (blocks of K consecutive windows of one shard, docs/data.md) and the block
+ * caches, once the shards are known. */
+static tg_status blocks_build(tg_loader *l, const tg_loader_options *opt, tg_error *err) {
+    tg_status st = TG_OK;
+    const int n = l->n_shards;
+    const uint64_t T = (uint64_t)opt->T;
+    uint64_t bt = opt->block_tokens > 0 ? (uint64_t)opt->block_tokens : (1u << 20);
+    l->K = bt / T ? bt / T : 1;
+    for (int i = 0; i < n; i++) {
+        l->n_blocks += (l->shards[i].n_windows + l->K - 1) / l->K;
+        l->n_windows += l->shards[i].n_windows;
+    }
+    l->blocks = malloc(l->n_blocks * sizeof *l->blocks);
+    l->id_cum = malloc((l->n_blocks + 1) * sizeof *l->id_cum);
+    l->ord_perm = malloc(l->n_blocks * sizeof *l->ord_perm);
+    l->ord_cum = malloc((l->n_blocks + 1) * sizeof *l->ord_cum);
+    TG_CHECK_ALLOC(err, l->blocks);
+    TG_CHECK_ALLOC(err, l->id_cum);
+    TG_CHECK_ALLOC(err, l->ord_perm);
+    TG_CHECK_ALLOC(err, l->ord_cum);
+    uint64_t j = 0;
+    l->id_cum[0] = 0;
+    for (int i = 0; i < n; i++)
+        for (uint64_t w = 0; w < l->shards[i].n_windows; w += l->K, j++) {
+            uint64_t nw = l->shards[i].n_windows - w < l->K ? l->shards[i].n_windows - w : l->K;
+            l->blocks[j] = (block_ent){(uint32_t)i, (uint32_t)nw, w};
+            l->id_cum[j + 1] = l->id_cum[j] + nw;
+        }
+    for (int i = 0; i < N_CACHE; i++) {
+        l->cache[i].tokens = malloc((l->K * T + 1) * (uint64_t)l->dtype_bytes);
+        l->cache[i].perm = malloc(l->K * sizeof(uint32_t));
+        TG_CHECK_ALLOC(err, l->cache[i].tokens);
+        TG_CHECK_ALLOC(err, l->cache[i].perm);
+    }
+cleanup:
+    return st;
+}
+
 static int has_glob_chars(const char *s) { return strpbrk(s, "*?[") != NULL; }
 
 tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error *err) {
@@ -265,6 +309,12 @@ tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error
     for (int i = 0; i < N_CACHE; i++) l->cache[i].block = -1;
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
+    if (strcmp(opt->glob, TG_LOADER_SYNTHETIC) == 0) {
+        l->synthetic_vocab = opt->vocab_size > 0 ? opt->vocab_size : TG_SYNTHETIC_VOCAB;
+        if (!opt->shuffle) l->seed = tg_hash64(opt->seed, 0x7661); /* validation: a different stream */
+        *out = l;
+        return TG_OK;
+    }
     /* The files, sorted by name (glob sorts). A pattern without wildcards is a plain path. */
     int rc = glob(opt->glob, 0, NULL, &g);
     have_glob = 1;
@@ -301,35 +351,7 @@ tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error
         s->n_windows = (s->info.n_tokens - 1) / T;
     }
     l->dtype_bytes = l->shards[0].info.dtype_bytes;
-    /* Blocks of K windows. */
-    uint64_t bt = opt->block_tokens > 0 ? (uint64_t)opt->block_tokens : (1u << 20);
-    l->K = bt / T ? bt / T : 1;
-    for (int i = 0; i < n; i++) {
-        l->n_blocks += (l->shards[i].n_windows + l->K - 1) / l->K;
-        l->n_windows += l->shards[i].n_windows;
-    }
-    l->blocks = malloc(l->n_blocks * sizeof *l->blocks);
-    l->id_cum = malloc((l->n_blocks + 1) * sizeof *l->id_cum);
-    l->ord_perm = malloc(l->n_blocks * sizeof *l->ord_perm);
-    l->ord_cum = malloc((l->n_blocks + 1) * sizeof *l->ord_cum);
-    TG_CHECK_ALLOC(err, l->blocks);
-    TG_CHECK_ALLOC(err, l->id_cum);
-    TG_CHECK_ALLOC(err, l->ord_perm);
-    TG_CHECK_ALLOC(err, l->ord_cum);
-    uint64_t j = 0;
-    l->id_cum[0] = 0;
-    for (int i = 0; i < n; i++)
-        for (uint64_t w = 0; w < l->shards[i].n_windows; w += l->K, j++) {
-            uint64_t nw = l->shards[i].n_windows - w < l->K ? l->shards[i].n_windows - w : l->K;
-            l->blocks[j] = (block_ent){(uint32_t)i, (uint32_t)nw, w};
-            l->id_cum[j + 1] = l->id_cum[j] + nw;
-        }
-    for (int i = 0; i < N_CACHE; i++) {
-        l->cache[i].tokens = malloc((l->K * T + 1) * (uint64_t)l->dtype_bytes);
-        l->cache[i].perm = malloc(l->K * sizeof(uint32_t));
-        TG_CHECK_ALLOC(err, l->cache[i].tokens);
-        TG_CHECK_ALLOC(err, l->cache[i].perm);
-    }
+    TG_TRY(blocks_build(l, opt, err));
     l->P = opt->prefetch;
     if (l->P > 0) {
         l->ring = calloc((size_t)l->P, sizeof *l->ring);
@@ -380,6 +402,11 @@ void tg_loader_free(tg_loader *l) {
 tg_status tg_loader_next(tg_loader *l, int32_t *inputs, int32_t *targets, tg_error *err) {
     const uint64_t step = (uint64_t)l->opt.world * (uint64_t)l->B;
     const size_t n = (size_t)l->B * (size_t)l->T;
+    if (l->synthetic_vocab) {
+        tg_synthetic_fill(l->seed, l->position, l->opt.rank, l->B, l->T, l->synthetic_vocab, inputs, targets);
+        l->position += step;
+        return TG_OK;
+    }
     if (l->P == 0) {
         tg_status st = make_batch(l, l->position, inputs, targets, err);
         if (st == TG_OK) l->position += step;
@@ -413,6 +440,10 @@ void tg_loader_state_get(const tg_loader *l, tg_loader_state *s) {
 }
 
 tg_status tg_loader_state_set(tg_loader *l, const tg_loader_state *s, tg_error *err) {
+    if (l->synthetic_vocab) { /* the stream's seed is fixed at open: only the position moves */
+        l->position = s->position;
+        return TG_OK;
+    }
     prefetch_stop(l);
     if (s->seed != l->seed) {
         l->seed = s->seed;

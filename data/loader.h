@@ -18,7 +18,12 @@
  * Validation (shuffle=0) reads windows in file order: a fixed prefix from position 0; the caller
  * restores state {seed, 0} before each evaluation to read the same subset every time.
  * A background thread reads and decompresses ahead (prefetch > 0). data/ knows nothing of CUDA.
- * Every HDF5 call holds tg_h5_lock (data/h5util.h). Errors name the file and the problem. */
+ * Every HDF5 call holds tg_h5_lock (data/h5util.h). Errors name the file and the problem.
+ *
+ * The glob "synthetic" (TG_LOADER_SYNTHETIC) opens no files: it serves the learnable stream of
+ * data/synthetic.h with the same position semantics, vocab_size (0 = TG_SYNTHETIC_VOCAB) and
+ * no tokenizer (hash "", eot_id -1, n_tokens and n_windows 0: the stream is endless). Validation
+ * (shuffle=0) reads a different stream (seed hashed); state_set moves only the position. */
 #ifndef TG_LOADER_H
 #define TG_LOADER_H
 
@@ -26,8 +31,10 @@
 
 #include "core/status.h"
 
+#define TG_LOADER_SYNTHETIC "synthetic"
+
 typedef struct {
-    const char *glob;     /* shard files, e.g. "data/fineweb/train_*.h5" */
+    const char *glob;     /* shard files, e.g. "data/fineweb/train_*.h5", or "synthetic" */
     int B, T;             /* micro-batch rows, sequence length (windows are T+1 tokens) */
     int rank, world;      /* this rank takes rows [rank*B, rank*B + B) of each world*B slice */
     uint64_t seed;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then variant=build/cuda; else variant=build/cpu; fi
 scripts/build.sh "$variant" -DCMAKE_BUILD_TYPE=Release
-TG=$variant/train/truthgpt
+TG=$variant/truthgpt
 OUT=runs/demo
 mkdir -p "$OUT"
 # Fortune files without extension are the text (the .dat/.u8 files are indexes and links).

@@ -32,7 +32,7 @@ if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
     echo "== CUDA build (sm_80, sm_90) + its tests (GPU tests skip without a GPU)"
     scripts/build.sh build/cuda -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release
     run_ctest --test-dir build/cuda --output-on-failure -L cuda
-    build/cuda/train/truthgpt --version
+    build/cuda/truthgpt --version
 else
     echo "== no nvcc: CUDA variant not built"
 fi

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { K_INT, K_I64, K_U64, K_F64, K_STR, K_ENUM } key_type;
+/* K_ENUM: an int-sized enum field, the index of the value in choices. K_RESUME: train.resume,
+ * a keyword (auto | none) or a path (tg_resume_mode + resume_path). */
+typedef enum { K_INT, K_I64, K_U64, K_F64, K_STR, K_ENUM, K_RESUME } key_type;
 
 typedef struct {
     const char *section, *name;
@@ -51,13 +53,14 @@ static const key_spec KEYS[] = {
     {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
-    {"train", "resume", K_STR, F(resume), 0, 0, NULL, "auto", "auto | none | checkpoint path"},
+    {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path"},
     {"train", "sample_every", K_INT, F(sample_every), 0, 1e9, NULL, "0", "print a sample every N steps; 0 = off"},
     {"train", "sample_tokens", K_INT, F(sample_tokens), 1, 1e6, NULL, "64", "tokens per sample"},
     {"train", "nan_patience", K_INT, F(nan_patience), 1, 1e9, NULL, "5", "stop after N non-finite losses in a row"},
     {"train", "threads", K_INT, F(threads), 0, 4096, NULL, "0", "OpenMP threads per rank; 0 = cores / local ranks"},
     {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
     {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
+    {"comm", "timeout", K_F64, F(comm_timeout), 1e-3, 1e9, NULL, "300", "seconds a GPU collective may wait for a peer rank before the job fails"},
     {"run", "out_dir", K_STR, F(out_dir), 0, 0, NULL, "runs/default", "run directory (metrics, config, checkpoints)"},
     {"cuda", "attention", K_ENUM, F(cuda_attention), 0, 0, "cudnn|flash|naive", "cudnn", "bf16 attention: cuDNN SDPA, own flash kernels, or cuBLASLt + softmax (fp32 always uses the last)"},
     {"cuda", "cudnn_deterministic", K_INT, F(cuda_cudnn_deterministic), 0, 1, NULL, "1", "0 = cuDNN's faster attention backward with dQ atomics (not bitwise reproducible)"},
@@ -88,20 +91,35 @@ static void describe(const key_spec *k, char *buf, size_t cap) {
     case K_F64: snprintf(buf, cap, "a number in [%g, %g]", k->min, k->max); break;
     case K_STR: snprintf(buf, cap, "a string of at most %zu bytes", k->size - 1); break;
     case K_ENUM: snprintf(buf, cap, "one of %s", k->choices); break;
+    case K_RESUME: snprintf(buf, cap, "%s or a checkpoint path", k->choices); break;
     }
 }
 
-static int enum_ok(const char *choices, const char *v) {
+/* Index of v in "a|b|c", or -1. */
+static int enum_index(const char *choices, const char *v) {
     size_t n = strlen(v);
     const char *p = choices;
-    while (*p) {
+    for (int i = 0; *p; i++) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (len == n && strncmp(p, v, n) == 0) return i;
         if (!bar) break;
         p = bar + 1;
     }
-    return 0;
+    return -1;
+}
+
+/* The choice at index i of "a|b|c" into buf ("?" when out of range). */
+static const char *enum_name(const char *choices, int i, char *buf, size_t cap) {
+    const char *p = choices;
+    for (; i > 0 && p; i--) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p || i < 0) return "?";
+    size_t len = strcspn(p, "|");
+    snprintf(buf, cap, "%.*s", (int)(len < cap ? len : cap - 1), p);
+    return buf;
 }
 
 /* Sets one key from text; `where` names the source for messages. */
@@ -111,7 +129,7 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
     const key_spec *k = find_key(section, name, &section_known);
     if (!section_known)
         return tg_error_set(err, TG_ERR_CONFIG,
-                            "%s: unknown section [%s] (known: model, data, train, checkpoint, run, cuda)",
+                            "%s: unknown section [%s] (known: model, data, train, checkpoint, comm, run, cuda)",
                             where, section);
     if (!k)
         return tg_error_set(err, TG_ERR_CONFIG,
@@ -149,9 +167,19 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
         *(double *)dst = v;
         break;
     }
-    case K_ENUM:
-        if (!enum_ok(k->choices, value)) goto bad;
-        /* fallthrough */
+    case K_ENUM: {
+        int i = enum_index(k->choices, value);
+        if (i < 0 || k->size != sizeof(int)) goto bad; /* size: an enum field, not text */
+        *(int *)dst = i;
+        break;
+    }
+    case K_RESUME: {
+        int i = enum_index(k->choices, value);
+        if (strlen(value) >= sizeof c->resume_path) goto bad;
+        c->resume = i < 0 ? TG_RESUME_PATH : (tg_resume_mode)i;
+        snprintf(c->resume_path, sizeof c->resume_path, "%s", i < 0 ? value : "");
+        break;
+    }
     case K_STR:
         if (strlen(value) >= k->size) goto bad;
         snprintf(dst, k->size, "%s", value);
@@ -265,7 +293,17 @@ static void write_value(const tg_config *c, const key_spec *k, FILE *f) {
         fputs(buf, f);
         break;
     }
-    case K_STR: case K_ENUM: fprintf(f, "%s", src); break;
+    case K_STR: fprintf(f, "%s", src); break;
+    case K_ENUM: {
+        char name[64];
+        fputs(enum_name(k->choices, *(const int *)src, name, sizeof name), f);
+        break;
+    }
+    case K_RESUME: {
+        char name[64];
+        fputs(c->resume == TG_RESUME_PATH ? c->resume_path : enum_name(k->choices, (int)c->resume, name, sizeof name), f);
+        break;
+    }
     }
 }
 

@@ -9,13 +9,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/fsio.h" /* TG_PATH_MAX */
 #include "core/status.h"
+#include "model/model.h" /* tg_cuda_attention */
+#include "train/schedule.h"
 
-#define TG_PATH_MAX 1024
+/* Enum-valued keys are parsed to these at load; each enum lists its key's choices in order. */
+typedef enum { TG_ARCH_GPT2 = 0 } tg_arch;                                         /* model.arch */
+typedef enum { TG_DEVICE_PICK_AUTO = 0, TG_DEVICE_PICK_CPU, TG_DEVICE_PICK_CUDA } tg_device_pick; /* train.device */
+typedef enum { TG_PRECISION_BF16 = 0, TG_PRECISION_FP32 } tg_precision;            /* train.precision */
+typedef enum { TG_RESUME_AUTO = 0, TG_RESUME_NONE, TG_RESUME_PATH } tg_resume_mode; /* train.resume */
 
 typedef struct {
     /* [model] */
-    char arch[16];          /* gpt2 */
+    tg_arch arch;
     int n_layer, n_head, n_embd;
     int seq_len;            /* T */
     int vocab_size;         /* 0 = from the data */
@@ -24,8 +31,8 @@ typedef struct {
     char val[TG_PATH_MAX];   /* shard glob, "" = none */
     char tokenizer[TG_PATH_MAX]; /* tokenizer file, for samples (optional) */
     /* [train] */
-    char device[8];          /* auto | cpu | cuda */
-    char precision[8];       /* bf16 | fp32 */
+    tg_device_pick device;   /* auto | cpu | cuda */
+    tg_precision precision;  /* bf16 | fp32 */
     int cpu_emulate_bf16;    /* CPU with bf16: round where the CUDA backend stores bf16 */
     int recompute;
     int micro_batch;         /* B per rank */
@@ -33,22 +40,25 @@ typedef struct {
     int max_steps;
     double lr, min_lr;
     int warmup_steps;
-    char schedule[16];       /* cosine | linear | constant */
+    tg_sched_kind schedule;  /* cosine | linear | constant (train/schedule.h) */
     double weight_decay, beta1, beta2, eps, grad_clip;
     uint64_t seed;
     int eval_every, eval_batches, log_every;
     int zero_stage;          /* 0 | 1 */
-    char resume[TG_PATH_MAX]; /* auto | none | PATH */
+    tg_resume_mode resume;   /* auto | none | a checkpoint path: */
+    char resume_path[TG_PATH_MAX]; /* the path when resume is TG_RESUME_PATH, else "" */
     int sample_every, sample_tokens;
     int nan_patience;        /* stop after this many non-finite losses in a row */
     int threads;             /* OpenMP threads per rank; 0 = share of the cores */
     /* [checkpoint] */
     int ckpt_every;          /* steps; 0 = only at the end and on signals */
     int ckpt_keep;
+    /* [comm] */
+    double comm_timeout;     /* seconds a collective may wait for a peer (NCCL) */
     /* [run] */
     char out_dir[TG_PATH_MAX];
     /* [cuda]: the CUDA backend's choices (model/model.h tg_cuda_options) */
-    char cuda_attention[8];  /* cudnn | flash | naive */
+    tg_cuda_attention cuda_attention; /* cudnn | flash | naive: model/model.h's enum, in its order */
     int cuda_cudnn_deterministic, cuda_cudnn_tune, cuda_cublaslt_tune, cuda_fusion, cuda_profile;
     int cuda_lmhead_rows;
 } tg_config;

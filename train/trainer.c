@@ -6,77 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt/writer.h"
+#include "core/fault.h"
 #include "core/file.h"
+#include "core/fsio.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
-#include "train/ckpt.h"
+#include "train/dp_optim.h"
+#include "train/metrics.h"
 #include "train/sample.h"
 #include "train/schedule.h"
-#include "train/synthetic.h"
-
-#define SYNTHETIC_VOCAB 512
-
-/* ---- batches: shard loader or the synthetic stream, same position semantics ---- */
-
-typedef struct {
-    tg_loader *loader;   /* NULL for synthetic */
-    uint64_t seed, position;
-    int rank, world, B, T, V;
-} batch_source;
-
-static tg_status source_open(batch_source *s, const char *glob, int shuffle, const tg_config *cfg, int rank,
-                             int world, tg_error *err) {
-    memset(s, 0, sizeof *s);
-    s->seed = cfg->seed;
-    s->rank = rank;
-    s->world = world;
-    s->B = cfg->micro_batch;
-    s->T = cfg->seq_len;
-    if (strcmp(glob, "synthetic") == 0) {
-        s->V = cfg->vocab_size ? cfg->vocab_size : SYNTHETIC_VOCAB;
-        if (!shuffle) s->seed = tg_hash64(cfg->seed, 0x7661); /* validation: a different stream */
-        return TG_OK;
-    }
-    tg_loader_options o = {.glob = glob, .B = s->B, .T = s->T, .rank = rank, .world = world,
-                           .seed = cfg->seed, .shuffle = shuffle, .vocab_size = cfg->vocab_size,
-                           .prefetch = shuffle ? 4 : 0};
-    tg_status st = tg_loader_open(&s->loader, &o, err);
-    if (st == TG_OK) s->V = tg_loader_vocab_size(s->loader);
-    return st;
-}
-
-static void source_close(batch_source *s) {
-    tg_loader_free(s->loader);
-    s->loader = NULL;
-}
-
-static tg_status source_next(batch_source *s, int32_t *in, int32_t *tgt, tg_error *err) {
-    if (s->loader) return tg_loader_next(s->loader, in, tgt, err);
-    tg_synthetic_fill(s->seed, s->position, s->rank, s->B, s->T, s->V, in, tgt);
-    s->position += (uint64_t)s->world * (uint64_t)s->B;
-    return TG_OK;
-}
-
-static void source_state_get(const batch_source *s, tg_loader_state *st) {
-    if (s->loader) {
-        tg_loader_state_get(s->loader, st);
-    } else {
-        st->seed = s->seed;
-        st->position = s->position;
-    }
-}
-
-static tg_status source_state_set(batch_source *s, const tg_loader_state *st, tg_error *err) {
-    if (s->loader) return tg_loader_state_set(s->loader, st, err);
-    s->position = st->position;
-    return TG_OK;
-}
 
 /* ---- the run ---- */
 
@@ -87,75 +31,35 @@ typedef struct {
     int rank, world, is_root;
     int B, T, accum;
     tg_model *model;
-    size_t n_params, n_padded, shard_lo, shard_hi;
-    batch_source train, val;
+    tg_dp_optim *opt;          /* the data-parallel optimizer step (shards, reduction, update) */
+    tg_loader *train, *val;    /* shards or the synthetic stream (data/loader.h) */
     int has_val;
     int32_t *inputs, *targets; /* (B, T) host */
     tg_ckpt_writer *ckpt;
     tg_tokenizer *tok;         /* rank 0, for train.sample_every */
-    FILE *metrics;
+    tg_metrics *metrics;       /* rank 0 */
     tg_rng rng;                /* sampling; part of the checkpoint */
+    tg_schedule sched;
     int64_t step;              /* optimizer steps done */
-    int64_t tokens_seen;
-    float *host_params, *host_m, *host_v; /* checkpoint staging, n_padded each */
-    int nccl;                  /* gradients reduced on the device by NCCL */
+    int64_t tokens_seen, tokens_per_step;
+    double flops_per_step;
+    int nan_run;               /* non-finite steps in a row */
+    double t_start;            /* for the ETA: this process's first step */
+    int64_t first_step;
     void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
     size_t tuning_len;
     char resumed_from[TG_PATH_MAX]; /* the checkpoint file resumed from ("" for a fresh run) */
+    long long fault_step, fault_rank, nan_step; /* test builds only (core/fault.h) */
 } trainer;
 
-static tg_status mkdir_p(const char *path, tg_error *err) {
-    char buf[TG_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-            return tg_error_set(err, TG_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST)
-        return tg_error_set(err, TG_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
-    return TG_OK;
-}
-
-/* On resume, drop the records of steps after the checkpoint (the interrupted run may have logged
- * a few): the file then reads as one uninterrupted run. */
-static tg_status metrics_truncate(const char *path, int64_t last_step, tg_error *err) {
-    tg_status st = TG_OK;
-    char tmp[TG_PATH_MAX + 64], line[4096];
-    FILE *in = fopen(path, "r"), *out = NULL;
-    if (!in) return TG_OK; /* no metrics yet */
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    out = fopen(tmp, "w");
-    if (!out) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    while (fgets(line, sizeof line, in)) {
-        long long step;
-        if (sscanf(line, "{\"step\":%lld", &step) == 1 && step > last_step) continue;
-        fputs(line, out);
-    }
-    if (fclose(out) != 0) {
-        out = NULL;
-        TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    }
-    out = NULL;
-    if (rename(tmp, path) != 0) TG_FAIL(err, TG_ERR_IO, "cannot replace %s: %s", path, strerror(errno));
-cleanup:
-    if (out) fclose(out);
-    fclose(in);
-    return st;
-}
-
 tg_device_kind tg_train_device(const tg_config *cfg) {
-    if (strcmp(cfg->device, "cpu") == 0) return TG_DEVICE_CPU;
-    if (strcmp(cfg->device, "cuda") == 0) return TG_DEVICE_CUDA;
+    if (cfg->device == TG_DEVICE_PICK_CPU) return TG_DEVICE_CPU;
+    if (cfg->device == TG_DEVICE_PICK_CUDA) return TG_DEVICE_CUDA;
     return tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
 }
 
 tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
-    tg_cuda_options o = {.attention = strcmp(cfg->cuda_attention, "flash") == 0   ? TG_CUDA_ATTN_FLASH
-                                      : strcmp(cfg->cuda_attention, "naive") == 0 ? TG_CUDA_ATTN_NAIVE
-                                                                                  : TG_CUDA_ATTN_CUDNN,
+    tg_cuda_options o = {.attention = cfg->cuda_attention,
                          .cudnn_atomics = !cfg->cuda_cudnn_deterministic,
                          .cudnn_tune = cfg->cuda_cudnn_tune,
                          .cublaslt_tune = cfg->cuda_cublaslt_tune,
@@ -165,38 +69,21 @@ tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
     return o;
 }
 
-/* Gradient bucket hook: on NCCL, all-reduce each layer's gradients as soon as backward made them. */
-static void on_grads_ready(void *ctx, size_t lo, size_t hi) {
-    trainer *tr = ctx;
-    tg_dtype dt;
-    float *g = tg_model_grads(tr->model, &dt);
-    tg_error e;
-    /* Errors surface at tg_comm_sync, which polls NCCL's async error state. */
-    (void)tg_comm_allreduce(tr->comm, g + lo, hi - lo, TG_COMM_F32, TG_COMM_SUM, &e);
-}
-
-static tg_status reduce_grads(trainer *tr, tg_error *err) {
-    tg_dtype dt;
-    float *g = tg_model_grads(tr->model, &dt);
-    if (tr->cfg->zero_stage == 1)
-        return tg_comm_reduce_scatter(tr->comm, g, tr->shard_hi - tr->shard_lo, TG_COMM_F32, TG_COMM_SUM, err);
-    if (tr->nccl) return TG_OK; /* already issued bucket by bucket from the hook */
-    return tg_comm_allreduce(tr->comm, g, tr->n_padded, TG_COMM_F32, TG_COMM_SUM, err);
-}
-
 static tg_status evaluate(trainer *tr, double *val_loss, tg_error *err) {
     tg_status st = TG_OK;
-    tg_loader_state zero = {.seed = tr->val.seed, .position = 0};
+    tg_loader_state zero;
     double sum = 0;
-    TG_TRY(source_state_set(&tr->val, &zero, err));
+    tg_loader_state_get(tr->val, &zero);
+    zero.position = 0;
+    TG_TRY(tg_loader_state_set(tr->val, &zero, err));
     for (int i = 0; i < tr->cfg->eval_batches; i++) {
         float l;
-        TG_TRY(source_next(&tr->val, tr->inputs, tr->targets, err));
+        TG_TRY(tg_loader_next(tr->val, tr->inputs, tr->targets, err));
         TG_TRY(tg_model_forward(tr->model, tr->inputs, tr->targets, tr->B, err));
         TG_TRY(tg_model_loss(tr->model, &l, err));
         sum += l;
     }
-    TG_TRY(tg_comm_allreduce_host(tr->comm, &sum, 1, TG_COMM_F64, TG_COMM_SUM, err));
+    TG_TRY(tg_comm_all_reduce_host(tr->comm, &sum, 1, TG_COMM_F64, TG_COMM_SUM, err));
     *val_loss = sum / ((double)tr->cfg->eval_batches * tr->world);
 cleanup:
     return st;
@@ -208,20 +95,12 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
     char *cfg_text = NULL;
     tg_loader_state *states = NULL;
-    size_t shard = tr->shard_hi - tr->shard_lo;
-    TG_TRY(tg_model_params_get(tr->model, tr->host_params, err));
-    TG_TRY(tg_model_opt_get(tr->model, tr->host_m + tr->shard_lo, tr->host_v + tr->shard_lo, err));
-    if (tr->cfg->zero_stage == 1) {
-        /* params_get is exact (the fp32 masters) only on this rank's shard when the working copy
-         * is bf16: gather every rank's shard so the file holds exact fp32 values everywhere. */
-        TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_params, shard, TG_COMM_F32, err));
-        TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_m, shard, TG_COMM_F32, err));
-        TG_TRY(tg_comm_allgather_host(tr->comm, tr->host_v, shard, TG_COMM_F32, err));
-    }
+    tg_dp_optim_state os;
+    TG_TRY(tg_dp_optim_state_gather(tr->opt, &os, err));
     states = calloc((size_t)tr->world, sizeof *states);
     TG_CHECK_ALLOC(err, states);
-    source_state_get(&tr->train, &states[tr->rank]);
-    TG_TRY(tg_comm_allgather_host(tr->comm, states, 2, TG_COMM_I64, err));
+    tg_loader_state_get(tr->train, &states[tr->rank]);
+    TG_TRY(tg_comm_all_gather_host(tr->comm, states, 2, TG_COMM_I64, err));
     if (tr->is_root) {
         cfg_text = tg_config_to_string(tr->cfg);
         TG_CHECK_ALLOC(err, cfg_text);
@@ -229,10 +108,10 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
             .step = tr->step, .tokens_seen = tr->tokens_seen, .rng_state = tr->rng.state,
             .world_size = tr->world, .zero_stage = tr->cfg->zero_stage,
             .n_loader_states = tr->world, .loader_states = states, .config_ini = cfg_text,
-            .tokenizer_hash = tr->train.loader ? (char *)tg_loader_tokenizer_hash(tr->train.loader) : "",
+            .tokenizer_hash = (char *)tg_loader_tokenizer_hash(tr->train),
             .tokenizer_path = (char *)tr->cfg->tokenizer,
-            .model_cfg = tg_model_layout(tr->model)->cfg, .params = tr->host_params,
-            .adam_m = tr->host_m, .adam_v = tr->host_v, .master = NULL};
+            .model_cfg = tg_model_layout(tr->model)->cfg, .params = (float *)os.params,
+            .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL};
         double stall = 0, t0 = tg_now_ms();
         TG_TRY(tg_ckpt_writer_save(tr->ckpt, &cs, &stall, err));
         tg_log_info(tr->lg, "checkpoint step %lld queued (training stalled %.1f ms)", (long long)tr->step,
@@ -244,26 +123,32 @@ cleanup:
     return st;
 }
 
-/* Resume from cfg->resume (auto | none | PATH). Rank 0 picks the file, everyone loads it. */
+/* The checkpoint train.resume names: "" when there is none to resume (resume=none, or auto
+ * with no checkpoint in out_dir yet). Rank 0 looks; every rank gets its answer. */
+static tg_status resume_path(trainer *tr, char *path, size_t cap, tg_error *err) {
+    tg_status st = TG_OK;
+    path[0] = 0;
+    if (tr->cfg->resume == TG_RESUME_PATH) snprintf(path, cap, "%s", tr->cfg->resume_path);
+    if (tr->cfg->resume == TG_RESUME_AUTO && tr->is_root) {
+        char dir[TG_PATH_MAX + 16];
+        int found = 0;
+        snprintf(dir, sizeof dir, "%s/checkpoints", tr->cfg->out_dir);
+        TG_TRY(tg_ckpt_find_latest(dir, tr->lg, path, cap, &found, err));
+        if (!found) path[0] = 0;
+    }
+    TG_TRY(tg_comm_broadcast_host(tr->comm, path, cap, 0, err));
+cleanup:
+    return st;
+}
+
+/* Resume from train.resume (auto | none | PATH). Rank 0 picks the file, everyone loads it. */
 static tg_status maybe_resume(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
     tg_ckpt_state cs;
     memset(&cs, 0, sizeof cs);
     char path[TG_PATH_MAX] = "";
-    const char *r = tr->cfg->resume;
-    if (strcmp(r, "none") == 0) return TG_OK;
-    if (strcmp(r, "auto") == 0) {
-        if (tr->is_root) {
-            char dir[TG_PATH_MAX + 16];
-            int found = 0;
-            snprintf(dir, sizeof dir, "%s/checkpoints", tr->cfg->out_dir);
-            TG_TRY(tg_ckpt_find_latest(dir, tr->lg, path, sizeof path, &found, err));
-            if (!found) path[0] = 0;
-        }
-    } else {
-        snprintf(path, sizeof path, "%s", r);
-    }
-    TG_TRY(tg_comm_bcast_host(tr->comm, path, sizeof path, 0, err));
+    if (tr->cfg->resume == TG_RESUME_NONE) return TG_OK;
+    TG_TRY(resume_path(tr, path, sizeof path, err));
     if (!path[0]) {
         tg_log_info(tr->lg, "resume=auto: no checkpoint in %s/checkpoints, starting fresh", tr->cfg->out_dir);
         return TG_OK;
@@ -276,28 +161,20 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
                 "T=%d V=%d)",
                 path, cs.model_cfg.n_layer, cs.model_cfg.n_head, cs.model_cfg.n_embd, cs.model_cfg.max_seq_len,
                 cs.model_cfg.vocab_size, mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size);
-    if (tr->train.loader && cs.tokenizer_hash && cs.tokenizer_hash[0] &&
-        strcmp(cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader)) != 0)
+    const char *data_hash = tg_loader_tokenizer_hash(tr->train); /* "" for synthetic data */
+    if (data_hash[0] && cs.tokenizer_hash && cs.tokenizer_hash[0] && strcmp(cs.tokenizer_hash, data_hash) != 0)
         TG_FAIL(err, TG_ERR_DATA,
                 "%s: the checkpoint was trained on data from tokenizer sha256 %.16s..., but data.train's shards "
                 "come from %.16s...",
-                path, cs.tokenizer_hash, tg_loader_tokenizer_hash(tr->train.loader));
-    TG_TRY(tg_model_params_set(tr->model, cs.params, err));
-    if (cs.adam_m && cs.adam_v) {
-        /* Gathered moments: slice this rank's shard (the padding beyond n_params stays zero). */
-        size_t lo = tr->shard_lo;
-        memset(tr->host_m, 0, tr->n_padded * sizeof(float));
-        memset(tr->host_v, 0, tr->n_padded * sizeof(float));
-        memcpy(tr->host_m, cs.adam_m, tr->n_params * sizeof(float));
-        memcpy(tr->host_v, cs.adam_v, tr->n_params * sizeof(float));
-        TG_TRY(tg_model_opt_set(tr->model, tr->host_m + lo, tr->host_v + lo, err));
-    }
+                path, cs.tokenizer_hash, data_hash);
+    TG_TRY(tg_dp_optim_state_load(tr->opt, cs.params, cs.adam_m && cs.adam_v ? cs.adam_m : NULL,
+                                  cs.adam_m && cs.adam_v ? cs.adam_v : NULL, err));
     tr->step = cs.step;
     tr->tokens_seen = cs.tokens_seen;
     tr->rng.state = cs.rng_state;
     if (cs.n_loader_states < 1) TG_FAIL(err, TG_ERR_FORMAT, "%s: no loader state", path);
     /* The position is global (data/loader.h), so any rank's state serves any world size. */
-    TG_TRY(source_state_set(&tr->train, &cs.loader_states[0], err));
+    TG_TRY(tg_loader_state_set(tr->train, &cs.loader_states[0], err));
     snprintf(tr->resumed_from, sizeof tr->resumed_from, "%s", path);
     tg_log_info(tr->lg, "resumed from %s at step %lld (%lld tokens seen; saved with %d ranks, now %d)", path,
                 (long long)cs.step, (long long)cs.tokens_seen, cs.world_size, tr->world);
@@ -323,9 +200,9 @@ static tg_status tuning_save(trainer *tr, tg_error *err) {
     TG_TRY(tg_model_tuning_get(tr->model, &blob, &len, err));
     if (len == 0 || (len == tr->tuning_len && memcmp(blob, tr->tuning, len) == 0)) goto cleanup;
     snprintf(path, sizeof path, "%s/tuning", tr->cfg->out_dir);
-    TG_TRY(mkdir_p(path, err));
+    TG_TRY(tg_fs_mkdir_p(path, err));
     tuning_path(tr->cfg->out_dir, tr->rank, path, sizeof path);
-    TG_TRY(tg_ckpt_file_replace(path, blob, len, err));
+    TG_TRY(tg_fs_file_replace(path, blob, len, 0, err));
     free(tr->tuning);
     tr->tuning = blob;
     tr->tuning_len = len;
@@ -395,8 +272,11 @@ static void format_eta(double seconds, char *buf, size_t cap) {
     else snprintf(buf, cap, "%ds", s);
 }
 
-static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const tg_log *lg, tg_error *err) {
-    tg_status st = TG_OK;
+
+/* ---- setup, in the order the run needs things ---- */
+
+/* Ranks, batch shape (micro-steps per step from train.total_batch_tokens), schedule, threads. */
+static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, const tg_log *lg, tg_error *err) {
     memset(tr, 0, sizeof *tr);
     tr->cfg = cfg;
     tr->comm = comm;
@@ -411,139 +291,156 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     int64_t per_micro = (int64_t)tr->B * tr->T * tr->world;
     int64_t total = cfg->total_batch_tokens ? cfg->total_batch_tokens : per_micro;
     if (total % per_micro)
-        TG_FAIL(err, TG_ERR_CONFIG,
-                "train.total_batch_tokens (%lld) must be a multiple of micro_batch*seq_len*world "
-                "(%d*%d*%d = %lld)",
-                (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.total_batch_tokens (%lld) must be a multiple of micro_batch*seq_len*world "
+                            "(%d*%d*%d = %lld)",
+                            (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
     tr->accum = (int)(total / per_micro);
+    tr->tokens_per_step = total;
     if (cfg->sample_every > 0 && !cfg->tokenizer[0])
-        TG_FAIL(err, TG_ERR_CONFIG, "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
-
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
+    tr->sched = (tg_schedule){.kind = cfg->schedule, .lr = cfg->lr, .min_lr = cfg->min_lr,
+                              .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps};
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     else omp_set_num_threads(tg_comm_cpu_threads(comm, omp_get_num_procs()));
+    /* Test builds only: switches that fail a step or poison its loss (core/fault.h). */
+    tg_status st = TG_OK;
+    TG_TRY(tg_fault_get(TG_FAULT_STEP, 0, &tr->fault_step, err));
+    TG_TRY(tg_fault_get(TG_FAULT_STEP_RANK, 0, &tr->fault_rank, err));
+    TG_TRY(tg_fault_get(TG_FAULT_NAN_STEP, 0, &tr->nan_step, err));
+cleanup:
+    return st;
+}
 
-    TG_TRY(source_open(&tr->train, cfg->train, 1, cfg, tr->rank, tr->world, err));
+static tg_status setup_sources(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    tg_loader_options lo = {.glob = cfg->train, .B = tr->B, .T = tr->T, .rank = tr->rank, .world = tr->world,
+                            .seed = cfg->seed, .shuffle = 1, .vocab_size = cfg->vocab_size, .prefetch = 4};
+    TG_TRY(tg_loader_open(&tr->train, &lo, err));
+    const int V = tg_loader_vocab_size(tr->train);
     if (cfg->val[0]) {
-        TG_TRY(source_open(&tr->val, cfg->val, 0, cfg, tr->rank, tr->world, err));
+        lo.glob = cfg->val;
+        lo.shuffle = 0;
+        lo.prefetch = 0;
+        TG_TRY(tg_loader_open(&tr->val, &lo, err));
         tr->has_val = 1;
-        if (tr->val.V != tr->train.V)
-            TG_FAIL(err, TG_ERR_DATA, "data.val has vocab_size %d but data.train has %d", tr->val.V, tr->train.V);
+        if (tg_loader_vocab_size(tr->val) != V)
+            TG_FAIL(err, TG_ERR_DATA, "data.val has vocab_size %d but data.train has %d",
+                    tg_loader_vocab_size(tr->val), V);
     }
-    if (cfg->vocab_size && cfg->vocab_size != tr->train.V)
-        TG_FAIL(err, TG_ERR_DATA, "model.vocab_size=%d but the training data has vocab_size %d", cfg->vocab_size,
-                tr->train.V);
+    if (cfg->vocab_size && cfg->vocab_size != V)
+        TG_FAIL(err, TG_ERR_DATA, "model.vocab_size=%d but the training data has vocab_size %d", cfg->vocab_size, V);
+    tr->inputs = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
+    tr->targets = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
+    TG_CHECK_ALLOC(err, tr->inputs);
+    TG_CHECK_ALLOC(err, tr->targets);
+cleanup:
+    return st;
+}
 
-    tg_gpt2_config mc = {.max_seq_len = cfg->seq_len, .vocab_size = tr->train.V, .n_layer = cfg->n_layer,
-                         .n_head = cfg->n_head, .n_embd = cfg->n_embd};
-    TG_TRY(tg_gpt2_config_finalize(&mc, err));
-    tg_model_options mo = {.device = tg_train_device(cfg),
-                           .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
-                           .pad_multiple = (size_t)tr->world * 64, .cuda = tg_train_cuda_options(cfg),
-                           .log = tr->lg};
+/* The model on its device, the collectives' backend, the optimizer step, the initial weights. */
+static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    *mc = (tg_gpt2_config){.max_seq_len = cfg->seq_len, .vocab_size = tg_loader_vocab_size(tr->train), .n_layer = cfg->n_layer,
+                           .n_head = cfg->n_head, .n_embd = cfg->n_embd};
+    TG_TRY(tg_gpt2_config_finalize(mc, err));
+    tg_model_options mo = {.device = tg_train_device(cfg), .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
+                           .pad_multiple = (size_t)tr->world * 64, .cuda = tg_train_cuda_options(cfg), .log = tr->lg};
     if (mo.device == TG_DEVICE_CUDA) {
         int n = tg_model_cuda_device_count();
-        mo.bf16 = strcmp(cfg->precision, "bf16") == 0;
-        TG_TRY(tg_comm_pick_cuda_device(comm, n, &mo.cuda_device, err));
+        mo.bf16 = cfg->precision == TG_PRECISION_BF16;
+        TG_TRY(tg_comm_pick_cuda_device(tr->comm, n, &mo.cuda_device, err));
     } else {
         /* The CPU reference trains in fp32; train.cpu_emulate_bf16 makes it round to bf16 where
          * the CUDA backend stores bf16: the reference for bf16 loss curves. */
-        mo.bf16 = cfg->cpu_emulate_bf16 && strcmp(cfg->precision, "bf16") == 0;
+        mo.bf16 = cfg->cpu_emulate_bf16 && cfg->precision == TG_PRECISION_BF16;
     }
-    TG_TRY(tg_model_init(&tr->model, &mc, &mo, err));
-    tr->n_params = tg_model_layout(tr->model)->n_params;
-    tr->n_padded = tg_model_n_padded(tr->model);
+    TG_TRY(tg_model_init(&tr->model, mc, &mo, err));
     /* On GPUs gradients always go through NCCL, also with one rank, so a single-GPU run
      * exercises the same path as a multi-node one. */
-    if (mo.device == TG_DEVICE_CUDA) {
-        TG_TRY(tg_comm_use_nccl(comm, mo.cuda_device, tg_model_stream(tr->model), err));
-        tr->nccl = 1;
-    }
-    if (cfg->zero_stage == 1) {
-        size_t shard = tr->n_padded / (size_t)tr->world;
-        tr->shard_lo = shard * (size_t)tr->rank;
-        tr->shard_hi = tr->shard_lo + shard;
-    } else {
-        tr->shard_lo = 0;
-        tr->shard_hi = tr->n_padded;
-    }
+    if (mo.device == TG_DEVICE_CUDA) TG_TRY(tg_comm_use_nccl(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
+    tg_dp_optim_options oo = {.zero_stage = cfg->zero_stage, .beta1 = cfg->beta1, .beta2 = cfg->beta2,
+                              .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip};
+    TG_TRY(tg_dp_optim_init(&tr->opt, tr->model, tr->comm, &oo, err));
+    TG_TRY(tg_dp_optim_params_init(tr->opt, cfg->seed, err));
+    tr->flops_per_step =
+        tg_gpt2_flops_per_token(tg_model_layout(tr->model), tr->T) * (double)tr->B * tr->T * tr->accum * tr->world;
+cleanup:
+    return st;
+}
 
-    tr->host_params = calloc(tr->n_padded, sizeof(float));
-    tr->host_m = calloc(tr->n_padded, sizeof(float));
-    tr->host_v = calloc(tr->n_padded, sizeof(float));
-    tr->inputs = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
-    tr->targets = malloc((size_t)tr->B * tr->T * sizeof(int32_t));
-    TG_CHECK_ALLOC(err, tr->host_params);
-    TG_CHECK_ALLOC(err, tr->host_m);
-    TG_CHECK_ALLOC(err, tr->host_v);
-    TG_CHECK_ALLOC(err, tr->inputs);
-    TG_CHECK_ALLOC(err, tr->targets);
+/* Rank 0: out_dir, its checkpoints/ with the async writer, and config.ini. */
+static tg_status setup_run_dir(trainer *tr, const tg_gpt2_config *mc, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    char path[TG_PATH_MAX + 32];
+    if (!tr->is_root) return TG_OK;
+    TG_TRY(tg_fs_mkdir_p(cfg->out_dir, err));
+    snprintf(path, sizeof path, "%s/checkpoints", cfg->out_dir);
+    TG_TRY(tg_fs_mkdir_p(path, err));
+    TG_TRY(tg_ckpt_writer_init(&tr->ckpt, path, cfg->ckpt_keep, tr->lg, err));
+    /* Touch the staging buffers now so the first save does not stall on page faults. */
+    TG_TRY(tg_ckpt_writer_reserve(tr->ckpt, mc, 1, 0, err));
+    snprintf(path, sizeof path, "%s/config.ini", cfg->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    tg_config_write(cfg, f);
+    fclose(f);
+cleanup:
+    return st;
+}
 
-    /* Every rank initialises identically from the seed: no broadcast needed. The optimizer
-     * shard comes first so that params_set also fills the fp32 master weights exactly (bf16). */
-    TG_TRY(tg_model_opt_init(tr->model, tr->shard_lo, tr->shard_hi, err));
-    tg_gpt2_params_init(tg_model_layout(tr->model), tr->host_params, cfg->seed);
-    TG_TRY(tg_model_params_set(tr->model, tr->host_params, err));
+/* Rank 0, with train.sample_every: the tokenizer, checked against the shards and the model. */
+static tg_status setup_tokenizer(trainer *tr, const tg_gpt2_config *mc, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    if (!cfg->tokenizer[0] || !tr->is_root) return TG_OK;
+    TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
+    const char *shard_hash = tg_loader_tokenizer_hash(tr->train);
+    if (shard_hash[0] && strcmp(shard_hash, tg_tokenizer_hash(tr->tok)) != 0)
+        TG_FAIL(err, TG_ERR_DATA,
+                "data.tokenizer %s (sha256 %.16s...) is not the tokenizer the shards of data.train were made "
+                "with (sha256 %.16s...)",
+                cfg->tokenizer, tg_tokenizer_hash(tr->tok), shard_hash);
+    if (tg_tokenizer_vocab_size(tr->tok) > mc->vocab_size)
+        TG_FAIL(err, TG_ERR_DATA, "data.tokenizer %s has %d tokens but the model only %d", cfg->tokenizer,
+                tg_tokenizer_vocab_size(tr->tok), mc->vocab_size);
+cleanup:
+    return st;
+}
 
-    if (tr->is_root) {
-        char path[TG_PATH_MAX + 32];
-        TG_TRY(mkdir_p(cfg->out_dir, err));
-        snprintf(path, sizeof path, "%s/checkpoints", cfg->out_dir);
-        TG_TRY(mkdir_p(path, err));
-        TG_TRY(tg_ckpt_writer_init(&tr->ckpt, path, cfg->ckpt_keep, lg, err));
-        /* Touch the staging buffers now so the first save does not stall on page faults. */
-        TG_TRY(tg_ckpt_writer_reserve(tr->ckpt, &mc, 1, 0, err));
-        snprintf(path, sizeof path, "%s/config.ini", cfg->out_dir);
-        FILE *f = fopen(path, "w");
-        if (!f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        tg_config_write(cfg, f);
-        fclose(f);
-    }
-    if (cfg->tokenizer[0] && tr->is_root) {
-        TG_TRY(tg_tokenizer_load(&tr->tok, cfg->tokenizer, err));
-        const char *shard_hash = tr->train.loader ? tg_loader_tokenizer_hash(tr->train.loader) : "";
-        if (shard_hash[0] && strcmp(shard_hash, tg_tokenizer_hash(tr->tok)) != 0)
-            TG_FAIL(err, TG_ERR_DATA,
-                    "data.tokenizer %s (sha256 %.16s...) is not the tokenizer the shards of data.train were made "
-                    "with (sha256 %.16s...)",
-                    cfg->tokenizer, tg_tokenizer_hash(tr->tok), shard_hash);
-        if (tg_tokenizer_vocab_size(tr->tok) > mc.vocab_size)
-            TG_FAIL(err, TG_ERR_DATA, "data.tokenizer %s has %d tokens but the model only %d", cfg->tokenizer,
-                    tg_tokenizer_vocab_size(tr->tok), mc.vocab_size);
-    }
+static void log_run(const trainer *tr, const tg_gpt2_config *mc) {
+    const tg_model_options *mo = tg_model_opts(tr->model);
+    const int cuda = mo->device == TG_DEVICE_CUDA;
+    tg_log_info(tr->lg,
+                "model gpt2: L=%d NH=%d C=%d T=%d V=%d (padded %d), %.2fM parameters; device %s%s; "
+                "%d rank(s) [%s], %d thread(s)/rank",
+                mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size, mc->padded_vocab_size,
+                (double)tg_model_layout(tr->model)->n_params / 1e6, cuda ? "cuda" : "cpu",
+                cuda ? (mo->bf16 ? " bf16" : " fp32") : "", tr->world, tg_comm_backend_name(tr->comm),
+                omp_get_max_threads());
+    tg_log_info(tr->lg, "backend: %s", tg_model_describe(tr->model));
+    tg_log_info(tr->lg, "batch: %d x %d tokens/micro-step x %d ranks x %d accumulation = %lld tokens/step",
+                tr->B, tr->T, tr->world, tr->accum, (long long)tr->tokens_per_step);
+    tg_dp_optim_log_memory(tr->opt, tr->lg);
+}
+
+static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const tg_log *lg, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_gpt2_config mc;
+    TG_TRY(setup_shape(tr, cfg, comm, lg, err));
+    TG_TRY(setup_sources(tr, err));
+    TG_TRY(setup_model(tr, &mc, err));
+    TG_TRY(setup_run_dir(tr, &mc, err));
+    TG_TRY(setup_tokenizer(tr, &mc, err));
     TG_TRY(tg_comm_barrier(comm, err)); /* out_dir exists before anyone looks for checkpoints */
     TG_TRY(maybe_resume(tr, err));
     if (tr->step > 0) TG_TRY(tuning_load(tr, err));
-    if (tr->is_root) {
-        char path[TG_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->out_dir);
-        if (tr->step > 0) TG_TRY(metrics_truncate(path, tr->step, err));
-        tr->metrics = fopen(path, tr->step > 0 ? "a" : "w");
-        if (!tr->metrics) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-
-    const tg_gpt2_layout *lay = tg_model_layout(tr->model);
-    tg_log_info(lg,
-                "model gpt2: L=%d NH=%d C=%d T=%d V=%d (padded %d), %.2fM parameters; device %s%s; "
-                "%d rank(s) [%s], %d thread(s)/rank",
-                mc.n_layer, mc.n_head, mc.n_embd, mc.max_seq_len, mc.vocab_size, mc.padded_vocab_size,
-                (double)lay->n_params / 1e6, mo.device == TG_DEVICE_CUDA ? "cuda" : "cpu",
-                mo.device == TG_DEVICE_CUDA ? (mo.bf16 ? " bf16" : " fp32") : "", tr->world,
-                tg_comm_backend_name(comm), omp_get_max_threads());
-    tg_log_info(lg, "backend: %s", tg_model_describe(tr->model));
-    tg_log_info(lg, "batch: %d x %d tokens/micro-step x %d ranks x %d accumulation = %lld tokens/step",
-                tr->B, tr->T, tr->world, tr->accum, (long long)total);
-    {
-        /* Every rank prints its own memory (ZeRO-1 shows 1/N of the optimizer state). */
-        tg_log rl = *lg;
-        rl.level = 1;
-        tg_dtype pdt, gdt;
-        (void)tg_model_params(tr->model, &pdt);
-        (void)tg_model_grads(tr->model, &gdt);
-        double pg_bytes = (double)tr->n_padded * ((pdt == TG_DTYPE_BF16 ? 2 : 4) + (gdt == TG_DTYPE_BF16 ? 2 : 4));
-        tg_log_info(&rl, "memory rank %d: params+grads %.3f MB, optimizer state %.3f MB (zero_stage=%d), model total %.3f MB",
-                    tr->rank, pg_bytes / 1e6, (double)tg_model_opt_bytes(tr->model) / 1e6,
-                    cfg->zero_stage, (double)tg_model_device_bytes(tr->model) / 1e6);
-    }
+    if (tr->is_root) TG_TRY(tg_metrics_open(&tr->metrics, cfg->out_dir, tr->step, err));
+    log_run(tr, &mc);
 cleanup:
     return st;
 }
@@ -554,17 +451,85 @@ static void teardown(trainer *tr) {
         if (tg_ckpt_writer_wait(tr->ckpt, &e) != TG_OK) tg_log_warn(tr->lg, "checkpoint: %s", e.msg);
         tg_ckpt_writer_free(tr->ckpt);
     }
-    if (tr->metrics) fclose(tr->metrics);
+    tg_metrics_free(tr->metrics);
     tg_tokenizer_free(tr->tok);
-    source_close(&tr->train);
-    source_close(&tr->val);
+    tg_loader_free(tr->train);
+    tg_loader_free(tr->val);
+    tg_dp_optim_free(tr->opt);
     tg_model_free(tr->model);
     free(tr->tuning);
-    free(tr->host_params);
-    free(tr->host_m);
-    free(tr->host_v);
     free(tr->inputs);
     free(tr->targets);
+}
+
+/* ---- one step ---- */
+
+/* Test builds only (core/fault.h): fail on purpose at a step, or poison its loss. */
+static tg_status fault_inject(const trainer *tr, int step, double *loss_sum, tg_error *err) {
+    if (!TG_FAULT_ENABLED) return TG_OK;
+    if (tr->fault_step == step && tr->fault_rank == tr->rank)
+        return tg_error_set(err, TG_ERR_INTERNAL, "injected fault at step %d (test switch TRUTHGPT_FAULT_STEP)",
+                            step);
+    if (tr->nan_step == step) *loss_sum = NAN;
+    return TG_OK;
+}
+
+/* The step's record: metrics.jsonl, the progress line, and the count of skipped steps. */
+static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const tg_dp_optim_result *r, double ms,
+                             tg_error *err) {
+    const tg_config *cfg = tr->cfg;
+    const int step = a->step;
+    if (r->skipped) {
+        tr->nan_run++;
+        tg_log_warn(tr->lg, "step %d: non-finite loss %g / grad norm %g: update skipped (%d in a row, limit %d)",
+                    step, r->loss, r->norm, tr->nan_run, cfg->nan_patience);
+        tg_metrics_write_skipped(tr->metrics, step);
+        if (tr->nan_run >= cfg->nan_patience)
+            return tg_error_set(err, TG_ERR_NUMERIC, "%d non-finite losses in a row (train.nan_patience=%d): stopping",
+                                tr->nan_run, cfg->nan_patience);
+    } else {
+        tr->nan_run = 0;
+    }
+    double tok_s = (double)tr->tokens_per_step / (ms / 1e3);
+    if (isfinite(r->loss)) {
+        tg_metrics_step m = {.step = step, .loss = r->loss, .lr = a->lr, .grad_norm = r->norm,
+                             .tokens = tr->tokens_seen, .ms = ms, .tokens_per_s = tok_s,
+                             .tflops = tr->flops_per_step / (ms / 1e3) / 1e12};
+        tg_metrics_write_step(tr->metrics, &m);
+    }
+    if (step % cfg->log_every == 0 || step == cfg->max_steps || step == 1) {
+        char eta[32];
+        double per_step = (tg_now_ms() - tr->t_start) / (double)(tr->step - tr->first_step);
+        format_eta(per_step * (cfg->max_steps - step) / 1e3, eta, sizeof eta);
+        tg_log_info(tr->lg, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | ETA %s", step,
+                    cfg->max_steps, r->loss, a->lr, r->norm, ms, tok_s, eta);
+    }
+    return TG_OK;
+}
+
+/* After a step: validation, a sample, tuning files, and a checkpoint when due or when a stop is
+ * requested (agreed on by all ranks, so that everyone saves the same step). */
+static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, int *stopped, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    if (tr->has_val && cfg->eval_every && (step % cfg->eval_every == 0 || step == cfg->max_steps)) {
+        double vl;
+        TG_TRY(evaluate(tr, &vl, err));
+        tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
+        tg_metrics_write_val(tr->metrics, step, vl);
+    }
+    if (tr->tok && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
+    TG_TRY(tuning_save(tr, err));
+    double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
+    if (tr->world > 1) TG_TRY(tg_comm_all_reduce_host(tr->comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
+    int last = step == cfg->max_steps;
+    if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(tr, err));
+    if (stop > 0) {
+        tg_log_info(tr->lg, "stop requested: saved step %d, exiting with %d (requeue me)", step, TG_EXIT_REQUEUE);
+        *stopped = 1;
+    }
+cleanup:
+    return st;
 }
 
 tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, const tg_train_hooks *hooks,
@@ -573,119 +538,36 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
     trainer tr;
     *stopped = 0;
     TG_TRY(setup(&tr, cfg, comm, lg, err));
-
-    const tg_gpt2_layout *lay = tg_model_layout(tr.model);
-    const double flops_per_step = tg_gpt2_flops_per_token(lay, tr.T) * (double)tr.B * tr.T * tr.accum * tr.world;
-    tg_schedule sched = {.kind = strcmp(cfg->schedule, "cosine") == 0   ? TG_SCHED_COSINE
-                                 : strcmp(cfg->schedule, "linear") == 0 ? TG_SCHED_LINEAR
-                                                                        : TG_SCHED_CONSTANT,
-                         .lr = cfg->lr, .min_lr = cfg->min_lr, .warmup_steps = cfg->warmup_steps,
-                         .max_steps = cfg->max_steps};
-    const int64_t tokens_per_step = (int64_t)tr.B * tr.T * tr.accum * tr.world;
-    int nan_run = 0;
-    double t_start = tg_now_ms();
-    int64_t first_step = tr.step;
-
-    while (tr.step < cfg->max_steps) {
+    tr.t_start = tg_now_ms();
+    tr.first_step = tr.step;
+    while (tr.step < cfg->max_steps && !*stopped) {
         const int step = (int)tr.step + 1;
-        double t0 = tg_now_ms();
+        const double t0 = tg_now_ms();
         double loss_sum = 0;
-        TG_TRY(tg_model_grads_zero(tr.model, err));
+        TG_TRY(tg_dp_optim_zero_grad(tr.opt, err));
         for (int k = 0; k < tr.accum; k++) {
             float l;
-            /* On NCCL, reduce buckets during the last micro-step's backward. */
-            if (tr.nccl && cfg->zero_stage == 0)
-                tg_model_set_grad_hook(tr.model, k == tr.accum - 1 ? on_grads_ready : NULL, &tr);
-            TG_TRY(source_next(&tr.train, tr.inputs, tr.targets, err));
+            tg_dp_optim_micro_step_begin(tr.opt, k == tr.accum - 1);
+            TG_TRY(tg_loader_next(tr.train, tr.inputs, tr.targets, err));
             TG_TRY(tg_model_forward(tr.model, tr.inputs, tr.targets, tr.B, err));
             TG_TRY(tg_model_backward(tr.model, 1.0f / (float)(tr.accum * tr.world), err));
             TG_TRY(tg_model_loss(tr.model, &l, err));
             loss_sum += l;
         }
-        if (hooks && hooks->fault_step == step && hooks->fault_rank == tr.rank)
-            TG_FAIL(err, TG_ERR_INTERNAL, "injected fault at step %d (test switch TRUTHGPT_FAULT_STEP)", step);
-        if (hooks && hooks->nan_step == step) loss_sum = NAN;
-        TG_TRY(reduce_grads(&tr, err));
-        TG_TRY(tg_comm_sync(comm, err));
-        double sq = 0;
-        TG_TRY(tg_model_grad_sqnorm(tr.model, tr.shard_lo, tr.shard_hi, &sq, err));
-        double red[2] = {loss_sum, cfg->zero_stage == 1 ? sq : 0};
-        TG_TRY(tg_comm_allreduce_host(comm, red, 2, TG_COMM_F64, TG_COMM_SUM, err));
-        if (cfg->zero_stage == 1) sq = red[1];
-        const double loss = red[0] / ((double)tr.accum * tr.world);
-        const double norm = sqrt(sq);
-        const double lr = tg_schedule_lr(&sched, step);
+        TG_TRY(fault_inject(&tr, step, &loss_sum, err));
+        tg_dp_optim_step_args a = {.step = step, .lr = tg_schedule_lr(&tr.sched, step), .loss_sum = loss_sum,
+                                   .n_micro = tr.accum};
+        tg_dp_optim_result r;
+        TG_TRY(tg_dp_optim_step(tr.opt, &a, &r, err));
         tr.step = step;
-        tr.tokens_seen += tokens_per_step;
-
-        if (!isfinite(loss) || !isfinite(norm)) {
-            nan_run++;
-            tg_log_warn(lg, "step %d: non-finite loss %g / grad norm %g: update skipped (%d in a row, limit %d)",
-                        step, loss, norm, nan_run, cfg->nan_patience);
-            if (tr.is_root) {
-                fprintf(tr.metrics, "{\"step\":%d,\"skipped\":true,\"loss\":null,\"grad_norm\":null}\n", step);
-                fflush(tr.metrics);
-            }
-            if (nan_run >= cfg->nan_patience)
-                TG_FAIL(err, TG_ERR_NUMERIC, "%d non-finite losses in a row (train.nan_patience=%d): stopping",
-                        nan_run, cfg->nan_patience);
-        } else {
-            nan_run = 0;
-            float scale = cfg->grad_clip > 0 && norm > cfg->grad_clip ? (float)(cfg->grad_clip / norm) : 1.0f;
-            tg_adamw_args a = {.lo = tr.shard_lo, .hi = tr.shard_hi, .lr = (float)lr, .beta1 = (float)cfg->beta1,
-                               .beta2 = (float)cfg->beta2, .eps = (float)cfg->eps,
-                               .weight_decay = (float)cfg->weight_decay, .grad_scale = scale, .t = step};
-            TG_TRY(tg_model_adamw(tr.model, &a, err));
-            if (cfg->zero_stage == 1) {
-                tg_dtype dt;
-                void *p = tg_model_params(tr.model, &dt);
-                TG_TRY(tg_comm_all_gather(comm, p, tr.shard_hi - tr.shard_lo,
-                                          dt == TG_DTYPE_BF16 ? TG_COMM_BF16 : TG_COMM_F32, err));
-                TG_TRY(tg_comm_sync(comm, err));
-            }
-        }
-        double ms = tg_now_ms() - t0;
-        double tok_s = (double)tokens_per_step / (ms / 1e3);
-        if (tr.is_root && isfinite(loss)) {
-            fprintf(tr.metrics,
-                    "{\"step\":%d,\"loss\":%.9g,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%lld,\"ms\":%.3f,"
-                    "\"tokens_per_s\":%.1f,\"tflops\":%.4f}\n",
-                    step, loss, lr, norm, (long long)tr.tokens_seen, ms, tok_s, flops_per_step / (ms / 1e3) / 1e12);
-            fflush(tr.metrics);
-        }
-        if (step % cfg->log_every == 0 || step == cfg->max_steps || step == 1) {
-            char eta[32];
-            double per_step = (tg_now_ms() - t_start) / (double)(tr.step - first_step);
-            format_eta(per_step * (cfg->max_steps - step) / 1e3, eta, sizeof eta);
-            tg_log_info(lg, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | ETA %s", step,
-                        cfg->max_steps, loss, lr, norm, ms, tok_s, eta);
-        }
-        if (tr.has_val && cfg->eval_every && (step % cfg->eval_every == 0 || step == cfg->max_steps)) {
-            double vl;
-            TG_TRY(evaluate(&tr, &vl, err));
-            tg_log_info(lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
-            if (tr.is_root) {
-                fprintf(tr.metrics, "{\"step\":%d,\"val_loss\":%.9g}\n", step, vl);
-                fflush(tr.metrics);
-            }
-        }
-        if (tr.tok && step % cfg->sample_every == 0) TG_TRY(print_sample(&tr, step, err));
-        TG_TRY(tuning_save(&tr, err));
-        /* Stop requests are agreed on by all ranks so that everyone saves the same step. */
-        double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
-        if (tr.world > 1) TG_TRY(tg_comm_allreduce_host(comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
-        int last = step == cfg->max_steps;
-        if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(&tr, err));
-        if (stop > 0) {
-            tg_log_info(lg, "stop requested: saved step %d, exiting with %d (requeue me)", step, TG_EXIT_REQUEUE);
-            *stopped = 1;
-            break;
-        }
+        tr.tokens_seen += tr.tokens_per_step;
+        TG_TRY(record_step(&tr, &a, &r, tg_now_ms() - t0, err));
+        TG_TRY(after_step(&tr, step, hooks, stopped, err));
     }
     if (tr.ckpt) TG_TRY(tg_ckpt_writer_wait(tr.ckpt, err));
     if (!*stopped)
         tg_log_info(lg, "done: %lld steps, %lld tokens, %.1f s", (long long)tr.step, (long long)tr.tokens_seen,
-                    (tg_now_ms() - t_start) / 1e3);
+                    (tg_now_ms() - tr.t_start) / 1e3);
 cleanup:
     teardown(&tr);
     return st;

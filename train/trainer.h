@@ -17,9 +17,6 @@
 
 typedef struct {
     volatile sig_atomic_t *stop_requested; /* set by a signal handler; checked after each step */
-    int fault_step;                        /* test-only: fail on purpose at this step (0 = off) */
-    int fault_rank;
-    int nan_step;                          /* test-only: poison the loss at this step (0 = off) */
 } tg_train_hooks;
 
 /* train.device resolved: auto = CUDA when built with it and a GPU is visible, else CPU. */

@@ -49,18 +49,18 @@ static double expect(tg_comm_dtype t, tg_comm_op op, int W, size_t i) {
 
 static const char *dname(tg_comm_dtype t) { return tg_comm_dtype_name(t); }
 
-static void test_allreduce(tg_comm *c, tg_comm_dtype t, tg_comm_op op, size_t n, int host) {
+static void test_all_reduce(tg_comm *c, tg_comm_dtype t, tg_comm_op op, size_t n, int host) {
     tg_error err = {0};
     int R = tg_comm_rank(c), W = tg_comm_world(c);
     void *b = NULL;
     CHECK_OK(tg_comm_buf_alloc(c, n * 8, &b, &err), &err);
     if (!b) return;
     for (size_t i = 0; i < n; i++) put(b, t, i, value(R, i));
-    if (host) CHECK_OK(tg_comm_allreduce_host(c, b, n, t, op, &err), &err);
-    else CHECK_OK(tg_comm_allreduce(c, b, n, t, op, &err), &err);
+    if (host) CHECK_OK(tg_comm_all_reduce_host(c, b, n, t, op, &err), &err);
+    else CHECK_OK(tg_comm_all_reduce(c, b, n, t, op, &err), &err);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += get(b, t, i) != expect(t, op, W, i);
-    CHECKF(bad == 0, "allreduce%s %s op %d n %zu: %zu wrong", host ? "_host" : "", dname(t),
+    CHECKF(bad == 0, "all_reduce%s %s op %d n %zu: %zu wrong", host ? "_host" : "", dname(t),
            (int)op, n, bad);
     tg_comm_buf_free(c, b);
 }
@@ -92,7 +92,7 @@ static void test_all_gather(tg_comm *c, tg_comm_dtype t, size_t n, int host) {
     if (!b) return;
     for (size_t i = 0; i < (size_t)W * n; i++) put(b, t, i, SENTINEL);
     for (size_t j = 0; j < n; j++) put(b, t, (size_t)R * n + j, value(R, j));
-    if (host) CHECK_OK(tg_comm_allgather_host(c, b, n, t, &err), &err);
+    if (host) CHECK_OK(tg_comm_all_gather_host(c, b, n, t, &err), &err);
     else CHECK_OK(tg_comm_all_gather(c, b, n, t, &err), &err);
     size_t bad = 0;
     for (int r = 0; r < W; r++)
@@ -117,7 +117,7 @@ static void test_broadcast(tg_comm *c, tg_comm_dtype t, size_t n) {
     tg_comm_buf_free(c, b);
 }
 
-static void test_bcast_host(tg_comm *c, size_t bytes) {
+static void test_broadcast_host(tg_comm *c, size_t bytes) {
     tg_error err = {0};
     int R = tg_comm_rank(c), W = tg_comm_world(c);
     unsigned char *b = malloc(bytes);
@@ -125,10 +125,10 @@ static void test_bcast_host(tg_comm *c, size_t bytes) {
     if (!b) return;
     for (int root = 0; root < W; root++) {
         for (size_t i = 0; i < bytes; i++) b[i] = R == root ? (unsigned char)(i * 31 + (size_t)root) : 0;
-        CHECK_OK(tg_comm_bcast_host(c, b, bytes, root, &err), &err);
+        CHECK_OK(tg_comm_broadcast_host(c, b, bytes, root, &err), &err);
         size_t bad = 0;
         for (size_t i = 0; i < bytes; i++) bad += b[i] != (unsigned char)(i * 31 + (size_t)root);
-        CHECKF(bad == 0, "bcast_host %zu bytes root %d: %zu wrong", bytes, root, bad);
+        CHECKF(bad == 0, "broadcast_host %zu bytes root %d: %zu wrong", bytes, root, bad);
     }
     free(b);
 }
@@ -140,8 +140,8 @@ static void test_collectives(tg_comm *c) {
         for (size_t ci = 0; ci < sizeof COUNTS / sizeof COUNTS[0]; ci++) {
             size_t n = COUNTS[ci];
             for (size_t oi = 0; oi < sizeof OPS / sizeof OPS[0]; oi++) {
-                test_allreduce(c, t, OPS[oi], n, 0);
-                test_allreduce(c, t, OPS[oi], n, 1);
+                test_all_reduce(c, t, OPS[oi], n, 0);
+                test_all_reduce(c, t, OPS[oi], n, 1);
                 test_reduce_scatter(c, t, OPS[oi], n);
             }
             test_all_gather(c, t, n, 0);
@@ -149,8 +149,8 @@ static void test_collectives(tg_comm *c) {
             test_broadcast(c, t, n);
         }
     }
-    test_bcast_host(c, 1);
-    test_bcast_host(c, 1234);
+    test_broadcast_host(c, 1);
+    test_broadcast_host(c, 1234);
 }
 
 /* Errors that every rank hits the same way (so nothing hangs). */
@@ -159,16 +159,16 @@ static void test_errors(tg_comm *c) {
     int W = tg_comm_world(c);
     uint16_t h[8] = {0};
     float f[4] = {1, 2, 3, 4};
-    CHECK(tg_comm_allreduce(c, h, 8, TG_COMM_BF16, TG_COMM_SUM, &err) == TG_ERR_UNSUPPORTED);
+    CHECK(tg_comm_all_reduce(c, h, 8, TG_COMM_BF16, TG_COMM_SUM, &err) == TG_ERR_UNSUPPORTED);
     CHECK(strstr(err.msg, "bfloat16") != NULL);
-    CHECK(tg_comm_allreduce_host(c, h, 8, TG_COMM_BF16, TG_COMM_SUM, &err) == TG_ERR_UNSUPPORTED);
-    CHECK(tg_comm_allreduce(c, NULL, 4, TG_COMM_F32, TG_COMM_SUM, &err) == TG_ERR_ARG);
-    CHECK(tg_comm_allreduce(c, f, 4, TG_COMM_F32, (tg_comm_op)9, &err) == TG_ERR_ARG);
+    CHECK(tg_comm_all_reduce_host(c, h, 8, TG_COMM_BF16, TG_COMM_SUM, &err) == TG_ERR_UNSUPPORTED);
+    CHECK(tg_comm_all_reduce(c, NULL, 4, TG_COMM_F32, TG_COMM_SUM, &err) == TG_ERR_ARG);
+    CHECK(tg_comm_all_reduce(c, f, 4, TG_COMM_F32, (tg_comm_op)9, &err) == TG_ERR_ARG);
     CHECK(tg_comm_broadcast(c, f, 4, TG_COMM_F32, W, &err) == TG_ERR_ARG);
     CHECK(tg_comm_broadcast(c, f, 4, TG_COMM_F32, -1, &err) == TG_ERR_ARG);
-    CHECK(tg_comm_bcast_host(c, f, 4, W, &err) == TG_ERR_ARG);
+    CHECK(tg_comm_broadcast_host(c, f, 4, W, &err) == TG_ERR_ARG);
     /* count 0 is a valid no-op; buf may be NULL then */
-    CHECK_OK(tg_comm_allreduce(c, NULL, 0, TG_COMM_F32, TG_COMM_SUM, &err), &err);
+    CHECK_OK(tg_comm_all_reduce(c, NULL, 0, TG_COMM_F32, TG_COMM_SUM, &err), &err);
     CHECK_OK(tg_comm_reduce_scatter(c, NULL, 0, TG_COMM_F64, TG_COMM_AVG, &err), &err);
     CHECK_OK(tg_comm_all_gather(c, NULL, 0, TG_COMM_I64, &err), &err);
     CHECK_OK(tg_comm_barrier(c, &err), &err);
@@ -202,7 +202,7 @@ static void test_placement(tg_comm *c) {
     CHECK(tg_comm_cpu_threads(NULL, 6) == 6);
     /* the local ranks' shares add up to the cores (all ranks are on this node here) */
     int64_t share = tg_comm_cpu_threads(c, 7), total = share;
-    CHECK_OK(tg_comm_allreduce_host(c, &total, 1, TG_COMM_I64, TG_COMM_SUM, &err), &err);
+    CHECK_OK(tg_comm_all_reduce_host(c, &total, 1, TG_COMM_I64, TG_COMM_SUM, &err), &err);
     CHECKF(total == (LW <= 7 ? 7 : LW), "threads add up to %lld", (long long)total);
     CHECK(share >= 1 && share <= 7);
 }
@@ -233,7 +233,7 @@ static void test_nccl_world1(tg_comm *c) {
     for (int i = 0; i < N; i++) h[i] = (float)value(0, (size_t)i), hb[i] = (uint16_t)(0x3f80 + i % 7);
     for (size_t oi = 0; oi < sizeof OPS / sizeof OPS[0]; oi++) {
         CHECK_OK(tg_comm_buf_write(c, d, h, sizeof h, &err), &err);
-        CHECK_OK(tg_comm_allreduce(c, d, N, TG_COMM_F32, OPS[oi], &err), &err);
+        CHECK_OK(tg_comm_all_reduce(c, d, N, TG_COMM_F32, OPS[oi], &err), &err);
         CHECK_OK(tg_comm_reduce_scatter(c, d, N, TG_COMM_F32, OPS[oi], &err), &err);
         CHECK_OK(tg_comm_all_gather(c, d, N, TG_COMM_F32, &err), &err);
         CHECK_OK(tg_comm_broadcast(c, d, N, TG_COMM_F32, 0, &err), &err);
@@ -245,7 +245,7 @@ static void test_nccl_world1(tg_comm *c) {
     }
     /* bf16 is fine on NCCL */
     CHECK_OK(tg_comm_buf_write(c, d, hb, sizeof hb, &err), &err);
-    CHECK_OK(tg_comm_allreduce(c, d, N, TG_COMM_BF16, TG_COMM_SUM, &err), &err);
+    CHECK_OK(tg_comm_all_reduce(c, d, N, TG_COMM_BF16, TG_COMM_SUM, &err), &err);
     CHECK_OK(tg_comm_buf_read(c, bb, d, sizeof bb, &err), &err);
     CHECK(memcmp(hb, bb, sizeof hb) == 0);
     tg_comm_buf_free(c, d);
@@ -277,7 +277,7 @@ int main(int argc, char **argv) {
     tg_comm_set_mpi_max_count(c, 3);
     test_collectives(c);
     tg_comm_set_mpi_max_count(c, 0);
-    test_allreduce(c, TG_COMM_F32, TG_COMM_SUM, 5, 0);
+    test_all_reduce(c, TG_COMM_F32, TG_COMM_SUM, 5, 0);
     if (tg_comm_have_nccl() && W == 1 && !launched) test_nccl_world1(c);
 
     tg_comm_free(c);

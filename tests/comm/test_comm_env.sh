@@ -23,7 +23,7 @@ expect srun-without-pmi 1 "rank 0 failed: .*srun --mpi=pmix" -- SLURM_STEP_NUM_T
 expect srun-one-task    0 "3 all-reduces done" -- SLURM_STEP_NUM_TASKS=1
 expect bad-switch       1 "TRUTHGPT_MPI=yes: expected 0 or 1" -- TRUTHGPT_MPI=yes
 expect bad-timeout      1 "TRUTHGPT_COMM_TIMEOUT" -- TRUTHGPT_COMM_TIMEOUT=soon
-expect fault-world1     3 "rank 0 failed: injected fault in allreduce \(collective #2" -- \
+expect fault-world1     3 "rank 0 failed: injected fault in all_reduce \(collective #2" -- \
        TRUTHGPT_FAULT_RANK=0 TRUTHGPT_FAULT_AT=2
 expect fault-other-rank 0 "3 all-reduces done" -- TRUTHGPT_FAULT_RANK=1
 [ $fails -eq 0 ] && echo PASS || { echo "$fails failed"; exit 1; }

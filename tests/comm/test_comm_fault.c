@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < iters; i++) {
         float x[3] = {1, 2, 3};
-        if (tg_comm_allreduce(c, x, 3, TG_COMM_F32, TG_COMM_SUM, &err) != TG_OK) {
+        if (tg_comm_all_reduce(c, x, 3, TG_COMM_F32, TG_COMM_SUM, &err) != TG_OK) {
             tg_comm_abort(c, 3, err.msg); /* returns only without MPI */
             tg_comm_free(c);
             return 3;

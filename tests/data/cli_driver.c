@@ -1,9 +1,9 @@
-/* tests/data/cli_driver.c — runs the data subcommands (train/cmd_data.c) without the rest of
+/* tests/data/cli_driver.c — runs the data subcommands (app/cmd_data.c) without the rest of
  * the truthgpt executable: `tg_data_cli prepare|tokenizer|bench data ...`. */
 #include <stdio.h>
 #include <string.h>
 
-#include "train/cmds.h"
+#include "app/cmds.h"
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "prepare")) return tg_cmd_prepare(argc - 1, argv + 1);

@@ -11,7 +11,8 @@ int main(void) {
     tg_error err = {0};
     tg_config_defaults(&c);
     CHECK_OK(tg_config_validate(&c, &err), &err);
-    CHECK(c.n_layer == 12 && c.seq_len == 1024 && c.lr == 6e-4 && strcmp(c.schedule, "cosine") == 0);
+    CHECK(c.n_layer == 12 && c.seq_len == 1024 && c.lr == 6e-4 && c.schedule == TG_SCHED_COSINE &&
+          c.device == TG_DEVICE_PICK_AUTO && c.resume == TG_RESUME_AUTO);
 
     CHECK_OK(tg_config_set_override(&c, "train.lr=1e-3", &err), &err);
     CHECK(c.lr == 1e-3);
@@ -32,17 +33,30 @@ int main(void) {
     CHECK(tg_config_set_override(&c, "lr=1", &err) == TG_ERR_CONFIG);
     CHECK(tg_config_set_override(&c, "train.device=tpu", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "one of auto|cpu|cuda"), "%s", err.msg);
+    /* Enum keys are parsed at load; train.resume takes a keyword or a path. */
+    CHECK_OK(tg_config_set_override(&c, "train.schedule=constant", &err), &err);
+    CHECK(c.schedule == TG_SCHED_CONSTANT);
+    CHECK_OK(tg_config_set_override(&c, "train.precision=fp32", &err), &err);
+    CHECK(c.precision == TG_PRECISION_FP32);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=runs/x/checkpoints/step_00000008.h5", &err), &err);
+    CHECK(c.resume == TG_RESUME_PATH && strcmp(c.resume_path, "runs/x/checkpoints/step_00000008.h5") == 0);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=none", &err), &err);
+    CHECK(c.resume == TG_RESUME_NONE && c.resume_path[0] == 0);
+    CHECK(c.comm_timeout == 300);
+    CHECK_OK(tg_config_set_override(&c, "comm.timeout=12.5", &err), &err);
+    CHECK(c.comm_timeout == 12.5);
+    CHECK(tg_config_set_override(&c, "comm.timeout=0", &err) == TG_ERR_CONFIG);
 
     /* [cuda]: the CUDA backend's choices, checked at load like every key. */
     tg_config_defaults(&c);
-    CHECK(strcmp(c.cuda_attention, "cudnn") == 0 && c.cuda_cudnn_deterministic == 1 && c.cuda_fusion == 1 &&
+    CHECK(c.cuda_attention == TG_CUDA_ATTN_CUDNN && c.cuda_cudnn_deterministic == 1 && c.cuda_fusion == 1 &&
           c.cuda_lmhead_rows == 8192 && !c.cuda_cudnn_tune && !c.cuda_cublaslt_tune && !c.cuda_profile &&
           !c.cpu_emulate_bf16);
     CHECK_OK(tg_config_set_override(&c, "cuda.attention=naive", &err), &err);
     CHECK_OK(tg_config_set_override(&c, "cuda.cudnn_deterministic=0", &err), &err);
     CHECK_OK(tg_config_set_override(&c, "cuda.lmhead_rows=192", &err), &err);
     CHECK_OK(tg_config_set_override(&c, "train.cpu_emulate_bf16=1", &err), &err);
-    CHECK(strcmp(c.cuda_attention, "naive") == 0 && c.cuda_cudnn_deterministic == 0 && c.cuda_lmhead_rows == 192 &&
+    CHECK(c.cuda_attention == TG_CUDA_ATTN_NAIVE && c.cuda_cudnn_deterministic == 0 && c.cuda_lmhead_rows == 192 &&
           c.cpu_emulate_bf16 == 1);
     CHECK(tg_config_set_override(&c, "cuda.attention=fast", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "cuda.attention") && strstr(err.msg, "one of cudnn|flash|naive"), "%s", err.msg);
@@ -82,6 +96,8 @@ int main(void) {
     tg_config_defaults(&c);
     CHECK_OK(tg_config_set_override(&c, "train.lr=0.00123456789", &err), &err);
     CHECK_OK(tg_config_set_override(&c, "run.out_dir=/tmp/x y", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.schedule=linear", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.resume=/tmp/a b.h5", &err), &err);
     f = fopen(path, "w");
     tg_config_write(&c, f);
     fclose(f);

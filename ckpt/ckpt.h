@@ -1,4 +1,4 @@
-/* train/ckpt.h — checkpoints: file format, asynchronous writer, verified loading.
+/* ckpt/ckpt.h — the checkpoint file format: writing, verified loading, `ckpt info`'s reading.
  *
  * A checkpoint is one HDF5 file <ckpt_dir>/step_XXXXXXXX.h5 (8-digit zero-padded step):
  *   /                      attributes: format="truthgpt-ckpt", format_version, step, tokens_seen,
@@ -8,7 +8,8 @@
  *   /params/<HF name>      fp32, the tensor's own shape (model/gpt2.h), zstd-compressed
  *   /adam_m/<HF name>      AdamW first moment, GATHERED (full size; any world size can re-slice)
  *   /adam_v/<HF name>      AdamW second moment, gathered
- *   /master/<HF name>      fp32 master weights (only when the working weights are not fp32)
+ *   /master/<HF name>      read if present; the trainer never writes it: /params already holds
+ *                          the exact fp32 values (the master weights where the working copy is bf16)
  *   /loader_states         uint64 (n_ranks, 2): [seed, position] per rank
  *   /config_ini            uint8: the effective config text (NUL-terminated)
  * Every dataset carries an attribute crc32c: CRC-32C of its raw (uncompressed, native) bytes,
@@ -24,19 +25,20 @@
  * checkpoint intact. Resume never trusts `latest` alone: tg_ckpt_find_latest scans the directory
  * and verifies, so a corrupt newest file falls back to the previous one.
  *
- * Every HDF5 call holds tg_h5_lock() (data/h5util.h): HDF5 is shared with the loader's thread. */
+ * Every HDF5 call holds tg_h5_lock() (data/h5util.h): HDF5 is shared with the loader's thread.
+ * The asynchronous writer is in ckpt/writer.h, the CRC in core/crc32c.h. */
 #ifndef TG_CKPT_H
 #define TG_CKPT_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "core/log.h"
 #include "core/status.h"
 #include "data/loader.h"
 #include "model/gpt2.h"
 
+#define TG_CKPT_FORMAT_NAME "truthgpt-ckpt" /* the root attribute `format` */
 #define TG_CKPT_FORMAT_VERSION 1
 
 /* Everything a checkpoint holds; all arrays are host memory. Arrays of n_params elements are in
@@ -67,48 +69,11 @@ size_t tg_ckpt_n_params(const tg_gpt2_config *cfg);
 /* "<ckpt_dir>/step_XXXXXXXX.h5" into path; TG_ERR_ARG if it does not fit. */
 tg_status tg_ckpt_path(const char *ckpt_dir, int64_t step, char *path, size_t cap, tg_error *err);
 
-/* ---- writing ---- */
-typedef struct tg_ckpt_writer tg_ckpt_writer;
-
-/* Creates ckpt_dir (and parents) if needed and removes stale *.tmp files of earlier killed writes.
- * keep: number of newest checkpoints to keep (<= 0: keep all). lg is used from the background
- * thread for progress lines (may be NULL). */
-tg_status tg_ckpt_writer_init(tg_ckpt_writer **w, const char *ckpt_dir, int keep, const tg_log *lg,
-                              tg_error *err);
-
-/* Copies st's arrays and strings into the writer's own host buffers, then returns; a background
- * thread builds the file in memory and writes step_XXXXXXXX.h5 (tmp name, fsync, rename, then latest, then deletes beyond keep).
- * If the previous write is still running, waits for it first. *stall_ms (may be NULL) = time this
- * call blocked the caller (wait + copy). A failure of the previous write is returned here (and
- * the new state is then not saved), or by tg_ckpt_writer_wait.
- * Host memory: the copy of the state (kept between saves) plus, while writing, one file image
- * (about the compressed checkpoint size).
+/* Writes st to exactly `path`, synchronously and crash-safely (tmp + fsync + rename + dir fsync,
+ * core/fsio.h; no `latest`, no deletion). The writer uses this from its thread; tests and tools
+ * may call it directly.
  * Test hook: env TRUTHGPT_CKPT_SLOW_MS=N writes in 64 KiB pieces N ms apart (kill -9 tests). */
-tg_status tg_ckpt_writer_save(tg_ckpt_writer *w, const tg_ckpt_state *st, double *stall_ms,
-                              tg_error *err);
-
-/* Optional, at start-up: allocates (and touches) the writer's host buffers for a model of cfg now,
- * so the first save stalls training only for the copy. Waits for a write in flight. */
-tg_status tg_ckpt_writer_reserve(tg_ckpt_writer *w, const tg_gpt2_config *cfg, int with_adam,
-                                 int with_master, tg_error *err);
-
-/* Waits for the write in flight (if any) and returns its status. */
-tg_status tg_ckpt_writer_wait(tg_ckpt_writer *w, tg_error *err);
-
-/* Seconds the last completed background write took (0 before the first). */
-double tg_ckpt_writer_last_write_s(const tg_ckpt_writer *w);
-
-/* Waits for the write in flight (its error, if any, is dropped: call wait first to see it). */
-void tg_ckpt_writer_free(tg_ckpt_writer *w);
-
-/* Synchronous write of st to exactly `path` (tmp + fsync + rename + dir fsync; no `latest`, no
- * deletion). The writer uses this from its thread; tests and tools may call it directly. */
 tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *st, tg_error *err);
-
-/* path := buf[0, n), crash-safely, as checkpoints are written: <path>.tmp written and fsynced,
- * renamed over path, the directory fsynced. A failure removes the .tmp and leaves path as it
- * was. For the trainer's other files that must never be seen half-written. */
-tg_status tg_ckpt_file_replace(const char *path, const void *buf, size_t n, tg_error *err);
 
 /* ---- reading ---- */
 
@@ -130,13 +95,43 @@ tg_status tg_ckpt_find_latest(const char *ckpt_dir, const tg_log *lg, char *path
 tg_status tg_ckpt_load_latest(const char *ckpt_dir, const tg_log *lg, tg_ckpt_state *st,
                               char *path, size_t cap, int *found, tg_error *err);
 
-/* Prints what a checkpoint holds to out: metadata, config text, one line per tensor (shape,
- * bytes, stored bytes, crc32c, ok/BAD). show_config: include the config text. *n_bad (may be
- * NULL) = datasets whose checksum failed; those are reported, not returned as an error. */
-tg_status tg_ckpt_describe(const char *path, FILE *out, int show_config, int *n_bad,
-                           tg_error *err);
+/* ---- what `ckpt info` shows ---- */
 
-/* CRC-32C (Castagnoli) of n bytes, continuing from crc (start with 0). */
-uint32_t tg_crc32c(uint32_t crc, const void *data, size_t n);
+/* One dataset as read back. */
+typedef struct {
+    char label[TG_GPT2_MAX_NAME + 32]; /* "/params/<HF name>", "/config_ini", ... */
+    int ndim;
+    uint64_t dims[2];
+    size_t bytes;                      /* raw (uncompressed) */
+    uint64_t stored_bytes;             /* in the file */
+    uint32_t crc32c;                   /* as stored */
+    int readable;                      /* 0: HDF5 could not read it (why: the reason) */
+    int crc_ok;                        /* readable and its data matches crc32c */
+    tg_error why;
+} tg_ckpt_dataset_info;
+
+/* Everything `ckpt info` prints: the state's scalars and strings (state.params, adam_m, adam_v,
+ * master stay NULL), the format's own fields, and every dataset in file order (config_ini,
+ * loader_states, then each tensor group). */
+typedef struct {
+    tg_ckpt_state state;
+    uint64_t file_bytes;
+    int64_t format_version;
+    int64_t n_params;                  /* as stored (checked against the model shape) */
+    int has_adam, has_master;
+    uint32_t meta_crc32c;              /* as stored */
+    int meta_ok;                       /* the root attributes match it */
+    int header_read;                   /* state and the fields above are filled */
+    int n_datasets, cap_datasets;
+    tg_ckpt_dataset_info *datasets;
+    int n_bad;                         /* datasets (and root attributes) that failed */
+} tg_ckpt_info;
+
+/* Reads every dataset of a checkpoint and checks every checksum, keeping one entry per dataset.
+ * A checksum mismatch or unreadable tensor is recorded (n_bad), not returned; a file that cannot
+ * be walked (not a checkpoint, a missing dataset, ...) is an error, and info then holds what was
+ * read before it (header_read says whether the header is complete). Free with tg_ckpt_info_free. */
+tg_status tg_ckpt_info_read(const char *path, tg_ckpt_info *info, tg_error *err);
+void tg_ckpt_info_free(tg_ckpt_info *info);
 
 #endif

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "train/cmds.h"
+#include "app/cmds.h"
 
 #ifndef TG_VERSION
 #define TG_VERSION "dev"

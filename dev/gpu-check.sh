@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# scripts/gpu-check.sh — the one prepared check for a session that has a GPU.
+# dev/gpu-check.sh — the one prepared check for a session that has a GPU.
 #
-#   here:  scripts/gpu-prepare.sh          (builds build-gpu for sm_90, copies data, the PyTorch reference, libs)
-#   run:   command "OUT=$OUT bash scripts/gpu-check.sh", timeout_s 590, carry the list gpu-prepare.sh prints
+#   here:  dev/gpu-prepare.sh          (builds build-gpu for sm_90, copies data, the PyTorch reference, libs)
+#   run:   command "OUT=$OUT bash dev/gpu-check.sh", timeout_s 590, carry the list gpu-prepare.sh prints
 #
 # Steps (GPU_STEPS, space-separated), in the order they run: what a call cut off by its time
 # limit must still bring back comes first (each step's log is packed into $OUT/steps.tgz as it ends):
@@ -13,7 +13,7 @@
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
 #   torch     the PyTorch torch.compile reference, same shape (bench and torch log the SM clock and
 #             power they ran at)
-#   ceiling   scripts/gpu-ceiling.py: the step's matmuls through cuBLAS, attention through each of
+#   ceiling   dev/gpu-ceiling.py: the step's matmuls through cuBLAS, attention through each of
 #             PyTorch's SDPA backends and the copy bandwidth, each under sustained load, summed
 #             into the fastest step these libraries allow
 #   variants  (not in the default list) 124M with flash attention, recompute 1 and 2, cuDNN with
@@ -34,12 +34,12 @@
 #             at B=$B350 (default 32)
 #   fastest   (not in the default list) 124M with cuDNN's non-deterministic backward and tuned plans
 #   ncu       Nsight Compute over every kernel of one bench step (time, DRAM bytes and % of peak,
-#             SM % of peak), summarised per kernel by scripts/ncu-summary.py; $OUT/step.ncu-rep
+#             SM % of peak), summarised per kernel by dev/ncu-summary.py; $OUT/step.ncu-rep
 #   sanitize  last: the failing test(s) under compute-sanitizer memcheck (only after a failure)
 #   racecheck (not in the default list) test_cuda_kernels' correctness cases under
 #             compute-sanitizer racecheck: shared-memory hazards in the row kernels' block
 #             reductions, which right answers alone do not rule out
-# At the end scripts/gpu-decide.py prints every step's timing and applies the decision rule to the
+# At the end dev/gpu-decide.py prints every step's timing and applies the decision rule to the
 # step logs (run it by hand on the fetched $OUT/steps.tgz when the call was cut off).
 # Everything is tee'd into $OUT/gpu-check.log (OUT defaults to ./gpu-out). Each step has a timeout
 # so that one hang does not eat the device time, and the whole script keeps within GPU_BUDGET_S
@@ -55,8 +55,8 @@ mkdir -p "$OUT"
 LOG="$OUT/gpu-check.log"
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
-BUILD=${GPU_BUILD:-$ROOT/build-gpu} # tests/scripts/gpu_check_dry.sh points it at stand-in programs
-TG="$BUILD/train/truthgpt"
+BUILD=${GPU_BUILD:-$ROOT/build-gpu} # dev/tests/gpu_check_dry.sh points it at stand-in programs
+TG="$BUILD/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
@@ -120,7 +120,7 @@ run() { # run NAME TIMEOUT_S CMD...: runs, reports the exit code, counts failure
     timeout "$t" "$@" 2>&1 | tee "$SD/$name.log"
     local rc=${PIPESTATUS[0]}
     echo "--> exit $rc"
-    echo "--> exit $rc" >> "$SD/$name.log" # for scripts/gpu-decide.py
+    echo "--> exit $rc" >> "$SD/$name.log" # for dev/gpu-decide.py
     pack_steps
     summary+=("$(printf '%-10s exit %-3s %4ss' "$name" "$rc" "$(( $(date +%s) - t0 ))")")
     if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then fails=$((fails + 1)); fi
@@ -181,8 +181,8 @@ if want torch && [ -f "$ROOT/bench/torch_gpt2_bench.py" ]; then
     clk_stop torch
 fi
 if want ceiling; then
-    step "the step's floor on this GPU: its matmuls (cuBLAS), attention (each SDPA backend), copy bandwidth (scripts/gpu-ceiling.py)"
-    run ceiling 150 python3 "$ROOT/scripts/gpu-ceiling.py" ${GPU_CEILING_ARGS:-} # e.g. "--rounds 12"
+    step "the step's floor on this GPU: its matmuls (cuBLAS), attention (each SDPA backend), copy bandwidth (dev/gpu-ceiling.py)"
+    run ceiling 150 python3 "$ROOT/dev/gpu-ceiling.py" ${GPU_CEILING_ARGS:-} # e.g. "--rounds 12"
 fi
 if want variants; then
     step "bench 124M with the flash kernels (cuda.attention=flash)"
@@ -263,7 +263,7 @@ if want fastest; then # truthgpt's fastest settings, giving up bitwise-reproduci
 fi
 if want ncu; then
     # Every kernel of one training step (no warm-up step: two took more than 240 s) with Nsight Compute: time, DRAM
-    # bytes and throughput, SM throughput; scripts/ncu-summary.py groups them by kernel. Clocks
+    # bytes and throughput, SM throughput; dev/ncu-summary.py groups them by kernel. Clocks
     # are left alone (METHOD.md), so times are close to, not equal to, the bench's.
     NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
     if [ -n "$NCU" ]; then
@@ -272,7 +272,7 @@ if want ncu; then
             --metrics gpu__time_duration.sum,dram__bytes.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
             "$TG" bench "${G124[@]}" --warmup 0 --steps 1
         "$NCU" --import "$OUT/step.ncu-rep" --csv --page raw > "$OUT/step-kernels.csv" 2>/dev/null &&
-            python3 "$ROOT/scripts/ncu-summary.py" "$OUT/step-kernels.csv" --top 40
+            python3 "$ROOT/dev/ncu-summary.py" "$OUT/step-kernels.csv" --top 40
     else
         echo "no ncu on this machine"
     fi
@@ -301,6 +301,6 @@ printf '%s\n' "${summary[@]}"
 echo
 # The timings of every step and the decision rule of docs/performance.md, from the step logs
 # (also runnable on a fetched $OUT/steps.tgz after a call that ran out of time): printed, not acted on.
-python3 "$ROOT/scripts/gpu-decide.py" "$SD" || true
+python3 "$ROOT/dev/gpu-decide.py" "$SD" || true
 echo "$fails failed step(s); log in $LOG"
 exit $((fails > 0))

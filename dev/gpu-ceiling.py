@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scripts/gpu-ceiling.py — how fast could any GPT-2 training step be on this GPU with today's libraries?
+"""dev/gpu-ceiling.py — how fast could any GPT-2 training step be on this GPU with today's libraries?
 
 Times, with PyTorch on the GPU machine (the gpu-check `ceiling` step), the pieces every GPT-2 step
 is made of, each under sustained load so the card sits at the clock a real step runs at:
@@ -15,7 +15,7 @@ step's bandwidth-bound kernels (LayerNorm, cross-entropy, bias sums, AdamW, embe
 by Nsight Compute on 2026-11-26). A floor above the goal's ms/step says the goal needs kernels
 faster than cuBLAS/cuDNN or fewer FLOPs/bytes, not better plumbing.
 
-usage: python3 scripts/gpu-ceiling.py [--B 64] [--T 1024] [--layers 12] [--heads 12] [--dim 768]
+usage: python3 dev/gpu-ceiling.py [--B 64] [--T 1024] [--layers 12] [--heads 12] [--dim 768]
        [--vocab 50304] [--rows 8192] [--rounds 4] [--bw-bytes 53.3e9] [--device cuda]
 --device cpu with tiny shapes only checks that it runs.
 """

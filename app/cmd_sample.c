@@ -1,4 +1,4 @@
-/* train/cmd_ckpt.c — `truthgpt ckpt info|latest` and `truthgpt sample`. */
+/* app/cmd_sample.c — `truthgpt sample`: text from a checkpoint. */
 #include <errno.h>
 #include <float.h>
 #include <inttypes.h>
@@ -8,80 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
+#include "ckpt/ckpt.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
-#include "train/ckpt.h"
-#include "train/cmds.h"
 #include "train/sample.h"
-
-static void ckpt_usage(void) {
-    fprintf(stderr,
-            "usage: truthgpt ckpt info FILE [--no-config] [--checksums]\n"
-            "           print what a checkpoint holds (step, config, tensors, sizes) and verify\n"
-            "           every dataset's checksum; exit 1 if any is bad\n"
-            "       truthgpt ckpt latest DIR\n"
-            "           print the newest checkpoint in DIR that verifies (what train.resume=auto\n"
-            "           would pick); exit 1 if there is none\n"
-            "       truthgpt ckpt diff A.h5 B.h5 [--tol X]\n"
-            "           compare the parameters of two checkpoints\n");
-}
-
-int tg_cmd_ckpt(int argc, char **argv) {
-    tg_error err = {0};
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        ckpt_usage();
-        return 0;
-    }
-    if (argc >= 2 && strcmp(argv[1], "diff") == 0) return tg_cmd_ckpt_diff(argc - 1, argv + 1);
-    if (argc < 3) {
-        ckpt_usage();
-        return 2;
-    }
-    const char *sub = argv[1], *file = argv[2];
-    if (strcmp(sub, "info") == 0) {
-        int show_config = 1;
-        for (int i = 3; i < argc; i++) {
-            if (strcmp(argv[i], "--no-config") == 0) {
-                show_config = 0;
-            } else if (strcmp(argv[i], "--checksums") == 0) {
-                /* accepted for scripts: the per-dataset crc32c lines are always printed */
-            } else {
-                fprintf(stderr, "truthgpt ckpt info: unknown option %s\n", argv[i]);
-                ckpt_usage();
-                return 2;
-            }
-        }
-        int n_bad = 0;
-        if (tg_ckpt_describe(file, stdout, show_config, &n_bad, &err) != TG_OK) {
-            fflush(stdout);
-            fprintf(stderr, "error: %s\n", err.msg);
-            return 1;
-        }
-        return n_bad ? 1 : 0;
-    }
-    if (strcmp(sub, "latest") == 0 && argc == 3) {
-        tg_log lg = {0, 1, 1};
-        char path[4096];
-        int found = 0;
-        if (tg_ckpt_find_latest(file, &lg, path, sizeof path, &found, &err) != TG_OK) {
-            fprintf(stderr, "error: %s\n", err.msg);
-            return 1;
-        }
-        if (!found) {
-            fprintf(stderr, "no valid checkpoint in %s\n", file);
-            return 1;
-        }
-        printf("%s\n", path);
-        return 0;
-    }
-    ckpt_usage();
-    return 2;
-}
-
-/* ------------------------------------------------------------------------------------------ */
 
 static void sample_usage(void) {
     fprintf(stderr,
@@ -109,60 +43,75 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
     return 1;
 }
 
-int tg_cmd_sample(int argc, char **argv) {
-    tg_status st = TG_OK;
-    tg_error err = {0};
-    tg_log lg = {0, 1, 1};
-    const char *file = NULL, *prompt = NULL, *tok_path = NULL, *device = "cpu";
-    long n_tokens = -1, top_k = 40, seed = 1337;
-    float temperature = 1.0f;
-    tg_ckpt_state ck = {0};
-    tg_tokenizer *tok = NULL;
-    tg_model *m = NULL;
-    tg_tokens ids = {0};
+typedef struct {
+    const char *file, *prompt, *tok_path, *device;
+    long n_tokens, top_k, seed;
+    float temperature;
+} sample_args;
+
+/* -1: parsed; otherwise the exit code (usage printed). */
+static int sample_args_parse(int argc, char **argv, sample_args *o) {
+    *o = (sample_args){.device = "cpu", .n_tokens = -1, .top_k = 40, .seed = 1337, .temperature = 1.0f};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
         long v;
         if (strcmp(a, "--prompt") == 0 && has_val) {
-            prompt = argv[++i];
+            o->prompt = argv[++i];
         } else if (strcmp(a, "--tokens") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
-            n_tokens = v;
+            o->n_tokens = v;
             i++;
         } else if (strcmp(a, "--top-k") == 0 && has_val && parse_int(argv[i + 1], 0, 1 << 24, &v)) {
-            top_k = v;
+            o->top_k = v;
             i++;
         } else if (strcmp(a, "--seed") == 0 && has_val && parse_int(argv[i + 1], 0, LONG_MAX, &v)) {
-            seed = v;
+            o->seed = v;
             i++;
         } else if (strcmp(a, "--temperature") == 0 && has_val) {
             char *end;
-            temperature = strtof(argv[++i], &end);
-            if (*end || !(temperature >= 0.0f) || !isfinite(temperature)) {
+            o->temperature = strtof(argv[++i], &end);
+            if (*end || !(o->temperature >= 0.0f) || !isfinite(o->temperature)) {
                 fprintf(stderr, "truthgpt sample: bad --temperature %s\n", argv[i]);
                 return 2;
             }
         } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
-            tok_path = argv[++i];
+            o->tok_path = argv[++i];
         } else if (strcmp(a, "--device") == 0 && has_val) {
-            device = argv[++i];
+            o->device = argv[++i];
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             sample_usage();
             return 0;
-        } else if (a[0] != '-' && !file) {
-            file = a;
+        } else if (a[0] != '-' && !o->file) {
+            o->file = a;
         } else {
             fprintf(stderr, "truthgpt sample: bad argument %s\n", a);
             sample_usage();
             return 2;
         }
     }
-    if (!file || !prompt || n_tokens < 0 ||
-        (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0)) {
+    if (!o->file || !o->prompt || o->n_tokens < 0 ||
+        (strcmp(o->device, "cpu") != 0 && strcmp(o->device, "cuda") != 0)) {
         sample_usage();
         return 2;
     }
 
+    return -1;
+}
+
+int tg_cmd_sample(int argc, char **argv) {
+    tg_status st = TG_OK;
+    tg_error err = {0};
+    tg_log lg = {0, 1, 1};
+    tg_ckpt_state ck = {0};
+    tg_tokenizer *tok = NULL;
+    tg_model *m = NULL;
+    tg_tokens ids = {0};
+    sample_args o;
+    int rc = sample_args_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    const char *file = o.file, *prompt = o.prompt, *tok_path = o.tok_path, *device = o.device;
+    long n_tokens = o.n_tokens, top_k = o.top_k, seed = o.seed;
+    float temperature = o.temperature;
     TG_TRY(tg_ckpt_load(file, &ck, &err));
     const tg_gpt2_config *cfg = &ck.model_cfg;
     if (!tok_path) tok_path = ck.tokenizer_path;

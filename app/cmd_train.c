@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/cmds.h"
 #include "comm/comm.h"
 #include "core/log.h"
-#include "train/cmds.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
@@ -36,11 +36,6 @@ static void train_usage(FILE *f) {
             "\nkeys:\n",
             TG_EXIT_REQUEUE);
     tg_config_print_keys(f);
-}
-
-static int env_int(const char *name) {
-    const char *v = getenv(name);
-    return v ? atoi(v) : 0;
 }
 
 int tg_cmd_train(int argc, char **argv) {
@@ -82,6 +77,7 @@ int tg_cmd_train(int argc, char **argv) {
         tg_comm_abort(NULL, 1, err.msg); /* ends the whole job when MPI is up; returns otherwise */
         return 1;
     }
+    tg_comm_set_timeout(comm, cfg.comm_timeout);
     tg_log lg = {.rank = tg_comm_rank(comm), .world = tg_comm_world(comm), .level = tg_comm_rank(comm) == 0};
     if (lg.rank == 0) {
         fprintf(stderr, "truthgpt train: effective config (%s + command line)\n", cfg_path);
@@ -97,11 +93,7 @@ int tg_cmd_train(int argc, char **argv) {
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    /* Test-only fault switches (documented in docs/testing.md). */
-    tg_train_hooks hooks = {.stop_requested = &g_stop,
-                            .fault_step = env_int("TRUTHGPT_FAULT_STEP"),
-                            .fault_rank = env_int("TRUTHGPT_FAULT_STEP_RANK"),
-                            .nan_step = env_int("TRUTHGPT_NAN_STEP")};
+    tg_train_hooks hooks = {.stop_requested = &g_stop};
     int stopped = 0;
     if (tg_train_run(&cfg, comm, &lg, &hooks, &stopped, &err) != TG_OK) {
         char msg[sizeof err.msg + 64];

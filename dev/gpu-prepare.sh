@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# scripts/gpu-prepare.sh — run on the dev machine before a GPU session's device call.
+# dev/gpu-prepare.sh — run on the dev machine before a GPU session's device call.
 # Builds build-gpu (CUDA ON, sm_90 only: the lent GPUs are H100/H200, and one architecture halves
 # the binaries), copies the real-data shards, the PyTorch reference and the shared libraries the
 # binaries need into git-ignored paths, checks that the call's tree stays under the device tool's
 # 64 MiB, and prints the `carry` list. The GPU machine (Ubuntu 24.04) has no libinih and no apt;
-# the libraries travel as one xz archive, a fallback that scripts/gpu-check.sh unpacks and links
+# the libraries travel as one xz archive, a fallback that dev/gpu-check.sh unpacks and links
 # in only for sonames the machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,12 @@ scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE
 mkdir -p gpu-data bench gpu-libs
 cp runs/demo/data/*.h5 gpu-data/
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
-for bin in build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels; do
+for bin in build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels; do
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
     | while read -r lib; do cp -L "$lib" gpu-libs/; done
 tar -C gpu-libs -cJf gpu-libs.tar.xz .
-CARRY=(build-gpu/train/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention
+CARRY=(build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention
        build-gpu/tests/cuda/test_cuda_kernels gpu-data bench gpu-libs.tar.xz)
 du -sh "${CARRY[@]}"
 # What travels: the tracked and untracked-not-ignored files plus the carried paths (limit 64 MiB).
@@ -30,5 +30,5 @@ if [ "$total" -gt $((60 * 1048576)) ]; then
     echo "gpu-prepare: over 60 MiB: the device call would be refused; carry fewer binaries" >&2
     exit 1
 fi
-echo "device call: command 'OUT=\$OUT bash scripts/gpu-check.sh' (its output's end is the summary and the verdict), timeout_s 590,"
+echo "device call: command 'OUT=\$OUT bash dev/gpu-check.sh' (its output's end is the summary and the verdict), timeout_s 590,"
 printf 'carry: ['; printf '"%s", ' "${CARRY[@]:0:${#CARRY[@]}-1}"; printf '"%s"]\n' "${CARRY[-1]}"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""scripts/ncu-summary.py — per-kernel table of an Nsight Compute CSV (the gpu-check `ncu` step).
+"""dev/ncu-summary.py — per-kernel table of an Nsight Compute CSV (the gpu-check `ncu` step).
 
     ncu --csv --page raw --metrics gpu__time_duration.sum,dram__bytes.sum,\
         dram__throughput.avg.pct_of_peak_sustained_elapsed,\
         sm__throughput.avg.pct_of_peak_sustained_elapsed ... > kernels.csv
-    scripts/ncu-summary.py kernels.csv [--top 30]
+    dev/ncu-summary.py kernels.csv [--top 30]
 
 Groups the launches by kernel name (template arguments cut at 90 characters) and prints, most
 time first: launches, total ms, share of the profiled time, mean µs, achieved DRAM GB/s (bytes

@@ -1,4 +1,4 @@
-/* train/cmd_bench_comm.c — `truthgpt bench comm`: an nccl-tests-style table of all-reduce,
+/* app/cmd_bench_comm.c — `truthgpt bench comm`: an nccl-tests-style table of all-reduce,
  * reduce-scatter and all-gather over a range of sizes, on whichever backend tg_comm runs
  * (MPI on host buffers; NCCL on device buffers with --device cuda). It uses tg_comm only,
  * the same interface the trainer uses, so what it measures is what training gets.
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
 #include "comm/comm.h"
 #include "core/timer.h"
-#include "train/cmds.h"
 
 typedef enum { BENCH_ALL_REDUCE = 0, BENCH_REDUCE_SCATTER = 1, BENCH_ALL_GATHER = 2 } bench_coll;
 static const char *const BENCH_COLL_NAMES[] = {"all_reduce", "reduce_scatter", "all_gather"};
@@ -147,7 +147,7 @@ static double bench_get(const void *b, tg_comm_dtype t, size_t i) {
 static tg_status bench_run(tg_comm *c, bench_coll coll, void *buf, size_t n_total,
                            tg_comm_dtype t, tg_error *err) {
     size_t shard = n_total / (size_t)tg_comm_world(c);
-    if (coll == BENCH_ALL_REDUCE) return tg_comm_allreduce(c, buf, n_total, t, TG_COMM_SUM, err);
+    if (coll == BENCH_ALL_REDUCE) return tg_comm_all_reduce(c, buf, n_total, t, TG_COMM_SUM, err);
     if (coll == BENCH_REDUCE_SCATTER)
         return tg_comm_reduce_scatter(c, buf, shard, t, TG_COMM_SUM, err);
     return tg_comm_all_gather(c, buf, shard, t, err);
@@ -176,7 +176,7 @@ static tg_status bench_check(tg_comm *c, bench_coll coll, void *buf, void *host,
             for (int r = 0; r < W; r++) want += bench_value(r, i);
         bad += bench_get(host, t, i) != want;
     }
-    TG_TRY(tg_comm_allreduce_host(c, &bad, 1, TG_COMM_I64, TG_COMM_SUM, err));
+    TG_TRY(tg_comm_all_reduce_host(c, &bad, 1, TG_COMM_I64, TG_COMM_SUM, err));
     *wrong = bad;
 cleanup:
     return st;
@@ -195,7 +195,7 @@ static tg_status bench_time(tg_comm *c, bench_coll coll, void *buf, void *host, 
     for (int i = 0; i < o->iters; i++) TG_TRY(bench_run(c, coll, buf, n_total, t, err));
     TG_TRY(tg_comm_wait(c, err));
     double mean_us = (tg_now_ms() - t0) * 1e3 / o->iters;
-    TG_TRY(tg_comm_allreduce_host(c, &mean_us, 1, TG_COMM_F64, TG_COMM_MAX, err));
+    TG_TRY(tg_comm_all_reduce_host(c, &mean_us, 1, TG_COMM_F64, TG_COMM_MAX, err));
     *us = mean_us;
 cleanup:
     return st;

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
+#include "ckpt/ckpt.h"
 #include "model/gpt2.h"
-#include "train/ckpt.h"
-#include "train/cmds.h"
 
 int tg_cmd_ckpt_diff(int argc, char **argv) {
     const char *a_path = NULL, *b_path = NULL;

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/cmds.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "model/model.h"
-#include "train/cmds.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
@@ -31,6 +31,60 @@ int tg_cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "comm") == 0) return tg_cmd_bench_comm(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "model") == 0) return tg_cmd_bench_model(argc - 1, argv + 1);
     return tg_cmd_bench_model(argc, argv);
+}
+
+/* warmup + steps full training steps on one batch; ms[i] = the time of timed step i. */
+static tg_status bench_steps(tg_model *m, const int32_t *inputs, const int32_t *targets, int B, size_t n,
+                             int warmup, int steps, double *ms, tg_error *err) {
+    tg_status st = TG_OK;
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = tg_now_ms();
+        float loss;
+        double sq;
+        TG_TRY(tg_model_grads_zero(m, err));
+        TG_TRY(tg_model_forward(m, inputs, targets, B, err));
+        TG_TRY(tg_model_backward(m, 1.0f, err));
+        TG_TRY(tg_model_grad_sqnorm(m, 0, n, &sq, err));
+        tg_adamw_args a = {.lo = 0, .hi = n, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
+                           .weight_decay = 0.1f, .grad_scale = sq > 1.0 ? (float)(1.0 / sqrt(sq)) : 1.0f,
+                           .t = s + 1};
+        TG_TRY(tg_model_adamw(m, &a, err));
+        TG_TRY(tg_model_loss(m, &loss, err)); /* synchronises the device */
+        double dt = tg_now_ms() - t0;
+        if (s >= warmup) ms[s - warmup] = dt;
+        if (!isfinite(loss)) TG_FAIL(err, TG_ERR_NUMERIC, "loss is %g at bench step %d", loss, s);
+    }
+cleanup:
+    return st;
+}
+
+/* The median step's row of the table (and the device line above it). */
+static tg_status bench_report(tg_model *m, double *ms, int steps, double tokens, double flops, tg_error *err) {
+    tg_status st = TG_OK;
+    /* median step time: robust to one slow step */
+    for (int i = 1; i < steps; i++)
+        for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
+            double t = ms[j];
+            ms[j] = ms[j - 1];
+            ms[j - 1] = t;
+        }
+    double med = ms[steps / 2];
+    tg_device_info di;
+    TG_TRY(tg_model_device_info(m, &di, err));
+    double tflops = flops / (med / 1e3) / 1e12;
+    printf("device: %s; %s\n", di.name, tg_model_describe(m));
+    /* alloc: what the model allocated (params, grads, optimizer, activations, workspaces), the
+     * figure PyTorch's max_memory_allocated reports; device: total - free on the device (adds the
+     * CUDA context and library modules) or, on CPU, the peak resident set. */
+    printf("%-10s %-12s %-10s %-8s %-10s %-10s %s\n", "ms/step", "tokens/s", "TFLOP/s", "MFU", "alloc GB",
+           "device GB", "(median)");
+    char mfu[32];
+    if (di.peak_bf16_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / di.peak_bf16_tflops);
+    else snprintf(mfu, sizeof mfu, "n/a");
+    printf("%-10.2f %-12.0f %-10.2f %-8s %-10.2f %.2f\n", med, tokens / (med / 1e3), tflops, mfu,
+           (double)tg_model_device_bytes(m) / 1e9, (double)di.used_bytes / 1e9);
+cleanup:
+    return st;
 }
 
 int tg_cmd_bench_model(int argc, char **argv) {
@@ -78,7 +132,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
                              .n_layer = cfg.n_layer, .n_head = cfg.n_head, .n_embd = cfg.n_embd};
         if (tg_gpt2_config_finalize(&mc, &err) != TG_OK) goto fail;
         tg_device_kind dev = tg_train_device(&cfg);
-        tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && !strcmp(cfg.precision, "bf16"), .recompute = cfg.recompute,
+        tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && cfg.precision == TG_PRECISION_BF16, .recompute = cfg.recompute,
                                .B = B, .T = T, .pad_multiple = 64, .cuda = tg_train_cuda_options(&cfg)};
         if (tg_model_init(&m, &mc, &mo, &err) != TG_OK) goto fail;
         const tg_gpt2_layout *lay = tg_model_layout(m);
@@ -107,48 +161,8 @@ int tg_cmd_bench_model(int argc, char **argv) {
                dev == TG_DEVICE_CUDA ? (mo.bf16 ? " bf16" : " fp32") : (omp_get_max_threads() > 1 ? " (OpenMP)" : ""),
                steps, warmup);
         fflush(stdout);
-        for (int s = 0; s < warmup + steps; s++) {
-            double t0 = tg_now_ms();
-            float loss;
-            double sq;
-            if (tg_model_grads_zero(m, &err) != TG_OK) goto fail;
-            if (tg_model_forward(m, inputs, targets, B, &err) != TG_OK) goto fail;
-            if (tg_model_backward(m, 1.0f, &err) != TG_OK) goto fail;
-            if (tg_model_grad_sqnorm(m, 0, n, &sq, &err) != TG_OK) goto fail;
-            tg_adamw_args a = {.lo = 0, .hi = n, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                               .weight_decay = 0.1f, .grad_scale = sq > 1.0 ? (float)(1.0 / sqrt(sq)) : 1.0f,
-                               .t = s + 1};
-            if (tg_model_adamw(m, &a, &err) != TG_OK) goto fail;
-            if (tg_model_loss(m, &loss, &err) != TG_OK) goto fail; /* synchronises the device */
-            double dt = tg_now_ms() - t0;
-            if (s >= warmup) ms[s - warmup] = dt;
-            if (!isfinite(loss)) {
-                tg_error_set(&err, TG_ERR_NUMERIC, "loss is %g at bench step %d", loss, s);
-                goto fail;
-            }
-        }
-        /* median step time: robust to one slow step */
-        for (int i = 1; i < steps; i++)
-            for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
-                double t = ms[j];
-                ms[j] = ms[j - 1];
-                ms[j - 1] = t;
-            }
-        double med = ms[steps / 2];
-        tg_device_info di;
-        if (tg_model_device_info(m, &di, &err) != TG_OK) goto fail;
-        double tflops = flops / (med / 1e3) / 1e12;
-        printf("device: %s; %s\n", di.name, tg_model_describe(m));
-        /* alloc: what the model allocated (params, grads, optimizer, activations, workspaces), the
-         * figure PyTorch's max_memory_allocated reports; device: total - free on the device (adds the
-         * CUDA context and library modules) or, on CPU, the peak resident set. */
-        printf("%-10s %-12s %-10s %-8s %-10s %-10s %s\n", "ms/step", "tokens/s", "TFLOP/s", "MFU", "alloc GB",
-               "device GB", "(median)");
-        char mfu[32];
-        if (di.peak_bf16_tflops > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * tflops / di.peak_bf16_tflops);
-        else snprintf(mfu, sizeof mfu, "n/a");
-        printf("%-10.2f %-12.0f %-10.2f %-8s %-10.2f %.2f\n", med, tokens / (med / 1e3), tflops, mfu,
-               (double)tg_model_device_bytes(m) / 1e9, (double)di.used_bytes / 1e9);
+        if (bench_steps(m, inputs, targets, B, n, warmup, steps, ms, &err) != TG_OK) goto fail;
+        if (bench_report(m, ms, steps, tokens, flops, &err) != TG_OK) goto fail;
         rc = 0;
     }
     goto done;

@@ -1,23 +1,23 @@
-# tests/scripts/gpu_check_dry.sh — scripts/gpu-check.sh's plumbing without a GPU, on stand-in
+# dev/tests/gpu_check_dry.sh — dev/gpu-check.sh's plumbing without a GPU, on stand-in
 # programs: every step's log reaches $OUT/steps.tgz (the device tool brings back at most 8 files),
 # the verdict is printed, a failed step makes the exit non-zero, and GPU_BUDGET_S holds: a step
 # that would pass it is cut to the time left and the steps after it are skipped, so the summary
 # still comes out before the device call's own limit.
-source "$(dirname "$0")/../train/lib.sh"
+source "$(dirname "$0")/../../tests/train/lib.sh"
 FB="$TMP/fake-build"
-mkdir -p "$FB/train" "$FB/tests/cuda"
+mkdir -p "$FB/tests/cuda"
 fake() { printf '#!/bin/sh\n%s\n' "$2" > "$FB/$1"; chmod +x "$FB/$1"; }
 fake tests/cuda/test_cuda_model 'echo "all passed"; exit 0'
 fake tests/cuda/test_cuda_kernels 'echo "FAIL: a kernel"; exit 1'
 fake tests/cuda/test_cuda_attention 'exit 0'
-fake train/truthgpt 'sleep "${FAKE_SLEEP:-0}"
+fake truthgpt 'sleep "${FAKE_SLEEP:-0}"
 echo "ms/step    tokens/s     TFLOP/s    MFU      alloc GB   device GB"
 case "$*" in *cuda.profile=1*) echo "114.00     574.6K       494.2      49.9%    24.91      25.49" ;;
 *) echo "115.00     565.0K       486.0      49.1%    24.91      25.49" ;; esac'
 
 rc=0
 GPU_BUILD="$FB" GPU_STEPS="test kernels bench" OUT="$TMP/a" GPU_STEPS_DIR="$TMP/a-steps" \
-    bash "$SRC/scripts/gpu-check.sh" > /dev/null 2>&1 || rc=$?
+    bash "$SRC/dev/gpu-check.sh" > /dev/null 2>&1 || rc=$?
 check "a failed step makes the exit non-zero" [ $rc -ne 0 ]
 check "what comes back is the log and one archive" [ "$(cd "$TMP/a" && ls | tr '\n' ' ')" = "gpu-check.log steps.tgz " ]
 mkdir -p "$TMP/a-x" && tar -C "$TMP/a-x" -xzf "$TMP/a/steps.tgz"
@@ -27,7 +27,7 @@ check "the verdict is in the call's log" grep -q "decision rule: test passed, ke
 check "the timing table has the bench row" grep -Eq "^  bench +115.00 +565.0K" "$TMP/a/gpu-check.log"
 check "a step's switches reach its program (run ... cuda.profile=1)" grep -Eq "^  bench-prof +114.00" "$TMP/a/gpu-check.log"
 check "the fetched archive gives the verdict too" bash -c \
-    "python3 '$SRC/scripts/gpu-decide.py' '$TMP/a/steps.tgz' | grep -q 'kernels FAILED (exit 1)'"
+    "python3 '$SRC/dev/gpu-decide.py' '$TMP/a/steps.tgz' | grep -q 'kernels FAILED (exit 1)'"
 
 # The clock sampler around a timed step, with a stand-in nvidia-smi that prints samples until
 # killed, idle samples first: its samples travel in the archive and the mean over the loaded ones
@@ -44,7 +44,7 @@ esac
 SMI
 chmod +x "$TMP/smi/nvidia-smi"
 PATH="$TMP/smi:$PATH" GPU_BUILD="$FB" GPU_STEPS="bench" FAKE_SLEEP=1 OUT="$TMP/c" GPU_STEPS_DIR="$TMP/c-steps" \
-    bash "$SRC/scripts/gpu-check.sh" > /dev/null 2>&1 || true
+    bash "$SRC/dev/gpu-check.sh" > /dev/null 2>&1 || true
 mkdir -p "$TMP/c-x" && tar -C "$TMP/c-x" -xzf "$TMP/c/steps.tgz"
 check "the clock samples are in the archive" grep -q "MHz" "$TMP/c-x/bench.clocks.txt"
 check "the bench's clock and power reach the timing table" \
@@ -55,7 +55,7 @@ check "the bench's clock and power reach the timing table" \
 t0=$(date +%s)
 rc=0
 GPU_BUILD="$FB" GPU_STEPS="test bench" GPU_BUDGET_S=25 FAKE_SLEEP=60 OUT="$TMP/b" GPU_STEPS_DIR="$TMP/b-steps" \
-    bash "$SRC/scripts/gpu-check.sh" > /dev/null 2>&1 || rc=$?
+    bash "$SRC/dev/gpu-check.sh" > /dev/null 2>&1 || rc=$?
 took=$(( $(date +%s) - t0 ))
 echo "  budget run took ${took}s, exit $rc"
 check "the budget ends the script (under 40 s)" [ $took -lt 40 ]

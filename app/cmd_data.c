@@ -1,4 +1,4 @@
-/* train/cmd_data.c — `truthgpt prepare`, `truthgpt tokenizer train`, `truthgpt bench data`. */
+/* app/cmd_data.c — `truthgpt prepare`, `truthgpt tokenizer train`, `truthgpt bench data`. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/cmds.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "core/timer.h"
@@ -13,7 +14,6 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
-#include "train/cmds.h"
 
 /* ---- small argument helpers ---- */
 

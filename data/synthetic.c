@@ -1,4 +1,5 @@
-#include "train/synthetic.h"
+/* data/synthetic.c — see synthetic.h. */
+#include "data/synthetic.h"
 
 #include "core/rng.h"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""scripts/gpu-decide.py STEPS — the timings and the decision rule of docs/performance.md over
-one scripts/gpu-check.sh call's step logs (NAME.log, each ending in "--> exit N"): a folder, or
+"""dev/gpu-decide.py STEPS — the timings and the decision rule of docs/performance.md over
+one dev/gpu-check.sh call's step logs (NAME.log, each ending in "--> exit N"): a folder, or
 the call's $OUT/steps.tgz as fetched.
 
 First every step's timing in run order: truthgpt bench's row under its 'ms/step' header, or

@@ -1,0 +1,89 @@
+/* ckpt/common.c — what the writing and reading halves of the format share (ckpt/internal.h). */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt/internal.h"
+
+void ck_close(hid_t *id) {
+    if (*id < 0) return;
+    tg_h5_lock();
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: H5Fclose(*id); break;
+    case H5I_GROUP: H5Gclose(*id); break;
+    case H5I_DATASET: H5Dclose(*id); break;
+    case H5I_DATASPACE: H5Sclose(*id); break;
+    case H5I_DATATYPE: H5Tclose(*id); break;
+    case H5I_ATTR: H5Aclose(*id); break;
+    case H5I_GENPROP_LST: H5Pclose(*id); break;
+    default: break;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    tg_h5_unlock();
+    *id = -1;
+}
+
+
+/* HDF5 (Debian's build is thread-safe underneath) keeps the "print errors" switch per thread:
+ * switch it off in whichever thread writes or reads, so the library never prints. */
+void ck_h5_quiet(void) {
+    tg_h5_lock();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    tg_h5_unlock();
+}
+
+char *ck_strdup(const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+char *ck_meta_text(const tg_ckpt_state *s, int64_t n_params, int has_adam, int has_master) {
+    const tg_gpt2_config *c = &s->model_cfg;
+    const char *th = s->tokenizer_hash ? s->tokenizer_hash : "";
+    const char *tp = s->tokenizer_path ? s->tokenizer_path : "";
+    const char *fmt = "format=%s\nversion=%d\nstep=%" PRId64 "\ntokens_seen=%" PRId64
+                      "\nrng_state=%" PRIu64 "\nworld_size=%d\nzero_stage=%d\nn_params=%" PRId64
+                      "\nmodel=%d,%d,%d,%d,%d,%d\nhas_adam=%d\nhas_master=%d\n"
+                      "tokenizer_hash=%s\ntokenizer_path=%s\n";
+#define CK_META_ARGS                                                                           \
+    CK_FORMAT_NAME, TG_CKPT_FORMAT_VERSION, s->step, s->tokens_seen, s->rng_state,             \
+        s->world_size, s->zero_stage, n_params, c->max_seq_len, c->vocab_size,                 \
+        c->padded_vocab_size, c->n_layer, c->n_head, c->n_embd, has_adam, has_master, th, tp
+    int n = snprintf(NULL, 0, fmt, CK_META_ARGS);
+    char *t = malloc((size_t)n + 1);
+    if (t) snprintf(t, (size_t)n + 1, fmt, CK_META_ARGS);
+#undef CK_META_ARGS
+    return t;
+}
+
+tg_status tg_ckpt_path(const char *ckpt_dir, int64_t step, char *path, size_t cap, tg_error *err) {
+    int n = snprintf(path, cap, "%s/step_%08" PRId64 ".h5", ckpt_dir, step);
+    if (n < 0 || (size_t)n >= cap)
+        return tg_error_set(err, TG_ERR_ARG, "checkpoint path too long (dir %s)", ckpt_dir);
+    return TG_OK;
+}
+
+size_t tg_ckpt_n_params(const tg_gpt2_config *cfg) {
+    tg_gpt2_layout lay;
+    tg_error e;
+    if (tg_gpt2_layout_init(&lay, cfg, &e) != TG_OK) return 0;
+    size_t n = lay.n_params;
+    tg_gpt2_layout_free(&lay);
+    return n;
+}
+
+void tg_ckpt_state_free(tg_ckpt_state *s) {
+    if (!s) return;
+    free(s->loader_states);
+    free(s->config_ini);
+    free(s->tokenizer_hash);
+    free(s->tokenizer_path);
+    free(s->params);
+    free(s->adam_m);
+    free(s->adam_v);
+    free(s->master);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,200 @@
+/* train/dp_optim.c — the data-parallel optimizer step (contract in dp_optim.h). */
+#include "train/dp_optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tg_dp_optim {
+    tg_model *model;
+    tg_comm *comm;
+    tg_dp_optim_options opts;
+    int rank, world;
+    int nccl;                  /* gradients reduced on the device by NCCL */
+    size_t n_params, n_padded;
+    size_t shard_lo, shard_hi; /* this rank's optimizer shard */
+    float *host_params, *host_m, *host_v; /* checkpoint staging, n_padded each */
+};
+
+tg_status tg_dp_optim_init(tg_dp_optim **out, tg_model *model, tg_comm *comm, const tg_dp_optim_options *opts,
+                           tg_error *err) {
+    tg_status st = TG_OK;
+    tg_dp_optim *o = NULL;
+    *out = NULL;
+    if (opts->zero_stage < 0 || opts->zero_stage > 1)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.zero_stage=%d: supported stages are 0 and 1",
+                            opts->zero_stage);
+    o = calloc(1, sizeof *o);
+    TG_CHECK_ALLOC(err, o);
+    o->model = model;
+    o->comm = comm;
+    o->opts = *opts;
+    o->rank = tg_comm_rank(comm);
+    o->world = tg_comm_world(comm);
+    o->nccl = tg_comm_active_backend(comm) == TG_COMM_NCCL;
+    o->n_params = tg_model_layout(model)->n_params;
+    o->n_padded = tg_model_n_padded(model);
+    if (opts->zero_stage == 1) {
+        size_t shard = o->n_padded / (size_t)o->world;
+        o->shard_lo = shard * (size_t)o->rank;
+        o->shard_hi = o->shard_lo + shard;
+    } else {
+        o->shard_lo = 0;
+        o->shard_hi = o->n_padded;
+    }
+    o->host_params = calloc(o->n_padded, sizeof(float));
+    o->host_m = calloc(o->n_padded, sizeof(float));
+    o->host_v = calloc(o->n_padded, sizeof(float));
+    TG_CHECK_ALLOC(err, o->host_params);
+    TG_CHECK_ALLOC(err, o->host_m);
+    TG_CHECK_ALLOC(err, o->host_v);
+    /* Before any params_set, so that it also fills the fp32 master weights exactly (bf16). */
+    TG_TRY(tg_model_opt_init(model, o->shard_lo, o->shard_hi, err));
+    *out = o;
+    o = NULL;
+cleanup:
+    tg_dp_optim_free(o);
+    return st;
+}
+
+void tg_dp_optim_free(tg_dp_optim *o) {
+    if (!o) return;
+    free(o->host_params);
+    free(o->host_m);
+    free(o->host_v);
+    free(o);
+}
+
+void tg_dp_optim_shard(const tg_dp_optim *o, size_t *lo, size_t *hi) {
+    *lo = o->shard_lo;
+    *hi = o->shard_hi;
+}
+
+tg_status tg_dp_optim_params_init(tg_dp_optim *o, uint64_t seed, tg_error *err) {
+    tg_gpt2_params_init(tg_model_layout(o->model), o->host_params, seed);
+    return tg_model_params_set(o->model, o->host_params, err);
+}
+
+tg_status tg_dp_optim_zero_grad(tg_dp_optim *o, tg_error *err) { return tg_model_grads_zero(o->model, err); }
+
+void tg_dp_optim_micro_step_begin(tg_dp_optim *o, int last) {
+    if (o->nccl && o->opts.zero_stage == 0)
+        tg_model_set_grad_hook(o->model, last ? tg_dp_optim_on_grads_ready : NULL, o);
+}
+
+void tg_dp_optim_on_grads_ready(void *ctx, size_t lo, size_t hi) {
+    tg_dp_optim *o = ctx;
+    tg_dtype dt;
+    float *g = tg_model_grads(o->model, &dt);
+    tg_error e;
+    /* Errors surface at tg_comm_sync, which polls NCCL's async error state. */
+    (void)tg_comm_all_reduce(o->comm, g + lo, hi - lo, TG_COMM_F32, TG_COMM_SUM, &e);
+}
+
+/* Sums the gradients over the ranks: stage 1 into this rank's shard only; stage 0 all of
+ * them, unless the bucket hook already issued them during backward (NCCL). */
+static tg_status dp_optim_reduce(tg_dp_optim *o, tg_error *err) {
+    tg_dtype dt;
+    float *g = tg_model_grads(o->model, &dt);
+    if (o->opts.zero_stage == 1)
+        return tg_comm_reduce_scatter(o->comm, g, o->shard_hi - o->shard_lo, TG_COMM_F32, TG_COMM_SUM, err);
+    if (o->nccl) return TG_OK;
+    return tg_comm_all_reduce(o->comm, g, o->n_padded, TG_COMM_F32, TG_COMM_SUM, err);
+}
+
+/* The mean loss and the global gradient norm, in one host all-reduce: with sharded gradients
+ * the squared norms of the shards add up; otherwise every rank already has the whole norm. */
+static tg_status dp_optim_loss_norm(tg_dp_optim *o, const tg_dp_optim_step_args *a, tg_dp_optim_result *r,
+                                    tg_error *err) {
+    tg_status st = TG_OK;
+    double sq = 0;
+    TG_TRY(tg_model_grad_sqnorm(o->model, o->shard_lo, o->shard_hi, &sq, err));
+    double red[2] = {a->loss_sum, o->opts.zero_stage == 1 ? sq : 0};
+    TG_TRY(tg_comm_all_reduce_host(o->comm, red, 2, TG_COMM_F64, TG_COMM_SUM, err));
+    if (o->opts.zero_stage == 1) sq = red[1];
+    r->loss = red[0] / ((double)a->n_micro * o->world);
+    r->norm = sqrt(sq);
+cleanup:
+    return st;
+}
+
+/* After a sharded update every rank holds only its shard of the new parameters. */
+static tg_status dp_optim_gather_params(tg_dp_optim *o, tg_error *err) {
+    tg_status st = TG_OK;
+    if (o->opts.zero_stage != 1) return TG_OK;
+    tg_dtype dt;
+    void *p = tg_model_params(o->model, &dt);
+    TG_TRY(tg_comm_all_gather(o->comm, p, o->shard_hi - o->shard_lo,
+                              dt == TG_DTYPE_BF16 ? TG_COMM_BF16 : TG_COMM_F32, err));
+    TG_TRY(tg_comm_sync(o->comm, err));
+cleanup:
+    return st;
+}
+
+tg_status tg_dp_optim_step(tg_dp_optim *o, const tg_dp_optim_step_args *a, tg_dp_optim_result *r,
+                           tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_dp_optim_options *op = &o->opts;
+    memset(r, 0, sizeof *r);
+    TG_TRY(dp_optim_reduce(o, err));
+    TG_TRY(tg_comm_sync(o->comm, err));
+    TG_TRY(dp_optim_loss_norm(o, a, r, err));
+    if (!isfinite(r->loss) || !isfinite(r->norm)) {
+        r->skipped = 1;
+        goto cleanup;
+    }
+    float scale = op->grad_clip > 0 && r->norm > op->grad_clip ? (float)(op->grad_clip / r->norm) : 1.0f;
+    tg_adamw_args aw = {.lo = o->shard_lo, .hi = o->shard_hi, .lr = (float)a->lr, .beta1 = (float)op->beta1,
+                        .beta2 = (float)op->beta2, .eps = (float)op->eps,
+                        .weight_decay = (float)op->weight_decay, .grad_scale = scale, .t = a->step};
+    TG_TRY(tg_model_adamw(o->model, &aw, err));
+    TG_TRY(dp_optim_gather_params(o, err));
+cleanup:
+    return st;
+}
+
+tg_status tg_dp_optim_state_gather(tg_dp_optim *o, tg_dp_optim_state *out, tg_error *err) {
+    tg_status st = TG_OK;
+    size_t shard = o->shard_hi - o->shard_lo;
+    TG_TRY(tg_model_params_get(o->model, o->host_params, err));
+    TG_TRY(tg_model_opt_get(o->model, o->host_m + o->shard_lo, o->host_v + o->shard_lo, err));
+    if (o->opts.zero_stage == 1) {
+        /* params_get is exact (the fp32 masters) only on this rank's shard when the working copy
+         * is bf16: gather every rank's shard so the file holds exact fp32 values everywhere. */
+        TG_TRY(tg_comm_all_gather_host(o->comm, o->host_params, shard, TG_COMM_F32, err));
+        TG_TRY(tg_comm_all_gather_host(o->comm, o->host_m, shard, TG_COMM_F32, err));
+        TG_TRY(tg_comm_all_gather_host(o->comm, o->host_v, shard, TG_COMM_F32, err));
+    }
+    *out = (tg_dp_optim_state){.params = o->host_params, .adam_m = o->host_m, .adam_v = o->host_v,
+                               .n_params = o->n_params, .n_padded = o->n_padded};
+cleanup:
+    return st;
+}
+
+tg_status tg_dp_optim_state_load(tg_dp_optim *o, const float *params, const float *adam_m, const float *adam_v,
+                                 tg_error *err) {
+    tg_status st = TG_OK;
+    TG_TRY(tg_model_params_set(o->model, params, err));
+    if (adam_m && adam_v) {
+        /* Gathered moments: slice this rank's shard (the padding beyond n_params stays zero). */
+        memset(o->host_m, 0, o->n_padded * sizeof(float));
+        memset(o->host_v, 0, o->n_padded * sizeof(float));
+        memcpy(o->host_m, adam_m, o->n_params * sizeof(float));
+        memcpy(o->host_v, adam_v, o->n_params * sizeof(float));
+        TG_TRY(tg_model_opt_set(o->model, o->host_m + o->shard_lo, o->host_v + o->shard_lo, err));
+    }
+cleanup:
+    return st;
+}
+
+void tg_dp_optim_log_memory(const tg_dp_optim *o, const tg_log *lg) {
+    tg_log rl = *lg;
+    rl.level = 1; /* every rank prints its own */
+    tg_dtype pdt, gdt;
+    (void)tg_model_params(o->model, &pdt);
+    (void)tg_model_grads(o->model, &gdt);
+    double pg_bytes = (double)o->n_padded * ((pdt == TG_DTYPE_BF16 ? 2 : 4) + (gdt == TG_DTYPE_BF16 ? 2 : 4));
+    tg_log_info(&rl, "memory rank %d: params+grads %.3f MB, optimizer state %.3f MB (zero_stage=%d), model total %.3f MB",
+                o->rank, pg_bytes / 1e6, (double)tg_model_opt_bytes(o->model) / 1e6, o->opts.zero_stage,
+                (double)tg_model_device_bytes(o->model) / 1e6);
+}

@@ -1,0 +1,36 @@
+/* train/metrics.h — <out_dir>/metrics.jsonl, one JSON object per line, written by rank 0.
+ *
+ * Records (keys in this order):
+ *   train step:   {"step","loss","lr","grad_norm","tokens","ms","tokens_per_s","tflops"}
+ *   skipped step: {"step","skipped":true,"loss":null,"grad_norm":null}  (non-finite loss/norm)
+ *   validation:   {"step","val_loss"}
+ * Each line is flushed when written, so a killed run leaves whole lines. Write errors do not
+ * stop training (the checkpoints report their own). */
+#ifndef TG_METRICS_H
+#define TG_METRICS_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct tg_metrics tg_metrics;
+
+typedef struct {
+    int step;
+    double loss, lr, grad_norm;
+    int64_t tokens;                   /* tokens seen so far */
+    double ms, tokens_per_s, tflops;  /* this step's wall time and rates */
+} tg_metrics_step;
+
+/* Opens <out_dir>/metrics.jsonl: a fresh run (resumed_step 0) starts an empty file; a resumed
+ * one first drops the records of steps after resumed_step (an interrupted run may have logged a
+ * few past its last checkpoint), so the file reads as one uninterrupted run, then appends. */
+tg_status tg_metrics_open(tg_metrics **out, const char *out_dir, int64_t resumed_step, tg_error *err);
+void tg_metrics_free(tg_metrics *m);
+
+/* Each is a no-op on m == NULL (ranks other than 0). */
+void tg_metrics_write_step(tg_metrics *m, const tg_metrics_step *r);
+void tg_metrics_write_skipped(tg_metrics *m, int step);
+void tg_metrics_write_val(tg_metrics *m, int step, double val_loss);
+
+#endif
