@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${TG_TEST_SLURM:-1}" = 1 ]; then scripts/install-deps.sh --slurm; else scripts/install-deps.sh; fi
+# Python peers (transformers, tensorboard, h5py, tiktoken) in a cached venv; tests read $TG_PYTHON.
+TG_PYTHON=$(scripts/test-venv.sh)
+export TG_PYTHON
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Tests oversubscribe (up to 4 ranks on 2 cores): idle ranks must yield, not busy-poll.
 export OMPI_MCA_mpi_yield_when_idle=1
