@@ -5,7 +5,11 @@
  * Row-major to cuBLAS (column-major): a row-major (R, S) matrix is the column-major (S, R)
  * matrix with the same memory, so row-major D = op(A) @ op(B) is column-major
  * D^T = op(B)^T @ op(A)^T: cuBLAS's "A" is our B, its "B" is our A, m = N, n = M, k = K, and
- * the transpose flags carry over unchanged. */
+ * the transpose flags carry over unchanged.
+ *
+ * One file (~850 lines) on purpose: the plan cache decides per shape whether an epilogue is fused
+ * by cuBLASLt or falls back to the bias/GELU kernels here, and the tuning blobs serialise that same
+ * cache; split apart, each half would have to export the other's internals. */
 #include "model/cuda/ops.cuh"
 
 #include <math.h>
