@@ -121,5 +121,37 @@ mine = [int(x) for x in r.stdout.split()]
 check("greedy 20 tokens identical", mine == g, f"{len(set(g))} distinct: {g}")
 check("greedy tokens are diverse (>= 3 distinct)", len(set(g)) >= 3)
 
+# ---- init_from: a new run from the HF directory ----
+base = [TG, "train", f"{SRC}/configs/tiny.ini", "model.n_layer=2", "model.n_head=4", "model.n_embd=32",
+        "model.seq_len=64", "model.vocab_size=300", "train.device=cpu", "train.eval_every=0", "train.log_every=1"]
+r = run(*base, f"run.out_dir={TMP}/init0", f"train.init_from={TMP}/hf_sharded", "train.max_steps=1", "train.lr=0",
+        "train.min_lr=0", "checkpoint.every=1")
+check("init_from (HF dir, lr 0) runs", r.returncode == 0)
+check("init_from logged", "init_from" in r.stdout + r.stderr)
+run(TG, "export", f"{TMP}/init0/checkpoints/step_00000001.h5", "--out", f"{TMP}/ex_init0")
+got = load_file(f"{TMP}/ex_init0/model.safetensors")
+check("init_from loads HF's weights exactly (lr 0 step)",
+      all(np.array_equal(got[k], hf.state_dict()[k].numpy()) for k in got))
+r = run(*base, f"run.out_dir={TMP}/init1", f"train.init_from={TMP}/imp_whole.h5", "train.max_steps=30",
+        "train.lr=3e-3", "train.warmup_steps=2", "checkpoint.every=30")
+check("init_from (checkpoint) fine-tunes", r.returncode == 0)
+import json
+losses = [json.loads(l)["loss"] for l in open(f"{TMP}/init1/metrics.jsonl") if '"loss"' in l]
+check("fine-tune loss falls", len(losses) == 30 and losses[-1] < losses[0] - 0.2, f"{losses[0]:.3f} -> {losses[-1]:.3f}")
+check("fine-tune starts at step 1", json.loads(open(f"{TMP}/init1/metrics.jsonl").readline())["step"] == 1)
+r = run(*base, f"run.out_dir={TMP}/init1", f"train.init_from={TMP}/imp_whole.h5", "train.max_steps=31")
+check("resume wins over init_from, said in the log", r.returncode == 0 and "resume wins" in r.stdout + r.stderr)
+r = subprocess.run([TG, *base[1:], "model.n_embd=64", f"run.out_dir={TMP}/init2", f"train.init_from={TMP}/hf_whole"],
+                   capture_output=True, text=True)
+check("shape mismatch refused by name", r.returncode != 0 and "model.n_embd 32 (config: 64)" in r.stderr, r.stderr.strip()[-200:])
+
+# ---- data.tokenizer with train.sample_every=0 (was a division by zero) ----
+with open(f"{TMP}/corpus.txt", "w") as f:
+    f.write("the quick brown fox jumps over the lazy dog. " * 200)
+run(TG, "tokenizer", "train", "--vocab-size", "280", "--out", f"{TMP}/tok.tiktoken", f"{TMP}/corpus.txt")
+r = run(*base, f"run.out_dir={TMP}/tok0", f"data.tokenizer={TMP}/tok.tiktoken", "train.sample_every=0",
+        "train.max_steps=2", "checkpoint.every=0")
+check("data.tokenizer with sample_every=0 trains", r.returncode == 0, f"rc {r.returncode}")
+
 print(f"{'FAILED' if failed else 'passed'}: {failed} failures")
 sys.exit(1 if failed else 0)
