@@ -6,7 +6,9 @@
 (c) import -> export -> import is bitwise; the exported tensors equal HF's own; bf16 export loads.
 (a) a trained tiny run -> `truthgpt export` -> AutoModelForCausalLM: logits equal (rel <= 1e-5)
     and 20 greedy tokens identical."""
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,7 +20,8 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 TG, DRV, SRC, TMP = sys.argv[1:5]
-os.makedirs(TMP, exist_ok=True)
+shutil.rmtree(TMP, ignore_errors=True)  # runs resume from what they find: start clean
+os.makedirs(TMP)
 failed = 0
 
 
@@ -135,7 +138,6 @@ check("init_from loads HF's weights exactly (lr 0 step)",
 r = run(*base, f"run.out_dir={TMP}/init1", f"train.init_from={TMP}/imp_whole.h5", "train.max_steps=30",
         "train.lr=3e-3", "train.warmup_steps=2", "checkpoint.every=30")
 check("init_from (checkpoint) fine-tunes", r.returncode == 0)
-import json
 losses = [json.loads(l)["loss"] for l in open(f"{TMP}/init1/metrics.jsonl") if '"loss"' in l]
 check("fine-tune loss falls", len(losses) == 30 and losses[-1] < losses[0] - 0.2, f"{losses[0]:.3f} -> {losses[-1]:.3f}")
 check("fine-tune starts at step 1", json.loads(open(f"{TMP}/init1/metrics.jsonl").readline())["step"] == 1)
