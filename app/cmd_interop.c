@@ -6,18 +6,22 @@
 
 #include "app/cmds.h"
 #include "ckpt/ckpt.h"
+#include "data/tokenizer.h"
 #include "interop/hf.h"
+#include "interop/hf_tokenizer.h"
 
 static void export_usage(void) {
     fprintf(stderr,
-            "usage: truthgpt export CKPT --out DIR [--dtype fp32|bf16]\n"
+            "usage: truthgpt export CKPT --out DIR [--dtype fp32|bf16] [--tokenizer FILE]\n"
             "  Writes a Hugging Face GPT2LMHeadModel directory: config.json, generation_config.json and\n"
             "  model.safetensors (the real vocabulary rows only; the tied head is not stored twice).\n"
-            "  bos/eos are the tokenizer's end-of-text id (vocab_size - 1). dtype default fp32.\n");
+            "  With a tokenizer (--tokenizer, else the one recorded in the checkpoint if it exists) also\n"
+            "  tokenizer.json (byte-level BPE, GPT-2 pre-tokenizer) and tokenizer_config.json.\n"
+            "  bos/eos are the tokenizer's end-of-text id (without one: vocab_size - 1). dtype default fp32.\n");
 }
 
 int tg_cmd_export(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *dtype = "fp32";
+    const char *ckpt = NULL, *out = NULL, *dtype = "fp32", *tok_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             export_usage();
@@ -26,6 +30,8 @@ int tg_cmd_export(int argc, char **argv) {
             out = argv[++i];
         } else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
             dtype = argv[++i];
+        } else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) {
+            tok_path = argv[++i];
         } else if (argv[i][0] != '-' && !ckpt) {
             ckpt = argv[i];
         } else {
@@ -41,11 +47,31 @@ int tg_cmd_export(int argc, char **argv) {
     tg_error err = {0};
     tg_ckpt_state s = {0};
     tg_gpt2_layout lay = {0};
+    tg_tokenizer *tok = NULL;
     tg_status st = tg_ckpt_load(ckpt, &s, &err);
     if (st == TG_OK) st = tg_gpt2_layout_init(&lay, &s.model_cfg, &err);
+    if (st == TG_OK && !tok_path && s.tokenizer_path && s.tokenizer_path[0]) {
+        FILE *probe = fopen(s.tokenizer_path, "rb");
+        if (probe) {
+            fclose(probe);
+            tok_path = s.tokenizer_path;
+        } else {
+            fprintf(stderr, "truthgpt export: the checkpoint's tokenizer %s is not there; no tokenizer.json "
+                            "(give --tokenizer FILE)\n", s.tokenizer_path);
+        }
+    }
+    int eos = s.model_cfg.vocab_size - 1;
+    if (st == TG_OK && tok_path) {
+        st = tg_tokenizer_load(&tok, tok_path, &err);
+        if (st == TG_OK) eos = tg_tokenizer_eot_id(tok);
+        if (st == TG_OK && tg_tokenizer_vocab_size(tok) > s.model_cfg.vocab_size)
+            st = tg_error_set(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
+                              tg_tokenizer_vocab_size(tok), s.model_cfg.vocab_size);
+    }
     if (st == TG_OK)
-        st = tg_hf_export(out, &lay, s.params, strcmp(dtype, "bf16") == 0 ? TG_ST_BF16 : TG_ST_F32,
-                          s.model_cfg.vocab_size - 1, &err);
+        st = tg_hf_export(out, &lay, s.params, strcmp(dtype, "bf16") == 0 ? TG_ST_BF16 : TG_ST_F32, eos, &err);
+    if (st == TG_OK && tok) st = tg_hf_tokenizer_write(out, tok, s.model_cfg.max_seq_len, &err);
+    tg_tokenizer_free(tok);
     if (st == TG_OK) printf("exported %s (step %lld) to %s (%s)\n", ckpt, (long long)s.step, out, dtype);
     else fprintf(stderr, "truthgpt export: %s\n", err.msg);
     tg_gpt2_layout_free(&lay);

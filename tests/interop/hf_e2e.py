@@ -124,6 +124,34 @@ mine = [int(x) for x in r.stdout.split()]
 check("greedy 20 tokens identical", mine == g, f"{len(set(g))} distinct: {g}")
 check("greedy tokens are diverse (>= 3 distinct)", len(set(g)) >= 3)
 
+# ---- (a) tokenizer: tokenizer.json from a trained rank file, ids equal on mixed-script text ----
+import base64
+import tiktoken
+from transformers import AutoTokenizer
+mixed = "Hello wörld, привет мир! 你好世界 — the quick brown fox's 123 jumps;\n\n  naïve café 🙂 ŝ\t done. "
+with open(f"{TMP}/mixed.txt", "w") as f:
+    f.write(mixed * 300)
+check("tokenizer train", run(TG, "tokenizer", "train", "--vocab-size", "500", "--out", f"{TMP}/tok500.tiktoken",
+                             f"{TMP}/mixed.txt").returncode == 0)
+check("export with tokenizer", run(TG, "export", ck, "--out", f"{TMP}/ex_tiny", "--tokenizer",
+                                   f"{TMP}/tok500.tiktoken").returncode == 0)
+ranks = {}
+for line in open(f"{TMP}/tok500.tiktoken", "rb"):
+    b, r = line.split()
+    ranks[base64.b64decode(b)] = int(r)
+# truthgpt's tokenizer equals tiktoken on the same rank file (tests/data/compare_tiktoken.py)
+enc = tiktoken.Encoding("t", pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+                        mergeable_ranks=ranks, special_tokens={"<|endoftext|>": len(ranks)})
+hft = AutoTokenizer.from_pretrained(f"{TMP}/ex_tiny")
+texts = [mixed, "Привет, wörld! 世界 fox jumps 1234567 ; naïve", "  x  \n\n y'll 🙂🙂 abc déjà vu"]
+ids_ok = all(enc.encode(t) == hft.encode(t) for t in texts)
+check("tokenizer.json ids equal truthgpt's (tiktoken ranks) on mixed-script text", ids_ok,
+      f"{len(enc.encode(mixed))} ids for {len(mixed.encode())} bytes")
+check("merges are exercised (ids < bytes)", len(enc.encode(mixed)) < len(mixed.encode()) // 2)
+check("decode round trip", hft.decode(hft.encode(texts[1])) == texts[1])
+check("eos is <|endoftext|> = N", hft.eos_token == "<|endoftext|>" and hft.eos_token_id == len(ranks)
+      and AutoModelForCausalLM.from_pretrained(f"{TMP}/ex_tiny").config.eos_token_id == len(ranks))
+
 # ---- init_from: a new run from the HF directory ----
 base = [TG, "train", f"{SRC}/configs/tiny.ini", "model.n_layer=2", "model.n_head=4", "model.n_embd=32",
         "model.seq_len=64", "model.vocab_size=300", "train.device=cpu", "train.eval_every=0", "train.log_every=1"]
