@@ -126,3 +126,49 @@ int tg_cmd_import(int argc, char **argv) {
     tg_ckpt_state_free(&s);
     return st == TG_OK ? 0 : 1;
 }
+
+static void tokenizer_import_usage(void) {
+    fprintf(stderr,
+            "usage: truthgpt tokenizer import (--tokenizer-json FILE | --vocab vocab.json [--merges merges.txt])\n"
+            "                                 --out FILE.tiktoken\n"
+            "  Converts a Hugging Face byte-level BPE tokenizer (GPT-2 style) into truthgpt's tiktoken rank\n"
+            "  file: rank = the vocab id; the end-of-text token must come after the last rank. The merges\n"
+            "  are checked (each joins two tokens into a third); the ranks decide the merge order.\n");
+}
+
+int tg_cmd_tokenizer_import(int argc, char **argv) {
+    const char *tj = NULL, *vj = NULL, *mt = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            tokenizer_import_usage();
+            return 0;
+        } else if (strcmp(argv[i], "--tokenizer-json") == 0 && v) {
+            tj = argv[++i];
+        } else if (strcmp(argv[i], "--vocab") == 0 && v) {
+            vj = argv[++i];
+        } else if (strcmp(argv[i], "--merges") == 0 && v) {
+            mt = argv[++i];
+        } else if (strcmp(argv[i], "--out") == 0 && v) {
+            out = argv[++i];
+        } else {
+            fprintf(stderr, "truthgpt tokenizer import: unexpected argument '%s'\n", argv[i]);
+            tokenizer_import_usage();
+            return 2;
+        }
+    }
+    if (!out || (!tj == !vj) || (tj && mt)) {
+        tokenizer_import_usage();
+        return 2;
+    }
+    tg_error err = {0};
+    tg_tokenizer *tok = NULL;
+    tg_status st = tg_hf_tokenizer_import(tj, vj, mt, out, &err);
+    if (st == TG_OK) st = tg_tokenizer_load(&tok, out, &err); /* proves the file loads */
+    if (st == TG_OK)
+        printf("imported %s to %s: %d tokens + end of text (id %d)\n", tj ? tj : vj, out,
+               tg_tokenizer_eot_id(tok), tg_tokenizer_eot_id(tok));
+    else fprintf(stderr, "truthgpt tokenizer import: %s\n", err.msg);
+    tg_tokenizer_free(tok);
+    return st == TG_OK ? 0 : 1;
+}

@@ -16,5 +16,6 @@ int tg_cmd_sample(int argc, char **argv);      /* app/cmd_sample.c */
 int tg_cmd_ckpt_diff(int argc, char **argv);   /* app/cmd_ckpt_diff.c: `ckpt diff A B` */
 int tg_cmd_export(int argc, char **argv);      /* app/cmd_interop.c */
 int tg_cmd_import(int argc, char **argv);      /* app/cmd_interop.c */
+int tg_cmd_tokenizer_import(int argc, char **argv); /* app/cmd_interop.c: `tokenizer import` */
 
 #endif

@@ -12,4 +12,13 @@
 /* Writes DIR/tokenizer.json and DIR/tokenizer_config.json (model_max_length = n_positions). */
 tg_status tg_hf_tokenizer_write(const char *dir, const tg_tokenizer *t, int n_positions, tg_error *err);
 
+
+
+/* Imports a HF byte-level BPE tokenizer into a tiktoken rank file at out (crash-safely): from
+ * tokenizer_json (model.type BPE, ByteLevel), or from vocab_json (+ merges_txt, checked: every
+ * merge must join two tokens into a third). Ranks are the vocab ids, which must be 0..N-1 with
+ * every single byte present; the end-of-text token (an added special token, or
+ * "<|endoftext|>") must be id N, the one after the last rank. Other special tokens are refused. */
+tg_status tg_hf_tokenizer_import(const char *tokenizer_json, const char *vocab_json, const char *merges_txt,
+                                 const char *out, tg_error *err);
 #endif

@@ -144,13 +144,39 @@ enc = tiktoken.Encoding("t", pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N
                         mergeable_ranks=ranks, special_tokens={"<|endoftext|>": len(ranks)})
 hft = AutoTokenizer.from_pretrained(f"{TMP}/ex_tiny")
 texts = [mixed, "Привет, wörld! 世界 fox jumps 1234567 ; naïve", "  x  \n\n y'll 🙂🙂 abc déjà vu"]
-ids_ok = all(enc.encode(t) == hft.encode(t) for t in texts)
-check("tokenizer.json ids equal truthgpt's (tiktoken ranks) on mixed-script text", ids_ok,
+def tg_encode(text):
+    r = subprocess.run([TG, "tokenizer", "encode", f"{TMP}/tok500.tiktoken"], input=text.encode(), capture_output=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+ids_ok = all(tg_encode(t) == hft.encode(t) == enc.encode(t) for t in texts)
+check("tokenizer.json ids equal truthgpt's (and tiktoken's) on mixed-script text", ids_ok,
       f"{len(enc.encode(mixed))} ids for {len(mixed.encode())} bytes")
 check("merges are exercised (ids < bytes)", len(enc.encode(mixed)) < len(mixed.encode()) // 2)
 check("decode round trip", hft.decode(hft.encode(texts[1])) == texts[1])
 check("eos is <|endoftext|> = N", hft.eos_token == "<|endoftext|>" and hft.eos_token_id == len(ranks)
       and AutoModelForCausalLM.from_pretrained(f"{TMP}/ex_tiny").config.eos_token_id == len(ranks))
+
+# tokenizer import: tokenizer.json, and GPT-2's vocab.json + merges.txt layout, back to the same ranks
+r = run(TG, "tokenizer", "import", "--tokenizer-json", f"{TMP}/ex_tiny/tokenizer.json", "--out", f"{TMP}/back.tiktoken")
+check("tokenizer import (tokenizer.json) gives the rank file back byte for byte", r.returncode == 0 and
+      open(f"{TMP}/back.tiktoken", "rb").read() == open(f"{TMP}/tok500.tiktoken", "rb").read())
+tj = json.load(open(f"{TMP}/ex_tiny/tokenizer.json"))
+vocab = dict(tj["model"]["vocab"])
+vocab["<|endoftext|>"] = len(vocab)  # as GPT-2's vocab.json has it
+json.dump(vocab, open(f"{TMP}/vocab.json", "w"))
+with open(f"{TMP}/merges.txt", "w") as f:
+    f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in tj["model"]["merges"]))
+r = run(TG, "tokenizer", "import", "--vocab", f"{TMP}/vocab.json", "--merges", f"{TMP}/merges.txt", "--out",
+        f"{TMP}/back2.tiktoken")
+check("tokenizer import (vocab.json + merges.txt) gives the same ranks", r.returncode == 0 and
+      open(f"{TMP}/back2.tiktoken", "rb").read() == open(f"{TMP}/tok500.tiktoken", "rb").read())
+with open(f"{TMP}/merges_bad.txt", "w") as f:
+    f.write("#version: 0.2\nzz qq\n")
+r = run(TG, "tokenizer", "import", "--vocab", f"{TMP}/vocab.json", "--merges", f"{TMP}/merges_bad.txt", "--out",
+        f"{TMP}/bad.tiktoken")
+check("a merge of unknown tokens is refused with its line", r.returncode == 1 and "merges_bad.txt:2" in r.stderr,
+      r.stderr.strip())
 
 # ---- init_from: a new run from the HF directory ----
 base = [TG, "train", f"{SRC}/configs/tiny.ini", "model.n_layer=2", "model.n_head=4", "model.n_embd=32",
