@@ -22,6 +22,9 @@ static void usage(FILE *f) {
             "  bench comm ...                         time collectives (nccl-tests style table)\n"
             "  ckpt info FILE                         show what a checkpoint holds\n"
             "  sample FILE --prompt TEXT --tokens N   generate text from a checkpoint\n"
+            "  export CKPT --out DIR [--dtype fp32|bf16]   write a Hugging Face model directory\n"
+            "  import DIR --out CKPT                  Hugging Face GPT-2 directory to a checkpoint\n"
+            "  tokenizer import --tokenizer-json F | --vocab F [--merges F] --out FILE   HF tokenizer to ranks\n"
             "\n"
             "options: --help, --version.  `truthgpt <command> --help` for a command's options.\n");
 }
@@ -46,7 +49,10 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"train", tg_cmd_train},     {"prepare", tg_cmd_prepare}, {"tokenizer", tg_cmd_tokenizer},
         {"bench", tg_cmd_bench},     {"ckpt", tg_cmd_ckpt},       {"sample", tg_cmd_sample},
+        {"export", tg_cmd_export},   {"import", tg_cmd_import},
     };
+    if (strcmp(cmd, "tokenizer") == 0 && argc >= 3 && strcmp(argv[2], "import") == 0)
+        return tg_cmd_tokenizer_import(argc - 2, argv + 2); /* app/cmd_interop.c (HF tokenizers) */
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "truthgpt: unknown command '%s'\n\n", cmd);

@@ -47,6 +47,7 @@ typedef struct {
     int zero_stage;          /* 0 | 1 */
     tg_resume_mode resume;   /* auto | none | a checkpoint path: */
     char resume_path[TG_PATH_MAX]; /* the path when resume is TG_RESUME_PATH, else "" */
+    char init_from[TG_PATH_MAX]; /* weights to start a new run from (ckpt or HF dir); "" = none */
     int sample_every, sample_tokens;
     int nan_patience;        /* stop after this many non-finite losses in a row */
     int threads;             /* OpenMP threads per rank; 0 = share of the cores */

@@ -18,6 +18,7 @@
 #include "data/tokenizer.h"
 #include "model/model.h"
 #include "train/dp_optim.h"
+#include "train/init_from.h"
 #include "train/metrics.h"
 #include "train/sample.h"
 #include "train/schedule.h"
@@ -393,6 +394,26 @@ cleanup:
     return st;
 }
 
+/* train.init_from: a run that did not resume starts from those weights (every rank loads them);
+ * resuming wins, since the run's own checkpoint already descends from them. */
+static tg_status maybe_init_from(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    float *params = NULL;
+    if (!tr->cfg->init_from[0]) return TG_OK;
+    if (tr->resumed_from[0]) {
+        tg_log_info(tr->lg, "train.init_from=%s ignored: resumed from %s (resume wins over init_from)",
+                    tr->cfg->init_from, tr->resumed_from);
+        return TG_OK;
+    }
+    TG_TRY(tg_init_from_load(tr->cfg->init_from, &tg_model_layout(tr->model)->cfg, &params, err));
+    TG_TRY(tg_dp_optim_state_load(tr->opt, params, NULL, NULL, err));
+    tg_log_info(tr->lg, "init_from %s: weights loaded; fresh optimizer, step 0, data from the start",
+                tr->cfg->init_from);
+cleanup:
+    free(params);
+    return st;
+}
+
 /* Rank 0, with train.sample_every: the tokenizer, checked against the shards and the model. */
 static tg_status setup_tokenizer(trainer *tr, const tg_gpt2_config *mc, tg_error *err) {
     tg_status st = TG_OK;
@@ -438,6 +459,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     TG_TRY(setup_tokenizer(tr, &mc, err));
     TG_TRY(tg_comm_barrier(comm, err)); /* out_dir exists before anyone looks for checkpoints */
     TG_TRY(maybe_resume(tr, err));
+    TG_TRY(maybe_init_from(tr, err));
     if (tr->step > 0) TG_TRY(tuning_load(tr, err));
     if (tr->is_root) TG_TRY(tg_metrics_open(&tr->metrics, cfg->out_dir, tr->step, err));
     log_run(tr, &mc);
@@ -518,7 +540,7 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
         tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
         tg_metrics_write_val(tr->metrics, step, vl);
     }
-    if (tr->tok && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
+    if (tr->tok && cfg->sample_every > 0 && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
     TG_TRY(tuning_save(tr, err));
     double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
     if (tr->world > 1) TG_TRY(tg_comm_all_reduce_host(tr->comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
