@@ -50,7 +50,7 @@ static const key_spec KEYS[] = {
     {"train", "grad_clip", K_F64, F(grad_clip), 0, 1e9, NULL, "1.0", "global-norm clip; 0 = off"},
     {"train", "seed", K_U64, F(seed), 0, 18446744073709551615.0, NULL, "1337", "seed for init and data order"},
     {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
-    {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation"},
+    {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation: the first eval_batches x micro_batch windows of data.val, split over the ranks"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path"},

@@ -69,22 +69,27 @@ tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
     return o;
 }
 
+/* Validation over one fixed global set of windows: micro-batch i of eval_batches takes the B windows
+ * at position i*B of the val split (the val loader is opened as a single-rank reader on every
+ * rank), and rank r scores the batches i with i % world == r. The summed losses and the count are
+ * all-reduced, so val_loss is the same at any world size (and after resuming on another one). */
 static tg_status evaluate(trainer *tr, double *val_loss, tg_error *err) {
     tg_status st = TG_OK;
-    tg_loader_state zero;
-    double sum = 0;
-    tg_loader_state_get(tr->val, &zero);
-    zero.position = 0;
-    TG_TRY(tg_loader_state_set(tr->val, &zero, err));
-    for (int i = 0; i < tr->cfg->eval_batches; i++) {
+    tg_loader_state at;
+    double sum_count[2] = {0, 0};
+    tg_loader_state_get(tr->val, &at);
+    for (int i = tr->rank; i < tr->cfg->eval_batches; i += tr->world) {
         float l;
+        at.position = (uint64_t)i * (uint64_t)tr->B;
+        TG_TRY(tg_loader_state_set(tr->val, &at, err));
         TG_TRY(tg_loader_next(tr->val, tr->inputs, tr->targets, err));
         TG_TRY(tg_model_forward(tr->model, tr->inputs, tr->targets, tr->B, err));
         TG_TRY(tg_model_loss(tr->model, &l, err));
-        sum += l;
+        sum_count[0] += l;
+        sum_count[1] += 1;
     }
-    TG_TRY(tg_comm_all_reduce_host(tr->comm, &sum, 1, TG_COMM_F64, TG_COMM_SUM, err));
-    *val_loss = sum / ((double)tr->cfg->eval_batches * tr->world);
+    TG_TRY(tg_comm_all_reduce_host(tr->comm, sum_count, 2, TG_COMM_F64, TG_COMM_SUM, err));
+    *val_loss = sum_count[0] / sum_count[1];
 cleanup:
     return st;
 }
@@ -324,6 +329,8 @@ static tg_status setup_sources(trainer *tr, tg_error *err) {
         lo.glob = cfg->val;
         lo.shuffle = 0;
         lo.prefetch = 0;
+        lo.rank = 0; /* every rank reads the one global val set (evaluate picks its batches) */
+        lo.world = 1;
         TG_TRY(tg_loader_open(&tr->val, &lo, err));
         tr->has_val = 1;
         if (tg_loader_vocab_size(tr->val) != V)
