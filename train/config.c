@@ -85,8 +85,13 @@ static const key_spec *find_key(const char *section, const char *name, int *sect
 
 static void describe(const key_spec *k, char *buf, size_t cap) {
     switch (k->type) {
-    case K_INT: case K_I64: case K_U64:
+    case K_INT: case K_I64:
         snprintf(buf, cap, "an integer in [%.0f, %.0f]", k->min, k->max);
+        break;
+    case K_U64: /* the double max 2^64 stands for UINT64_MAX = 2^64-1, the largest accepted */
+        if (k->max >= 18446744073709551615.0)
+            snprintf(buf, cap, "an integer in [%.0f, 18446744073709551615] (2^64-1), decimal", k->min);
+        else snprintf(buf, cap, "an integer in [%.0f, %.0f]", k->min, k->max);
         break;
     case K_F64: snprintf(buf, cap, "a number in [%g, %g]", k->min, k->max); break;
     case K_STR: snprintf(buf, cap, "a string of at most %zu bytes", k->size - 1); break;

@@ -146,6 +146,10 @@ int main(void) {
     CHECK_OK(tg_config_set_override(&c, "train.seed=0100", &err), &err);
     CHECK(c.seed == 100);
     CHECK(tg_config_set_override(&c, "train.seed=0x10", &err) == TG_ERR_CONFIG);
+    /* The seed's range as printed is the range accepted: 2^64-1 is the largest (item 12). */
+    CHECK_OK(tg_config_set_override(&c, "train.seed=18446744073709551615", &err), &err);
+    CHECK(tg_config_set_override(&c, "train.seed=18446744073709551616", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "[0, 18446744073709551615]"), "%s", err.msg);
     /* A key set twice is refused with both lines. */
     f = fopen(path, "w");
     fprintf(f, "[model]\nn_layer = 2\n[train]\nmax_steps = 3\nlr = 1e-3\nmax_steps = 4\n");
