@@ -573,6 +573,10 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
     int last = step == cfg->max_steps;
     if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(tr, err));
     if (stop > 0) {
+        /* "saved" only once the file is complete on disk (writer joined: fsync + rename), and
+         * only after every rank got there. */
+        if (tr->ckpt) TG_TRY(tg_ckpt_writer_wait(tr->ckpt, err));
+        TG_TRY(tg_comm_barrier(tr->comm, err));
         tg_log_info(tr->lg, "stop requested: saved step %d, exiting with %d (requeue me)", step, TG_EXIT_REQUEUE);
         *stopped = 1;
     }
