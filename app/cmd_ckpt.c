@@ -9,7 +9,7 @@
 
 static void ckpt_usage(void) {
     fprintf(stderr,
-            "usage: truthgpt ckpt info FILE [--no-config] [--checksums]\n"
+            "usage: truthgpt ckpt info [--no-config] [--checksums] FILE\n"
             "           print what a checkpoint holds (step, config, tensors, sizes) and verify\n"
             "           every dataset's checksum; exit 1 if any is bad\n"
             "       truthgpt ckpt latest DIR\n"
@@ -78,16 +78,24 @@ int tg_cmd_ckpt(int argc, char **argv) {
     const char *sub = argv[1], *file = argv[2];
     if (strcmp(sub, "info") == 0) {
         int show_config = 1;
-        for (int i = 3; i < argc; i++) {
+        file = NULL; /* options and FILE in any order */
+        for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "--no-config") == 0) {
                 show_config = 0;
             } else if (strcmp(argv[i], "--checksums") == 0) {
                 /* accepted for scripts: the per-dataset crc32c lines are always printed */
+            } else if (argv[i][0] != '-' && !file) {
+                file = argv[i];
             } else {
                 fprintf(stderr, "truthgpt ckpt info: unknown option %s\n", argv[i]);
                 ckpt_usage();
                 return 2;
             }
+        }
+        if (!file) {
+            fprintf(stderr, "truthgpt ckpt info: no FILE given\n");
+            ckpt_usage();
+            return 2;
         }
         tg_ckpt_info info;
         tg_status st = tg_ckpt_info_read(file, &info, &err);

@@ -156,6 +156,14 @@ static tg_status ck_read_header(hid_t f, tg_ckpt_state *s, tg_ckpt_info *h, cons
     char sbuf[TG_PATH_MAX];
     char *meta = NULL;
     int64_t n_params = 0;
+    htri_t has_format = 0, has_tokens = 0;
+    CK_H5(has_format = H5Aexists(f, "format"));
+    if (!has_format) {
+        CK_H5(has_tokens = H5Lexists(f, "tokens", H5P_DEFAULT));
+        TG_FAIL(err, TG_ERR_FORMAT, "not a truthgpt checkpoint: %s",
+                has_tokens ? "looks like a data shard (a 'tokens' dataset, no 'format' attribute)"
+                           : "no 'format' attribute");
+    }
     TG_TRY(tg_h5_attr_read_str(f, "format", sbuf, sizeof sbuf, err));
     if (strcmp(sbuf, CK_FORMAT_NAME) != 0)
         TG_FAIL(err, TG_ERR_FORMAT, "not a truthgpt checkpoint (format attribute \"%s\")", sbuf);

@@ -1,11 +1,11 @@
 #include "train/config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* K_ENUM: an int-sized enum field, the index of the value in choices. K_RESUME: train.resume,
  * a keyword (auto | none) or a path (tg_resume_mode + resume_path). */
@@ -50,7 +50,7 @@ static const key_spec KEYS[] = {
     {"train", "grad_clip", K_F64, F(grad_clip), 0, 1e9, NULL, "1.0", "global-norm clip; 0 = off"},
     {"train", "seed", K_U64, F(seed), 0, 18446744073709551615.0, NULL, "1337", "seed for init and data order"},
     {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
-    {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation"},
+    {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation: the first eval_batches x micro_batch windows of data.val, split over the ranks"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path: continue a run exactly (step, optimizer, data position); wins over init_from"},
@@ -58,6 +58,9 @@ static const key_spec KEYS[] = {
     {"train", "sample_every", K_INT, F(sample_every), 0, 1e9, NULL, "0", "print a sample every N steps; 0 = off"},
     {"train", "sample_tokens", K_INT, F(sample_tokens), 1, 1e6, NULL, "64", "tokens per sample"},
     {"train", "nan_patience", K_INT, F(nan_patience), 1, 1e9, NULL, "5", "stop after N non-finite losses in a row"},
+    {"train", "spike_sigma", K_F64, F(spike_sigma), 0, 1e6, NULL, "0", "loss spike: above the running mean by this many standard deviations; 0 = off"},
+    {"train", "spike_window", K_INT, F(spike_window), 2, 1e6, NULL, "50", "steps in the spike detector's running mean and std (detection starts once full)"},
+    {"train", "spike_action", K_ENUM, F(spike_action), 0, 0, "warn|skip", "warn", "on a spike: warn (log it, mark it in metrics.jsonl) or skip the update too"},
     {"train", "threads", K_INT, F(threads), 0, 4096, NULL, "0", "OpenMP threads per rank; 0 = cores / local ranks"},
     {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
     {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
@@ -86,8 +89,13 @@ static const key_spec *find_key(const char *section, const char *name, int *sect
 
 static void describe(const key_spec *k, char *buf, size_t cap) {
     switch (k->type) {
-    case K_INT: case K_I64: case K_U64:
+    case K_INT: case K_I64:
         snprintf(buf, cap, "an integer in [%.0f, %.0f]", k->min, k->max);
+        break;
+    case K_U64: /* the double max 2^64 stands for UINT64_MAX = 2^64-1, the largest accepted */
+        if (k->max >= 18446744073709551615.0)
+            snprintf(buf, cap, "an integer in [%.0f, 18446744073709551615] (2^64-1), decimal", k->min);
+        else snprintf(buf, cap, "an integer in [%.0f, %.0f]", k->min, k->max);
         break;
     case K_F64: snprintf(buf, cap, "a number in [%g, %g]", k->min, k->max); break;
     case K_STR: snprintf(buf, cap, "a string of at most %zu bytes", k->size - 1); break;
@@ -147,14 +155,14 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
         double d;
         if (k->type == K_U64) {
             if (*value == '-') goto bad;
-            unsigned long long u = strtoull(value, &end, 0);
+            unsigned long long u = strtoull(value, &end, 10);
             d = (double)u;
             if (end == value || *end || errno) goto bad;
             if (d < k->min || d > k->max) goto bad;
             *(uint64_t *)dst = (uint64_t)u;
             break;
         }
-        long long v = strtoll(value, &end, 0);
+        long long v = strtoll(value, &end, 10);
         if (end == value || *end || errno) goto bad;
         d = (double)v;
         if (d < k->min || d > k->max) goto bad;
@@ -188,8 +196,9 @@ static tg_status set_value(tg_config *c, const char *where, const char *section,
     }
     return TG_OK;
 bad:
-    return tg_error_set(err, TG_ERR_CONFIG, "%s: bad value '%s' for %s.%s: expected %s", where, value,
-                        section, name, what);
+    /* a long value is cut in the message so that the key and the limit stay readable */
+    return tg_error_set(err, TG_ERR_CONFIG, "%s: bad value '%.80s%s' for %s.%s: expected %s", where, value,
+                        strlen(value) > 80 ? "..." : "", section, name, what);
 }
 
 void tg_config_defaults(tg_config *c) {
@@ -200,42 +209,86 @@ void tg_config_defaults(tg_config *c) {
     }
 }
 
-typedef struct {
-    tg_config *c;
-    const char *path;
-    FILE *f;
-    int lineno; /* Debian's libinih is built without INI_HANDLER_LINENO: count lines ourselves */
-    tg_error *err;
-    tg_status st;
-} ini_ctx;
+/* One line of a config file, newline included: the longest string value (TG_PATH_MAX - 1 bytes)
+ * with its key, spaces and a comment fit. Longer lines are refused, never split. */
+#define TG_CONFIG_LINE_MAX (TG_PATH_MAX + 256)
 
-static char *read_line(char *str, int num, void *stream) {
-    ini_ctx *x = stream;
-    char *r = fgets(str, num, x->f);
-    if (r) x->lineno++;
-    return r;
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = 0;
+    return s;
 }
 
-static int on_ini(void *user, const char *section, const char *name, const char *value) {
-    ini_ctx *x = user;
-    if (x->st != TG_OK) return 0; /* inih keeps going after an error: keep the first one */
-    char where[TG_PATH_MAX + 32];
-    snprintf(where, sizeof where, "%s:%d", x->path, x->lineno);
-    x->st = set_value(x->c, where, section, name, value, x->err);
-    return x->st == TG_OK; /* 0 stops inih at the first error */
-}
-
+/* The INI subset the docs describe: [section], key = value, comments starting with # or ; on their
+ * own line (or after whitespace), blank lines. Own code instead of libinih: Debian's inih is built
+ * with a 200-byte line limit fixed at compile time, which split long paths silently. */
 tg_status tg_config_load_file(tg_config *c, const char *path, tg_error *err) {
+    tg_status st = TG_OK;
+    struct stat sb;
+    char *line = NULL;
+    int *seen = NULL; /* line where each key of KEYS was set, 0 = not yet */
     FILE *f = fopen(path, "r");
     if (!f) return tg_error_set(err, TG_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
-    ini_ctx x = {c, path, f, 0, err, TG_OK};
-    int rc = ini_parse_stream(read_line, &x, on_ini, &x);
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        TG_FAIL(err, TG_ERR_CONFIG, "%s: not a config file (a directory or a device); a config must name at least the model",
+                path);
+    line = malloc(TG_CONFIG_LINE_MAX + 2);
+    seen = calloc(N_KEYS, sizeof *seen);
+    TG_CHECK_ALLOC(err, line);
+    TG_CHECK_ALLOC(err, seen);
+    char section[64] = "";
+    int lineno = 0, model_keys = 0;
+    while (fgets(line, TG_CONFIG_LINE_MAX + 2, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == TG_CONFIG_LINE_MAX + 1 && line[len - 1] != '\n')
+            TG_FAIL(err, TG_ERR_CONFIG, "%s:%d: line longer than %d bytes (the limit of a config line)", path,
+                    lineno, TG_CONFIG_LINE_MAX);
+        char *s = trim(line);
+        if (lineno == 1 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF)
+            s = trim(s + 3); /* UTF-8 byte order mark */
+        if (!*s || *s == '#' || *s == ';') continue;
+        char where[TG_PATH_MAX + 32];
+        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        if (*s == '[') {
+            char *close = strchr(s, ']');
+            if (!close || *trim(close + 1) || close - s - 1 >= (long)sizeof section)
+                TG_FAIL(err, TG_ERR_CONFIG, "%s: malformed section header (expected [section])", where);
+            *close = 0;
+            snprintf(section, sizeof section, "%s", trim(s + 1));
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq || !section[0])
+            TG_FAIL(err, TG_ERR_CONFIG, "%s: malformed line (expected 'key = value' after a [section])", where);
+        *eq = 0;
+        char *name = trim(s), *value = trim(eq + 1);
+        /* an inline comment: whitespace then # or ; */
+        for (char *p = value; *p; p++)
+            if ((*p == '#' || *p == ';') && p > value && (p[-1] == ' ' || p[-1] == '\t')) {
+                *p = 0;
+                value = trim(value);
+                break;
+            }
+        TG_TRY(set_value(c, where, section, name, value, err));
+        int known;
+        const key_spec *k = find_key(section, name, &known);
+        size_t i = (size_t)(k - KEYS);
+        if (seen[i])
+            TG_FAIL(err, TG_ERR_CONFIG, "%s: duplicate key %s.%s (first set on line %d)", where, section, name,
+                    seen[i]);
+        seen[i] = lineno;
+        if (strcmp(section, "model") == 0) model_keys++;
+    }
+    if (ferror(f)) TG_FAIL(err, TG_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    if (!model_keys)
+        TG_FAIL(err, TG_ERR_CONFIG, "%s: no [model] keys: a config must name at least the model", path);
+cleanup:
+    free(line);
+    free(seen);
     fclose(f);
-    if (x.st != TG_OK) return x.st;
-    if (rc != 0)
-        return tg_error_set(err, TG_ERR_CONFIG, "%s:%d: malformed line (expected 'key = value' or [section])",
-                            path, rc);
-    return TG_OK;
+    return st;
 }
 
 tg_status tg_config_set_override(tg_config *c, const char *arg, tg_error *err) {

@@ -50,6 +50,9 @@ typedef struct {
     char init_from[TG_PATH_MAX]; /* weights to start a new run from (ckpt or HF dir); "" = none */
     int sample_every, sample_tokens;
     int nan_patience;        /* stop after this many non-finite losses in a row */
+    double spike_sigma;      /* a loss above mean + spike_sigma * std of the last spike_window is a spike; 0 = off */
+    int spike_window;        /* steps in the running mean and std */
+    int spike_action;        /* 0 warn (log and mark), 1 skip (also leave the parameters unchanged) */
     int threads;             /* OpenMP threads per rank; 0 = share of the cores */
     /* [checkpoint] */
     int ckpt_every;          /* steps; 0 = only at the end and on signals */

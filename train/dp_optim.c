@@ -143,6 +143,10 @@ tg_status tg_dp_optim_step(tg_dp_optim *o, const tg_dp_optim_step_args *a, tg_dp
         r->skipped = 1;
         goto cleanup;
     }
+    if (a->skip_above > 0 && r->loss > a->skip_above) {
+        r->spike_skipped = 1;
+        goto cleanup;
+    }
     float scale = op->grad_clip > 0 && r->norm > op->grad_clip ? (float)(op->grad_clip / r->norm) : 1.0f;
     tg_adamw_args aw = {.lo = o->shard_lo, .hi = o->shard_hi, .lr = (float)a->lr, .beta1 = (float)op->beta1,
                         .beta2 = (float)op->beta2, .eps = (float)op->eps,

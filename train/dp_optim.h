@@ -52,12 +52,14 @@ typedef struct {
     double lr;      /* this step's learning rate (the schedule is the loop's) */
     double loss_sum;
     int n_micro;    /* micro-steps per step on every rank */
+    double skip_above; /* > 0: skip the update when the global loss exceeds it (a spike); 0 = never */
 } tg_dp_optim_step_args;
 
 typedef struct {
     double loss;    /* mean loss over all micro-steps of all ranks */
     double norm;    /* global gradient norm before clipping */
     int skipped;    /* 1: loss or norm not finite, the update was skipped (parameters unchanged) */
+    int spike_skipped; /* 1: loss above skip_above, the update was skipped (parameters unchanged) */
 } tg_dp_optim_result;
 
 /* The full-length host copies a checkpoint holds, valid until the next state_gather/free:

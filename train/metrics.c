@@ -67,8 +67,9 @@ void tg_metrics_write_step(tg_metrics *m, const tg_metrics_step *r) {
     if (!m) return;
     fprintf(m->f,
             "{\"step\":%d,\"loss\":%.9g,\"lr\":%.6g,\"grad_norm\":%.6f,\"tokens\":%lld,\"ms\":%.3f,"
-            "\"tokens_per_s\":%.1f,\"tflops\":%.4f}\n",
-            r->step, r->loss, r->lr, r->grad_norm, (long long)r->tokens, r->ms, r->tokens_per_s, r->tflops);
+            "\"tokens_per_s\":%.1f,\"tflops\":%.4f%s}\n",
+            r->step, r->loss, r->lr, r->grad_norm, (long long)r->tokens, r->ms, r->tokens_per_s, r->tflops,
+            r->spike ? ",\"spike\":true" : "");
     fflush(m->f);
 }
 

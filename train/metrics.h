@@ -20,6 +20,7 @@ typedef struct {
     double loss, lr, grad_norm;
     int64_t tokens;                   /* tokens seen so far */
     double ms, tokens_per_s, tflops;  /* this step's wall time and rates */
+    int spike;                        /* 1: a loss spike (train.spike_sigma): "spike":true */
 } tg_metrics_step;
 
 /* Opens <out_dir>/metrics.jsonl: a fresh run (resumed_step 0) starts an empty file; a resumed

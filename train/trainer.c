@@ -45,6 +45,8 @@ typedef struct {
     int64_t tokens_seen, tokens_per_step;
     double flops_per_step;
     int nan_run;               /* non-finite steps in a row */
+    double *spike_hist;        /* the last spike_window ordinary losses (ring), for train.spike_sigma */
+    int spike_n, spike_next;
     double t_start;            /* for the ETA: this process's first step */
     int64_t first_step;
     void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
@@ -70,22 +72,27 @@ tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
     return o;
 }
 
+/* Validation over one fixed global set of windows: micro-batch i of eval_batches takes the B windows
+ * at position i*B of the val split (the val loader is opened as a single-rank reader on every
+ * rank), and rank r scores the batches i with i % world == r. The summed losses and the count are
+ * all-reduced, so val_loss is the same at any world size (and after resuming on another one). */
 static tg_status evaluate(trainer *tr, double *val_loss, tg_error *err) {
     tg_status st = TG_OK;
-    tg_loader_state zero;
-    double sum = 0;
-    tg_loader_state_get(tr->val, &zero);
-    zero.position = 0;
-    TG_TRY(tg_loader_state_set(tr->val, &zero, err));
-    for (int i = 0; i < tr->cfg->eval_batches; i++) {
+    tg_loader_state at;
+    double sum_count[2] = {0, 0};
+    tg_loader_state_get(tr->val, &at);
+    for (int i = tr->rank; i < tr->cfg->eval_batches; i += tr->world) {
         float l;
+        at.position = (uint64_t)i * (uint64_t)tr->B;
+        TG_TRY(tg_loader_state_set(tr->val, &at, err));
         TG_TRY(tg_loader_next(tr->val, tr->inputs, tr->targets, err));
         TG_TRY(tg_model_forward(tr->model, tr->inputs, tr->targets, tr->B, err));
         TG_TRY(tg_model_loss(tr->model, &l, err));
-        sum += l;
+        sum_count[0] += l;
+        sum_count[1] += 1;
     }
-    TG_TRY(tg_comm_all_reduce_host(tr->comm, &sum, 1, TG_COMM_F64, TG_COMM_SUM, err));
-    *val_loss = sum / ((double)tr->cfg->eval_batches * tr->world);
+    TG_TRY(tg_comm_all_reduce_host(tr->comm, sum_count, 2, TG_COMM_F64, TG_COMM_SUM, err));
+    *val_loss = sum_count[0] / sum_count[1];
 cleanup:
     return st;
 }
@@ -303,6 +310,10 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
                             "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     tr->sched = (tg_schedule){.kind = cfg->schedule, .lr = cfg->lr, .min_lr = cfg->min_lr,
                               .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps};
+    if (cfg->spike_sigma > 0) {
+        tr->spike_hist = calloc((size_t)cfg->spike_window, sizeof *tr->spike_hist);
+        if (!tr->spike_hist) return tg_error_set(err, TG_ERR_NOMEM, "out of memory (spike window)");
+    }
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     else omp_set_num_threads(tg_comm_cpu_threads(comm, omp_get_num_procs()));
     /* Test builds only: switches that fail a step or poison its loss (core/fault.h). */
@@ -325,6 +336,8 @@ static tg_status setup_sources(trainer *tr, tg_error *err) {
         lo.glob = cfg->val;
         lo.shuffle = 0;
         lo.prefetch = 0;
+        lo.rank = 0; /* every rank reads the one global val set (evaluate picks its batches) */
+        lo.world = 1;
         TG_TRY(tg_loader_open(&tr->val, &lo, err));
         tr->has_val = 1;
         if (tg_loader_vocab_size(tr->val) != V)
@@ -480,6 +493,7 @@ static void teardown(trainer *tr) {
     tg_dp_optim_free(tr->opt);
     tg_model_free(tr->model);
     free(tr->tuning);
+    free(tr->spike_hist);
     free(tr->inputs);
     free(tr->targets);
 }
@@ -496,27 +510,60 @@ static tg_status fault_inject(const trainer *tr, int step, double *loss_sum, tg_
     return TG_OK;
 }
 
+/* Loss spikes (train.spike_sigma): the threshold mean + sigma * std over the last spike_window
+ * ordinary losses, once the window is full; 0 while detection is off or still filling. The same on
+ * every rank (the losses are global). */
+static double spike_threshold(const trainer *tr) {
+    const tg_config *cfg = tr->cfg;
+    if (cfg->spike_sigma <= 0 || tr->spike_n < cfg->spike_window) return 0;
+    double mean = 0, var = 0;
+    for (int i = 0; i < tr->spike_n; i++) mean += tr->spike_hist[i];
+    mean /= tr->spike_n;
+    for (int i = 0; i < tr->spike_n; i++) var += (tr->spike_hist[i] - mean) * (tr->spike_hist[i] - mean);
+    return mean + cfg->spike_sigma * sqrt(var / tr->spike_n);
+}
+
+static void spike_push(trainer *tr, double loss) {
+    if (!tr->spike_hist) return;
+    tr->spike_hist[tr->spike_next] = loss;
+    tr->spike_next = (tr->spike_next + 1) % tr->cfg->spike_window;
+    if (tr->spike_n < tr->cfg->spike_window) tr->spike_n++;
+}
+
 /* The step's record: metrics.jsonl, the progress line, and the count of skipped steps. */
-static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const tg_dp_optim_result *r, double ms,
-                             tg_error *err) {
+static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const tg_dp_optim_result *r,
+                             double threshold, double ms, tg_error *err) {
+    tg_status st = TG_OK;
     const tg_config *cfg = tr->cfg;
     const int step = a->step;
+    int spike = 0;
     if (r->skipped) {
         tr->nan_run++;
         tg_log_warn(tr->lg, "step %d: non-finite loss %g / grad norm %g: update skipped (%d in a row, limit %d)",
                     step, r->loss, r->norm, tr->nan_run, cfg->nan_patience);
         tg_metrics_write_skipped(tr->metrics, step);
-        if (tr->nan_run >= cfg->nan_patience)
+        if (tr->nan_run >= cfg->nan_patience) {
+            /* The skipped updates left the parameters as they were: keep them for a restart. */
+            TG_TRY(save_checkpoint(tr, err));
+            if (tr->ckpt) TG_TRY(tg_ckpt_writer_wait(tr->ckpt, err));
+            tg_log_warn(tr->lg, "saved step %d (the parameters before the non-finite steps)", step);
             return tg_error_set(err, TG_ERR_NUMERIC, "%d non-finite losses in a row (train.nan_patience=%d): stopping",
                                 tr->nan_run, cfg->nan_patience);
+        }
     } else {
         tr->nan_run = 0;
+        spike = threshold > 0 && r->loss > threshold;
+        if (spike)
+            tg_log_warn(tr->lg, "step %d: loss spike %.4f above %.4f (running mean + %g std of %d steps)%s", step,
+                        r->loss, threshold, cfg->spike_sigma, cfg->spike_window,
+                        r->spike_skipped ? ": update skipped" : "");
+        else spike_push(tr, r->loss);
     }
     double tok_s = (double)tr->tokens_per_step / (ms / 1e3);
     if (isfinite(r->loss)) {
         tg_metrics_step m = {.step = step, .loss = r->loss, .lr = a->lr, .grad_norm = r->norm,
                              .tokens = tr->tokens_seen, .ms = ms, .tokens_per_s = tok_s,
-                             .tflops = tr->flops_per_step / (ms / 1e3) / 1e12};
+                             .tflops = tr->flops_per_step / (ms / 1e3) / 1e12, .spike = spike};
         tg_metrics_write_step(tr->metrics, &m);
     }
     if (step % cfg->log_every == 0 || step == cfg->max_steps || step == 1) {
@@ -526,7 +573,8 @@ static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const 
         tg_log_info(tr->lg, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | ETA %s", step,
                     cfg->max_steps, r->loss, a->lr, r->norm, ms, tok_s, eta);
     }
-    return TG_OK;
+cleanup:
+    return st;
 }
 
 /* After a step: validation, a sample, tuning files, and a checkpoint when due or when a stop is
@@ -547,6 +595,10 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
     int last = step == cfg->max_steps;
     if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(tr, err));
     if (stop > 0) {
+        /* "saved" only once the file is complete on disk (writer joined: fsync + rename), and
+         * only after every rank got there. */
+        if (tr->ckpt) TG_TRY(tg_ckpt_writer_wait(tr->ckpt, err));
+        TG_TRY(tg_comm_barrier(tr->comm, err));
         tg_log_info(tr->lg, "stop requested: saved step %d, exiting with %d (requeue me)", step, TG_EXIT_REQUEUE);
         *stopped = 1;
     }
@@ -577,13 +629,14 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
             loss_sum += l;
         }
         TG_TRY(fault_inject(&tr, step, &loss_sum, err));
+        const double threshold = spike_threshold(&tr);
         tg_dp_optim_step_args a = {.step = step, .lr = tg_schedule_lr(&tr.sched, step), .loss_sum = loss_sum,
-                                   .n_micro = tr.accum};
+                                   .n_micro = tr.accum, .skip_above = cfg->spike_action == 1 ? threshold : 0};
         tg_dp_optim_result r;
         TG_TRY(tg_dp_optim_step(tr.opt, &a, &r, err));
         tr.step = step;
         tr.tokens_seen += tr.tokens_per_step;
-        TG_TRY(record_step(&tr, &a, &r, tg_now_ms() - t0, err));
+        TG_TRY(record_step(&tr, &a, &r, threshold, tg_now_ms() - t0, err));
         TG_TRY(after_step(&tr, step, hooks, stopped, err));
     }
     if (tr.ckpt) TG_TRY(tg_ckpt_writer_wait(tr.ckpt, err));

@@ -49,5 +49,9 @@ printf 'the cat sat on the mat. the dog sat on the log.\n' >"$TMP/corpus.txt"
 "$TG" train configs/tiny.ini data.tokenizer="$TMP/tok.tiktoken" train.sample_every=5 train.sample_tokens=8 \
     train.max_steps=10 train.eval_every=0 run.out_dir="$TMP/s1" >"$TMP/o" 2>&1; rc=$?
 check "sample_every prints samples at steps 5 and 10" bash -c "[ $rc -eq 0 ] && [ \$(grep -c 'sample: ' '$TMP/o') -eq 2 ]"
+# A tokenizer with train.sample_every left at 0 (off): trains, no samples (was SIGFPE at step 1).
+"$TG" train configs/tiny.ini data.tokenizer="$TMP/tok.tiktoken" train.max_steps=3 train.eval_every=0 \
+    run.out_dir="$TMP/s2" >"$TMP/o" 2>&1; rc=$?
+check "data.tokenizer without sample_every trains (no SIGFPE)" bash -c "[ $rc -eq 0 ] && ! grep -q 'sample: ' '$TMP/o'"
 set -e
 finish

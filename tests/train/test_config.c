@@ -92,6 +92,72 @@ int main(void) {
     CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "test_config_tmp.ini:2: bad value '-3' for train.max_steps"), "%s", err.msg);
 
+    /* Issue 25 item 3: what is not a config is refused; a config must name the model. */
+    tg_config_defaults(&c);
+    CHECK(tg_config_load_file(&c, ".", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "not a config file"), "%s", err.msg);
+    CHECK(tg_config_load_file(&c, "/dev/null", &err) == TG_ERR_CONFIG);
+    f = fopen(path, "w");
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "a config must name at least the model"), "%s", err.msg);
+    f = fopen(path, "w");
+    fprintf(f, "[train]\nmax_steps = 3\n");
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "a config must name at least the model"), "%s", err.msg);
+    /* Long lines: a 295-byte data.train line is read whole; byte 200 being a space changes nothing. */
+    char longval[4200];
+    memset(longval, 'a', 280);
+    longval[280] = 0;
+    memcpy(longval + 180, "/x y/", 5);
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 2\n[data]\ntrain = %s\n[run]\nout_dir = r\n", longval);
+    fclose(f);
+    tg_config_defaults(&c);
+    CHECK_OK(tg_config_load_file(&c, path, &err), &err);
+    CHECK(strcmp(c.train, longval) == 0 && strcmp(c.out_dir, "r") == 0);
+    /* The longest string (4095 bytes) fits; 4096 is refused by key; a line past the line limit by line. */
+    memset(longval, 'b', 4095);
+    longval[4095] = 0;
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 2\n[data]\ntrain = %s  # a comment\n", longval);
+    fclose(f);
+    CHECK_OK(tg_config_load_file(&c, path, &err), &err);
+    CHECK(strlen(c.train) == 4095);
+    longval[4095] = 'b';
+    longval[4096] = 0;
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 2\n[data]\ntrain = %s\n", longval);
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, ":4: bad value") && strstr(err.msg, "data.train"), "%.80s", err.msg);
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 2\n[data]\ntrain = %s%s\n", longval, longval);
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "test_config_tmp.ini:4: line longer than"), "%s", err.msg);
+    /* Integers are decimal: 010 is ten, 08 is eight, 0x10 is refused. */
+    CHECK_OK(tg_config_set_override(&c, "train.max_steps=010", &err), &err);
+    CHECK(c.max_steps == 10);
+    CHECK_OK(tg_config_set_override(&c, "train.max_steps=08", &err), &err);
+    CHECK(c.max_steps == 8);
+    CHECK(tg_config_set_override(&c, "train.max_steps=0x10", &err) == TG_ERR_CONFIG);
+    CHECK_OK(tg_config_set_override(&c, "train.seed=0100", &err), &err);
+    CHECK(c.seed == 100);
+    CHECK(tg_config_set_override(&c, "train.seed=0x10", &err) == TG_ERR_CONFIG);
+    /* The seed's range as printed is the range accepted: 2^64-1 is the largest (item 12). */
+    CHECK_OK(tg_config_set_override(&c, "train.seed=18446744073709551615", &err), &err);
+    CHECK(tg_config_set_override(&c, "train.seed=18446744073709551616", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "[0, 18446744073709551615]"), "%s", err.msg);
+    /* A key set twice is refused with both lines. */
+    f = fopen(path, "w");
+    fprintf(f, "[model]\nn_layer = 2\n[train]\nmax_steps = 3\nlr = 1e-3\nmax_steps = 4\n");
+    fclose(f);
+    CHECK(tg_config_load_file(&c, path, &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "test_config_tmp.ini:6: duplicate key train.max_steps (first set on line 4)"), "%s",
+           err.msg);
+
     /* Round trip: the written config reads back to the same values. */
     tg_config_defaults(&c);
     CHECK_OK(tg_config_set_override(&c, "train.lr=0.00123456789", &err), &err);
