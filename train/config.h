@@ -1,4 +1,4 @@
-/* train/config.h — the run configuration: INI files (libinih) plus `section.key=value` overrides.
+/* train/config.h — the run configuration: INI files (own parser, config.c) plus `section.key=value` overrides.
  *
  * Every key is described once in a table (config.c): section, name, type, range or choices,
  * default and help. Parsing rejects unknown sections/keys and malformed or out-of-range values,
