@@ -16,6 +16,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG [section.key=value ...]   train a GPT-2 model (mpirun/srun for several ranks)\n"
             "  prepare --tokenizer FILE --out DIR INPUT...   tokenize text/JSONL into HDF5 shards\n"
+            "  data verify GLOB...                           check whole shards (checksums, ids, offsets)\n"
             "  tokenizer train --vocab-size N --out FILE INPUT...   learn a byte-level BPE tokenizer\n"
             "  bench [model] --config CONFIG ...      time training steps (tokens/s, TFLOP/s, MFU, memory)\n"
             "  bench data --data GLOB ...             time the data loader\n"
@@ -46,6 +47,7 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"train", tg_cmd_train},     {"prepare", tg_cmd_prepare}, {"tokenizer", tg_cmd_tokenizer},
         {"bench", tg_cmd_bench},     {"ckpt", tg_cmd_ckpt},       {"sample", tg_cmd_sample},
+        {"data", tg_cmd_data},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);

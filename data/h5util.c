@@ -145,6 +145,9 @@ tg_status tg_h5_write_1d(hid_t loc, const char *name, hid_t mem_type, hid_t file
             unsigned cd[1] = {(unsigned)level};
             TG_H5_CHECK(err, H5Pset_filter(dcpl, TG_H5_ZSTD_FILTER, H5Z_FLAG_MANDATORY, 1, cd));
         }
+        /* HDF5's Fletcher-32 on each stored chunk: HDF5 verifies it on every read, so a flipped
+         * byte is an error, never silently altered data. */
+        TG_H5_CHECK(err, H5Pset_fletcher32(dcpl));
     }
     TG_H5_CHECK(err, ds = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (n > 0) TG_H5_CHECK(err, H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
