@@ -1,6 +1,9 @@
-/* app/cmd_data_verify.c — `truthgpt data verify GLOB...`: checks whole shard files. */
+/* app/cmd_data_verify.c — `truthgpt data verify GLOB...` (checks whole shard files) and
+ * `truthgpt data dump SHARD` (prints its token ids as truthgpt's loader reads them). */
 #include <glob.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "app/cmds.h"
@@ -9,9 +12,37 @@
 
 static void data_usage(FILE *f) {
     fprintf(f, "usage: truthgpt data verify GLOB...\n"
+               "       truthgpt data dump SHARD   print the token ids, one per line\n"
                "  Reads every chunk of every matching shard (HDF5 checks each chunk's Fletcher-32\n"
                "  checksum), checks token ids < vocab_size, doc_offsets and the attributes.\n"
                "  Prints 'OK PATH' or 'FAIL PATH: reason' per file; exit 0 if all are OK, 1 otherwise.\n");
+}
+
+static int data_dump(const char *path) {
+    tg_error err = {0};
+    tg_shard_info info;
+    tg_shard_handle h;
+    tg_shard_handle_init(&h);
+    if (tg_shard_read_info(path, &info, &err) != TG_OK) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    uint64_t block = info.chunk ? info.chunk : 1;
+    void *buf = malloc((size_t)block * (size_t)info.dtype_bytes);
+    int rc = buf ? 0 : 1;
+    for (uint64_t s = 0; rc == 0 && s < info.n_tokens; s += block) {
+        uint64_t n = info.n_tokens - s < block ? info.n_tokens - s : block;
+        if (tg_shard_read_tokens(&h, path, &info, s, n, buf, &err) != TG_OK) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            printf("%u\n", info.dtype_bytes == 2 ? ((uint16_t *)buf)[i] : ((uint32_t *)buf)[i]);
+    }
+    tg_shard_handle_close(&h);
+    free(buf);
+    return rc;
 }
 
 int tg_cmd_data(int argc, char **argv) {
@@ -19,6 +50,7 @@ int tg_cmd_data(int argc, char **argv) {
         data_usage(stdout);
         return 0;
     }
+    if (argc == 3 && strcmp(argv[1], "dump") == 0) return data_dump(argv[2]);
     if (argc < 3 || strcmp(argv[1], "verify") != 0) {
         data_usage(stderr);
         return 2;

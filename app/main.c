@@ -1,6 +1,8 @@
 /* truthgpt — one executable, subcommands. Only this file (and the subcommands' return codes)
  * decides how the process exits. */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app/cmds.h"
@@ -24,7 +26,8 @@ static void usage(FILE *f) {
             "  ckpt info FILE                         show what a checkpoint holds\n"
             "  sample FILE --prompt TEXT --tokens N   generate text from a checkpoint\n"
             "\n"
-            "options: --help, --version.  `truthgpt <command> --help` for a command's options.\n");
+            "options: --help, --version, --hdf5-plugin-dir (the folder of the zstd HDF5 plugin for\n"
+            "  h5dump/h5py: export HDF5_PLUGIN_PATH=$(truthgpt --hdf5-plugin-dir)).  `truthgpt <command> --help` for a command's options.\n");
 }
 
 int main(int argc, char **argv) {
@@ -35,6 +38,18 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--hdf5-plugin-dir") == 0) {
+        /* The plugin is built beside the executable: DIR_OF_EXE/hdf5-plugins/libh5zstd.so. */
+        char exe[PATH_MAX];
+        if (!realpath("/proc/self/exe", exe)) {
+            fprintf(stderr, "error: cannot resolve /proc/self/exe\n");
+            return 1;
+        }
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        printf("%s/hdf5-plugins\n", exe);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
