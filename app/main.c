@@ -1,6 +1,8 @@
 /* truthgpt — one executable, subcommands. Only this file (and the subcommands' return codes)
  * decides how the process exits. */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app/cmds.h"
@@ -16,6 +18,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train CONFIG [section.key=value ...]   train a GPT-2 model (mpirun/srun for several ranks)\n"
             "  prepare --tokenizer FILE --out DIR INPUT...   tokenize text/JSONL into HDF5 shards\n"
+            "  data verify GLOB...                           check whole shards (checksums, ids, offsets)\n"
             "  tokenizer train --vocab-size N --out FILE INPUT...   learn a byte-level BPE tokenizer\n"
             "  bench [model] --config CONFIG ...      time training steps (tokens/s, TFLOP/s, MFU, memory)\n"
             "  bench data --data GLOB ...             time the data loader\n"
@@ -26,7 +29,8 @@ static void usage(FILE *f) {
             "  import DIR --out CKPT                  Hugging Face GPT-2 directory to a checkpoint\n"
             "  tokenizer import --tokenizer-json F | --vocab F [--merges F] --out FILE   HF tokenizer to ranks\n"
             "\n"
-            "options: --help, --version.  `truthgpt <command> --help` for a command's options.\n");
+            "options: --help, --version, --hdf5-plugin-dir (the folder of the zstd HDF5 plugin for\n"
+            "  h5dump/h5py: export HDF5_PLUGIN_PATH=$(truthgpt --hdf5-plugin-dir)).  `truthgpt <command> --help` for a command's options.\n");
 }
 
 int main(int argc, char **argv) {
@@ -39,6 +43,18 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (strcmp(cmd, "--hdf5-plugin-dir") == 0) {
+        /* The plugin is built beside the executable: DIR_OF_EXE/hdf5-plugins/libh5zstd.so. */
+        char exe[PATH_MAX];
+        if (!realpath("/proc/self/exe", exe)) {
+            fprintf(stderr, "error: cannot resolve /proc/self/exe\n");
+            return 1;
+        }
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        printf("%s/hdf5-plugins\n", exe);
+        return 0;
+    }
     if (strcmp(cmd, "--version") == 0) {
         printf("truthgpt %s\n", TG_VERSION);
         return 0;
@@ -49,7 +65,7 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"train", tg_cmd_train},     {"prepare", tg_cmd_prepare}, {"tokenizer", tg_cmd_tokenizer},
         {"bench", tg_cmd_bench},     {"ckpt", tg_cmd_ckpt},       {"sample", tg_cmd_sample},
-        {"export", tg_cmd_export},   {"import", tg_cmd_import},
+        {"export", tg_cmd_export},   {"import", tg_cmd_import},   {"data", tg_cmd_data},
     };
     if (strcmp(cmd, "tokenizer") == 0 && argc >= 3 && strcmp(argv[2], "import") == 0)
         return tg_cmd_tokenizer_import(argc - 2, argv + 2); /* app/cmd_interop.c (HF tokenizers) */

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ckpt/internal.h"
 #include "core/crc32c.h"
@@ -79,6 +80,22 @@ static int ck_slow_ms(void) {
     long long ms = 0;
     if (tg_fault_get(TG_FAULT_CKPT_SLOW_MS, 0, &ms, NULL) != TG_OK) ms = 0;
     return ms > 1000000 ? 1000000 : (int)ms;
+}
+
+/* Test builds only: TRUTHGPT_CKPT_HOLD_STEP=N leaves the write of step N half done (its .tmp
+ * holds the first half of the image) and blocks, so a test can kill -9 the process mid-write
+ * as soon as it sees the .tmp, whatever the machine's speed or load. */
+static void ck_hold_if_asked(const char *path, int64_t step, const void *mem, size_t n) {
+    long long hold = -1;
+    if (tg_fault_get(TG_FAULT_CKPT_HOLD_STEP, -1, &hold, NULL) != TG_OK || hold != step) return;
+    char tmp[TG_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "wb");
+    if (fp) {
+        fwrite(mem, 1, n / 2, fp);
+        fclose(fp);
+    }
+    for (;;) pause();
 }
 
 static tg_status ck_attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype,
@@ -262,6 +279,7 @@ tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *s, tg_error 
     size_t img_n = 0;
     TG_TRY(ck_image_len(&image, &img_n, err));
 
+    if (TG_FAULT_ENABLED) ck_hold_if_asked(path, s->step, image.mem, img_n);
     TG_TRY(tg_fs_file_replace(path, image.mem, img_n, slow_ms, err));
 cleanup:
     ck_close(&f);

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm/comm_internal.h"
 #include "core/env.h"
 #include "core/fault.h"
+#include "core/timer.h"
 
 /* Temporary buffers of the chunked reduce-scatter/all-gather hold at most this many elements. */
 #define TG_COMM_TMP_ELEMS ((size_t)1 << 24)
@@ -135,6 +137,46 @@ static void comm_scale_avg(void *buf, size_t count, tg_comm_dtype t, int world) 
 /* ------------------------------------------------------------------------------------------ */
 /* MPI backend (host buffers). Callers ensure world > 1, count > 0 and a non-bf16 dtype. */
 
+/* Waits for a non-blocking collective, so a stopped or dead peer becomes an error after
+ * c->timeout_s (comm.timeout) instead of a hang. MPI_Test drives Open MPI's progress (and
+ * yields inside with mpi_yield_when_idle): tested back to back for the first millisecond (most
+ * collectives end there), then with 50 us sleeps so a long wait does not burn a core. */
+static tg_status comm_mpi_wait(tg_comm *c, MPI_Request *req, const char *what, tg_error *err) {
+    tg_status st = TG_OK;
+    double t0 = tg_now_ms();
+    for (unsigned long i = 0;; i++) {
+        int done = 0;
+        TG_MPI_CHECK(err, MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        if (i % 64 != 63) continue; /* the clock every 64 tests */
+        double waited = tg_now_ms() - t0;
+        if (waited > c->timeout_s * 1e3) {
+            char peers[64];
+            if (c->world == 2) snprintf(peers, sizeof peers, "peer rank %d", 1 - c->rank);
+            else snprintf(peers, sizeof peers, "one of the other %d ranks", c->world - 1);
+            TG_FAIL(err, TG_ERR_MPI,
+                    "rank %d: MPI %s did not finish within %.0f s (comm.timeout): %s is stopped, "
+                    "dead or far behind",
+                    c->rank, what, c->timeout_s, peers);
+        }
+        if (waited >= 1.0) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+cleanup:
+    return st;
+}
+
+/* A non-blocking MPI collective call (its last argument the request) waited for with the timeout. */
+#define COMM_MPI_RUN(c, what, err, icall_with_req)                                              \
+    do {                                                                                       \
+        MPI_Request req_ = MPI_REQUEST_NULL;                                                   \
+        MPI_Request *rq_ = &req_;                                                              \
+        TG_MPI_CHECK(err, icall_with_req);                                                     \
+        TG_TRY(comm_mpi_wait(c, rq_, what, err));                                              \
+    } while (0)
+
 static tg_status comm_mpi_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t,
                                     tg_comm_op op, tg_error *err) {
     tg_status st = TG_OK;
@@ -142,8 +184,8 @@ static tg_status comm_mpi_all_reduce(tg_comm *c, void *buf, size_t count, tg_com
     MPI_Op mop = op == TG_COMM_MAX ? MPI_MAX : MPI_SUM;
     for (size_t off = 0, n; off < count; off += n) { /* chunks of at most INT_MAX elements */
         n = comm_min(count - off, c->mpi_max_count);
-        TG_MPI_CHECK(err, MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * es, (int)n,
-                                        comm_mpi_type(t), mop, c->mpi_world));
+        COMM_MPI_RUN(c, "all_reduce", err, MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + off * es, (int)n,
+                                                          comm_mpi_type(t), mop, c->mpi_world, rq_));
     }
     if (op == TG_COMM_AVG) comm_scale_avg(buf, count, t, c->world);
 cleanup:
@@ -175,8 +217,8 @@ static tg_status comm_mpi_reduce_scatter(tg_comm *c, void *buf, size_t count, tg
     MPI_Op mop = op == TG_COMM_MAX ? MPI_MAX : MPI_SUM;
     char *b = buf, *tmp = NULL;
     if (count <= c->mpi_max_count / W) {
-        TG_MPI_CHECK(err, MPI_Reduce_scatter_block(MPI_IN_PLACE, b, (int)count, comm_mpi_type(t),
-                                                   mop, c->mpi_world));
+        COMM_MPI_RUN(c, "reduce_scatter", err, MPI_Ireduce_scatter_block(MPI_IN_PLACE, b, (int)count,
+                                                   comm_mpi_type(t), mop, c->mpi_world, rq_));
         if (R > 0) memmove(b + R * count * es, b, count * es);
     } else {
         size_t k = 0;
@@ -184,8 +226,8 @@ static tg_status comm_mpi_reduce_scatter(tg_comm *c, void *buf, size_t count, tg
         for (size_t off = 0, n; off < count; off += n) {
             n = comm_min(k, count - off);
             for (size_t r = 0; r < W; r++) memcpy(tmp + r * n * es, b + (r * count + off) * es, n * es);
-            TG_MPI_CHECK(err, MPI_Reduce_scatter_block(MPI_IN_PLACE, tmp, (int)n, comm_mpi_type(t),
-                                                       mop, c->mpi_world));
+            COMM_MPI_RUN(c, "reduce_scatter", err, MPI_Ireduce_scatter_block(MPI_IN_PLACE, tmp, (int)n,
+                                                       comm_mpi_type(t), mop, c->mpi_world, rq_));
             memcpy(b + (R * count + off) * es, tmp, n * es);
         }
     }
@@ -203,16 +245,16 @@ static tg_status comm_mpi_all_gather(tg_comm *c, void *buf, size_t count, tg_com
     size_t es = tg_comm_dtype_size(t), W = (size_t)c->world, R = (size_t)c->rank;
     char *b = buf, *tmp = NULL;
     if (count <= c->mpi_max_count / W) {
-        TG_MPI_CHECK(err, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b, (int)count,
-                                        comm_mpi_type(t), c->mpi_world));
+        COMM_MPI_RUN(c, "all_gather", err, MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b, (int)count,
+                                                          comm_mpi_type(t), c->mpi_world, rq_));
     } else {
         size_t k = 0;
         TG_TRY(comm_chunk_alloc(c, count, es, &k, &tmp, err));
         for (size_t off = 0, n; off < count; off += n) {
             n = comm_min(k, count - off);
             memcpy(tmp + R * n * es, b + (R * count + off) * es, n * es);
-            TG_MPI_CHECK(err, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tmp, (int)n,
-                                            comm_mpi_type(t), c->mpi_world));
+            COMM_MPI_RUN(c, "all_gather", err, MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tmp, (int)n,
+                                                              comm_mpi_type(t), c->mpi_world, rq_));
             for (size_t r = 0; r < W; r++) memcpy(b + (r * count + off) * es, tmp + r * n * es, n * es);
         }
     }
@@ -226,7 +268,7 @@ static tg_status comm_mpi_broadcast(tg_comm *c, void *buf, size_t count, MPI_Dat
     tg_status st = TG_OK;
     for (size_t off = 0, n; off < count; off += n) {
         n = comm_min(count - off, c->mpi_max_count);
-        TG_MPI_CHECK(err, MPI_Bcast((char *)buf + off * es, (int)n, type, root, c->mpi_world));
+        COMM_MPI_RUN(c, "broadcast", err, MPI_Ibcast((char *)buf + off * es, (int)n, type, root, c->mpi_world, rq_));
     }
 cleanup:
     return st;
@@ -246,7 +288,7 @@ tg_status tg_comm_init(tg_comm **out, int *argc, char ***argv, tg_error *err) {
     c->mpi_world = c->mpi_local = MPI_COMM_NULL;
     c->backend = TG_COMM_MPI;
     c->mpi_max_count = INT_MAX;
-    c->timeout_s = 300.0;
+    c->timeout_s = 120.0;
     c->fault_rank = -1;
     TG_TRY(comm_read_env(c, err));
 
@@ -371,7 +413,7 @@ void tg_comm_abort(tg_comm *c, int code, const char *msg) {
 tg_status tg_comm_barrier(tg_comm *c, tg_error *err) {
     tg_status st = TG_OK;
     TG_TRY(comm_begin(c, "barrier", NULL, 0, TG_COMM_F32, TG_COMM_SUM, 1, err));
-    if (c->world > 1) TG_MPI_CHECK(err, MPI_Barrier(c->mpi_world));
+    if (c->world > 1) COMM_MPI_RUN(c, "barrier", err, MPI_Ibarrier(c->mpi_world, rq_));
 cleanup:
     return st;
 }

@@ -88,7 +88,7 @@ tg_status tg_comm_wait(tg_comm *c, tg_error *err);
  * compute stream after tg_comm_sync, so an NCCL hang surfaces as an error, not a hang.
  * Without NCCL active: TG_ERR_UNSUPPORTED. */
 tg_status tg_comm_wait_stream(tg_comm *c, void *stream, tg_error *err);
-/* Timeout of the waits above, in seconds (default 300 or env TRUTHGPT_COMM_TIMEOUT; `truthgpt
+/* Timeout of the waits above, in seconds (default 120 or env TRUTHGPT_COMM_TIMEOUT; `truthgpt
  * train` sets its config key comm.timeout here). */
 void tg_comm_set_timeout(tg_comm *c, double seconds);
 /* Largest element count passed to one MPI call (default INT_MAX; larger counts are chunked).

@@ -16,6 +16,8 @@ typedef enum {
     TG_FAULT_COMM_RANK,    /* TRUTHGPT_FAULT_RANK=R: rank R fails inside a collective ... */
     TG_FAULT_COMM_AT,      /* TRUTHGPT_FAULT_AT=N: ... from its N-th (0-based) on */
     TG_FAULT_CKPT_SLOW_MS, /* TRUTHGPT_CKPT_SLOW_MS=N: the checkpoint writer sleeps N ms per 64 KiB */
+    TG_FAULT_CKPT_HOLD_STEP, /* TRUTHGPT_CKPT_HOLD_STEP=N: the writer of step N writes half of its
+                              * .tmp file, then blocks until the process is killed */
 } tg_fault_switch;
 
 #ifdef TG_FAULT_INJECTION

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
+#include "data/h5zstd.h"
 
 /* Process-wide, because HDF5 (serial build) is one process-wide state machine. */
 static pthread_mutex_t g_h5_mutex;
@@ -62,50 +62,13 @@ tg_status tg_h5_fail(tg_error *err, const char *file, int line, const char *expr
                            a.count ? a.buf : "(no HDF5 error message)");
 }
 
-/* ---- the zstd filter (id 32015, cd_values[0] = level) ---- */
-
-static size_t h5z_zstd(unsigned flags, size_t cd_nelmts, const unsigned cd_values[],
-                       size_t nbytes, size_t *buf_size, void **buf) {
-    if (flags & H5Z_FLAG_REVERSE) {
-        unsigned long long out_n = ZSTD_getFrameContentSize(*buf, nbytes);
-        if (out_n == ZSTD_CONTENTSIZE_UNKNOWN || out_n == ZSTD_CONTENTSIZE_ERROR) return 0;
-        void *out = H5allocate_memory((size_t)out_n, 0);
-        if (!out) return 0;
-        size_t r = ZSTD_decompress(out, (size_t)out_n, *buf, nbytes);
-        if (ZSTD_isError(r) || r != out_n) {
-            H5free_memory(out);
-            return 0;
-        }
-        H5free_memory(*buf);
-        *buf = out;
-        *buf_size = (size_t)out_n;
-        return r;
-    }
-    int level = cd_nelmts > 0 ? (int)cd_values[0] : 3;
-    size_t cap = ZSTD_compressBound(nbytes);
-    void *out = H5allocate_memory(cap, 0);
-    if (!out) return 0;
-    size_t r = ZSTD_compress(out, cap, *buf, nbytes, level);
-    if (ZSTD_isError(r)) {
-        H5free_memory(out);
-        return 0;
-    }
-    H5free_memory(*buf);
-    *buf = out;
-    *buf_size = cap;
-    return r;
-}
-
-static const H5Z_class2_t h5z_zstd_class = {
-    H5Z_CLASS_T_VERS, (H5Z_filter_t)TG_H5_ZSTD_FILTER, 1, 1, "Zstandard compression", NULL, NULL,
-    h5z_zstd,
-};
+/* ---- the zstd filter: data/h5zstd.c (shared with the loadable plugin) ---- */
 
 tg_status tg_h5_zstd_register(tg_error *err) {
     tg_status st = TG_OK;
     tg_h5_lock();
     if (!g_zstd_registered) {
-        TG_H5_CHECK(err, H5Zregister(&h5z_zstd_class));
+        TG_H5_CHECK(err, H5Zregister(&tg_h5z_zstd_class));
         g_zstd_registered = 1;
     }
 cleanup:
@@ -145,6 +108,9 @@ tg_status tg_h5_write_1d(hid_t loc, const char *name, hid_t mem_type, hid_t file
             unsigned cd[1] = {(unsigned)level};
             TG_H5_CHECK(err, H5Pset_filter(dcpl, TG_H5_ZSTD_FILTER, H5Z_FLAG_MANDATORY, 1, cd));
         }
+        /* HDF5's Fletcher-32 on each stored chunk: HDF5 verifies it on every read, so a flipped
+         * byte is an error, never silently altered data. */
+        TG_H5_CHECK(err, H5Pset_fletcher32(dcpl));
     }
     TG_H5_CHECK(err, ds = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (n > 0) TG_H5_CHECK(err, H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data/h5util.h"
@@ -85,6 +86,9 @@ tg_status tg_shard_read_info(const char *path, tg_shard_info *info, tg_error *er
     }
     TG_H5_CHECK(err, f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
     TG_TRY(tg_h5_attr_read_i64(f, "format_version", &info->format_version, err));
+    if (info->format_version == 1)
+        TG_FAIL(err, TG_ERR_FORMAT, "format_version 1 shards have no checksums; re-run `truthgpt prepare` "
+                "to write format_version %d", TG_SHARD_FORMAT_VERSION);
     if (info->format_version != TG_SHARD_FORMAT_VERSION)
         TG_FAIL(err, TG_ERR_FORMAT, "unsupported format_version %lld (this build reads %d)",
                 (long long)info->format_version, TG_SHARD_FORMAT_VERSION);
@@ -115,6 +119,15 @@ tg_status tg_shard_read_info(const char *path, tg_shard_info *info, tg_error *er
     hsize_t chunk[1] = {0};
     if (H5Pget_layout(dcpl) == H5D_CHUNKED) TG_H5_CHECK(err, H5Pget_chunk(dcpl, 1, chunk));
     info->chunk = chunk[0] ? chunk[0] : n;
+    /* Every version-2 shard stores its tokens with a checksum; one without was not written here. */
+    {
+        unsigned flags = 0;
+        size_t ncd = 0;
+        if (H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &ncd, NULL, 0, NULL, NULL) < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            TG_FAIL(err, TG_ERR_FORMAT, "dataset 'tokens' has no Fletcher-32 checksum filter");
+        }
+    }
     info->n_tokens = n;
     info->n_docs = (uint64_t)n_docs;
 cleanup:
@@ -218,4 +231,49 @@ cleanup:
         }
     }
     return TG_OK;
+}
+
+tg_status tg_shard_verify(const char *path, tg_shard_info *info, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_shard_handle h;
+    tg_shard_handle_init(&h);
+    void *buf = NULL;
+    uint64_t *docs = NULL;
+    hid_t f = -1;
+    int locked = 0;
+    TG_TRY(tg_shard_read_info(path, info, err));
+    /* Every chunk of tokens, in chunk-aligned blocks: HDF5 checks each chunk's Fletcher-32. */
+    uint64_t block = info->chunk ? info->chunk : 1;
+    if (!(buf = malloc((size_t)block * (size_t)info->dtype_bytes)))
+        TG_FAIL(err, TG_ERR_NOMEM, "%s: out of memory", path);
+    for (uint64_t s = 0; s < info->n_tokens; s += block) {
+        uint64_t n = info->n_tokens - s < block ? info->n_tokens - s : block;
+        TG_TRY(tg_shard_read_tokens(&h, path, info, s, n, buf, err));
+    }
+    /* doc_offsets: strictly increasing, inside tokens (their chunks are checksummed too). */
+    if (info->n_docs > 0) {
+        if (!(docs = malloc((size_t)info->n_docs * sizeof *docs)))
+            TG_FAIL(err, TG_ERR_NOMEM, "%s: out of memory", path);
+        tg_h5_lock();
+        locked = 1;
+        TG_H5_CHECK(err, f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT));
+        TG_TRY(tg_h5_read_1d(f, "doc_offsets", H5T_NATIVE_UINT64, docs, (size_t)info->n_docs, err));
+        H5Fclose(f);
+        f = -1;
+        tg_h5_unlock();
+        locked = 0;
+        for (uint64_t i = 0; i < info->n_docs; i++)
+            if (docs[i] >= info->n_tokens || (i > 0 && docs[i] <= docs[i - 1]))
+                TG_FAIL(err, TG_ERR_FORMAT, "%s: doc_offsets[%llu] = %llu is out of order or past %llu tokens",
+                        path, (unsigned long long)i, (unsigned long long)docs[i],
+                        (unsigned long long)info->n_tokens);
+    }
+cleanup:
+    if (f >= 0) H5Fclose(f);
+    if (locked) tg_h5_unlock();
+    if (st != TG_OK && strncmp(err->msg, path, strlen(path)) != 0) tg_error_prefix(err, "%s: ", path);
+    tg_shard_handle_close(&h);
+    free(buf);
+    free(docs);
+    return st;
 }

@@ -2,10 +2,11 @@
  *
  * One HDF5 file per shard, DIR/{train,val}_NNNNNN.h5, root group holds:
  *   tokens       1-D, uint16 (H5T_STD_U16LE) when vocab_size <= 65536, else uint32 (U32LE);
- *                chunked, zstd (filter 32015); each document is preceded by eot_id.
- *   doc_offsets  1-D uint64: index in `tokens` of the eot that starts each document beginning in
+ *                chunked, zstd (filter 32015) then HDF5's Fletcher-32 checksum per
+ *                chunk (checked by HDF5 on every read); each document is preceded by eot_id.
+ *   doc_offsets  1-D uint64 (chunked, zstd + Fletcher-32 like tokens): index in `tokens` of the eot that starts each document beginning in
  *                this shard (a document may continue into the next shard).
- *   attributes   format_version (=1), vocab_size, eot_id, tokenizer_name, tokenizer_hash,
+ *   attributes   format_version (=2; version 1 had no checksums and is refused), vocab_size, eot_id, tokenizer_name, tokenizer_hash,
  *                n_tokens, n_docs, split ("train"/"val"), shard_index.
  * No timestamps are stored: equal inputs give byte-identical files. */
 #ifndef TG_SHARD_H
@@ -16,7 +17,7 @@
 
 #include "core/status.h"
 
-#define TG_SHARD_FORMAT_VERSION 1
+#define TG_SHARD_FORMAT_VERSION 2
 
 typedef struct {
     int64_t format_version;
@@ -57,5 +58,10 @@ void tg_shard_handle_init(tg_shard_handle *h);
 tg_status tg_shard_read_tokens(tg_shard_handle *h, const char *path, const tg_shard_info *info,
                                uint64_t start, uint64_t n, void *out, tg_error *err);
 void tg_shard_handle_close(tg_shard_handle *h);
+
+/* Checks a whole shard: metadata (as tg_shard_read_info, filled into *info), every chunk of
+ * tokens (HDF5 verifies each chunk's Fletcher-32; ids < vocab_size) and doc_offsets (strictly
+ * increasing, < n_tokens). TG_OK or the first problem, naming the file. */
+tg_status tg_shard_verify(const char *path, tg_shard_info *info, tg_error *err);
 
 #endif

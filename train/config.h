@@ -58,7 +58,7 @@ typedef struct {
     int ckpt_every;          /* steps; 0 = only at the end and on signals */
     int ckpt_keep;
     /* [comm] */
-    double comm_timeout;     /* seconds a collective may wait for a peer (NCCL) */
+    double comm_timeout;     /* seconds a collective may wait for a peer (MPI, NCCL) */
     /* [run] */
     char out_dir[TG_PATH_MAX];
     /* [cuda]: the CUDA backend's choices (model/model.h tg_cuda_options) */

@@ -25,17 +25,18 @@ ref=$tmp/ref/checkpoints/step_00000040.h5
 
 echo "== kill -9 in the middle of a checkpoint write"
 run=$tmp/run
-# Slow writes (64 KiB pieces, 5 ms apart: ~0.5 s per checkpoint) so the kill lands mid-write.
+# The writer of step 20 stops half way (TRUTHGPT_CKPT_HOLD_STEP, test builds) and blocks, so the
+# kill -9 lands mid-write however slow or loaded the machine is: no time bound but ctest's.
 # Started directly, not through train(): `func &` forks a subshell, and kill -9 of the subshell
 # would leave the trainer running on (and writing into $run) behind the test's back.
-TRUTHGPT_CKPT_SLOW_MS=5 "$tg" train "$src/configs/tiny.ini" train.eval_every=0 train.log_every=10 \
+TRUTHGPT_CKPT_HOLD_STEP=20 "$tg" train "$src/configs/tiny.ini" train.eval_every=0 train.log_every=10 \
   run.out_dir="$run" train.max_steps=40 checkpoint.every=10 checkpoint.keep=2 >"$tmp/run1.log" 2>&1 &
 pid=$!
-for _ in $(seq 600); do # the write of step 20 (step 10 must be complete by then)
-  [[ -e $run/checkpoints/step_00000020.h5.tmp ]] && break
-  sleep 0.05
+until [[ -e $run/checkpoints/step_00000020.h5.tmp ]]; do # the write of step 20 (step 10 is complete by then)
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.05 # polling for the file, not assuming a speed
 done
-[[ -e $run/checkpoints/step_00000020.h5.tmp ]] || { kill -9 $pid; fail "never saw step 20 being written"; }
+[[ -e $run/checkpoints/step_00000020.h5.tmp ]] || fail "never saw step 20 being written (trainer ended: $(tail -2 "$tmp/run1.log"))"
 kill -9 $pid
 wait $pid 2>/dev/null || true
 [[ ! -e $run/checkpoints/step_00000020.h5 ]] || fail "step 20 completed before the kill"

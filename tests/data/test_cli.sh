@@ -52,7 +52,7 @@ check 'h5dump -a vocab_size "$T/out/train_000000.h5" | grep -q "(0): 512"'
 
 # h5py + hdf5plugin (where installed) read the shards: same tokens, filter 32015.
 PY=""
-for py in python3 /usr/bin/python3; do
+for py in ${TG_PYTHON:-} python3 /usr/bin/python3; do
     if $py -c "import h5py, hdf5plugin" > /dev/null 2>&1; then PY=$py; break; fi
 done
 if [ -n "$PY" ]; then
@@ -68,6 +68,8 @@ assert all(x[f["doc_offsets"][:]] == f.attrs["eot_id"])
 print("h5py ok", len(x))
 PYEOF
     check 'grep -q "h5py ok" "$T/py.out"'
+elif [ -n "${TG_PYTHON:-}" ]; then
+    bad "TG_PYTHON=$TG_PYTHON has no h5py + hdf5plugin"
 else
     echo "note: h5py + hdf5plugin not installed; skipping the h5py check"
 fi

@@ -301,7 +301,7 @@ static void make_raw(const char *path, int with_tokens, hid_t tok_type, size_t n
     uint64_t d0 = 0;
     if (with_tokens) CHECK_OK(tg_h5_write_1d(f, "tokens", H5T_NATIVE_UINT32, tok_type, data, n, 0, 3, &err), &err);
     CHECK_OK(tg_h5_write_1d(f, "doc_offsets", H5T_NATIVE_UINT64, H5T_STD_U64LE, &d0, 1, 0, 3, &err), &err);
-    CHECK_OK(tg_h5_attr_write_i64(f, "format_version", 1, &err), &err);
+    CHECK_OK(tg_h5_attr_write_i64(f, "format_version", TG_SHARD_FORMAT_VERSION, &err), &err);
     if (with_vocab) CHECK_OK(tg_h5_attr_write_i64(f, "vocab_size", 300, &err), &err);
     CHECK_OK(tg_h5_attr_write_i64(f, "eot_id", 299, &err), &err);
     CHECK_OK(tg_h5_attr_write_str(f, "tokenizer_name", "x", &err), &err);

@@ -42,7 +42,7 @@ int main(void) {
     CHECK(c.resume == TG_RESUME_PATH && strcmp(c.resume_path, "runs/x/checkpoints/step_00000008.h5") == 0);
     CHECK_OK(tg_config_set_override(&c, "train.resume=none", &err), &err);
     CHECK(c.resume == TG_RESUME_NONE && c.resume_path[0] == 0);
-    CHECK(c.comm_timeout == 300);
+    CHECK(c.comm_timeout == 120);
     CHECK_OK(tg_config_set_override(&c, "comm.timeout=12.5", &err), &err);
     CHECK(c.comm_timeout == 12.5);
     CHECK(tg_config_set_override(&c, "comm.timeout=0", &err) == TG_ERR_CONFIG);
