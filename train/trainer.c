@@ -301,7 +301,8 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
         return tg_error_set(err, TG_ERR_CONFIG,
                             "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     tr->sched = (tg_schedule){.kind = cfg->schedule, .lr = cfg->lr, .min_lr = cfg->min_lr,
-                              .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps};
+                              .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps,
+                              .decay_frac = cfg->decay_frac, .decay_shape = cfg->decay_shape};
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     else omp_set_num_threads(tg_comm_cpu_threads(comm, omp_get_num_procs()));
     /* Test builds only: switches that fail a step or poison its loss (core/fault.h). */
