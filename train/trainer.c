@@ -525,7 +525,7 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
         tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
         tg_metrics_write_val(tr->metrics, step, vl);
     }
-    if (tr->tok && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
+    if (tr->tok && cfg->sample_every > 0 && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
     TG_TRY(tuning_save(tr, err));
     double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
     if (tr->world > 1) TG_TRY(tg_comm_all_reduce_host(tr->comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
