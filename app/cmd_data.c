@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/cmds.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/status.h"
 #include "core/timer.h"
 #include "data/docs.h"
@@ -71,9 +73,12 @@ static void prepare_usage(void) {
 }
 
 typedef struct {
-    int tty;
-    double last;
+    tg_progress bar;
+    double seconds; /* prepare's clock, the bar's clock */
+    int started;
 } progress_state;
+
+static double prepare_clock(void *ctx) { return ((progress_state *)ctx)->seconds; }
 
 static void fmt_count(double x, char *buf, size_t cap) {
     if (x >= 1e9) snprintf(buf, cap, "%.2fG", x / 1e9);
@@ -84,28 +89,18 @@ static void fmt_count(double x, char *buf, size_t cap) {
 
 static void prepare_progress(void *ctx, const tg_prepare_progress *p) {
     progress_state *ps = ctx;
-    double now = p->seconds;
-    if (!p->done && now - ps->last < (ps->tty ? 0.2 : 5.0)) return;
-    ps->last = now;
-    double done = (double)(p->bytes_done > p->bytes_total ? p->bytes_total : p->bytes_done);
-    double frac = p->bytes_total ? done / (double)p->bytes_total : 1.0;
-    double s = now > 1e-9 ? now : 1e-9;
-    double eta = frac > 0 ? now * (1 - frac) / frac : 0;
-    char tok[32], tps[32];
-    fmt_count((double)p->tokens, tok, sizeof tok);
-    fmt_count((double)p->tokens / s, tps, sizeof tps);
-    if (ps->tty) {
-        char bar[31];
-        int k = (int)(frac * 30);
-        for (int i = 0; i < 30; i++) bar[i] = i < k ? '#' : '.';
-        bar[30] = 0;
-        fprintf(stderr, "\r[%s] %5.1f%% %7.1f MB/s %8s tok/s %8s tokens  ETA %3d:%02d%s", bar,
-                100 * frac, done / 1e6 / s, tps, tok, (int)eta / 60, (int)eta % 60, p->done ? "\n" : "");
-    } else {
-        fprintf(stderr, "prepare: %.1f%% %.1f MB/s %s tok/s %s tokens ETA %ds\n", 100 * frac,
-                done / 1e6 / s, tps, tok, (int)eta);
+    ps->seconds = p->seconds;
+    if (!ps->started) {
+        tg_progress_init(&ps->bar, stderr, "prepare", "MB", (double)p->bytes_total, 1e6, prepare_clock, ps);
+        ps->bar.t0 = 0;
+        ps->started = 1;
     }
-    fflush(stderr);
+    char extra[64], tok[32];
+    fmt_count((double)p->tokens, tok, sizeof tok);
+    snprintf(extra, sizeof extra, "%s tokens", tok);
+    double done = (double)(p->bytes_done > p->bytes_total ? p->bytes_total : p->bytes_done);
+    if (p->done) tg_progress_finish(&ps->bar, done, extra);
+    else tg_progress_update(&ps->bar, done, extra);
 }
 
 int tg_cmd_prepare(int argc, char **argv) {
@@ -144,7 +139,7 @@ int tg_cmd_prepare(int argc, char **argv) {
     o.inputs = inputs;
     o.n_inputs = n_in;
     tg_log lg = {0, 1, quiet ? 0 : 1};
-    progress_state ps = {isatty(2), 0};
+    progress_state ps = {0};
     tg_prepare_result r;
     tg_error err = {0};
     if (tg_prepare_run(&o, &lg, quiet ? NULL : prepare_progress, &ps, &r, &err) != TG_OK) {
@@ -269,12 +264,24 @@ done:
 typedef struct {
     tg_bpe_trainer *tr;
     uint64_t bytes;
+    tg_progress bar;           /* reading: input bytes; then merges */
+    uint64_t bytes_before;     /* of the earlier input files */
+    tg_docs_progress where;    /* in the current file */
 } train_ctx;
 
 static tg_status train_doc(void *ctx, const uint8_t *doc, size_t n, tg_error *err) {
     train_ctx *c = ctx;
     c->bytes += n;
+    tg_progress_update(&c->bar, (double)(c->bytes_before + c->where.offset), NULL);
     return tg_bpe_trainer_add(c->tr, doc, n, err);
+}
+
+static void merge_progress(void *ctx, int done, int total) {
+    train_ctx *c = ctx;
+    if (done == 0 && c->bar.total != total) {
+        tg_progress_init(&c->bar, stderr, "tokenizer train: merges", "merges", total, 1, NULL, NULL);
+    }
+    tg_progress_update(&c->bar, done, NULL);
 }
 
 int tg_cmd_tokenizer(int argc, char **argv) {
@@ -314,13 +321,27 @@ int tg_cmd_tokenizer(int argc, char **argv) {
     tg_error err = {0};
     double t0 = tg_now_ms();
     if (tg_bpe_trainer_init(&c.tr, &err) != TG_OK) { rc = fail(&err); goto done; }
-    for (int i = 0; i < n_in; i++)
-        if (tg_docs_read(inputs[i], mode, &lg, train_doc, &c, NULL, &err) != TG_OK) {
+    double in_bytes = 0;
+    for (int i = 0; i < n_in; i++) {
+        struct stat sb;
+        if (stat(inputs[i], &sb) == 0) in_bytes += (double)sb.st_size;
+    }
+    tg_progress_init(&c.bar, stderr, "tokenizer train: reading", "MB", in_bytes, 1e6, NULL, NULL);
+    for (int i = 0; i < n_in; i++) {
+        struct stat sb;
+        c.where = (tg_docs_progress){0};
+        if (tg_docs_read(inputs[i], mode, &lg, train_doc, &c, &c.where, &err) != TG_OK) {
             rc = fail(&err);
             goto done;
         }
+        if (stat(inputs[i], &sb) == 0) c.bytes_before += (uint64_t)sb.st_size;
+    }
+    tg_progress_finish(&c.bar, (double)c.bytes_before, NULL);
+    c.bar.total = -1; /* the merge phase starts its own bar */
+    tg_bpe_trainer_set_progress(c.tr, merge_progress, &c);
     int merges = 0;
     if (tg_bpe_trainer_save(c.tr, vocab, out, &lg, &merges, &err) != TG_OK) { rc = fail(&err); goto done; }
+    if (c.bar.total >= 0) tg_progress_finish(&c.bar, merges, NULL);
     tg_tokenizer *t = NULL;
     if (tg_tokenizer_load(&t, out, &err) != TG_OK) { rc = fail(&err); goto done; }
     printf("tokenizer train: %.2f MB of text, %d merges -> %s (vocab_size %d, eot_id %d, sha256 %s) in %.2f s\n",

@@ -20,9 +20,14 @@
 static void sample_usage(void) {
     fprintf(stderr,
             "usage: truthgpt sample FILE --prompt TEXT --tokens N [--temperature T] [--top-k K]\n"
-            "                       [--seed S] [--tokenizer FILE] [--device cpu|cuda]\n"
+            "                       [--top-p P] [--stop-at-eot] [--seed S] [--tokenizer FILE]\n"
+            "                       [--device cpu|cuda] [--no-cache]\n"
             "  Generates N tokens after TEXT with the checkpoint's weights. temperature 0 is greedy\n"
-            "  (default 1.0); top-k 0 keeps the whole vocabulary (default 40); seed default 1337.\n"
+            "  (default 1.0); top-k 0 keeps the whole vocabulary (default 40); top-p (nucleus, default 1\n"
+            "  = off); --stop-at-eot ends at the end-of-text token; seed default 1337.\n"
+            "  On the CPU a KV cache makes each token cost the same whatever its position; prompt + N\n"
+            "  must then fit the model's seq_len. --no-cache (and --device cuda) recompute the whole\n"
+            "  window per token instead, sliding it past seq_len (no top-p / stop there).\n"
             "  The tokenizer defaults to the file recorded in the checkpoint.\n");
 }
 
@@ -46,12 +51,13 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
 typedef struct {
     const char *file, *prompt, *tok_path, *device;
     long n_tokens, top_k, seed;
-    float temperature;
+    float temperature, top_p;
+    int stop_at_eot, no_cache;
 } sample_args;
 
 /* -1: parsed; otherwise the exit code (usage printed). */
 static int sample_args_parse(int argc, char **argv, sample_args *o) {
-    *o = (sample_args){.device = "cpu", .n_tokens = -1, .top_k = 40, .seed = 1337, .temperature = 1.0f};
+    *o = (sample_args){.device = "cpu", .n_tokens = -1, .top_k = 40, .seed = 1337, .temperature = 1.0f, .top_p = 1.0f};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -74,6 +80,17 @@ static int sample_args_parse(int argc, char **argv, sample_args *o) {
                 fprintf(stderr, "truthgpt sample: bad --temperature %s\n", argv[i]);
                 return 2;
             }
+        } else if (strcmp(a, "--top-p") == 0 && has_val) {
+            char *end;
+            o->top_p = strtof(argv[++i], &end);
+            if (*end || !(o->top_p > 0.0f && o->top_p <= 1.0f)) {
+                fprintf(stderr, "truthgpt sample: bad --top-p %s (0 < P <= 1)\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "--stop-at-eot") == 0) {
+            o->stop_at_eot = 1;
+        } else if (strcmp(a, "--no-cache") == 0) {
+            o->no_cache = 1;
         } else if (strcmp(a, "--tokenizer") == 0 && has_val) {
             o->tok_path = argv[++i];
         } else if (strcmp(a, "--device") == 0 && has_val) {
@@ -132,6 +149,12 @@ int tg_cmd_sample(int argc, char **argv) {
     if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));
     /* The context a forward sees is at most T tokens; a shorter model T saves time. */
     size_t want = ids.n + (size_t)n_tokens;
+    const int cached = !o.no_cache && strcmp(device, "cpu") == 0;
+    if (cached && want > (size_t)cfg->max_seq_len)
+        TG_FAIL(&err, TG_ERR_ARG,
+                "--tokens %ld after a %zu-token prompt exceeds the model's seq_len %d (at most %ld new tokens; "
+                "--no-cache slides the window instead)",
+                n_tokens, ids.n, cfg->max_seq_len, (long)cfg->max_seq_len - (long)ids.n);
     int T = want < (size_t)cfg->max_seq_len ? (int)want : cfg->max_seq_len;
     tg_model_options opt = {0};
     opt.device = strcmp(device, "cuda") == 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
@@ -144,20 +167,22 @@ int tg_cmd_sample(int argc, char **argv) {
 
     tg_rng rng;
     tg_rng_init(&rng, (uint64_t)seed);
-    tg_log_info(&lg, "sample: step %" PRId64 " checkpoint, %zu prompt tokens, T=%d, %s",
-                ck.step, ids.n, T, device);
+    tg_log_info(&lg, "sample: step %" PRId64 " checkpoint, %zu prompt tokens, T=%d, %s, %s", ck.step, ids.n, T,
+                device, cached ? "KV cache" : "full recompute");
     fputs(prompt, stdout);
     fflush(stdout);
     double t0 = tg_now_ms();
     /* Only ids the tokenizer can decode are candidates (a model may have spare vocab rows). */
     tg_sample_options so = {.n_tokens = (int)n_tokens, .temperature = temperature, .top_k = (int)top_k,
-                            .vocab_limit = V_tok};
-    TG_TRY(tg_sample_generate(m, &ids, &so, &rng, emit_piece, tok, &err));
+                            .vocab_limit = V_tok, .top_p = o.top_p,
+                            .stop_id = o.stop_at_eot ? tg_tokenizer_eot_id(tok) : -1};
+    int made = (int)n_tokens;
+    if (cached) TG_TRY(tg_sample_generate_cached(m, &ids, &so, &rng, emit_piece, tok, &made, &err));
+    else TG_TRY(tg_sample_generate(m, &ids, &so, &rng, emit_piece, tok, &err));
     fputc('\n', stdout);
     fflush(stdout); /* before the stderr summary line */
     double dt = (tg_now_ms() - t0) * 1e-3;
-    tg_log_info(&lg, "sample: %ld tokens in %.2f s (%.1f tok/s)", n_tokens, dt,
-                dt > 0 ? (double)n_tokens / dt : 0.0);
+    tg_log_info(&lg, "sample: %d tokens in %.2f s (%.1f tok/s)", made, dt, dt > 0 ? (double)made / dt : 0.0);
 cleanup:
     if (st != TG_OK) {
         fflush(stdout);

@@ -18,7 +18,14 @@ struct tg_bpe_trainer {
     tg_vocab pieces;    /* unique pre-split pieces */
     int64_t *counts; /* per piece */
     size_t counts_cap;
+    tg_bpe_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
 };
+
+void tg_bpe_trainer_set_progress(tg_bpe_trainer *tr, tg_bpe_progress_fn fn, void *ctx) {
+    tr->progress = fn;
+    tr->progress_ctx = ctx;
+}
 
 tg_status tg_bpe_trainer_init(tg_bpe_trainer **out, tg_error *err) {
     tg_status st = TG_OK;
@@ -345,6 +352,7 @@ tg_status tg_bpe_trainer_save(tg_bpe_trainer *tr, int vocab_size, const char *pa
     }
     TG_TRY(words_init(&ws, tr, &pt, err));
     while (tv.n < target) {
+        if (tr->progress) tr->progress(tr->progress_ctx, (int)(tv.n - 256), (int)(target - 256));
         if (pt.heap_n == 0) {
             tg_log_warn(lg, "BPE training: no pair left to merge after %d merges (vocab %zu < %zu requested)",
                         merges, tv.n + 1, target + 1);

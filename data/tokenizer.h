@@ -86,6 +86,10 @@ tg_status tg_bpe_trainer_add(tg_bpe_trainer *tr, const uint8_t *text, size_t n, 
 tg_status tg_bpe_trainer_save(tg_bpe_trainer *tr, int vocab_size, const char *path,
                               const tg_log *lg, int *n_merges, tg_error *err);
 
+/* Called during tg_bpe_trainer_save after each merge (done of total), e.g. for a progress bar. */
+typedef void (*tg_bpe_progress_fn)(void *ctx, int done, int total);
+void tg_bpe_trainer_set_progress(tg_bpe_trainer *tr, tg_bpe_progress_fn fn, void *ctx);
+
 /* SHA-256 of data as 64 hex chars + NUL (exposed for tests and shard metadata). */
 void tg_sha256_hex(const void *data, size_t n, char out[65]);
 

@@ -40,7 +40,9 @@ typedef struct {
     int max_steps;
     double lr, min_lr;
     int warmup_steps;
-    tg_sched_kind schedule;  /* cosine | linear | constant (train/schedule.h) */
+    tg_sched_kind schedule;  /* cosine | linear | constant | wsd (train/schedule.h) */
+    double decay_frac;       /* wsd: share of max_steps decaying */
+    tg_decay_shape decay_shape; /* wsd: linear | cosine | sqrt */
     double weight_decay, beta1, beta2, eps, grad_clip;
     uint64_t seed;
     int eval_every, eval_batches, log_every;

@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "train/config.h"
+#include "train/tb.h"
 
 struct tg_metrics {
     FILE *f;
+    tg_tb *tb; /* the same records as TensorBoard events */
 };
 
 /* Keeps the records of steps <= last_step (and any line without a step), via a temporary
@@ -50,6 +52,7 @@ tg_status tg_metrics_open(tg_metrics **out, const char *out_dir, int64_t resumed
     TG_CHECK_ALLOC(err, m);
     m->f = fopen(path, resumed_step > 0 ? "a" : "w");
     if (!m->f) TG_FAIL(err, TG_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    TG_TRY(tg_tb_open(&m->tb, out_dir, resumed_step, err));
     *out = m;
     m = NULL;
 cleanup:
@@ -60,6 +63,7 @@ cleanup:
 void tg_metrics_free(tg_metrics *m) {
     if (!m) return;
     if (m->f) fclose(m->f);
+    tg_tb_free(m->tb);
     free(m);
 }
 
@@ -71,16 +75,29 @@ void tg_metrics_write_step(tg_metrics *m, const tg_metrics_step *r) {
             r->step, r->loss, r->lr, r->grad_norm, (long long)r->tokens, r->ms, r->tokens_per_s, r->tflops,
             r->spike ? ",\"spike\":true" : "");
     fflush(m->f);
+    tg_tb_scalar(m->tb, r->step, "train/loss", r->loss);
+    tg_tb_scalar(m->tb, r->step, "train/lr", r->lr);
+    tg_tb_scalar(m->tb, r->step, "train/grad_norm", r->grad_norm);
+    tg_tb_scalar(m->tb, r->step, "perf/tokens_per_s", r->tokens_per_s);
+    tg_tb_scalar(m->tb, r->step, "perf/tflops", r->tflops);
+    if (r->mfu > 0) tg_tb_scalar(m->tb, r->step, "perf/mfu", r->mfu);
 }
 
 void tg_metrics_write_skipped(tg_metrics *m, int step) {
     if (!m) return;
     fprintf(m->f, "{\"step\":%d,\"skipped\":true,\"loss\":null,\"grad_norm\":null}\n", step);
     fflush(m->f);
+    tg_tb_scalar(m->tb, step, "train/skipped", 1.0);
 }
 
 void tg_metrics_write_val(tg_metrics *m, int step, double val_loss) {
     if (!m) return;
     fprintf(m->f, "{\"step\":%d,\"val_loss\":%.9g}\n", step, val_loss);
     fflush(m->f);
+    tg_tb_scalar(m->tb, step, "val/loss", val_loss);
+}
+
+void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n) {
+    if (!m) return;
+    tg_tb_text(m->tb, step, "samples/text", text, n);
 }

@@ -4,11 +4,15 @@
  *   train step:   {"step","loss","lr","grad_norm","tokens","ms","tokens_per_s","tflops"}
  *   skipped step: {"step","skipped":true,"loss":null,"grad_norm":null}  (non-finite loss/norm)
  *   validation:   {"step","val_loss"}
+ * The same values go to TensorBoard events in <out_dir>/tb/ (train/tb.h): train/loss, train/lr,
+ * train/grad_norm, perf/tokens_per_s, perf/tflops, perf/mfu (when the peak is known), train/skipped
+ * (1 at a skipped step), val/loss, and samples/text (text plugin).
  * Each line is flushed when written, so a killed run leaves whole lines. Write errors do not
  * stop training (the checkpoints report their own). */
 #ifndef TG_METRICS_H
 #define TG_METRICS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -21,6 +25,7 @@ typedef struct {
     int64_t tokens;                   /* tokens seen so far */
     double ms, tokens_per_s, tflops;  /* this step's wall time and rates */
     int spike;                        /* 1: a loss spike (train.spike_sigma): "spike":true */
+    double mfu;                       /* model FLOPs utilisation in [0,1]; 0 = peak unknown */
 } tg_metrics_step;
 
 /* Opens <out_dir>/metrics.jsonl: a fresh run (resumed_step 0) starts an empty file; a resumed
@@ -33,5 +38,7 @@ void tg_metrics_free(tg_metrics *m);
 void tg_metrics_write_step(tg_metrics *m, const tg_metrics_step *r);
 void tg_metrics_write_skipped(tg_metrics *m, int step);
 void tg_metrics_write_val(tg_metrics *m, int step, double val_loss);
+/* A generated sample (TensorBoard only; the log has it too). */
+void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n);
 
 #endif

@@ -15,6 +15,9 @@ typedef struct {
     float temperature;  /* <= 0: greedy */
     int top_k;          /* <= 0: all */
     int vocab_limit;    /* only ids < vocab_limit are candidates (the tokenizer's vocab) */
+    float top_p;        /* nucleus: keep the most likely ids up to this mass; <= 0 or >= 1: all (cached path) */
+    int stop_id;        /* stop after sampling this id (e.g. end-of-text); < 0: never (cached path). Set it:
+                         * 0 is a token id */
 } tg_sample_options;
 
 /* Called with each new token id as it is sampled (e.g. to print its piece). */
@@ -29,5 +32,12 @@ int tg_sample_pick(const float *logits, int V, float temperature, int top_k, flo
  * activations (call between training steps, not inside one). emit may be NULL. */
 tg_status tg_sample_generate(tg_model *m, tg_tokens *ids, const tg_sample_options *o, tg_rng *rng,
                              tg_sample_emit_fn emit, void *ctx, tg_error *err);
+
+/* The same extension with a KV cache (model/decode.h; CPU fp32 models): the prompt in one forward,
+ * then one row per token, so a token's cost does not grow with the window. ids->n + o->n_tokens
+ * must not exceed the model's T (TG_ERR_ARG otherwise). With temperature 0 it picks exactly the
+ * tokens tg_sample_generate picks. Honours top_p and stop_id; *n_out (may be NULL) = tokens added. */
+tg_status tg_sample_generate_cached(tg_model *m, tg_tokens *ids, const tg_sample_options *o, tg_rng *rng,
+                                    tg_sample_emit_fn emit, void *ctx, int *n_out, tg_error *err);
 
 #endif

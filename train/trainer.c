@@ -44,6 +44,7 @@ typedef struct {
     int64_t step;              /* optimizer steps done */
     int64_t tokens_seen, tokens_per_step;
     double flops_per_step;
+    double peak_tflops;        /* all ranks' dense bf16 peak; 0 = unknown (CPU) or fp32 */
     int nan_run;               /* non-finite steps in a row */
     double *spike_hist;        /* the last spike_window ordinary losses (ring), for train.spike_sigma */
     int spike_n, spike_next;
@@ -263,6 +264,7 @@ static tg_status print_sample(trainer *tr, int step, tg_error *err) {
     TG_TRY(tg_sample_generate(tr->model, &ids, &so, &tr->rng, NULL, NULL, err));
     TG_TRY(tg_tokenizer_decode(tr->tok, ids.ids + 1, ids.n - 1, &text, &len, err));
     tg_log_info(tr->lg, "step %5d sample: %.*s", step, (int)len, (const char *)text);
+    tg_metrics_write_sample(tr->metrics, step, (const char *)text, len);
 cleanup:
     free(text);
     tg_tokens_free(&ids);
@@ -309,7 +311,8 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
         return tg_error_set(err, TG_ERR_CONFIG,
                             "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     tr->sched = (tg_schedule){.kind = cfg->schedule, .lr = cfg->lr, .min_lr = cfg->min_lr,
-                              .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps};
+                              .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps,
+                              .decay_frac = cfg->decay_frac, .decay_shape = cfg->decay_shape};
     if (cfg->spike_sigma > 0) {
         tr->spike_hist = calloc((size_t)cfg->spike_window, sizeof *tr->spike_hist);
         if (!tr->spike_hist) return tg_error_set(err, TG_ERR_NOMEM, "out of memory (spike window)");
@@ -382,6 +385,9 @@ static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     TG_TRY(tg_dp_optim_params_init(tr->opt, cfg->seed, err));
     tr->flops_per_step =
         tg_gpt2_flops_per_token(tg_model_layout(tr->model), tr->T) * (double)tr->B * tr->T * tr->accum * tr->world;
+    tg_device_info di;
+    TG_TRY(tg_model_device_info(tr->model, &di, err));
+    if (cfg->precision == TG_PRECISION_BF16) tr->peak_tflops = di.peak_bf16_tflops * tr->world;
 cleanup:
     return st;
 }
@@ -564,6 +570,7 @@ static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const 
         tg_metrics_step m = {.step = step, .loss = r->loss, .lr = a->lr, .grad_norm = r->norm,
                              .tokens = tr->tokens_seen, .ms = ms, .tokens_per_s = tok_s,
                              .tflops = tr->flops_per_step / (ms / 1e3) / 1e12, .spike = spike};
+        if (tr->peak_tflops > 0) m.mfu = m.tflops / tr->peak_tflops;
         tg_metrics_write_step(tr->metrics, &m);
     }
     if (step % cfg->log_every == 0 || step == cfg->max_steps || step == 1) {

@@ -36,6 +36,11 @@ int main(void) {
     /* Enum keys are parsed at load; train.resume takes a keyword or a path. */
     CHECK_OK(tg_config_set_override(&c, "train.schedule=constant", &err), &err);
     CHECK(c.schedule == TG_SCHED_CONSTANT);
+    CHECK_OK(tg_config_set_override(&c, "train.schedule=wsd", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.decay_shape=sqrt", &err), &err);
+    CHECK_OK(tg_config_set_override(&c, "train.decay_frac=0.3", &err), &err);
+    CHECK(c.schedule == TG_SCHED_WSD && c.decay_shape == TG_DECAY_SQRT && c.decay_frac == 0.3);
+    CHECK(tg_config_set_override(&c, "train.decay_frac=1.5", &err) != TG_OK);
     CHECK_OK(tg_config_set_override(&c, "train.precision=fp32", &err), &err);
     CHECK(c.precision == TG_PRECISION_FP32);
     CHECK_OK(tg_config_set_override(&c, "train.resume=runs/x/checkpoints/step_00000008.h5", &err), &err);

@@ -1,0 +1,31 @@
+/* model/decode.h — incremental decoding with a KV cache (CPU backend, fp32): the prompt is
+ * processed in one forward that fills every layer's keys and values, then each new token costs one
+ * row through the network plus attention over the cached positions. Each logit is computed with
+ * the same kernels and the same per-element arithmetic as tg_model_forward, so greedy decoding
+ * picks the same tokens as recomputing the whole window.
+ *
+ * Positions are absolute: at most the model's T (tg_model_opts(m)->T) tokens in all. The decoder
+ * reads the model's parameters when it is made (tg_decoder_init): make a new one after they change. */
+#ifndef TG_MODEL_DECODE_H
+#define TG_MODEL_DECODE_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+#include "model/model.h"
+
+typedef struct tg_decoder tg_decoder;
+
+/* m: a CPU model in fp32 (TG_ERR_ARG otherwise: CUDA or bf16 emulation are not supported here). */
+tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err);
+void tg_decoder_free(tg_decoder *d);
+
+/* Tokens in the cache so far. */
+int tg_decoder_len(const tg_decoder *d);
+
+/* Appends n >= 1 tokens (ids in [0, vocab_size)) in one forward and writes the logits of the last
+ * one to logits (padded_vocab_size floats; columns >= vocab_size are meaningless). TG_ERR_ARG if the
+ * cache would exceed T tokens. */
+tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *logits, tg_error *err);
+
+#endif
