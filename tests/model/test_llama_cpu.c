@@ -11,7 +11,7 @@
 #include "model_test_util.h"
 
 /* C, T, V not multiples of the GEMM tiles; head size 4 (even, for RoPE). */
-enum { L = 2, NH = 4, C = 16, T = 7, V = 50, B = 2, F = 20, SAMPLES = 48 };
+enum { L = 2, NH = 4, C = 16, T = 7, V = 50, B = 2, F = 20, SAMPLES = 24 };
 static const float FD_EPS = 1e-2f;
 static const double TOL = 5e-3;
 
@@ -53,14 +53,19 @@ static int grad_check(tg_model *m, const float *params0, const float *analytic, 
         double d2 = 0.0, fd2 = 0.0, an2 = 0.0;
         for (int s = 0; s < ns; s++) {
             const size_t i = t->offset + (n <= SAMPLES ? (size_t)s : tg_rng_below(&r, n));
-            const float orig = p[i];
-            p[i] = orig + FD_EPS;
-            const double lp = loss_at(m, p, in, tgt);
-            p[i] = orig - FD_EPS;
-            const double lm = loss_at(m, p, in, tgt);
-            p[i] = orig;
-            const double h = (double)(orig + FD_EPS) - (double)(orig - FD_EPS);
-            const double fd = (lp - lm) / h, an = analytic[i];
+            /* central differences at steps e and e/2, Richardson-combined: the O(e^2) term
+             * cancels (the embeddings feed an RMSNorm directly, whose curvature is large) */
+            double d[2];
+            for (int k = 0; k < 2; k++) {
+                const float orig = p[i], e = k ? FD_EPS / 2 : FD_EPS;
+                p[i] = orig + e;
+                const double lp = loss_at(m, p, in, tgt);
+                p[i] = orig - e;
+                const double lm = loss_at(m, p, in, tgt);
+                p[i] = orig;
+                d[k] = (lp - lm) / ((double)(orig + e) - (double)(orig - e)); /* the fp32 step taken */
+            }
+            const double fd = (4.0 * d[1] - d[0]) / 3.0, an = analytic[i];
             d2 += (fd - an) * (fd - an);
             fd2 += fd * fd;
             an2 += an * an;
@@ -179,7 +184,7 @@ static void check_config_errors(void) {
         const char *want;
     } bad[] = {
         {4, 3, 16, 20, 0, 0, 0, "multiple of n_kv_head"},
-        {4, 2, 24, 20, 0, 0, 0, "must be even"},
+        {4, 2, 20, 20, 0, 0, 0, "must be even"},
         {4, 2, 16, 0, 0, 0, 0, "ffn_dim"},
         {4, 2, 16, 20, 0.5, 0, 0, "rope_theta"},
         {4, 2, 16, 20, 0, 2.0, 0, "norm_eps"},
