@@ -24,6 +24,13 @@ tg_status tg_gpt2_config_finalize(tg_gpt2_config *c, tg_error *err) {
     return TG_OK;
 }
 
+int tg_gpt2_config_equal(const tg_gpt2_config *a, const tg_gpt2_config *b) {
+    return a->max_seq_len == b->max_seq_len && a->vocab_size == b->vocab_size &&
+           a->padded_vocab_size == b->padded_vocab_size && a->n_layer == b->n_layer && a->n_head == b->n_head &&
+           a->n_embd == b->n_embd && a->arch == b->arch && a->n_kv_head == b->n_kv_head && a->ffn_dim == b->ffn_dim &&
+           a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps && a->tie_embeddings == b->tie_embeddings;
+}
+
 static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int layer, int ndim,
                        int d0, int d1) {
     tg_tensor_info *t = &lay->tensors[lay->n_tensors++];

@@ -104,6 +104,9 @@ typedef struct {
  * keys (tg_llama_config_check). */
 tg_status tg_gpt2_config_finalize(tg_gpt2_config *cfg, tg_error *err);
 
+/* 1 when a and b describe the same model (every field; padding bytes ignored). */
+int tg_gpt2_config_equal(const tg_gpt2_config *a, const tg_gpt2_config *b);
+
 /* Builds the tensor table for cfg (cfg must be finalized; Llama: model/llama.h's table). Free with tg_gpt2_layout_free. */
 tg_status tg_gpt2_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg_error *err);
 void tg_gpt2_layout_free(tg_gpt2_layout *lay);
