@@ -58,6 +58,20 @@ tg_device_kind tg_train_device(const tg_config *cfg) {
     return tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
 }
 
+tg_gpt2_config tg_train_model_config(const tg_config *cfg, int vocab_size, int T) {
+    tg_gpt2_config mc = {.max_seq_len = T, .vocab_size = vocab_size, .n_layer = cfg->n_layer, .n_head = cfg->n_head,
+                         .n_embd = cfg->n_embd};
+    if (cfg->arch == TG_ARCH_LLAMA) {
+        mc.arch = TG_MODEL_ARCH_LLAMA;
+        mc.n_kv_head = cfg->n_kv_head;
+        mc.ffn_dim = cfg->ffn_dim;
+        mc.rope_theta = cfg->rope_theta;
+        mc.norm_eps = cfg->norm_eps;
+        mc.tie_embeddings = cfg->tie_embeddings;
+    }
+    return mc;
+}
+
 tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
     tg_cuda_options o = {.attention = cfg->cuda_attention,
                          .cudnn_atomics = !cfg->cuda_cudnn_deterministic,
@@ -344,16 +358,7 @@ cleanup:
 static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     tg_status st = TG_OK;
     const tg_config *cfg = tr->cfg;
-    *mc = (tg_gpt2_config){.max_seq_len = cfg->seq_len, .vocab_size = tg_loader_vocab_size(tr->train), .n_layer = cfg->n_layer,
-                           .n_head = cfg->n_head, .n_embd = cfg->n_embd};
-    if (cfg->arch == TG_ARCH_LLAMA) {
-        mc->arch = TG_MODEL_ARCH_LLAMA;
-        mc->n_kv_head = cfg->n_kv_head;
-        mc->ffn_dim = cfg->ffn_dim;
-        mc->rope_theta = cfg->rope_theta;
-        mc->norm_eps = cfg->norm_eps;
-        mc->tie_embeddings = cfg->tie_embeddings;
-    }
+    *mc = tg_train_model_config(cfg, tg_loader_vocab_size(tr->train), cfg->seq_len);
     TG_TRY(tg_gpt2_config_finalize(mc, err));
     tg_model_options mo = {.device = tg_train_device(cfg), .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
                            .pad_multiple = (size_t)tr->world * 64, .cuda = tg_train_cuda_options(cfg), .log = tr->lg};
