@@ -128,8 +128,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
         return 2;
     }
     {
-        tg_gpt2_config mc = {.max_seq_len = T, .vocab_size = cfg.vocab_size ? cfg.vocab_size : 50257,
-                             .n_layer = cfg.n_layer, .n_head = cfg.n_head, .n_embd = cfg.n_embd};
+        tg_gpt2_config mc = tg_train_model_config(&cfg, cfg.vocab_size ? cfg.vocab_size : 50257, T);
         if (tg_gpt2_config_finalize(&mc, &err) != TG_OK) goto fail;
         tg_device_kind dev = tg_train_device(&cfg);
         tg_model_options mo = {.device = dev, .bf16 = dev == TG_DEVICE_CUDA && cfg.precision == TG_PRECISION_BF16, .recompute = cfg.recompute,

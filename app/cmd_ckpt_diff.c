@@ -48,7 +48,7 @@ int tg_cmd_ckpt_diff(int argc, char **argv) {
         fprintf(stderr, "truthgpt ckpt diff: %s\n", err.msg);
         goto done;
     }
-    if (memcmp(&a.model_cfg, &b.model_cfg, sizeof a.model_cfg) != 0) {
+    if (!tg_gpt2_config_equal(&a.model_cfg, &b.model_cfg)) {
         fprintf(stderr, "truthgpt ckpt diff: the checkpoints hold different model shapes\n");
         goto done;
     }

@@ -53,8 +53,15 @@ char *ck_meta_text(const tg_ckpt_state *s, int64_t n_params, int has_adam, int h
         s->world_size, s->zero_stage, n_params, c->max_seq_len, c->vocab_size,                 \
         c->padded_vocab_size, c->n_layer, c->n_head, c->n_embd, has_adam, has_master, th, tp
     int n = snprintf(NULL, 0, fmt, CK_META_ARGS);
-    char *t = malloc((size_t)n + 1);
+    /* Llama's keys follow GPT-2's text, so GPT-2 files keep their checksums. */
+    const char *lfmt = "arch=llama\nllama=%d,%d,%d,%.17g,%.17g\n";
+#define CK_LLAMA_ARGS c->n_kv_head, c->ffn_dim, c->tie_embeddings, c->rope_theta, c->norm_eps
+    const int llama = c->arch == TG_MODEL_ARCH_LLAMA;
+    const int nl = llama ? snprintf(NULL, 0, lfmt, CK_LLAMA_ARGS) : 0;
+    char *t = malloc((size_t)n + (size_t)nl + 1);
     if (t) snprintf(t, (size_t)n + 1, fmt, CK_META_ARGS);
+    if (t && llama) snprintf(t + n, (size_t)nl + 1, lfmt, CK_LLAMA_ARGS);
+#undef CK_LLAMA_ARGS
 #undef CK_META_ARGS
     return t;
 }

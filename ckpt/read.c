@@ -184,6 +184,18 @@ static tg_status ck_read_header(hid_t f, tg_ckpt_state *s, tg_ckpt_info *h, cons
     TG_TRY(ck_attr_read_int(f, "n_layer", &c->n_layer, err));
     TG_TRY(ck_attr_read_int(f, "n_head", &c->n_head, err));
     TG_TRY(ck_attr_read_int(f, "n_embd", &c->n_embd, err));
+    int has_arch = 0;
+    CK_H5(has_arch = H5Aexists(f, "arch"));
+    if (has_arch) {
+        TG_TRY(tg_h5_attr_read_str(f, "arch", sbuf, sizeof sbuf, err));
+        if (strcmp(sbuf, "llama") != 0) TG_FAIL(err, TG_ERR_FORMAT, "unknown model arch '%s'", sbuf);
+        c->arch = TG_MODEL_ARCH_LLAMA;
+        TG_TRY(ck_attr_read_int(f, "n_kv_head", &c->n_kv_head, err));
+        TG_TRY(ck_attr_read_int(f, "ffn_dim", &c->ffn_dim, err));
+        TG_TRY(ck_attr_read_int(f, "tie_embeddings", &c->tie_embeddings, err));
+        TG_TRY(ck_attr_read(f, "rope_theta", H5T_NATIVE_DOUBLE, &c->rope_theta, err));
+        TG_TRY(ck_attr_read(f, "norm_eps", H5T_NATIVE_DOUBLE, &c->norm_eps, err));
+    }
     TG_TRY(ck_attr_read_int(f, "has_adam", &h->has_adam, err));
     TG_TRY(ck_attr_read_int(f, "has_master", &h->has_master, err));
     TG_TRY(tg_h5_attr_read_str(f, "tokenizer_hash", sbuf, sizeof sbuf, err));

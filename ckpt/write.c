@@ -200,6 +200,14 @@ static tg_status ck_write_root_attrs(hid_t f, const tg_ckpt_state *s, const tg_g
     TG_TRY(tg_h5_attr_write_i64(f, "n_layer", c->n_layer, err));
     TG_TRY(tg_h5_attr_write_i64(f, "n_head", c->n_head, err));
     TG_TRY(tg_h5_attr_write_i64(f, "n_embd", c->n_embd, err));
+    if (c->arch == TG_MODEL_ARCH_LLAMA) { /* absent: gpt2 (files from before model.arch) */
+        TG_TRY(tg_h5_attr_write_str(f, "arch", "llama", err));
+        TG_TRY(tg_h5_attr_write_i64(f, "n_kv_head", c->n_kv_head, err));
+        TG_TRY(tg_h5_attr_write_i64(f, "ffn_dim", c->ffn_dim, err));
+        TG_TRY(tg_h5_attr_write_i64(f, "tie_embeddings", c->tie_embeddings, err));
+        TG_TRY(ck_attr_write(f, "rope_theta", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &c->rope_theta, err));
+        TG_TRY(ck_attr_write(f, "norm_eps", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &c->norm_eps, err));
+    }
     TG_TRY(tg_h5_attr_write_i64(f, "has_adam", has_adam, err));
     TG_TRY(tg_h5_attr_write_i64(f, "has_master", has_master, err));
     TG_TRY(tg_h5_attr_write_str(f, "tokenizer_hash", s->tokenizer_hash, err));

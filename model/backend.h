@@ -48,6 +48,7 @@ struct tg_backend_ops {
 };
 
 extern const tg_backend_ops tg_cpu_backend_ops;
+extern const tg_backend_ops tg_cpu_llama_backend_ops; /* model/cpu/llama_cpu.c */
 #ifdef TG_HAVE_CUDA
 extern const tg_backend_ops tg_cuda_backend_ops;
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "model/llama.h"
 
 tg_status tg_gpt2_config_finalize(tg_gpt2_config *c, tg_error *err) {
     if (c->max_seq_len <= 0 || c->vocab_size <= 0 || c->n_layer <= 0 || c->n_head <= 0 ||
@@ -18,7 +19,16 @@ tg_status tg_gpt2_config_finalize(tg_gpt2_config *c, tg_error *err) {
         return tg_error_set(err, TG_ERR_ARG, "gpt2: n_embd (%d) must be a multiple of n_head (%d)",
                             c->n_embd, c->n_head);
     c->padded_vocab_size = (c->vocab_size + 127) / 128 * 128;
+    if (c->arch == TG_MODEL_ARCH_LLAMA) return tg_llama_config_check(c, err);
+    if (c->arch != TG_MODEL_ARCH_GPT2) return tg_error_set(err, TG_ERR_ARG, "model: unknown arch %d", (int)c->arch);
     return TG_OK;
+}
+
+int tg_gpt2_config_equal(const tg_gpt2_config *a, const tg_gpt2_config *b) {
+    return a->max_seq_len == b->max_seq_len && a->vocab_size == b->vocab_size &&
+           a->padded_vocab_size == b->padded_vocab_size && a->n_layer == b->n_layer && a->n_head == b->n_head &&
+           a->n_embd == b->n_embd && a->arch == b->arch && a->n_kv_head == b->n_kv_head && a->ffn_dim == b->ffn_dim &&
+           a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps && a->tie_embeddings == b->tie_embeddings;
 }
 
 static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int layer, int ndim,
@@ -37,6 +47,7 @@ static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int l
 
 tg_status tg_gpt2_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg_error *err) {
     tg_status st = TG_OK;
+    if (cfg->arch == TG_MODEL_ARCH_LLAMA) return tg_llama_layout_init(lay, cfg, err);
     memset(lay, 0, sizeof *lay);
     lay->cfg = *cfg;
     const int L = cfg->n_layer, C = cfg->n_embd;
@@ -105,6 +116,10 @@ static int ends_with(const char *s, const char *suffix) {
 
 void tg_gpt2_params_init(const tg_gpt2_layout *lay, float *params, uint64_t seed) {
     const tg_gpt2_config *c = &lay->cfg;
+    if (c->arch == TG_MODEL_ARCH_LLAMA) {
+        tg_llama_params_init(lay, params, seed);
+        return;
+    }
     const float std = 0.02f, std_res = 0.02f / sqrtf(2.0f * (float)c->n_layer);
     for (int i = 0; i < lay->n_tensors; i++) {
         const tg_tensor_info *t = &lay->tensors[i];
@@ -130,5 +145,6 @@ void tg_gpt2_params_init(const tg_gpt2_layout *lay, float *params, uint64_t seed
 
 double tg_gpt2_flops_per_token(const tg_gpt2_layout *lay, int T) {
     const tg_gpt2_config *c = &lay->cfg;
+    if (c->arch == TG_MODEL_ARCH_LLAMA) return tg_llama_flops_per_token(lay, T);
     return 6.0 * (double)lay->n_params + 12.0 * c->n_layer * (double)c->n_embd * (double)T;
 }

@@ -30,13 +30,23 @@
 
 #include "core/status.h"
 
+/* The architecture a config describes. GPT-2 is zero, so a zero-initialised config is GPT-2. */
+typedef enum { TG_MODEL_ARCH_GPT2 = 0, TG_MODEL_ARCH_LLAMA = 1 } tg_model_arch;
+
 typedef struct {
-    int max_seq_len;       /* T: positions in wpe */
+    int max_seq_len;       /* T: positions in wpe (Llama: the longest sequence) */
     int vocab_size;        /* V: real tokens */
     int padded_vocab_size; /* Vp: V rounded up to a multiple of 128 */
     int n_layer;           /* L */
     int n_head;            /* NH */
     int n_embd;            /* C */
+    /* Llama only (model/llama.h); GPT-2 requires them zero. */
+    tg_model_arch arch;
+    int n_kv_head;         /* KV heads (GQA); 0 = n_head. n_head must be a multiple */
+    int ffn_dim;           /* SwiGLU hidden width (F) */
+    double rope_theta;     /* RoPE base; 0 = 10000 */
+    double norm_eps;       /* RMSNorm epsilon; 0 = 1e-5 */
+    int tie_embeddings;    /* 1: lm_head is model.embed_tokens (not stored twice) */
 } tg_gpt2_config;
 
 #define TG_GPT2_MAX_NAME 64
@@ -90,10 +100,14 @@ typedef struct {
 } tg_gpt2_layout;
 
 /* Rounds V up to a multiple of 128 into cfg->padded_vocab_size and checks the shapes
- * (n_embd % n_head == 0, all positive). */
+ * (n_embd % n_head == 0, all positive); for Llama also fills the zero defaults and checks its
+ * keys (tg_llama_config_check). */
 tg_status tg_gpt2_config_finalize(tg_gpt2_config *cfg, tg_error *err);
 
-/* Builds the tensor table for cfg (cfg must be finalized). Free with tg_gpt2_layout_free. */
+/* 1 when a and b describe the same model (every field; padding bytes ignored). */
+int tg_gpt2_config_equal(const tg_gpt2_config *a, const tg_gpt2_config *b);
+
+/* Builds the tensor table for cfg (cfg must be finalized; Llama: model/llama.h's table). Free with tg_gpt2_layout_free. */
 tg_status tg_gpt2_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg_error *err);
 void tg_gpt2_layout_free(tg_gpt2_layout *lay);
 

@@ -23,12 +23,17 @@ typedef struct {
 
 #define F(field) offsetof(tg_config, field), sizeof(((tg_config *)0)->field)
 static const key_spec KEYS[] = {
-    {"model", "arch", K_ENUM, F(arch), 0, 0, "gpt2", "gpt2", "architecture"},
+    {"model", "arch", K_ENUM, F(arch), 0, 0, "gpt2|llama", "gpt2", "architecture (docs/llama.md)"},
     {"model", "n_layer", K_INT, F(n_layer), 1, 1024, NULL, "12", "transformer blocks (L)"},
     {"model", "n_head", K_INT, F(n_head), 1, 1024, NULL, "12", "attention heads (NH)"},
     {"model", "n_embd", K_INT, F(n_embd), 1, 65536, NULL, "768", "channels (C); a multiple of n_head"},
     {"model", "seq_len", K_INT, F(seq_len), 1, 1 << 20, NULL, "1024", "sequence length (T)"},
     {"model", "vocab_size", K_INT, F(vocab_size), 0, 1 << 24, NULL, "0", "vocabulary (V); 0 = from the data"},
+    {"model", "n_kv_head", K_INT, F(n_kv_head), 0, 1024, NULL, "0", "llama: key/value heads (GQA; 1 = MQA); 0 = n_head"},
+    {"model", "ffn_dim", K_INT, F(ffn_dim), 0, 1 << 20, NULL, "0", "llama: SwiGLU hidden width (required)"},
+    {"model", "rope_theta", K_F64, F(rope_theta), 1.000001, 1e12, NULL, "10000", "llama: RoPE base"},
+    {"model", "norm_eps", K_F64, F(norm_eps), 1e-12, 0.1, NULL, "1e-5", "llama: RMSNorm epsilon"},
+    {"model", "tie_embeddings", K_INT, F(tie_embeddings), 0, 1, NULL, "0", "llama: 1 = the LM head is embed_tokens"},
     {"data", "train", K_STR, F(train), 0, 0, NULL, "synthetic", "training shards (glob) or 'synthetic'"},
     {"data", "val", K_STR, F(val), 0, 0, NULL, "", "validation shards (glob); empty = none"},
     {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
@@ -314,6 +319,21 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
     if (c->n_embd % c->n_head)
         return tg_error_set(err, TG_ERR_CONFIG, "model.n_embd (%d) must be a multiple of model.n_head (%d)",
                             c->n_embd, c->n_head);
+    if (c->arch == TG_ARCH_LLAMA) {
+        if (c->n_kv_head && c->n_head % c->n_kv_head)
+            return tg_error_set(err, TG_ERR_CONFIG, "model.n_head (%d) must be a multiple of model.n_kv_head (%d)",
+                                c->n_head, c->n_kv_head);
+        if ((c->n_embd / c->n_head) % 2)
+            return tg_error_set(err, TG_ERR_CONFIG,
+                                "model.arch=llama: the head size model.n_embd/model.n_head (%d) must be even (RoPE)",
+                                c->n_embd / c->n_head);
+        if (c->ffn_dim <= 0)
+            return tg_error_set(err, TG_ERR_CONFIG, "model.arch=llama needs model.ffn_dim > 0");
+    } else if (c->n_kv_head || c->ffn_dim || c->tie_embeddings) {
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "model.n_kv_head, model.ffn_dim and model.tie_embeddings are model.arch=llama keys "
+                            "(GPT-2 always ties its head)");
+    }
     if (c->min_lr > c->lr)
         return tg_error_set(err, TG_ERR_CONFIG, "train.min_lr (%g) must not exceed train.lr (%g)", c->min_lr,
                             c->lr);

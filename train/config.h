@@ -15,7 +15,7 @@
 #include "train/schedule.h"
 
 /* Enum-valued keys are parsed to these at load; each enum lists its key's choices in order. */
-typedef enum { TG_ARCH_GPT2 = 0 } tg_arch;                                         /* model.arch */
+typedef enum { TG_ARCH_GPT2 = 0, TG_ARCH_LLAMA } tg_arch;                          /* model.arch */
 typedef enum { TG_DEVICE_PICK_AUTO = 0, TG_DEVICE_PICK_CPU, TG_DEVICE_PICK_CUDA } tg_device_pick; /* train.device */
 typedef enum { TG_PRECISION_BF16 = 0, TG_PRECISION_FP32 } tg_precision;            /* train.precision */
 typedef enum { TG_RESUME_AUTO = 0, TG_RESUME_NONE, TG_RESUME_PATH } tg_resume_mode; /* train.resume */
@@ -26,6 +26,11 @@ typedef struct {
     int n_layer, n_head, n_embd;
     int seq_len;            /* T */
     int vocab_size;         /* 0 = from the data */
+    int n_kv_head;          /* llama: KV heads (0 = n_head) */
+    int ffn_dim;            /* llama: SwiGLU width */
+    double rope_theta;      /* llama: RoPE base */
+    double norm_eps;        /* llama: RMSNorm epsilon */
+    int tie_embeddings;     /* llama: 1 = lm_head is embed_tokens */
     /* [data] */
     char train[TG_PATH_MAX]; /* shard glob, or "synthetic" */
     char val[TG_PATH_MAX];   /* shard glob, "" = none */

@@ -62,6 +62,20 @@ tg_device_kind tg_train_device(const tg_config *cfg) {
     return tg_model_cuda_device_count() > 0 ? TG_DEVICE_CUDA : TG_DEVICE_CPU;
 }
 
+tg_gpt2_config tg_train_model_config(const tg_config *cfg, int vocab_size, int T) {
+    tg_gpt2_config mc = {.max_seq_len = T, .vocab_size = vocab_size, .n_layer = cfg->n_layer, .n_head = cfg->n_head,
+                         .n_embd = cfg->n_embd};
+    if (cfg->arch == TG_ARCH_LLAMA) {
+        mc.arch = TG_MODEL_ARCH_LLAMA;
+        mc.n_kv_head = cfg->n_kv_head;
+        mc.ffn_dim = cfg->ffn_dim;
+        mc.rope_theta = cfg->rope_theta;
+        mc.norm_eps = cfg->norm_eps;
+        mc.tie_embeddings = cfg->tie_embeddings;
+    }
+    return mc;
+}
+
 tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
     tg_cuda_options o = {.attention = cfg->cuda_attention,
                          .cudnn_atomics = !cfg->cuda_cudnn_deterministic,
@@ -164,7 +178,7 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
     }
     TG_TRY(tg_ckpt_load(path, &cs, err));
     const tg_gpt2_config *mc = &tg_model_layout(tr->model)->cfg;
-    if (memcmp(&cs.model_cfg, mc, sizeof *mc) != 0)
+    if (!tg_gpt2_config_equal(&cs.model_cfg, mc))
         TG_FAIL(err, TG_ERR_CONFIG,
                 "%s: checkpoint model (L=%d NH=%d C=%d T=%d V=%d) does not match the config (L=%d NH=%d C=%d "
                 "T=%d V=%d)",
@@ -361,8 +375,7 @@ cleanup:
 static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     tg_status st = TG_OK;
     const tg_config *cfg = tr->cfg;
-    *mc = (tg_gpt2_config){.max_seq_len = cfg->seq_len, .vocab_size = tg_loader_vocab_size(tr->train), .n_layer = cfg->n_layer,
-                           .n_head = cfg->n_head, .n_embd = cfg->n_embd};
+    *mc = tg_train_model_config(cfg, tg_loader_vocab_size(tr->train), cfg->seq_len);
     TG_TRY(tg_gpt2_config_finalize(mc, err));
     tg_model_options mo = {.device = tg_train_device(cfg), .recompute = cfg->recompute, .B = tr->B, .T = tr->T,
                            .pad_multiple = (size_t)tr->world * 64, .cuda = tg_train_cuda_options(cfg), .log = tr->lg};
@@ -456,9 +469,9 @@ static void log_run(const trainer *tr, const tg_gpt2_config *mc) {
     const tg_model_options *mo = tg_model_opts(tr->model);
     const int cuda = mo->device == TG_DEVICE_CUDA;
     tg_log_info(tr->lg,
-                "model gpt2: L=%d NH=%d C=%d T=%d V=%d (padded %d), %.2fM parameters; device %s%s; "
+                "model %s: L=%d NH=%d C=%d T=%d V=%d (padded %d), %.2fM parameters; device %s%s; "
                 "%d rank(s) [%s], %d thread(s)/rank",
-                mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size, mc->padded_vocab_size,
+                mc->arch == TG_MODEL_ARCH_LLAMA ? "llama" : "gpt2", mc->n_layer, mc->n_head, mc->n_embd, mc->max_seq_len, mc->vocab_size, mc->padded_vocab_size,
                 (double)tg_model_layout(tr->model)->n_params / 1e6, cuda ? "cuda" : "cpu",
                 cuda ? (mo->bf16 ? " bf16" : " fp32") : "", tr->world, tg_comm_backend_name(tr->comm),
                 omp_get_max_threads());

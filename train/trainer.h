@@ -23,6 +23,9 @@ typedef struct {
 tg_device_kind tg_train_device(const tg_config *cfg);
 /* The [cuda] section as the model's options. */
 tg_cuda_options tg_train_cuda_options(const tg_config *cfg);
+/* The model configuration of cfg's [model] keys (arch and, for Llama, its keys), for sequences of
+ * T tokens over vocab_size tokens; not yet finalized. */
+tg_gpt2_config tg_train_model_config(const tg_config *cfg, int vocab_size, int T);
 
 /* Runs the training loop. On success *stopped is 1 if a stop request ended it early (after
  * saving a checkpoint), else 0. */

@@ -1,0 +1,469 @@
+/* model/cpu/llama_cpu.c — the CPU reference backend of model/model.h for arch = llama (fp32,
+ * OpenMP): pre-RMSNorm blocks, RoPE, grouped-query attention, SwiGLU, tied or untied LM head.
+ *
+ * Shared with GPT-2 (model/cpu/cpu_kernels.h): the matmul core (tg_cpu_gemm), the causal
+ * attention (tg_cpu_attention_forward/backward over a packed (B, T, 3C) q|k|v buffer, into which
+ * the KV heads are expanded for grouped-query attention and whose gradient is summed back over
+ * each group) and the cross-entropy. Llama's own kernels are in llama_kernels.h. The optimizer,
+ * gradient norm and buffer handling follow gpt2_cpu.c's (same arithmetic, so both archs step
+ * alike). bf16 emulation (opt.bf16) is not implemented for Llama and is refused at init.
+ * Results do not depend on the number of OpenMP threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/backend.h"
+#include "model/cpu/cpu_kernels.h"
+#include "model/cpu/llama_kernels.h"
+#include "model/llama.h"
+
+/* Forward activations, (L, ...) slices strided by the allocated rows opt.B. */
+typedef struct {
+    float *x0;     /* (B, T, C) embeddings */
+    float *ln1;    /* (L, B, T, C) input_layernorm output */
+    float *rstd1;  /* (L, B, T) */
+    float *qkv;    /* (L, B, T, 3C) q and the expanded k (after RoPE), expanded v */
+    float *atty;   /* (L, B, T, C) attention output before o_proj */
+    float *att;    /* (L, B, NH, T, T) causal softmax */
+    float *res2;   /* (L, B, T, C) after the attention residual add */
+    float *ln2;    /* (L, B, T, C) */
+    float *rstd2;  /* (L, B, T) */
+    float *gate;   /* (L, B, T, F) */
+    float *up;     /* (L, B, T, F) */
+    float *h;      /* (L, B, T, F) silu(gate) * up */
+    float *res3;   /* (L, B, T, C) block output */
+    float *lnf;    /* (B, T, C) */
+    float *rstdf;  /* (B, T) */
+    float *logits; /* (B, T, Vp) */
+    float *lse, *losses; /* (B, T) */
+    /* scratch */
+    float *kv;     /* (B, T, KV) k or v before expansion; their gradients in backward */
+    float *proj;   /* (B, T, C) */
+    float *dres;   /* (B, T, C) */
+    float *dln;    /* (B, T, C) */
+    float *datty;  /* (B, T, C) */
+    float *dqkv;   /* (B, T, 3C) */
+    float *dgate, *dup; /* (B, T, F) */
+    float *dlogits;/* (B, T, Vp) */
+    float *datt;   /* (B, NH, T) */
+    float *wT;     /* max(F, Vp, C) * C: a transposed weight */
+    float *rope_cos, *rope_sin; /* (T, hs/2) */
+} llama_acts;
+
+typedef struct {
+    float *params, *grads;
+    float *mem;
+    size_t mem_floats;
+    llama_acts a;
+    int32_t *inputs, *targets;
+    int B_used, has_targets, n_valid;
+    float loss;
+    float *opt_m, *opt_v;
+    size_t opt_lo, opt_hi;
+    int opt_ready;
+} llama_impl;
+
+static float *alloc_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    if (bytes == 0) bytes = 64;
+    float *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+static size_t carve(llama_acts *a, float *mem, const tg_gpt2_config *c, int B, int T) {
+    const size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, NH = (size_t)c->n_head, F = (size_t)c->ffn_dim;
+    const size_t Vp = (size_t)c->padded_vocab_size, BT = (size_t)B * (size_t)T;
+    const size_t KV = (size_t)c->n_kv_head * (C / NH), half = C / NH / 2;
+    size_t wt = F > Vp ? F : Vp;
+    if (C > wt) wt = C;
+    size_t off = 0;
+#define CARVE(ptr, n)                                                                              \
+    do {                                                                                           \
+        (ptr) = mem ? mem + off : NULL;                                                            \
+        off += ((n) + 15) / 16 * 16;                                                               \
+    } while (0)
+    CARVE(a->x0, BT * C);
+    CARVE(a->ln1, L * BT * C);
+    CARVE(a->rstd1, L * BT);
+    CARVE(a->qkv, L * BT * 3 * C);
+    CARVE(a->atty, L * BT * C);
+    CARVE(a->att, L * BT * NH * (size_t)T);
+    CARVE(a->res2, L * BT * C);
+    CARVE(a->ln2, L * BT * C);
+    CARVE(a->rstd2, L * BT);
+    CARVE(a->gate, L * BT * F);
+    CARVE(a->up, L * BT * F);
+    CARVE(a->h, L * BT * F);
+    CARVE(a->res3, L * BT * C);
+    CARVE(a->lnf, BT * C);
+    CARVE(a->rstdf, BT);
+    CARVE(a->logits, BT * Vp);
+    CARVE(a->lse, BT);
+    CARVE(a->losses, BT);
+    CARVE(a->kv, BT * KV);
+    CARVE(a->proj, BT * C);
+    CARVE(a->dres, BT * C);
+    CARVE(a->dln, BT * C);
+    CARVE(a->datty, BT * C);
+    CARVE(a->dqkv, BT * 3 * C);
+    CARVE(a->dgate, BT * F);
+    CARVE(a->dup, BT * F);
+    CARVE(a->dlogits, BT * Vp);
+    CARVE(a->datt, BT * NH);
+    CARVE(a->wT, wt * C);
+    CARVE(a->rope_cos, (size_t)T * half);
+    CARVE(a->rope_sin, (size_t)T * half);
+#undef CARVE
+    return off;
+}
+
+static void llama_free(tg_model *m) {
+    llama_impl *p = m->impl;
+    if (!p) return;
+    free(p->params);
+    free(p->grads);
+    free(p->mem);
+    free(p->inputs);
+    free(p->targets);
+    free(p->opt_m);
+    free(p->opt_v);
+    free(p);
+    m->impl = NULL;
+}
+
+static tg_status llama_init(tg_model *m, tg_error *err) {
+    tg_status st = TG_OK;
+    if (m->opt.bf16)
+        return tg_error_set(err, TG_ERR_UNSUPPORTED,
+                            "model.arch=llama on the CPU trains in fp32 only (bf16 emulation is GPT-2's)");
+    llama_impl *p = calloc(1, sizeof *p);
+    TG_CHECK_ALLOC(err, p);
+    m->impl = p;
+    const tg_gpt2_config *c = &m->lay.cfg;
+    const int B = m->opt.B, T = m->opt.T;
+    p->params = alloc_floats(m->n_padded);
+    p->grads = alloc_floats(m->n_padded);
+    TG_CHECK_ALLOC(err, p->params);
+    TG_CHECK_ALLOC(err, p->grads);
+    p->mem_floats = carve(&p->a, NULL, c, B, T);
+    p->mem = alloc_floats(p->mem_floats);
+    TG_CHECK_ALLOC(err, p->mem);
+    carve(&p->a, p->mem, c, B, T);
+    p->inputs = calloc((size_t)B * T, sizeof *p->inputs);
+    p->targets = calloc((size_t)B * T, sizeof *p->targets);
+    TG_CHECK_ALLOC(err, p->inputs);
+    TG_CHECK_ALLOC(err, p->targets);
+    tg_llama_rope_tables(p->a.rope_cos, p->a.rope_sin, T, c->n_embd / c->n_head, c->rope_theta);
+cleanup:
+    if (st != TG_OK) llama_free(m);
+    return st;
+}
+
+static float *tensor(const tg_model *m, float *base, int idx) { return base + m->lay.tensors[idx].offset; }
+static float *block(const tg_model *m, float *base, int l, tg_llama_block_tensor k) {
+    return tensor(m, base, tg_llama_block_index(l, k));
+}
+
+static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t *targets, int B_used,
+                               tg_error *err) {
+    llama_impl *p = m->impl;
+    const tg_gpt2_config *c = &m->lay.cfg;
+    const int L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, hs = C / NH, F = c->ffn_dim;
+    const int KV = NKV * hs, V = c->vocab_size, Vp = c->padded_vocab_size;
+    const int B = B_used, T = m->opt.T, BT = B * T;
+    const size_t sBTC = (size_t)m->opt.B * T * C, sBT = (size_t)m->opt.B * T, sBTF = sBT * (size_t)F;
+    const size_t sATT = sBT * (size_t)NH * T;
+    for (int i = 0; i < BT; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return tg_error_set(err, TG_ERR_DATA, "model: input token %d at %d outside [0, %d)", (int)inputs[i], i, V);
+        if (targets && (targets[i] < -1 || targets[i] >= V))
+            return tg_error_set(err, TG_ERR_DATA, "model: target %d at %d outside [-1, %d)", (int)targets[i], i, V);
+    }
+    p->B_used = 0;
+    memcpy(p->inputs, inputs, (size_t)BT * sizeof *inputs);
+    if (targets) memcpy(p->targets, targets, (size_t)BT * sizeof *targets);
+    else for (int i = 0; i < BT; i++) p->targets[i] = -1;
+
+    llama_acts *a = &p->a;
+    float *w = p->params;
+    const float eps = (float)c->norm_eps;
+    tg_llama_embed_forward(a->x0, p->inputs, tensor(m, w, TG_LLAMA_EMBED), BT, C);
+    for (int l = 0; l < L; l++) {
+        const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * sBTC;
+        float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
+        float *res2 = a->res2 + l * sBTC, *ln2 = a->ln2 + l * sBTC, *res3 = a->res3 + l * sBTC;
+        float *gate = a->gate + l * sBTF, *up = a->up + l * sBTF, *h = a->h + l * sBTF;
+        tg_llama_rmsnorm_forward(ln1, a->rstd1 + l * sBT, x, block(m, w, l, TG_LLAMA_IN_NORM), BT, C, eps);
+        tg_llama_linear_forward(qkv, 3 * (size_t)C, ln1, block(m, w, l, TG_LLAMA_Q), a->wT, BT, C, C);
+        tg_llama_rope(qkv, 3 * (size_t)C, a->rope_cos, a->rope_sin, B, T, NH, hs, 0);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_K), a->wT, BT, C, KV);
+        tg_llama_rope(a->kv, (size_t)KV, a->rope_cos, a->rope_sin, B, T, NKV, hs, 0);
+        tg_llama_kv_expand(qkv + C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_V), a->wT, BT, C, KV);
+        tg_llama_kv_expand(qkv + 2 * C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
+        tg_cpu_attention_forward(atty, a->att + l * sATT, qkv, B, T, C, NH);
+        tg_llama_linear_forward(a->proj, (size_t)C, atty, block(m, w, l, TG_LLAMA_O), a->wT, BT, C, C);
+        tg_cpu_residual_forward(res2, x, a->proj, (size_t)BT * C);
+        tg_llama_rmsnorm_forward(ln2, a->rstd2 + l * sBT, res2, block(m, w, l, TG_LLAMA_POST_NORM), BT, C, eps);
+        tg_llama_linear_forward(gate, (size_t)F, ln2, block(m, w, l, TG_LLAMA_GATE), a->wT, BT, C, F);
+        tg_llama_linear_forward(up, (size_t)F, ln2, block(m, w, l, TG_LLAMA_UP), a->wT, BT, C, F);
+        tg_llama_swiglu_forward(h, gate, up, (size_t)BT * F);
+        tg_llama_linear_forward(a->proj, (size_t)C, h, block(m, w, l, TG_LLAMA_DOWN), a->wT, BT, F, C);
+        tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
+    }
+    tg_llama_rmsnorm_forward(a->lnf, a->rstdf, a->res3 + (size_t)(L - 1) * sBTC,
+                             tensor(m, w, tg_llama_norm_index(L)), BT, C, eps);
+    /* all Vp columns (the padded ones are unused) */
+    tg_llama_linear_forward(a->logits, (size_t)Vp, a->lnf, tensor(m, w, tg_llama_head_index(c)), a->wT, BT, C, Vp);
+    p->has_targets = targets != NULL;
+    p->n_valid = 0;
+    p->loss = 0.0f;
+    if (targets) {
+        tg_cpu_crossentropy_forward(a->losses, a->lse, a->logits, p->targets, BT, V, Vp);
+        double sum = 0.0; /* serial, in position order: thread-count independent */
+        for (int i = 0; i < BT; i++) {
+            if (p->targets[i] < 0) continue;
+            sum += a->losses[i];
+            p->n_valid++;
+        }
+        p->loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
+    }
+    p->B_used = B;
+    return TG_OK;
+}
+
+static tg_status llama_backward(tg_model *m, float loss_scale, tg_error *err) {
+    llama_impl *p = m->impl;
+    const tg_gpt2_config *c = &m->lay.cfg;
+    const int L = c->n_layer, C = c->n_embd, NH = c->n_head, NKV = c->n_kv_head, hs = C / NH, F = c->ffn_dim;
+    const int KV = NKV * hs, V = c->vocab_size, Vp = c->padded_vocab_size;
+    const int B = p->B_used, T = m->opt.T, BT = B * T;
+    const size_t sBTC = (size_t)m->opt.B * T * C, sBT = (size_t)m->opt.B * T, sBTF = sBT * (size_t)F;
+    const size_t sATT = sBT * (size_t)NH * T;
+    if (!B || !p->has_targets)
+        return tg_error_set(err, TG_ERR_ARG, "model: backward needs a forward with targets first");
+    llama_acts *a = &p->a;
+    float *w = p->params, *g = p->grads;
+    const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
+    tg_cpu_crossentropy_backward(a->dlogits, a->logits, a->lse, p->targets, dscale, BT, V, Vp);
+    /* LM head over the real vocab (padded columns have zero gradient) */
+    const int head = tg_llama_head_index(c), nrm = tg_llama_norm_index(L);
+    tg_llama_linear_backward(a->dln, tensor(m, g, head), a->dlogits, (size_t)Vp, a->lnf, tensor(m, w, head), BT, C,
+                             V, 0);
+    memset(a->dres, 0, (size_t)BT * C * sizeof(float));
+    tg_llama_rmsnorm_backward(a->dres, tensor(m, g, nrm), a->dln, a->res3 + (size_t)(L - 1) * sBTC,
+                              tensor(m, w, nrm), a->rstdf, BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * sBTC;
+        const float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
+        const float *res2 = a->res2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
+        const float *gate = a->gate + l * sBTF, *up = a->up + l * sBTF, *h = a->h + l * sBTF;
+        /* MLP: dres is d/d(res3) */
+        tg_llama_linear_backward(a->dgate, block(m, g, l, TG_LLAMA_DOWN), a->dres, (size_t)C, h,
+                                 block(m, w, l, TG_LLAMA_DOWN), BT, F, C, 0);
+        tg_llama_swiglu_backward(a->dgate, a->dup, a->dgate, gate, up, (size_t)BT * F);
+        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_GATE), a->dgate, (size_t)F, ln2,
+                                 block(m, w, l, TG_LLAMA_GATE), BT, C, F, 0);
+        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_UP), a->dup, (size_t)F, ln2,
+                                 block(m, w, l, TG_LLAMA_UP), BT, C, F, 1);
+        tg_llama_rmsnorm_backward(a->dres, block(m, g, l, TG_LLAMA_POST_NORM), a->dln, res2,
+                                  block(m, w, l, TG_LLAMA_POST_NORM), a->rstd2 + l * sBT, BT, C);
+        /* attention: dres is now d/d(res2) */
+        tg_llama_linear_backward(a->datty, block(m, g, l, TG_LLAMA_O), a->dres, (size_t)C, atty,
+                                 block(m, w, l, TG_LLAMA_O), BT, C, C, 0);
+        tg_cpu_attention_backward(a->dqkv, a->datt, a->datty, qkv, a->att + l * sATT, B, T, C, NH);
+        /* q: undo RoPE on the gradient, then its projection */
+        tg_llama_rope(a->dqkv, 3 * (size_t)C, a->rope_cos, a->rope_sin, B, T, NH, hs, 1);
+        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_Q), a->dqkv, 3 * (size_t)C, ln1,
+                                 block(m, w, l, TG_LLAMA_Q), BT, C, C, 0);
+        /* k: sum over the group, undo RoPE; v: sum over the group */
+        tg_llama_kv_reduce(a->kv, a->dqkv + C, 3 * (size_t)C, BT, NH, NKV, hs);
+        tg_llama_rope(a->kv, (size_t)KV, a->rope_cos, a->rope_sin, B, T, NKV, hs, 1);
+        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_K), a->kv, (size_t)KV, ln1,
+                                 block(m, w, l, TG_LLAMA_K), BT, C, KV, 1);
+        tg_llama_kv_reduce(a->kv, a->dqkv + 2 * C, 3 * (size_t)C, BT, NH, NKV, hs);
+        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_V), a->kv, (size_t)KV, ln1,
+                                 block(m, w, l, TG_LLAMA_V), BT, C, KV, 1);
+        tg_llama_rmsnorm_backward(a->dres, block(m, g, l, TG_LLAMA_IN_NORM), a->dln, x,
+                                  block(m, w, l, TG_LLAMA_IN_NORM), a->rstd1 + l * sBT, BT, C);
+        tg_model_grad_ready(m, m->lay.layer_begin[l], m->lay.layer_begin[l + 1]);
+    }
+    tg_llama_embed_backward(tensor(m, g, TG_LLAMA_EMBED), a->dres, p->inputs, BT, C);
+    tg_model_grad_ready(m, 0, m->lay.layer_begin[0]);
+    tg_model_grad_ready(m, m->lay.layer_begin[L], m->lay.n_params);
+    return TG_OK;
+}
+
+static tg_status llama_loss(tg_model *m, float *loss, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->B_used || !p->has_targets)
+        return tg_error_set(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
+    *loss = p->loss;
+    return TG_OK;
+}
+
+static tg_status llama_logits_get(tg_model *m, float *host, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->B_used) return tg_error_set(err, TG_ERR_ARG, "model: logits_get before any forward");
+    memcpy(host, p->a.logits, (size_t)p->B_used * m->opt.T * m->lay.cfg.padded_vocab_size * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status llama_params_set(tg_model *m, const float *host, tg_error *err) {
+    (void)err;
+    memcpy(((llama_impl *)m->impl)->params, host, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+static tg_status llama_params_get(tg_model *m, float *host, tg_error *err) {
+    (void)err;
+    memcpy(host, ((llama_impl *)m->impl)->params, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+static tg_status llama_grads_get(tg_model *m, float *host, tg_error *err) {
+    (void)err;
+    memcpy(host, ((llama_impl *)m->impl)->grads, m->lay.n_params * sizeof(float));
+    return TG_OK;
+}
+static void *llama_params_ptr(tg_model *m, tg_dtype *dtype) {
+    if (dtype) *dtype = TG_DTYPE_F32;
+    return ((llama_impl *)m->impl)->params;
+}
+static void *llama_grads_ptr(tg_model *m, tg_dtype *dtype) {
+    if (dtype) *dtype = TG_DTYPE_F32;
+    return ((llama_impl *)m->impl)->grads;
+}
+static void *llama_stream(tg_model *m) {
+    (void)m;
+    return NULL;
+}
+static tg_status llama_grads_zero(tg_model *m, tg_error *err) {
+    (void)err;
+    memset(((llama_impl *)m->impl)->grads, 0, m->n_padded * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status llama_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
+    const float *g = ((llama_impl *)m->impl)->grads;
+    /* Fixed chunks summed in chunk order, as gpt2_cpu.c: independent of the thread count. */
+    enum { CHUNK = 1 << 16 };
+    const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
+    double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
+    if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n_chunks; k++) {
+        const size_t i0 = lo + k * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
+        double sum = 0.0;
+        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
+        part[k] = sum;
+    }
+    double total = 0.0;
+    for (size_t k = 0; k < n_chunks; k++) total += part[k];
+    free(part);
+    *out = total;
+    return TG_OK;
+}
+
+static tg_status llama_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
+    tg_status st = TG_OK;
+    llama_impl *p = m->impl;
+    free(p->opt_m);
+    free(p->opt_v);
+    p->opt_ready = 0;
+    p->opt_m = alloc_floats(hi - lo);
+    p->opt_v = alloc_floats(hi - lo);
+    TG_CHECK_ALLOC(err, p->opt_m);
+    TG_CHECK_ALLOC(err, p->opt_v);
+    p->opt_lo = lo;
+    p->opt_hi = hi;
+    p->opt_ready = 1;
+cleanup:
+    return st;
+}
+
+static size_t llama_opt_bytes(const tg_model *m) {
+    const llama_impl *p = m->impl;
+    return p->opt_ready ? 2 * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
+}
+
+static tg_status llama_opt_get(tg_model *m, float *mom, float *var, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->opt_ready) return tg_error_set(err, TG_ERR_ARG, "model: opt_get before opt_init");
+    memcpy(mom, p->opt_m, (p->opt_hi - p->opt_lo) * sizeof(float));
+    memcpy(var, p->opt_v, (p->opt_hi - p->opt_lo) * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status llama_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->opt_ready) return tg_error_set(err, TG_ERR_ARG, "model: opt_set before opt_init");
+    memcpy(p->opt_m, mom, (p->opt_hi - p->opt_lo) * sizeof(float));
+    memcpy(p->opt_v, var, (p->opt_hi - p->opt_lo) * sizeof(float));
+    return TG_OK;
+}
+
+static tg_status llama_adamw(tg_model *m, const tg_adamw_args *ar, tg_error *err) {
+    llama_impl *p = m->impl;
+    const tg_gpt2_layout *lay = &m->lay;
+    if (!p->opt_ready || ar->lo != p->opt_lo || ar->hi != p->opt_hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)", ar->lo,
+                            ar->hi, p->opt_lo, p->opt_hi);
+    if (ar->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", ar->t);
+    const float bc1 = (float)(1.0 - pow((double)ar->beta1, ar->t));
+    const float bc2 = (float)(1.0 - pow((double)ar->beta2, ar->t));
+    float *params = p->params, *mo = p->opt_m, *va = p->opt_v;
+    const float *grads = p->grads;
+    const size_t lo = p->opt_lo;
+    for (int k = 0; k < lay->n_tensors; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        const size_t i0 = t->offset > ar->lo ? t->offset : ar->lo;
+        const size_t i1 = t->offset + t->numel < ar->hi ? t->offset + t->numel : ar->hi;
+        const float wd = t->decay ? ar->weight_decay : 0.0f;
+        if (i0 >= i1) continue;
+#pragma omp parallel for schedule(static)
+        for (size_t i = i0; i < i1; i++) {
+            const float gi = grads[i] * ar->grad_scale;
+            const float mi = ar->beta1 * mo[i - lo] + (1.0f - ar->beta1) * gi;
+            const float vi = ar->beta2 * va[i - lo] + (1.0f - ar->beta2) * gi * gi;
+            mo[i - lo] = mi;
+            va[i - lo] = vi;
+            params[i] -= ar->lr * ((mi / bc1) / (sqrtf(vi / bc2) + ar->eps) + wd * params[i]);
+        }
+    }
+    return TG_OK;
+}
+
+static const char *llama_describe(const tg_model *m) {
+    (void)m;
+    return "fp32 reference (OpenMP), llama";
+}
+
+static size_t llama_device_bytes(const tg_model *m) {
+    const llama_impl *p = m->impl;
+    return (2 * m->n_padded + p->mem_floats) * sizeof(float) + llama_opt_bytes(m);
+}
+
+const tg_backend_ops tg_cpu_llama_backend_ops = {
+    .name = "cpu",
+    .init = llama_init,
+    .free = llama_free,
+    .params_set = llama_params_set,
+    .params_get = llama_params_get,
+    .grads_get = llama_grads_get,
+    .params = llama_params_ptr,
+    .grads = llama_grads_ptr,
+    .stream = llama_stream,
+    .grads_zero = llama_grads_zero,
+    .forward = llama_forward,
+    .loss = llama_loss,
+    .logits_get = llama_logits_get,
+    .backward = llama_backward,
+    .grad_sqnorm = llama_grad_sqnorm,
+    .opt_init = llama_opt_init,
+    .opt_bytes = llama_opt_bytes,
+    .opt_get = llama_opt_get,
+    .opt_set = llama_opt_set,
+    .adamw = llama_adamw,
+    .device_bytes = llama_device_bytes,
+    .describe = llama_describe,
+};
