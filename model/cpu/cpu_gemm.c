@@ -143,7 +143,9 @@ void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sa
     if ((long)((M + GEMM_MC - 1) / GEMM_MC) * ((N + GEMM_NC - 1) / GEMM_NC) < 8) nc_tile = 32;
     const int n_mb = (M + GEMM_MC - 1) / GEMM_MC, n_nb = (N + nc_tile - 1) / nc_tile;
     const long n_tiles = (long)n_mb * n_nb;
-#pragma omp parallel for schedule(static)
+    /* dynamic: on a shared machine a preempted thread's tiles go to the other one; which thread
+     * computes a tile never changes its arithmetic. */
+#pragma omp parallel for schedule(dynamic, 1)
     for (long t = 0; t < n_tiles; t++) {
         /* Row blocks vary fastest: consecutive tiles of one thread reuse the same B columns. */
         const int mb = (int)(t % n_mb), nb = (int)(t / n_mb);

@@ -137,7 +137,7 @@ void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
     const int hs = C / NH;
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(dynamic, 4)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             for (int h = 0; h < NH; h++) {
@@ -179,7 +179,7 @@ void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, c
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)hs);
     /* One (b, h) pair owns its q, k, v slices of dqkv for all t: no write is shared. */
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             float *datt = scratch + ((size_t)b * NH + h) * T; /* (T) */
