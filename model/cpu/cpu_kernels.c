@@ -5,111 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------------------------------------
- * GEMM. A register-blocked MR x NR micro-kernel: the MR x NR accumulators stay in vector
- * registers while k runs, and each B row segment is loaded once per MR rows of C. Written with
- * GCC vector types (4 floats, SSE) so the compiler cannot vectorise along k instead. */
-#define GEMM_MR 4
-#define GEMM_NR 8
-#define GEMM_KC 256
-
-typedef float tg_v4f __attribute__((vector_size(16)));
-
-static inline tg_v4f v4_load(const float *p) {
-    tg_v4f v;
-    memcpy(&v, p, sizeof v); /* unaligned load */
-    return v;
-}
-
-static inline void v4_store(float *p, tg_v4f v) { memcpy(p, &v, sizeof v); }
-
-/* Full MR x NR tile. */
-static inline void gemm_tile(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
-                             const float *B, size_t ldb, const float *bias, int K,
-                             int accumulate) {
-    tg_v4f acc[GEMM_MR][GEMM_NR / 4];
-    for (int r = 0; r < GEMM_MR; r++)
-        for (int j = 0; j < GEMM_NR / 4; j++) acc[r][j] = (tg_v4f){0.0f, 0.0f, 0.0f, 0.0f};
-    for (int k = 0; k < K; k++) {
-        const float *b = B + (size_t)k * ldb;
-        const float *a = A + (size_t)k * sak;
-        tg_v4f bv[GEMM_NR / 4];
-        for (int j = 0; j < GEMM_NR / 4; j++) bv[j] = v4_load(b + 4 * j);
-        for (int r = 0; r < GEMM_MR; r++) {
-            const float ar = a[(size_t)r * sar];
-            const tg_v4f av = {ar, ar, ar, ar};
-            for (int j = 0; j < GEMM_NR / 4; j++) acc[r][j] += av * bv[j];
-        }
-    }
-    for (int r = 0; r < GEMM_MR; r++) {
-        float *cr = C + (size_t)r * ldc;
-        for (int j = 0; j < GEMM_NR / 4; j++) {
-            tg_v4f base = {0.0f, 0.0f, 0.0f, 0.0f};
-            if (accumulate) base = v4_load(cr + 4 * j);
-            else if (bias) base = v4_load(bias + 4 * j);
-            v4_store(cr + 4 * j, base + acc[r][j]);
-        }
-    }
-}
-
-/* Edge tile (mr <= MR, nr <= NR): same summation order as gemm_tile, element by element. */
-static void gemm_edge(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
-                      const float *B, size_t ldb, const float *bias, int mr, int nr, int K,
-                      int accumulate) {
-    for (int r = 0; r < mr; r++) {
-        for (int c = 0; c < nr; c++) {
-            float acc = 0.0f;
-            for (int k = 0; k < K; k++) acc += A[(size_t)r * sar + (size_t)k * sak] * B[(size_t)k * ldb + c];
-            float *cr = C + (size_t)r * ldc;
-            const float base = accumulate ? cr[c] : (bias ? bias[c] : 0.0f);
-            cr[c] = base + acc;
-        }
-    }
-}
-
-void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
-                 size_t ldb, const float *bias, int M, int N, int K, int accumulate) {
-    const int n_row_blocks = (M + GEMM_MR - 1) / GEMM_MR;
-#pragma omp parallel for schedule(static)
-    for (int rb = 0; rb < n_row_blocks; rb++) {
-        const int r0 = rb * GEMM_MR;
-        const int mr = M - r0 < GEMM_MR ? M - r0 : GEMM_MR;
-        float *Cr = C + (size_t)r0 * ldc;
-        /* k in chunks of GEMM_KC so the A and B panels of a chunk stay in L1/L2 across the
-         * column tiles; chunk sums are added to C in chunk order. */
-        for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
-            const int acc = accumulate || k0 > 0;
-            const float *Ak = A + (size_t)r0 * sar + (size_t)k0 * sak;
-            const float *Bk = B + (size_t)k0 * ldb;
-            int c0 = 0;
-            if (mr == GEMM_MR)
-                for (; c0 + GEMM_NR <= N; c0 += GEMM_NR)
-                    gemm_tile(Cr + c0, ldc, Ak, sar, sak, Bk + c0, ldb, bias ? bias + c0 : NULL,
-                              kc, acc);
-            /* Full-height rows were done tile by tile; what is left is done element by element. */
-            if (c0 < N)
-                gemm_edge(Cr + c0, ldc, Ak, sar, sak, Bk + c0, ldb, bias ? bias + c0 : NULL, mr,
-                          N - c0, kc, acc);
-        }
-    }
-}
-
-void tg_cpu_transpose(float *out, const float *in, int rows, int cols) {
-    /* 32x32 blocks keep both sides in cache. */
-    enum { TB = 32 };
-    const int n_rb = (rows + TB - 1) / TB;
-#pragma omp parallel for schedule(static)
-    for (int rb = 0; rb < n_rb; rb++) {
-        const int r0 = rb * TB, r1 = r0 + TB < rows ? r0 + TB : rows;
-        for (int c0 = 0; c0 < cols; c0 += TB) {
-            const int c1 = c0 + TB < cols ? c0 + TB : cols;
-            for (int r = r0; r < r1; r++)
-                for (int c = c0; c < c1; c++) out[(size_t)c * rows + r] = in[(size_t)r * cols + c];
-        }
-    }
-}
-
 /* --------------------------------------------------------------------------------------------- */
 
 void tg_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
@@ -217,11 +112,9 @@ void tg_cpu_matmul_forward(float *out, const float *inp, const float *W, const f
 }
 
 void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout,
-                            const float *inp, const float *W, float *wT_scratch, int N, int IC,
-                            int OC) {
-    /* dinp = dout @ W^T: with W^T materialised (OC, IC) the inner loop runs along contiguous rows. */
-    tg_cpu_transpose(wT_scratch, W, IC, OC);
-    tg_cpu_gemm(dinp, (size_t)IC, dout, (size_t)OC, 1, wT_scratch, (size_t)IC, NULL, N, IC, OC, 0);
+                            const float *inp, const float *W, int N, int IC, int OC) {
+    /* dinp = dout @ W^T: B(k=o, n=i) = W[i*OC + o]; the GEMM's packing reads it transposed. */
+    tg_cpu_gemm_strided(dinp, (size_t)IC, dout, (size_t)OC, 1, W, 1, (size_t)OC, NULL, N, IC, OC, 0);
     /* dW += inp^T @ dout: A = inp viewed transposed (row stride 1, k stride IC). */
     tg_cpu_gemm(dW, (size_t)OC, inp, 1, (size_t)IC, dout, (size_t)OC, NULL, IC, OC, N, 1);
     if (dbias) {
@@ -244,7 +137,7 @@ void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
     const int hs = C / NH;
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(dynamic, 4)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             for (int h = 0; h < NH; h++) {
@@ -286,7 +179,7 @@ void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, c
     const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)hs);
     /* One (b, h) pair owns its q, k, v slices of dqkv for all t: no write is shared. */
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             float *datt = scratch + ((size_t)b * NH + h) * T; /* (T) */

@@ -17,12 +17,26 @@
  * transposed view), B is (K, N) row-major with row stride ldb, and base is C itself when
  * accumulate != 0, else bias[n] (bias may be NULL: zero). M, N, K > 0. Each C element sums k in
  * fixed chunks of consecutive k, each chunk in order, and adds the chunk sums to its base in
- * chunk order — the same arithmetic whatever the thread count. Parallel over row blocks of C. */
+ * chunk order — the same arithmetic whatever the thread count. Parallel over tiles of C. */
+/* The instruction-set paths of the GEMM. SSE (x86-64-v2) always exists; AVX2 needs AVX2 + FMA. */
+typedef enum { TG_CPU_ISA_SSE = 0, TG_CPU_ISA_AVX2 = 1 } tg_cpu_isa;
+
+/* The fastest path this CPU runs (cpuid). */
+tg_cpu_isa tg_cpu_isa_best(void);
+
+/* As tg_cpu_gemm, with B(k, n) = B[k*sbk + n*sbn] (so B may be a transposed view), on the best
+ * path. Per element the sum order is fixed by the ISA path alone (k chunks of 256, each in order),
+ * never by the thread count. */
+void tg_cpu_gemm_strided(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                         const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
+                         int K, int accumulate);
+/* tg_cpu_gemm_strided on the given path (which the CPU must support): for tests. */
+void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                     const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
+                     int K, int accumulate, tg_cpu_isa isa);
+
 void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
                  size_t ldb, const float *bias, int M, int N, int K, int accumulate);
-
-/* out (cols, rows) = transpose of in (rows, cols). */
-void tg_cpu_transpose(float *out, const float *in, int rows, int cols);
 
 /* out (B,T,C) = wte[inp[b,t]] + wpe[t]. */
 void tg_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
@@ -43,10 +57,9 @@ void tg_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *d
 void tg_cpu_matmul_forward(float *out, const float *inp, const float *W, const float *bias, int N,
                            int IC, int OC);
 /* dinp (N, IC) = dout @ W^T (overwritten); dW (IC, OC) += inp^T @ dout; dbias (OC) += sum_n dout.
- * wT_scratch holds IC*OC floats. */
+ */
 void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *dout,
-                            const float *inp, const float *W, float *wT_scratch, int N, int IC,
-                            int OC);
+                            const float *inp, const float *W, int N, int IC, int OC);
 
 /* qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the causal softmax (zeros above diagonal). */
 void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,

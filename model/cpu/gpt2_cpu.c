@@ -54,7 +54,6 @@ typedef struct {
     float *dfch;      /* (B, T, 4C) gradient of the GELU output, then (in place) of its input */
     float *dlogits;   /* (B, T, Vp) */
     float *datt;      /* (B, NH, T) one attention row per (b, h) */
-    float *wT;        /* max(4C * C, Vp * C): a transposed weight */
 } cpu_scratch;
 
 typedef struct {
@@ -148,7 +147,6 @@ static size_t cpu_carve(cpu_acts *a, cpu_scratch *s, float *mem, const tg_gpt2_c
     CARVE(s->dfch, BT * 4 * C);
     CARVE(s->dlogits, BT * Vp);
     CARVE(s->datt, BT * NH);
-    CARVE(s->wT, (4 * C > Vp ? 4 * C : Vp) * C);
 #undef CARVE
     return off;
 }
@@ -311,10 +309,10 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
                              cpu_tensor(lay, params, lnf_w), cpu_tensor(lay, params, lnf_b),
                              BT, C);
     cpu_bf16(p, a->lnf, (size_t)BT * C);
-    /* logits = lnf @ wte^T over all Vp columns (padded ones included; they are simply unused). */
-    tg_cpu_transpose(p->scr.wT, cpu_tensor(lay, params, 0), Vp, C);
-    tg_cpu_gemm(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, p->scr.wT, (size_t)Vp, NULL, BT, Vp,
-                C, 0);
+    /* logits = lnf @ wte^T over all Vp columns (padded ones unused); the GEMM packs wte (Vp, C)
+     * as a transposed B, no copy of it. */
+    tg_cpu_gemm_strided(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, cpu_tensor(lay, params, 0), 1,
+                        (size_t)C, NULL, BT, Vp, C, 0);
     cpu_bf16(p, a->logits, (size_t)BT * Vp);
 
     p->has_targets = targets != NULL;
@@ -390,21 +388,21 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
         /* dresidual is d/d(residual3): it flows into the MLP output projection... */
         cpu_bf16(p, s->dresidual, (size_t)BT * C);
         tg_cpu_matmul_backward(s->dfch, g.fcprojw, g.fcprojb, s->dresidual, fch_gelu, w.fcprojw,
-                               s->wT, BT, 4 * C, C);
+                               BT, 4 * C, C);
         tg_cpu_gelu_backward(s->dfch, fch, (size_t)BT * 4 * C);
         cpu_bf16(p, s->dfch, (size_t)BT * 4 * C);
-        tg_cpu_matmul_backward(s->dln, g.fcw, g.fcb, s->dfch, ln2, w.fcw, s->wT, BT, C, 4 * C);
+        tg_cpu_matmul_backward(s->dln, g.fcw, g.fcb, s->dfch, ln2, w.fcw, BT, C, 4 * C);
         cpu_bf16(p, s->dln, (size_t)BT * C);
         /* ...and, through the identity branch plus ln_2, becomes d/d(residual2). */
         tg_cpu_layernorm_backward(s->dresidual, g.ln2w, g.ln2b, s->dln, res2, w.ln2w,
                                   a->ln2_mean + l * sBT, a->ln2_rstd + l * sBT, BT, C);
         cpu_bf16(p, s->dresidual, (size_t)BT * C);
         tg_cpu_matmul_backward(s->datty, g.attprojw, g.attprojb, s->dresidual, atty, w.attprojw,
-                               s->wT, BT, C, C);
+                               BT, C, C);
         cpu_bf16(p, s->datty, (size_t)BT * C);
         tg_cpu_attention_backward(s->dqkv, s->datt, s->datty, qkv, att, B, T, C, NH);
         cpu_bf16(p, s->dqkv, (size_t)BT * 3 * C);
-        tg_cpu_matmul_backward(s->dln, g.qkvw, g.qkvb, s->dqkv, ln1, w.qkvw, s->wT, BT, C, 3 * C);
+        tg_cpu_matmul_backward(s->dln, g.qkvw, g.qkvb, s->dqkv, ln1, w.qkvw, BT, C, 3 * C);
         cpu_bf16(p, s->dln, (size_t)BT * C);
         /* now d/d(x), the block input */
         tg_cpu_layernorm_backward(s->dresidual, g.ln1w, g.ln1b, s->dln, x, w.ln1w,
