@@ -16,7 +16,6 @@ struct tg_decoder {
     int T, L, C, NH, V, Vp;
     int len;        /* positions cached */
     float *qkv;     /* (L, T, 3C): the cache (q is kept too: simpler, same layout as the forward) */
-    float *wT;      /* (C, Vp): wte transposed, for the LM head */
     int cap;        /* rows of the work buffers */
     float *x, *ln, *mean, *rstd, *atty, *proj, *res2, *fch, *fchg, *att;
 };
@@ -66,12 +65,10 @@ tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err) {
     d->T = o->T, d->L = d->lay->cfg.n_layer, d->C = d->lay->cfg.n_embd, d->NH = d->lay->cfg.n_head;
     d->V = d->lay->cfg.vocab_size, d->Vp = d->lay->cfg.padded_vocab_size;
     d->qkv = dec_alloc((size_t)d->L * d->T * 3 * d->C);
-    d->wT = dec_alloc((size_t)d->C * d->Vp);
-    if (!d->qkv || !d->wT) {
+    if (!d->qkv) {
         tg_decoder_free(d);
         return tg_error_set(err, TG_ERR_NOMEM, "decoder: out of memory for the KV cache");
     }
-    tg_cpu_transpose(d->wT, params + d->lay->tensors[TG_GPT2_WTE].offset, d->Vp, d->C);
     *out = d;
     return TG_OK;
 }
@@ -80,7 +77,6 @@ void tg_decoder_free(tg_decoder *d) {
     if (!d) return;
     dec_free_work(d);
     free(d->qkv);
-    free(d->wT);
     free(d);
 }
 
@@ -164,7 +160,9 @@ tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *log
     const float *last = d->x + (size_t)(n - 1) * C;
     tg_cpu_layernorm_forward(d->ln, d->mean, d->rstd, last, dec_tensor(d, tg_gpt2_final_index(L, TG_GPT2_LNF_W)),
                              dec_tensor(d, tg_gpt2_final_index(L, TG_GPT2_LNF_B)), 1, C);
-    tg_cpu_gemm(logits, (size_t)d->Vp, d->ln, (size_t)C, 1, d->wT, (size_t)d->Vp, NULL, 1, d->Vp, C, 0);
+    /* wte (Vp, C) read as a transposed B, as the full forward does: same sums, bitwise. */
+    tg_cpu_gemm_strided(logits, (size_t)d->Vp, d->ln, (size_t)C, 1, dec_tensor(d, TG_GPT2_WTE), 1, (size_t)C, NULL, 1,
+                        d->Vp, C, 0);
     d->len += n;
 cleanup:
     return st;

@@ -46,7 +46,6 @@ typedef struct {
     float *dgate, *dup; /* (B, T, F) */
     float *dlogits;/* (B, T, Vp) */
     float *datt;   /* (B, NH, T) */
-    float *wT;     /* max(F, Vp, C) * C: a transposed weight */
     float *rope_cos, *rope_sin; /* (T, hs/2) */
 } llama_acts;
 
@@ -75,8 +74,6 @@ static size_t carve(llama_acts *a, float *mem, const tg_gpt2_config *c, int B, i
     const size_t L = (size_t)c->n_layer, C = (size_t)c->n_embd, NH = (size_t)c->n_head, F = (size_t)c->ffn_dim;
     const size_t Vp = (size_t)c->padded_vocab_size, BT = (size_t)B * (size_t)T;
     const size_t KV = (size_t)c->n_kv_head * (C / NH), half = C / NH / 2;
-    size_t wt = F > Vp ? F : Vp;
-    if (C > wt) wt = C;
     size_t off = 0;
 #define CARVE(ptr, n)                                                                              \
     do {                                                                                           \
@@ -111,7 +108,6 @@ static size_t carve(llama_acts *a, float *mem, const tg_gpt2_config *c, int B, i
     CARVE(a->dup, BT * F);
     CARVE(a->dlogits, BT * Vp);
     CARVE(a->datt, BT * NH);
-    CARVE(a->wT, wt * C);
     CARVE(a->rope_cos, (size_t)T * half);
     CARVE(a->rope_sin, (size_t)T * half);
 #undef CARVE
@@ -195,27 +191,27 @@ static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t
         float *res2 = a->res2 + l * sBTC, *ln2 = a->ln2 + l * sBTC, *res3 = a->res3 + l * sBTC;
         float *gate = a->gate + l * sBTF, *up = a->up + l * sBTF, *h = a->h + l * sBTF;
         tg_llama_rmsnorm_forward(ln1, a->rstd1 + l * sBT, x, block(m, w, l, TG_LLAMA_IN_NORM), BT, C, eps);
-        tg_llama_linear_forward(qkv, 3 * (size_t)C, ln1, block(m, w, l, TG_LLAMA_Q), a->wT, BT, C, C);
+        tg_llama_linear_forward(qkv, 3 * (size_t)C, ln1, block(m, w, l, TG_LLAMA_Q), BT, C, C);
         tg_llama_rope(qkv, 3 * (size_t)C, a->rope_cos, a->rope_sin, B, T, NH, hs, 0);
-        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_K), a->wT, BT, C, KV);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_K), BT, C, KV);
         tg_llama_rope(a->kv, (size_t)KV, a->rope_cos, a->rope_sin, B, T, NKV, hs, 0);
         tg_llama_kv_expand(qkv + C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
-        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_V), a->wT, BT, C, KV);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_V), BT, C, KV);
         tg_llama_kv_expand(qkv + 2 * C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
         tg_cpu_attention_forward(atty, a->att + l * sATT, qkv, B, T, C, NH);
-        tg_llama_linear_forward(a->proj, (size_t)C, atty, block(m, w, l, TG_LLAMA_O), a->wT, BT, C, C);
+        tg_llama_linear_forward(a->proj, (size_t)C, atty, block(m, w, l, TG_LLAMA_O), BT, C, C);
         tg_cpu_residual_forward(res2, x, a->proj, (size_t)BT * C);
         tg_llama_rmsnorm_forward(ln2, a->rstd2 + l * sBT, res2, block(m, w, l, TG_LLAMA_POST_NORM), BT, C, eps);
-        tg_llama_linear_forward(gate, (size_t)F, ln2, block(m, w, l, TG_LLAMA_GATE), a->wT, BT, C, F);
-        tg_llama_linear_forward(up, (size_t)F, ln2, block(m, w, l, TG_LLAMA_UP), a->wT, BT, C, F);
+        tg_llama_linear_forward(gate, (size_t)F, ln2, block(m, w, l, TG_LLAMA_GATE), BT, C, F);
+        tg_llama_linear_forward(up, (size_t)F, ln2, block(m, w, l, TG_LLAMA_UP), BT, C, F);
         tg_llama_swiglu_forward(h, gate, up, (size_t)BT * F);
-        tg_llama_linear_forward(a->proj, (size_t)C, h, block(m, w, l, TG_LLAMA_DOWN), a->wT, BT, F, C);
+        tg_llama_linear_forward(a->proj, (size_t)C, h, block(m, w, l, TG_LLAMA_DOWN), BT, F, C);
         tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
     }
     tg_llama_rmsnorm_forward(a->lnf, a->rstdf, a->res3 + (size_t)(L - 1) * sBTC,
                              tensor(m, w, tg_llama_norm_index(L)), BT, C, eps);
     /* all Vp columns (the padded ones are unused) */
-    tg_llama_linear_forward(a->logits, (size_t)Vp, a->lnf, tensor(m, w, tg_llama_head_index(c)), a->wT, BT, C, Vp);
+    tg_llama_linear_forward(a->logits, (size_t)Vp, a->lnf, tensor(m, w, tg_llama_head_index(c)), BT, C, Vp);
     p->has_targets = targets != NULL;
     p->n_valid = 0;
     p->loss = 0.0f;

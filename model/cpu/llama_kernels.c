@@ -89,10 +89,9 @@ void tg_llama_swiglu_backward(float *dgate, float *dup, const float *dh, const f
     }
 }
 
-void tg_llama_linear_forward(float *out, size_t ldo, const float *x, const float *W, float *wT_scratch, int N,
-                             int IC, int OC) {
-    tg_cpu_transpose(wT_scratch, W, OC, IC);
-    tg_cpu_gemm(out, ldo, x, (size_t)IC, 1, wT_scratch, (size_t)OC, NULL, N, OC, IC, 0);
+void tg_llama_linear_forward(float *out, size_t ldo, const float *x, const float *W, int N, int IC, int OC) {
+    /* B(ic, oc) = W[oc*IC + ic]: the GEMM packs W as a transposed view, no copy. */
+    tg_cpu_gemm_strided(out, ldo, x, (size_t)IC, 1, W, 1, (size_t)IC, NULL, N, OC, IC, 0);
 }
 
 void tg_llama_linear_backward(float *dx, float *dW, const float *dout, size_t ldd, const float *x, const float *W,

@@ -30,10 +30,8 @@ void tg_llama_swiglu_forward(float *h, const float *gate, const float *up, size_
 void tg_llama_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up,
                               size_t n);
 
-/* out (N, OC) with row stride ldo = x (N, IC) @ W^T, W (OC, IC) as nn.Linear stores it;
- * wT_scratch holds IC*OC floats. */
-void tg_llama_linear_forward(float *out, size_t ldo, const float *x, const float *W, float *wT_scratch, int N,
-                             int IC, int OC);
+/* out (N, OC) with row stride ldo = x (N, IC) @ W^T, W (OC, IC) as nn.Linear stores it. */
+void tg_llama_linear_forward(float *out, size_t ldo, const float *x, const float *W, int N, int IC, int OC);
 /* dx (N, IC) = dout @ W (accumulate: added to dx, else overwritten); dW (OC, IC) += dout^T @ x.
  * dout has row stride ldd. */
 void tg_llama_linear_backward(float *dx, float *dW, const float *dout, size_t ldd, const float *x, const float *W,
