@@ -2,6 +2,7 @@
 #include "data/loader.h"
 
 #include <glob.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,18 +69,35 @@ struct tg_loader {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* mixture (n_src > 0): each global row g comes from source pick(g); the source's own stream
+     * (a sub-loader with B=1, world=1) serves its next unused position, counted per source */
+    int n_src;
+    tg_loader **src;
+    double *cumw;           /* cumulative normalised weights, cumw[n_src-1] = 1 */
+    uint64_t *counts;       /* consumer: rows drawn from each source before `position` */
+    uint64_t *prod_counts;  /* producer: the same at prod_pos */
+    uint64_t *tmp_counts;
 };
 
 int tg_loader_vocab_size(const tg_loader *l) {
+    if (l->n_src) return tg_loader_vocab_size(l->src[0]);
     return l->synthetic_vocab ? l->synthetic_vocab : (int)l->shards[0].info.vocab_size;
 }
-int tg_loader_eot_id(const tg_loader *l) { return l->synthetic_vocab ? -1 : (int)l->shards[0].info.eot_id; }
+int tg_loader_eot_id(const tg_loader *l) {
+    if (l->n_src) return tg_loader_eot_id(l->src[0]);
+    return l->synthetic_vocab ? -1 : (int)l->shards[0].info.eot_id; }
 const char *tg_loader_tokenizer_hash(const tg_loader *l) {
+    if (l->n_src) return tg_loader_tokenizer_hash(l->src[0]);
     return l->synthetic_vocab ? "" : l->shards[0].info.tokenizer_hash;
 }
-uint64_t tg_loader_n_windows(const tg_loader *l) { return l->n_windows; }
+uint64_t tg_loader_n_windows(const tg_loader *l) {
+    uint64_t n = l->n_windows;
+    for (int i = 0; i < l->n_src; i++) n += tg_loader_n_windows(l->src[i]);
+    return n;
+}
 uint64_t tg_loader_n_tokens(const tg_loader *l) {
     uint64_t n = 0;
+    for (int i = 0; i < l->n_src; i++) n += tg_loader_n_tokens(l->src[i]);
     for (int i = 0; i < l->n_shards; i++) n += l->shards[i].info.n_tokens;
     return n;
 }
@@ -195,6 +213,38 @@ cleanup:
     return st;
 }
 
+/* ---- mixture ---- */
+
+/* Source of global row g: a uniform draw keyed on (seed, g) alone, so the choice does not depend
+ * on the world size, B or what was read before. */
+static int mix_pick(const tg_loader *l, uint64_t g) {
+    double u = (double)(tg_hash64(tg_hash64(l->seed, 0x6d6978u), g) >> 11) * 0x1p-53;
+    int s = 0;
+    while (s < l->n_src - 1 && u >= l->cumw[s]) s++;
+    return s;
+}
+
+/* counts (at row pos) += the sources of rows [pos, pos + n). */
+static void mix_advance(const tg_loader *l, uint64_t *counts, uint64_t pos, uint64_t n) {
+    for (uint64_t j = 0; j < n; j++) counts[mix_pick(l, pos + j)]++;
+}
+
+/* This rank's rows of the world*B rows at pos; counts is at pos and ends at pos + world*B. */
+static tg_status mix_batch(tg_loader *l, uint64_t pos, uint64_t *counts, int32_t *inputs,
+                           int32_t *targets, tg_error *err) {
+    tg_status st = TG_OK;
+    const uint64_t lo = (uint64_t)l->opt.rank * (uint64_t)l->B, step = (uint64_t)l->opt.world * (uint64_t)l->B;
+    for (uint64_t j = 0; j < step; j++) {
+        int s = mix_pick(l, pos + j);
+        uint64_t k = counts[s]++;
+        if (j < lo || j >= lo + (uint64_t)l->B) continue;
+        size_t off = (size_t)(j - lo) * (size_t)l->T;
+        TG_TRY(make_batch(l->src[s], k, inputs + off, targets + off, err));
+    }
+cleanup:
+    return st;
+}
+
 /* ---- prefetch thread ---- */
 
 static void *producer(void *arg) {
@@ -211,7 +261,8 @@ static void *producer(void *arg) {
         uint64_t pos = l->prod_pos;
         pthread_mutex_unlock(&l->mu);
         tg_error_clear(&s->err);
-        s->st = make_batch(l, pos, s->inputs, s->targets, &s->err);
+        s->st = l->n_src ? mix_batch(l, pos, l->prod_counts, s->inputs, s->targets, &s->err)
+                         : make_batch(l, pos, s->inputs, s->targets, &s->err);
         s->pos = pos;
         pthread_mutex_lock(&l->mu);
         l->count++;
@@ -239,6 +290,7 @@ static tg_status prefetch_start(tg_loader *l, tg_error *err) {
     l->head = l->count = 0;
     l->stop = l->prod_failed = 0;
     l->prod_pos = l->position;
+    if (l->n_src) memcpy(l->prod_counts, l->counts, (size_t)l->n_src * sizeof *l->counts);
     if (pthread_create(&l->thread, NULL, producer, l) != 0)
         return tg_error_set(err, TG_ERR_INTERNAL, "cannot start the loader's prefetch thread");
     l->running = 1;
@@ -287,6 +339,96 @@ cleanup:
 
 static int has_glob_chars(const char *s) { return strpbrk(s, "*?[") != NULL; }
 
+/* A mixture spec has a comma or ends in ":<weight>" (":" then only number characters). */
+static int mix_is_spec(const char *g) {
+    const char *c = strrchr(g, ':');
+    return strchr(g, ',') != NULL || (c && strspn(c + 1, "0123456789.eE+-") == strlen(c + 1));
+}
+
+static tg_status ring_open(tg_loader *l, tg_error *err) {
+    tg_status st = TG_OK;
+    if (l->P > 0) {
+        l->ring = calloc((size_t)l->P, sizeof *l->ring);
+        TG_CHECK_ALLOC(err, l->ring);
+        for (int i = 0; i < l->P; i++) {
+            l->ring[i].inputs = malloc((size_t)l->B * l->T * sizeof(int32_t));
+            l->ring[i].targets = malloc((size_t)l->B * l->T * sizeof(int32_t));
+            TG_CHECK_ALLOC(err, l->ring[i].inputs);
+            TG_CHECK_ALLOC(err, l->ring[i].targets);
+        }
+        TG_TRY(prefetch_start(l, err));
+    }
+cleanup:
+    return st;
+}
+
+/* Parses "glob:w,glob:w,..." and opens one sub-loader per source (B=1, world=1, no prefetch,
+ * seed hashed with the source index); all sources must share one tokenizer. */
+static tg_status mix_open(tg_loader *l, const tg_loader_options *opt, tg_error *err) {
+    tg_status st = TG_OK;
+    char *spec = strdup(opt->glob);
+    TG_CHECK_ALLOC(err, spec);
+    int n = 1;
+    for (const char *c = opt->glob; *c; c++) n += *c == ',';
+    l->src = calloc((size_t)n, sizeof *l->src);
+    l->cumw = calloc((size_t)n, sizeof *l->cumw);
+    l->counts = calloc((size_t)n, sizeof *l->counts);
+    l->prod_counts = calloc((size_t)n, sizeof *l->prod_counts);
+    l->tmp_counts = calloc((size_t)n, sizeof *l->tmp_counts);
+    TG_CHECK_ALLOC(err, l->src);
+    TG_CHECK_ALLOC(err, l->cumw);
+    TG_CHECK_ALLOC(err, l->counts);
+    TG_CHECK_ALLOC(err, l->prod_counts);
+    TG_CHECK_ALLOC(err, l->tmp_counts);
+    double total = 0;
+    char *part = spec;
+    for (int i = 0; i < n; i++) {
+        char *comma = strchr(part, ',');
+        if (comma) *comma = 0;
+        char *colon = strrchr(part, ':');
+        if (!colon)
+            TG_FAIL(err, TG_ERR_CONFIG, "data mixture \"%s\": source %d \"%s\" has no \":weight\"",
+                    opt->glob, i + 1, part);
+        *colon = 0;
+        char *end = NULL;
+        double w = strtod(colon + 1, &end);
+        if (!part[0])
+            TG_FAIL(err, TG_ERR_CONFIG, "data mixture \"%s\": source %d has no glob before \":%s\"",
+                    opt->glob, i + 1, colon + 1);
+        if (end == colon + 1 || *end || !isfinite(w) || w <= 0)
+            TG_FAIL(err, TG_ERR_CONFIG, "data mixture \"%s\": source %d (%s) weight \"%s\" is not a number > 0",
+                    opt->glob, i + 1, part, colon + 1);
+        if (strcmp(part, TG_LOADER_SYNTHETIC) == 0)
+            TG_FAIL(err, TG_ERR_CONFIG, "data mixture \"%s\": \"synthetic\" cannot be a mixture source", opt->glob);
+        tg_loader_options so = *opt;
+        so.glob = part;
+        so.B = 1;
+        so.rank = 0;
+        so.world = 1;
+        so.prefetch = 0;
+        so.seed = tg_hash64(opt->seed, (uint64_t)i + 1);
+        TG_TRY(tg_loader_open(&l->src[i], &so, err));
+        l->n_src = i + 1;
+        const tg_loader *a = l->src[0], *b = l->src[i];
+        if (i > 0 && (strcmp(tg_loader_tokenizer_hash(a), tg_loader_tokenizer_hash(b)) != 0 ||
+                      tg_loader_vocab_size(a) != tg_loader_vocab_size(b) || tg_loader_eot_id(a) != tg_loader_eot_id(b)))
+            TG_FAIL(err, TG_ERR_DATA,
+                    "data mixture: source %d (%s) has tokenizer hash %s, vocab_size %d, eot_id %d; source 1 (%s) "
+                    "has %s, %d, %d: all sources must be tokenized alike",
+                    i + 1, part, tg_loader_tokenizer_hash(b), tg_loader_vocab_size(b), tg_loader_eot_id(b),
+                    l->src[0]->shards[0].path, tg_loader_tokenizer_hash(a), tg_loader_vocab_size(a),
+                    tg_loader_eot_id(a));
+        total += w;
+        l->cumw[i] = total;
+        part = comma ? comma + 1 : part + strlen(part);
+    }
+    for (int i = 0; i < n; i++) l->cumw[i] /= total;
+    l->cumw[n - 1] = 1.0;
+cleanup:
+    free(spec);
+    return st;
+}
+
 tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error *err) {
     tg_status st = TG_OK;
     glob_t g;
@@ -314,6 +456,14 @@ tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error
         if (!opt->shuffle) l->seed = tg_hash64(opt->seed, 0x7661); /* validation: a different stream */
         *out = l;
         return TG_OK;
+    }
+    if (mix_is_spec(opt->glob)) {
+        TG_TRY(mix_open(l, opt, err));
+        l->P = opt->prefetch;
+        TG_TRY(ring_open(l, err));
+        *out = l;
+        l = NULL;
+        goto cleanup;
     }
     /* The files, sorted by name (glob sorts). A pattern without wildcards is a plain path. */
     int rc = glob(opt->glob, 0, NULL, &g);
@@ -353,17 +503,7 @@ tg_status tg_loader_open(tg_loader **out, const tg_loader_options *opt, tg_error
     l->dtype_bytes = l->shards[0].info.dtype_bytes;
     TG_TRY(blocks_build(l, opt, err));
     l->P = opt->prefetch;
-    if (l->P > 0) {
-        l->ring = calloc((size_t)l->P, sizeof *l->ring);
-        TG_CHECK_ALLOC(err, l->ring);
-        for (int i = 0; i < l->P; i++) {
-            l->ring[i].inputs = malloc((size_t)l->B * l->T * sizeof(int32_t));
-            l->ring[i].targets = malloc((size_t)l->B * l->T * sizeof(int32_t));
-            TG_CHECK_ALLOC(err, l->ring[i].inputs);
-            TG_CHECK_ALLOC(err, l->ring[i].targets);
-        }
-        TG_TRY(prefetch_start(l, err));
-    }
+    TG_TRY(ring_open(l, err));
     *out = l;
     l = NULL;
 cleanup:
@@ -375,6 +515,12 @@ cleanup:
 void tg_loader_free(tg_loader *l) {
     if (!l) return;
     prefetch_stop(l);
+    for (int i = 0; i < l->n_src; i++) tg_loader_free(l->src[i]);
+    free(l->src);
+    free(l->cumw);
+    free(l->counts);
+    free(l->prod_counts);
+    free(l->tmp_counts);
     tg_shard_handle_close(&l->h);
     for (int i = 0; i < l->n_shards; i++) free(l->shards[i].path);
     free(l->shards);
@@ -407,6 +553,15 @@ tg_status tg_loader_next(tg_loader *l, int32_t *inputs, int32_t *targets, tg_err
         l->position += step;
         return TG_OK;
     }
+    if (l->P == 0 && l->n_src) { /* counts move only on success */
+        memcpy(l->tmp_counts, l->counts, (size_t)l->n_src * sizeof *l->counts);
+        tg_status st = mix_batch(l, l->position, l->tmp_counts, inputs, targets, err);
+        if (st == TG_OK) {
+            memcpy(l->counts, l->tmp_counts, (size_t)l->n_src * sizeof *l->counts);
+            l->position += step;
+        }
+        return st;
+    }
     if (l->P == 0) {
         tg_status st = make_batch(l, l->position, inputs, targets, err);
         if (st == TG_OK) l->position += step;
@@ -430,6 +585,7 @@ tg_status tg_loader_next(tg_loader *l, int32_t *inputs, int32_t *targets, tg_err
     l->count--;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    if (l->n_src) mix_advance(l, l->counts, l->position, step);
     l->position += step;
     return TG_OK;
 }
@@ -451,6 +607,17 @@ tg_status tg_loader_state_set(tg_loader *l, const tg_loader_state *s, tg_error *
         for (int i = 0; i < N_CACHE; i++) l->cache[i].perm_epoch = -1;
     }
     l->position = s->position;
+    if (l->n_src) {
+        /* The per-source counts are a function of (seed, position): replay the draws (~1e8/s) so
+         * the checkpoint keeps only [seed, position], whatever the world size was. */
+        for (int i = 0; i < l->n_src; i++) {
+            tg_loader_state ss = {tg_hash64(s->seed, (uint64_t)i + 1), 0};
+            tg_status st = tg_loader_state_set(l->src[i], &ss, err);
+            if (st != TG_OK) return st;
+        }
+        memset(l->counts, 0, (size_t)l->n_src * sizeof *l->counts);
+        mix_advance(l, l->counts, 0, s->position);
+    }
     if (l->P > 0) return prefetch_start(l, err);
     return TG_OK;
 }

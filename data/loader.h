@@ -23,7 +23,15 @@
  * The glob "synthetic" (TG_LOADER_SYNTHETIC) opens no files: it serves the learnable stream of
  * data/synthetic.h with the same position semantics, vocab_size (0 = TG_SYNTHETIC_VOCAB) and
  * no tokenizer (hash "", eot_id -1, n_tokens and n_windows 0: the stream is endless). Validation
- * (shuffle=0) reads a different stream (seed hashed); state_set moves only the position. */
+ * (shuffle=0) reads a different stream (seed hashed); state_set moves only the position.
+ *
+ * Mixture: a spec "web/NAME.h5:0.7,code/NAME.h5:0.3" (globs; a comma, or a trailing ":weight") names sources
+ * with weights > 0 (normalised). Global row g (the same position counter as above) comes from
+ * source s with probability w_s, drawn from tg_hash64 keyed on (seed, g) only; source s serves its
+ * own stream (the order above, seed tg_hash64(seed, s+1)) at the next position not yet used by an
+ * earlier row. The order is thus independent of world and B, and the state stays {seed, position}:
+ * state_set replays the draws 0..position to rebuild the per-source counts. All sources must share
+ * tokenizer hash, vocab_size and eot_id (else TG_ERR_DATA); a malformed spec is TG_ERR_CONFIG. */
 #ifndef TG_LOADER_H
 #define TG_LOADER_H
 

@@ -34,7 +34,7 @@ static const key_spec KEYS[] = {
     {"model", "rope_theta", K_F64, F(rope_theta), 1.000001, 1e12, NULL, "10000", "llama: RoPE base"},
     {"model", "norm_eps", K_F64, F(norm_eps), 1e-12, 0.1, NULL, "1e-5", "llama: RMSNorm epsilon"},
     {"model", "tie_embeddings", K_INT, F(tie_embeddings), 0, 1, NULL, "0", "llama: 1 = the LM head is embed_tokens"},
-    {"data", "train", K_STR, F(train), 0, 0, NULL, "synthetic", "training shards (glob) or 'synthetic'"},
+    {"data", "train", K_STR, F(train), 0, 0, NULL, "synthetic", "training shards (glob), a mixture 'a/*.h5:0.7,b/*.h5:0.3', or 'synthetic'"},
     {"data", "val", K_STR, F(val), 0, 0, NULL, "", "validation shards (glob); empty = none"},
     {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
     {"train", "device", K_ENUM, F(device), 0, 0, "auto|cpu|cuda", "auto", "auto = cuda when built with it and a GPU is present"},

@@ -2,6 +2,7 @@
  * independence, disjoint ranks, exact continuation after a state restore, validation prefix)
  * and one test per bad shard, asserting the message. Shards are synthetic: token = position
  * (mod vocab), so a window is identified by its first token. */
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -410,6 +411,115 @@ static void test_synthetic(void) {
     tg_loader_free(val);
 }
 
+/* Mixture of s_000.h5 (tokens < 100000) and s_001.h5 (tokens >= 100000), weights 0.7 / 0.3. */
+static char MIX[1400];
+static tg_loader_options mix_opts(int B, int rank, int world, int prefetch) {
+    tg_loader_options o = opts(MIX, B, T, rank, world, prefetch);
+    o.block_tokens = 1000 * T; /* one block per shard: the proportion test stays fast */
+    return o;
+}
+
+static void test_mixture(void) {
+    tg_error err = {0};
+    /* proportions: N rows, source 0 expected 0.7 N; 4 binomial sigmas = 4 sqrt(N 0.7 0.3) = 232 */
+    enum { PB = 8, PSTEPS = 2000, N = PB * PSTEPS };
+    static uint32_t rows[N];
+    tg_loader *l = NULL;
+    tg_loader_options o = mix_opts(PB, 0, 1, 2);
+    CHECK_OK(tg_loader_open(&l, &o, &err), &err);
+    if (!l) return;
+    CHECK(tg_loader_vocab_size(l) == 200000 && !strcmp(tg_loader_tokenizer_hash(l), HASH_A));
+    CHECK(tg_loader_n_windows(l) == 99 + 70);
+    collect(l, PB, T, PSTEPS, rows);
+    tg_loader_free(l);
+    int n0 = 0;
+    for (int i = 0; i < N; i++) n0 += rows[i] < 100000;
+    double sigma = sqrt(N * 0.7 * 0.3);
+    CHECKF(fabs(n0 - 0.7 * N) <= 4 * sigma, "source 0 got %d of %d rows, expected %.0f +- %.0f", n0, N,
+           0.7 * N, 4 * sigma);
+    /* each source walks its own epoch: its first 99 (resp. 70) rows are distinct windows */
+    uint32_t seen0[99], seen1[70];
+    int k0 = 0, k1 = 0;
+    for (int i = 0; i < N && (k0 < 99 || k1 < 70); i++) {
+        if (rows[i] < 100000 && k0 < 99) seen0[k0++] = rows[i];
+        else if (rows[i] >= 100000 && k1 < 70) seen1[k1++] = rows[i];
+    }
+    qsort(seen0, 99, sizeof *seen0, cmp_u32);
+    qsort(seen1, 70, sizeof *seen1, cmp_u32);
+    int uniq = 1;
+    for (int i = 1; i < 99; i++) if (seen0[i] == seen0[i - 1]) uniq = 0;
+    for (int i = 1; i < 70; i++) if (seen1[i] == seen1[i - 1]) uniq = 0;
+    CHECK(uniq);
+
+    /* world independence: world 1 (B=8) and world 2 (B=4 each) serve the same global rows */
+    enum { STEPS = 50 };
+    static uint32_t g[STEPS * 8], a[STEPS * 4], b[STEPS * 4];
+    tg_loader *w1 = NULL, *r0 = NULL, *r1 = NULL;
+    tg_loader_options o1 = mix_opts(8, 0, 1, 2), o2a = mix_opts(4, 0, 2, 0), o2b = mix_opts(4, 1, 2, 3);
+    CHECK_OK(tg_loader_open(&w1, &o1, &err), &err);
+    CHECK_OK(tg_loader_open(&r0, &o2a, &err), &err);
+    CHECK_OK(tg_loader_open(&r1, &o2b, &err), &err);
+    if (!w1 || !r0 || !r1) return;
+    collect(w1, 8, T, STEPS, g);
+    collect(r0, 4, T, STEPS, a);
+    collect(r1, 4, T, STEPS, b);
+    int same = 1;
+    for (int s = 0; s < STEPS; s++)
+        if (memcmp(g + s * 8, a + s * 4, 16) || memcmp(g + s * 8 + 4, b + s * 4, 16)) same = 0;
+    CHECK(same);
+    CHECK(memcmp(g, rows, sizeof g) == 0); /* and the same as the prefetching B=8 loader above */
+
+    /* resume: the state of world 2 after CUT steps, restored into fresh and rewound loaders */
+    enum { CUT = 17 };
+    tg_loader_state s0;
+    tg_loader_free(r0);
+    r0 = NULL;
+    CHECK_OK(tg_loader_open(&r0, &o2a, &err), &err);
+    if (!r0) return;
+    collect(r0, 4, T, CUT, a);
+    tg_loader_state_get(r0, &s0);
+    CHECK(s0.seed == 1234 && s0.position == (uint64_t)CUT * 8);
+    tg_loader *m = NULL;
+    tg_loader_options om = mix_opts(4, 1, 2, 1);
+    CHECK_OK(tg_loader_open(&m, &om, &err), &err);
+    if (m) {
+        collect(m, 4, T, 3, b); /* read something first; state_set discards it */
+        CHECK_OK(tg_loader_state_set(m, &s0, &err), &err);
+        collect(m, 4, T, STEPS - CUT, b);
+        int ok = 1;
+        for (int s = CUT; s < STEPS; s++)
+            if (memcmp(g + s * 8 + 4, b + (s - CUT) * 4, 16)) ok = 0;
+        CHECK(ok);
+        tg_loader_free(m);
+    }
+    CHECK_OK(tg_loader_state_set(w1, &s0, &err), &err); /* world 1 rewound to world 2's state */
+    static uint32_t z[(STEPS - CUT) * 8];
+    collect(w1, 8, T, STEPS - CUT, z);
+    CHECK(memcmp(z, g + CUT * 8, sizeof z) == 0);
+    tg_loader_free(w1);
+    tg_loader_free(r0);
+    tg_loader_free(r1);
+
+    /* errors */
+    static char spec[1400];
+    const char *dir = tpath("");
+    snprintf(spec, sizeof spec, "%ss_000.h5:0.5,%smix_b.h5:0.5", dir, dir);
+    expect_fail(spec, T, 0, TG_ERR_DATA, "tokenizer hash bbbb", "all sources must be tokenized alike");
+    snprintf(spec, sizeof spec, "%ss_000.h5:0", dir);
+    expect_fail(spec, T, 0, TG_ERR_CONFIG, "weight \"0\" is not a number > 0", NULL);
+    snprintf(spec, sizeof spec, "%ss_000.h5:-1,%ss_001.h5:1", dir, dir);
+    expect_fail(spec, T, 0, TG_ERR_CONFIG, "weight \"-1\" is not a number > 0", NULL);
+    snprintf(spec, sizeof spec, "%ss_000.h5:,%ss_001.h5:1", dir, dir);
+    expect_fail(spec, T, 0, TG_ERR_CONFIG, "weight \"\" is not a number > 0", NULL);
+    snprintf(spec, sizeof spec, "%ss_000.h5:0.7,%ss_001.h5", dir, dir);
+    expect_fail(spec, T, 0, TG_ERR_CONFIG, "source 2", "has no \":weight\"");
+    snprintf(spec, sizeof spec, "%ss_000.h5:0.7,:0.3", dir);
+    expect_fail(spec, T, 0, TG_ERR_CONFIG, "source 2 has no glob", NULL);
+    snprintf(spec, sizeof spec, "%ss_000.h5:0.7,%snone_*.h5:0.3", dir, dir);
+    expect_fail(spec, T, 0, TG_ERR_IO, "no files match", NULL);
+    expect_fail("synthetic:1", T, 0, TG_ERR_CONFIG, "cannot be a mixture source", NULL);
+}
+
 int main(void) {
     tmpdir_make();
     make_shard(tpath("s_000.h5"), 200000, 1000, 0, HASH_A, -1, 0);
@@ -427,6 +537,10 @@ int main(void) {
     test_h5py_style_attrs();
     test_bad_shards();
     test_synthetic();
+    make_shard(tpath("mix_b.h5"), 200000, 500, 0, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", -1, 0);
+    snprintf(MIX, sizeof MIX, "%s:0.7,", tpath("s_000.h5"));
+    snprintf(MIX + strlen(MIX), sizeof MIX - strlen(MIX), "%s:0.3", tpath("s_001.h5"));
+    test_mixture();
     tmpdir_remove();
     TEST_MAIN_END();
 }
