@@ -13,6 +13,7 @@ int tg_cmd_bench_comm(int argc, char **argv);  /* app/cmd_bench_comm.c */
 int tg_cmd_bench_model(int argc, char **argv); /* app/cmd_bench.c */
 int tg_cmd_ckpt(int argc, char **argv);        /* app/cmd_ckpt.c */
 int tg_cmd_sample(int argc, char **argv);      /* app/cmd_sample.c */
+int tg_cmd_eval(int argc, char **argv);        /* app/cmd_eval.c */
 int tg_cmd_data(int argc, char **argv);        /* app/cmd_data_verify.c: `data verify GLOB...` */
 int tg_cmd_ckpt_diff(int argc, char **argv);   /* app/cmd_ckpt_diff.c: `ckpt diff A B` */
 int tg_cmd_export(int argc, char **argv);      /* app/cmd_interop.c */

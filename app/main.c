@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "  bench comm ...                         time collectives (nccl-tests style table)\n"
             "  ckpt info FILE                         show what a checkpoint holds\n"
             "  sample FILE --prompt TEXT --tokens N   generate text from a checkpoint\n"
+            "  eval FILE --tasks TASKS.jsonl          multiple-choice accuracy (HellaSwag JSONL layout)\n"
             "  export CKPT --out DIR [--dtype fp32|bf16]   write a Hugging Face model directory\n"
             "  import DIR --out CKPT                  Hugging Face GPT-2 directory to a checkpoint\n"
             "  tokenizer import --tokenizer-json F | --vocab F [--merges F] --out FILE   HF tokenizer to ranks\n"
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
         {"train", tg_cmd_train},     {"prepare", tg_cmd_prepare}, {"tokenizer", tg_cmd_tokenizer},
         {"bench", tg_cmd_bench},     {"ckpt", tg_cmd_ckpt},       {"sample", tg_cmd_sample},
         {"export", tg_cmd_export},   {"import", tg_cmd_import},   {"data", tg_cmd_data},
+        {"eval", tg_cmd_eval},
     };
     if (strcmp(cmd, "tokenizer") == 0 && argc >= 3 && strcmp(argv[2], "import") == 0)
         return tg_cmd_tokenizer_import(argc - 2, argv + 2); /* app/cmd_interop.c (HF tokenizers) */
