@@ -62,6 +62,7 @@ static const key_spec KEYS[] = {
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path: continue a run exactly (step, optimizer, data position); wins over init_from"},
     {"train", "init_from", K_STR, F(init_from), 0, 0, NULL, "", "new run from these weights (checkpoint or HF dir): fresh optimizer, step 0, data from the start; a run that resumes ignores it"},
+    {"train", "eval_tasks", K_STR, F(eval_tasks), 0, 0, NULL, "", "multiple-choice tasks (HellaSwag JSONL) scored at eval_every, needs data.tokenizer; empty = none"},
     {"train", "sample_every", K_INT, F(sample_every), 0, 1e9, NULL, "0", "print a sample every N steps; 0 = off"},
     {"train", "sample_tokens", K_INT, F(sample_tokens), 1, 1e6, NULL, "64", "tokens per sample"},
     {"train", "nan_patience", K_INT, F(nan_patience), 1, 1e9, NULL, "5", "stop after N non-finite losses in a row"},

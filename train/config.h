@@ -35,6 +35,7 @@ typedef struct {
     char train[TG_PATH_MAX]; /* shard glob, or "synthetic" */
     char val[TG_PATH_MAX];   /* shard glob, "" = none */
     char tokenizer[TG_PATH_MAX]; /* tokenizer file, for samples (optional) */
+    char eval_tasks[TG_PATH_MAX]; /* [train] eval_tasks: HellaSwag-layout JSONL scored at eval_every; "" = none */
     /* [train] */
     tg_device_pick device;   /* auto | cpu | cuda */
     tg_precision precision;  /* bf16 | fp32 */

@@ -97,6 +97,15 @@ void tg_metrics_write_val(tg_metrics *m, int step, double val_loss) {
     tg_tb_scalar(m->tb, step, "val/loss", val_loss);
 }
 
+void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm, int n_items) {
+    if (!m) return;
+    fprintf(m->f, "{\"step\":%d,\"eval_acc\":%.9g,\"eval_acc_norm\":%.9g,\"eval_items\":%d}\n", step, acc,
+            acc_norm, n_items);
+    fflush(m->f);
+    tg_tb_scalar(m->tb, step, "eval/acc", acc);
+    tg_tb_scalar(m->tb, step, "eval/acc_norm", acc_norm);
+}
+
 void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n) {
     if (!m) return;
     tg_tb_text(m->tb, step, "samples/text", text, n);

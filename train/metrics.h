@@ -38,6 +38,9 @@ void tg_metrics_free(tg_metrics *m);
 void tg_metrics_write_step(tg_metrics *m, const tg_metrics_step *r);
 void tg_metrics_write_skipped(tg_metrics *m, int step);
 void tg_metrics_write_val(tg_metrics *m, int step, double val_loss);
+/* Multiple-choice accuracy (train.eval_tasks): "eval_acc", "eval_acc_norm", "eval_items";
+ * TensorBoard eval/acc and eval/acc_norm. */
+void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm, int n_items);
 /* A generated sample (TensorBoard only; the log has it too). */
 void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n);
 

@@ -16,6 +16,7 @@
 #include "core/timer.h"
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "eval/mc.h"
 #include "model/model.h"
 #include "train/dp_optim.h"
 #include "train/init_from.h"
@@ -38,6 +39,7 @@ typedef struct {
     int32_t *inputs, *targets; /* (B, T) host */
     tg_ckpt_writer *ckpt;
     tg_tokenizer *tok;         /* rank 0, for train.sample_every */
+    tg_mc_set *tasks;          /* every rank, for train.eval_tasks */
     tg_metrics *metrics;       /* rank 0 */
     tg_rng rng;                /* sampling; part of the checkpoint */
     tg_schedule sched;
@@ -321,6 +323,8 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
                             (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
     tr->accum = (int)(total / per_micro);
     tr->tokens_per_step = total;
+    if (cfg->eval_tasks[0] && !cfg->tokenizer[0])
+        return tg_error_set(err, TG_ERR_CONFIG, "train.eval_tasks needs data.tokenizer (the tokenizer file) to encode the tasks");
     if (cfg->sample_every > 0 && !cfg->tokenizer[0])
         return tg_error_set(err, TG_ERR_CONFIG,
                             "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
@@ -465,6 +469,33 @@ cleanup:
     return st;
 }
 
+/* Every rank, with train.eval_tasks: the tasks, tokenized (each rank scores its share of them). */
+static tg_status setup_tasks(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_tokenizer *tok = NULL;
+    if (!tr->cfg->eval_tasks[0]) return TG_OK;
+    TG_TRY(tg_tokenizer_load(&tok, tr->cfg->tokenizer, err));
+    TG_TRY(tg_mc_load(&tr->tasks, tr->cfg->eval_tasks, tok, err));
+cleanup:
+    tg_tokenizer_free(tok);
+    return st;
+}
+
+/* Multiple-choice accuracy on train.eval_tasks: rank r scores items i % world == r; the counts
+ * are all-reduced, so the result is the same at any world size. */
+static tg_status evaluate_tasks(trainer *tr, int step, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_mc_counts c = {0};
+    TG_TRY(tg_mc_score(tr->tasks, tr->model, tr->rank, tr->world, &c, NULL, err));
+    double v[3] = {c.n_items, c.n_correct, c.n_correct_norm};
+    TG_TRY(tg_comm_all_reduce_host(tr->comm, v, 3, TG_COMM_F64, TG_COMM_SUM, err));
+    tg_log_info(tr->lg, "step %5d/%d | eval acc %.4f | acc_norm %.4f (%.0f items)", step, tr->cfg->max_steps,
+                v[1] / v[0], v[2] / v[0], v[0]);
+    tg_metrics_write_tasks(tr->metrics, step, v[1] / v[0], v[2] / v[0], (int)v[0]);
+cleanup:
+    return st;
+}
+
 static void log_run(const trainer *tr, const tg_gpt2_config *mc) {
     const tg_model_options *mo = tg_model_opts(tr->model);
     const int cuda = mo->device == TG_DEVICE_CUDA;
@@ -489,6 +520,7 @@ static tg_status setup(trainer *tr, const tg_config *cfg, tg_comm *comm, const t
     TG_TRY(setup_model(tr, &mc, err));
     TG_TRY(setup_run_dir(tr, &mc, err));
     TG_TRY(setup_tokenizer(tr, &mc, err));
+    TG_TRY(setup_tasks(tr, err));
     TG_TRY(tg_comm_barrier(comm, err)); /* out_dir exists before anyone looks for checkpoints */
     TG_TRY(maybe_resume(tr, err));
     TG_TRY(maybe_init_from(tr, err));
@@ -507,6 +539,7 @@ static void teardown(trainer *tr) {
     }
     tg_metrics_free(tr->metrics);
     tg_tokenizer_free(tr->tok);
+    tg_mc_free(tr->tasks);
     tg_loader_free(tr->train);
     tg_loader_free(tr->val);
     tg_dp_optim_free(tr->opt);
@@ -608,6 +641,8 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
         tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
         tg_metrics_write_val(tr->metrics, step, vl);
     }
+    if (tr->tasks && cfg->eval_every && (step % cfg->eval_every == 0 || step == cfg->max_steps))
+        TG_TRY(evaluate_tasks(tr, step, err));
     if (tr->tok && cfg->sample_every > 0 && step % cfg->sample_every == 0) TG_TRY(print_sample(tr, step, err));
     TG_TRY(tuning_save(tr, err));
     double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;

@@ -101,5 +101,30 @@ with open(f"{TMP}/bad2.jsonl", "w") as f:
 r = run(TG, "eval", ck, "--tasks", f"{TMP}/bad2.jsonl", "--tokenizer", f"{TMP}/tok.tiktoken")
 check("a line that is not JSON is an error naming the line", r.returncode == 1 and "bad2.jsonl:1: not JSON" in r.stderr,
       r.stderr.strip())
+# ---- train.eval_tasks: logged to metrics.jsonl and TensorBoard; the last value equals `truthgpt eval` ----
+check("prepare", run(TG, "prepare", "--tokenizer", f"{TMP}/tok.tiktoken", "--out", f"{TMP}/shards",
+                     f"{TMP}/corpus.txt").returncode == 0)
+out = f"{TMP}/run"
+r = run(TG, "train", f"{SRC}/configs/tiny.ini", f"run.out_dir={out}", f"data.train={TMP}/shards/train_*.h5",
+        "data.val=", f"data.tokenizer={TMP}/tok.tiktoken", f"train.eval_tasks={TASKS}", "model.seq_len=128",
+        "train.max_steps=8", "train.eval_every=4", "train.device=cpu", "checkpoint.every=8")
+check("training with train.eval_tasks", r.returncode == 0)
+recs = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if "eval_acc" in l] if r.returncode == 0 else []
+check("metrics.jsonl has eval_acc at steps 4 and 8", [x["step"] for x in recs] == [4, 8] and
+      all(x["eval_items"] == n for x in recs), str(recs))
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+ea = EventAccumulator(f"{out}/tb")
+ea.Reload()
+tags = ea.Tags()["scalars"]
+tb = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in ("eval/acc", "eval/acc_norm") if t in tags}
+check("TensorBoard has eval/acc and eval/acc_norm equal to metrics.jsonl",
+      recs and all(len(tb.get(t, [])) == len(recs) and
+                   all(s == x["step"] and abs(v - x[k]) <= 1e-6 for (s, v), x in zip(tb[t], recs))
+                   for t, k in (("eval/acc", "eval_acc"), ("eval/acc_norm", "eval_acc_norm"))), str(tb))
+r = run(TG, "eval", f"{out}/checkpoints/step_00000008.h5", "--tasks", TASKS)  # the tokenizer recorded in it
+last = recs[-1] if recs else {"eval_acc": -1, "eval_acc_norm": -1}
+want = f"acc {last['eval_acc']:.4f} ({round(last['eval_acc'] * n)}) | acc_norm {last['eval_acc_norm']:.4f}"
+check("the last training eval equals truthgpt eval on the checkpoint", r.returncode == 0 and want in r.stdout,
+      f"{want} vs {r.stdout.strip()}")
 print("FAILED" if failed else "PASSED", failed)
 sys.exit(1 if failed else 0)
