@@ -608,7 +608,7 @@ tg_status tg_loader_state_set(tg_loader *l, const tg_loader_state *s, tg_error *
     }
     l->position = s->position;
     if (l->n_src) {
-        /* The per-source counts are a function of (seed, position): replay the draws (~1e8/s) so
+        /* The per-source counts are a function of (seed, position): replay the draws (~4e7/s) so
          * the checkpoint keeps only [seed, position], whatever the world size was. */
         for (int i = 0; i < l->n_src; i++) {
             tg_loader_state ss = {tg_hash64(s->seed, (uint64_t)i + 1), 0};
