@@ -1,8 +1,8 @@
 # Preemption through a bare mpirun (issue 25 item 2): USR1 sent to mpirun's own pid while a 2-rank job
 # trains with a slow (>= 5 s) checkpoint write ends the job with 75, a complete checksum-valid
 # checkpoint (no .tmp left), "saved" logged only once the file is there, and the run resumes from it.
-# TERM to a bare mpirun is not relayed as a stop request (Open MPI 4.1 kills the ranks 1 s after it):
-# docs/slurm.md routes it as USR1; this test also shows that TERM does NOT save, so the docs stay true.
+# TERM to a bare mpirun is no stop request (Open MPI 4.1 kills the ranks 1 s after relaying it and
+# exits 1): docs/slurm.md says to send USR1, and train.sbatch turns TERM into USR1 for mpirun.
 source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
