@@ -32,7 +32,7 @@ static void train_usage(FILE *f) {
             "Trains a GPT-2 model. Launch with mpirun -np N or srun for data parallelism (one rank per GPU,\n"
             "or CPU ranks sharing the cores). Keys given on the command line override the file.\n"
             "SIGTERM/SIGUSR1/SIGINT: finish the step, save a checkpoint, exit %d (requeue me); a second\n"
-            "signal exits at once.\n"
+            "signal exits at once. To a bare mpirun send SIGUSR1 (Open MPI kills the ranks soon after TERM/INT).\n"
             "\nkeys:\n",
             TG_EXIT_REQUEUE);
     tg_config_print_keys(f);

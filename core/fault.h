@@ -18,6 +18,8 @@ typedef enum {
     TG_FAULT_CKPT_SLOW_MS, /* TRUTHGPT_CKPT_SLOW_MS=N: the checkpoint writer sleeps N ms per 64 KiB */
     TG_FAULT_CKPT_HOLD_STEP, /* TRUTHGPT_CKPT_HOLD_STEP=N: the writer of step N writes half of its
                               * .tmp file, then blocks until the process is killed */
+    TG_FAULT_SPIKE_STEP,     /* TRUTHGPT_SPIKE_STEP=N: the loss of step N is 1000x, the first time
+                              * the run reaches step N (a rollback then gets past it) */
 } tg_fault_switch;
 
 #ifdef TG_FAULT_INJECTION

@@ -60,7 +60,10 @@ typedef struct {
     int nan_patience;        /* stop after this many non-finite losses in a row */
     double spike_sigma;      /* a loss above mean + spike_sigma * std of the last spike_window is a spike; 0 = off */
     int spike_window;        /* steps in the running mean and std */
-    int spike_action;        /* 0 warn (log and mark), 1 skip (also leave the parameters unchanged) */
+    int spike_action;        /* 0 warn (log and mark), 1 skip (also leave the parameters unchanged), 2 rollback
+                              * (skip, and after spike_patience spikes reload the latest checkpoint) */
+    int spike_patience;      /* rollback: spikes since the start or the last rollback that trigger one */
+    int spike_rollbacks;     /* rollback: at most this many rollbacks, then stop with an error */
     int threads;             /* OpenMP threads per rank; 0 = share of the cores */
     /* [checkpoint] */
     int ckpt_every;          /* steps; 0 = only at the end and on signals */

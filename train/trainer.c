@@ -50,12 +50,14 @@ typedef struct {
     int nan_run;               /* non-finite steps in a row */
     double *spike_hist;        /* the last spike_window ordinary losses (ring), for train.spike_sigma */
     int spike_n, spike_next;
+    int spikes_pending;        /* spike_action=rollback: spikes since the start or the last rollback */
+    int rollbacks;             /* ... and rollbacks so far */
     double t_start;            /* for the ETA: this process's first step */
     int64_t first_step;
     void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
     size_t tuning_len;
     char resumed_from[TG_PATH_MAX]; /* the checkpoint file resumed from ("" for a fresh run) */
-    long long fault_step, fault_rank, nan_step; /* test builds only (core/fault.h) */
+    long long fault_step, fault_rank, nan_step, spike_step; /* test builds only (core/fault.h) */
 } trainer;
 
 tg_device_kind tg_train_device(const tg_config *cfg) {
@@ -148,29 +150,37 @@ cleanup:
     return st;
 }
 
+/* Rank 0: the newest complete checkpoint in <out_dir>/checkpoints, "" when there is none. */
+static tg_status latest_checkpoint(trainer *tr, char *path, size_t cap, tg_error *err) {
+    tg_status st = TG_OK;
+    path[0] = 0;
+    if (!tr->is_root) return TG_OK;
+    char dir[TG_PATH_MAX + 16];
+    int found = 0;
+    snprintf(dir, sizeof dir, "%s/checkpoints", tr->cfg->out_dir);
+    TG_TRY(tg_ckpt_find_latest(dir, tr->lg, path, cap, &found, err));
+    if (!found) path[0] = 0;
+cleanup:
+    return st;
+}
+
 /* The checkpoint train.resume names: "" when there is none to resume (resume=none, or auto
  * with no checkpoint in out_dir yet). Rank 0 looks; every rank gets its answer. */
 static tg_status resume_path(trainer *tr, char *path, size_t cap, tg_error *err) {
     tg_status st = TG_OK;
     path[0] = 0;
     if (tr->cfg->resume == TG_RESUME_PATH) snprintf(path, cap, "%s", tr->cfg->resume_path);
-    if (tr->cfg->resume == TG_RESUME_AUTO && tr->is_root) {
-        char dir[TG_PATH_MAX + 16];
-        int found = 0;
-        snprintf(dir, sizeof dir, "%s/checkpoints", tr->cfg->out_dir);
-        TG_TRY(tg_ckpt_find_latest(dir, tr->lg, path, cap, &found, err));
-        if (!found) path[0] = 0;
-    }
+    if (tr->cfg->resume == TG_RESUME_AUTO) TG_TRY(latest_checkpoint(tr, path, cap, err));
     TG_TRY(tg_comm_broadcast_host(tr->comm, path, cap, 0, err));
 cleanup:
     return st;
 }
 
 /* Resume from train.resume (auto | none | PATH). Rank 0 picks the file, everyone loads it. */
+static tg_status load_checkpoint(trainer *tr, const char *path, int with_loader, tg_error *err);
+
 static tg_status maybe_resume(trainer *tr, tg_error *err) {
     tg_status st = TG_OK;
-    tg_ckpt_state cs;
-    memset(&cs, 0, sizeof cs);
     char path[TG_PATH_MAX] = "";
     if (tr->cfg->resume == TG_RESUME_NONE) return TG_OK;
     TG_TRY(resume_path(tr, path, sizeof path, err));
@@ -178,6 +188,18 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
         tg_log_info(tr->lg, "resume=auto: no checkpoint in %s/checkpoints, starting fresh", tr->cfg->out_dir);
         return TG_OK;
     }
+    TG_TRY(load_checkpoint(tr, path, 1, err));
+    snprintf(tr->resumed_from, sizeof tr->resumed_from, "%s", path);
+cleanup:
+    return st;
+}
+
+/* Loads PATH's parameters, optimizer state, step, token count and RNG (every rank), and with
+ * with_loader its data position too. */
+static tg_status load_checkpoint(trainer *tr, const char *path, int with_loader, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_ckpt_state cs;
+    memset(&cs, 0, sizeof cs);
     TG_TRY(tg_ckpt_load(path, &cs, err));
     const tg_gpt2_config *mc = &tg_model_layout(tr->model)->cfg;
     if (!tg_gpt2_config_equal(&cs.model_cfg, mc))
@@ -199,10 +221,11 @@ static tg_status maybe_resume(trainer *tr, tg_error *err) {
     tr->rng.state = cs.rng_state;
     if (cs.n_loader_states < 1) TG_FAIL(err, TG_ERR_FORMAT, "%s: no loader state", path);
     /* The position is global (data/loader.h), so any rank's state serves any world size. */
-    TG_TRY(tg_loader_state_set(tr->train, &cs.loader_states[0], err));
-    snprintf(tr->resumed_from, sizeof tr->resumed_from, "%s", path);
-    tg_log_info(tr->lg, "resumed from %s at step %lld (%lld tokens seen; saved with %d ranks, now %d)", path,
-                (long long)cs.step, (long long)cs.tokens_seen, cs.world_size, tr->world);
+    if (with_loader) {
+        TG_TRY(tg_loader_state_set(tr->train, &cs.loader_states[0], err));
+        tg_log_info(tr->lg, "resumed from %s at step %lld (%lld tokens seen; saved with %d ranks, now %d)", path,
+                    (long long)cs.step, (long long)cs.tokens_seen, cs.world_size, tr->world);
+    }
 cleanup:
     tg_ckpt_state_free(&cs);
     return st;
@@ -342,6 +365,7 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
     TG_TRY(tg_fault_get(TG_FAULT_STEP, 0, &tr->fault_step, err));
     TG_TRY(tg_fault_get(TG_FAULT_STEP_RANK, 0, &tr->fault_rank, err));
     TG_TRY(tg_fault_get(TG_FAULT_NAN_STEP, 0, &tr->nan_step, err));
+    TG_TRY(tg_fault_get(TG_FAULT_SPIKE_STEP, 0, &tr->spike_step, err));
 cleanup:
     return st;
 }
@@ -553,12 +577,16 @@ static void teardown(trainer *tr) {
 /* ---- one step ---- */
 
 /* Test builds only (core/fault.h): fail on purpose at a step, or poison its loss. */
-static tg_status fault_inject(const trainer *tr, int step, double *loss_sum, tg_error *err) {
+static tg_status fault_inject(trainer *tr, int step, double *loss_sum, tg_error *err) {
     if (!TG_FAULT_ENABLED) return TG_OK;
     if (tr->fault_step == step && tr->fault_rank == tr->rank)
         return tg_error_set(err, TG_ERR_INTERNAL, "injected fault at step %d (test switch TRUTHGPT_FAULT_STEP)",
                             step);
     if (tr->nan_step == step) *loss_sum = NAN;
+    if (tr->spike_step == step) {
+        *loss_sum *= 1000;
+        tr->spike_step = 0;
+    }
     return TG_OK;
 }
 
@@ -610,6 +638,7 @@ static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const 
                         r->loss, threshold, cfg->spike_sigma, cfg->spike_window,
                         r->spike_skipped ? ": update skipped" : "");
         else spike_push(tr, r->loss);
+        if (spike && cfg->spike_action == 2) tr->spikes_pending++;
     }
     double tok_s = (double)tr->tokens_per_step / (ms / 1e3);
     if (isfinite(r->loss)) {
@@ -626,6 +655,37 @@ static tg_status record_step(trainer *tr, const tg_dp_optim_step_args *a, const 
         tg_log_info(tr->lg, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s | ETA %s", step,
                     cfg->max_steps, r->loss, a->lr, r->norm, ms, tok_s, eta);
     }
+cleanup:
+    return st;
+}
+
+/* spike_action=rollback, after spike_patience spikes: back to the newest checkpoint's parameters,
+ * optimizer state and step. The data position is NOT rewound: the run is deterministic, so the same
+ * batches after the same state would spike again; like PaLM's restarts it goes on past them. Every
+ * rank decides alike (the losses are global) and rank 0's choice of file is broadcast. */
+static tg_status spike_rollback(trainer *tr, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_config *cfg = tr->cfg;
+    const long long at = tr->step;
+    char path[TG_PATH_MAX];
+    if (tr->rollbacks >= cfg->spike_rollbacks)
+        return tg_error_set(err, TG_ERR_NUMERIC,
+                            "step %lld: %d loss spikes again after %d rollbacks (train.spike_rollbacks=%d): stopping", at,
+                            tr->spikes_pending, tr->rollbacks, cfg->spike_rollbacks);
+    if (tr->ckpt) TG_TRY(tg_ckpt_writer_wait(tr->ckpt, err)); /* a save in flight is the newest */
+    TG_TRY(latest_checkpoint(tr, path, sizeof path, err));
+    TG_TRY(tg_comm_broadcast_host(tr->comm, path, sizeof path, 0, err));
+    if (!path[0])
+        return tg_error_set(err, TG_ERR_NUMERIC,
+                            "step %lld: %d loss spikes (train.spike_patience=%d) and no checkpoint in %s/checkpoints to "
+                            "roll back to (set checkpoint.every)",
+                            at, tr->spikes_pending, cfg->spike_patience, cfg->out_dir);
+    TG_TRY(load_checkpoint(tr, path, 0, err));
+    tr->rollbacks++;
+    tr->spikes_pending = 0;
+    tg_log_warn(tr->lg, "step %lld: %d loss spikes: rolled back to step %lld from %s (rollback %d of at most %d; the data "
+                "goes on from where it was)",
+                at, cfg->spike_patience, (long long)tr->step, path, tr->rollbacks, cfg->spike_rollbacks);
 cleanup:
     return st;
 }
@@ -686,12 +746,16 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
         TG_TRY(fault_inject(&tr, step, &loss_sum, err));
         const double threshold = spike_threshold(&tr);
         tg_dp_optim_step_args a = {.step = step, .lr = tg_schedule_lr(&tr.sched, step), .loss_sum = loss_sum,
-                                   .n_micro = tr.accum, .skip_above = cfg->spike_action == 1 ? threshold : 0};
+                                   .n_micro = tr.accum, .skip_above = cfg->spike_action >= 1 ? threshold : 0};
         tg_dp_optim_result r;
         TG_TRY(tg_dp_optim_step(tr.opt, &a, &r, err));
         tr.step = step;
         tr.tokens_seen += tr.tokens_per_step;
         TG_TRY(record_step(&tr, &a, &r, threshold, tg_now_ms() - t0, err));
+        if (cfg->spike_action == 2 && tr.spikes_pending >= cfg->spike_patience) {
+            TG_TRY(spike_rollback(&tr, err));
+            continue;
+        }
         TG_TRY(after_step(&tr, step, hooks, stopped, err));
     }
     if (tr.ckpt) TG_TRY(tg_ckpt_writer_wait(tr.ckpt, err));
