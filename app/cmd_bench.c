@@ -19,6 +19,7 @@ static void bench_usage(FILE *f) {
             "                      [--warmup N] [section.key=value ...]\n"
             "       truthgpt bench data --help\n"
             "       truthgpt bench comm --help\n"
+            "       truthgpt bench ckpt --help\n"
             "\n"
             "bench model times training steps (forward + backward + AdamW, no gradient accumulation) on\n"
             "random tokens and prints ms/step, tokens/s, TFLOP/s (FLOPs/token = 6N + 12*L*C*T), MFU against\n"
@@ -29,6 +30,7 @@ static void bench_usage(FILE *f) {
 int tg_cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "data") == 0) return tg_cmd_bench_data(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "comm") == 0) return tg_cmd_bench_comm(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "ckpt") == 0) return tg_cmd_bench_ckpt(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "model") == 0) return tg_cmd_bench_model(argc - 1, argv + 1);
     return tg_cmd_bench_model(argc, argv);
 }

@@ -11,6 +11,7 @@ int tg_cmd_bench(int argc, char **argv);       /* app/cmd_bench.c: dispatches mo
 int tg_cmd_bench_data(int argc, char **argv);  /* app/cmd_data.c */
 int tg_cmd_bench_comm(int argc, char **argv);  /* app/cmd_bench_comm.c */
 int tg_cmd_bench_model(int argc, char **argv); /* app/cmd_bench.c */
+int tg_cmd_bench_ckpt(int argc, char **argv);  /* app/cmd_bench_ckpt.c */
 int tg_cmd_ckpt(int argc, char **argv);        /* app/cmd_ckpt.c */
 int tg_cmd_sample(int argc, char **argv);      /* app/cmd_sample.c */
 int tg_cmd_eval(int argc, char **argv);        /* app/cmd_eval.c */
