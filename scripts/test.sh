@@ -46,6 +46,9 @@ scripts/build.sh build/asan -DTRUTHGPT_CUDA=OFF -DTRUTHGPT_SANITIZE=ON -DCMAKE_B
 ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest --test-dir build/asan --output-on-failure -j2 -LE "slurm|cuda"
 
+echo "== libFuzzer: each file reader for ${TG_FUZZ_SECONDS:-20} s (scripts/fuzz.sh; ASan+UBSan, leaks on)"
+scripts/fuzz.sh "${TG_FUZZ_SECONDS:-20}"
+
 if [ "${TG_TEST_SLURM:-1}" = 1 ]; then
     echo "== SLURM: a real one-node cluster on localhost (sbatch, requeue, resume)"
     run_ctest --test-dir build/cpu --output-on-failure -L slurm
