@@ -24,9 +24,7 @@ srcs=(core/*.c data/bpe_train.c data/docs.c data/h5util.c data/h5zstd.c data/loa
 objs=()
 for s in "${srcs[@]}"; do
     o="$out/obj/$(echo "$s" | tr / _).o"
-    if [ ! -f "$o" ] || [ "$s" -nt "$o" ]; then
-        $CC "${flags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$s" -o "$o"
-    fi
+    $CC "${flags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$s" -o "$o"
     objs+=("$o")
 done
 libs=($hdf5_lib -ljansson -lzstd -lpcre2-8 -lpthread -lm)
