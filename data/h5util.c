@@ -222,15 +222,25 @@ cleanup:
 static tg_status attr_read_num(hid_t obj, const char *name, hid_t mem_type, void *v,
                                tg_error *err) {
     tg_status st = TG_OK;
-    hid_t a = -1, t = -1;
+    hid_t a = -1, t = -1, sp = -1;
     tg_h5_lock();
     TG_TRY(attr_open(obj, name, &a, err));
     TG_H5_CHECK(err, t = H5Aget_type(a));
     H5T_class_t c = H5Tget_class(t);
     if (c != H5T_INTEGER && c != H5T_FLOAT)
         TG_FAIL(err, TG_ERR_FORMAT, "attribute '%s' is not a number", name);
+    /* One element only (v holds one), and a sane bit layout (HDF5's conversion trusts the
+     * stored precision and offset of a corrupt file's type). */
+    TG_H5_CHECK(err, sp = H5Aget_space(a));
+    if (H5Sget_simple_extent_npoints(sp) != 1)
+        TG_FAIL(err, TG_ERR_FORMAT, "attribute '%s' is not a single number", name);
+    size_t bytes = H5Tget_size(t), prec = H5Tget_precision(t);
+    int off = H5Tget_offset(t);
+    if (bytes == 0 || bytes > 16 || prec == 0 || off < 0 || (size_t)off + prec > 8 * bytes)
+        TG_FAIL(err, TG_ERR_FORMAT, "attribute '%s' has a corrupt number type", name);
     TG_H5_CHECK(err, H5Aread(a, mem_type, v));
 cleanup:
+    if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Aclose(a);
     tg_h5_unlock();

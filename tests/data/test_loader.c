@@ -291,6 +291,11 @@ static void expect_fail(const char *glob, int Tw, int vocab, tg_status code, con
     CHECKF(st == code, "%s: got %s (%s)", glob, tg_status_str(st), err.msg);
     CHECKF(strstr(err.msg, s1) != NULL, "'%s' not in: %s", s1, err.msg);
     if (s2) CHECKF(strstr(err.msg, s2) != NULL, "'%s' not in: %s", s2, err.msg);
+    /* every error path closes what it opened (LSan cannot see HDF5 handles: H5close frees them) */
+    tg_h5_lock();
+    ssize_t open_objs = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    tg_h5_unlock();
+    CHECKF(open_objs == 0, "%s: %ld HDF5 objects left open", glob, (long)open_objs);
 }
 
 /* A file with the shard layout but something wrong, written with the raw helpers. */
