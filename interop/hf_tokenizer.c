@@ -191,6 +191,60 @@ static void b64(const uint8_t *s, size_t n, char *out) {
     *out = 0;
 }
 
+/* Every merge, of tokenizer.json's model.merges (mj) and of merges.txt if given, must join two
+ * tokens of vocab into a third. */
+static tg_status merges_check(json_t *vocab, json_t *mj, const char *src, const char *merges_txt, tg_error *err) {
+    tg_status st = TG_OK;
+    FILE *mf = NULL;
+    char *line = NULL;
+    size_t idx;
+    json_t *v;
+    json_array_foreach(mj, idx, v) {
+        const char *a = NULL, *b = NULL;
+        char buf[4096];
+        if (json_is_array(v)) {
+            a = json_string_value(json_array_get(v, 0));
+            b = json_string_value(json_array_get(v, 1));
+        } else if (json_is_string(v)) {
+            snprintf(buf, sizeof buf, "%s", json_string_value(v));
+            char *sp = strchr(buf, ' ');
+            if (sp) {
+                *sp = 0;
+                a = buf;
+                b = sp + 1;
+            }
+        }
+        char joined[8192];
+        if (!a || !b || !join(joined, sizeof joined, a, b))
+            TG_FAIL(err, TG_ERR_FORMAT, "%s: merge %zu is not a pair", src, idx);
+        if (!json_object_get(vocab, a) || !json_object_get(vocab, b) || !json_object_get(vocab, joined))
+            TG_FAIL(err, TG_ERR_FORMAT, "%s: merge %zu ('%s' '%s') does not join two tokens into a third", src, idx, a, b);
+    }
+    if (merges_txt) {
+        mf = fopen(merges_txt, "r");
+        if (!mf) TG_FAIL(err, TG_ERR_IO, "cannot open %s", merges_txt);
+        size_t lcap = 0;
+        ssize_t len;
+        long ln = 0;
+        while ((len = getline(&line, &lcap, mf)) >= 0) {
+            ln++;
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+            if (len == 0 || (ln == 1 && strncmp(line, "#version", 8) == 0)) continue;
+            char *sp = strchr(line, ' ');
+            if (!sp) TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: not 'a b'", merges_txt, ln);
+            *sp = 0;
+            char joined[8192];
+            if (!join(joined, sizeof joined, line, sp + 1)) TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: too long", merges_txt, ln);
+            if (!json_object_get(vocab, line) || !json_object_get(vocab, sp + 1) || !json_object_get(vocab, joined))
+                TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: merge does not join two tokens into a third", merges_txt, ln);
+        }
+    }
+cleanup:
+    if (mf) fclose(mf);
+    free(line);
+    return st;
+}
+
 tg_status tg_hf_tokenizer_import(const char *tokenizer_json, const char *vocab_json, const char *merges_txt,
                                  const char *out, tg_error *err) {
     tg_status st = TG_OK;
@@ -198,8 +252,7 @@ tg_status tg_hf_tokenizer_import(const char *tokenizer_json, const char *vocab_j
     const char *src = tokenizer_json ? tokenizer_json : vocab_json;
     char **tok = NULL;       /* id -> token string (borrowed from root) */
     uint8_t *bytes = NULL;
-    char *text = NULL, *enc = NULL, *line = NULL;
-    FILE *mf = NULL;
+    char *text = NULL, *enc = NULL;
     size_t cap_text = 0, n_text = 0;
     unsigned cp[256];
     int inv[512];
@@ -280,51 +333,10 @@ tg_status tg_hf_tokenizer_import(const char *tokenizer_json, const char *vocab_j
     for (int b = 0; b < 256; b++)
         if (!single[b]) TG_FAIL(err, TG_ERR_FORMAT, "%s: the single byte 0x%02x has no token", src, b);
     /* merges: each line "a b" must join two tokens into a third */
-    json_t *mj = tokenizer_json ? json_object_get(json_object_get(root, "model"), "merges") : NULL;
-    json_array_foreach(mj, idx, v) {
-        const char *a = NULL, *b = NULL;
-        char buf[4096];
-        if (json_is_array(v)) {
-            a = json_string_value(json_array_get(v, 0));
-            b = json_string_value(json_array_get(v, 1));
-        } else if (json_is_string(v)) {
-            snprintf(buf, sizeof buf, "%s", json_string_value(v));
-            char *sp = strchr(buf, ' ');
-            if (sp) {
-                *sp = 0;
-                a = buf;
-                b = sp + 1;
-            }
-        }
-        char joined[8192];
-        if (!a || !b || !join(joined, sizeof joined, a, b))
-            TG_FAIL(err, TG_ERR_FORMAT, "%s: merge %zu is not a pair", src, idx);
-        if (!json_object_get(vocab, a) || !json_object_get(vocab, b) || !json_object_get(vocab, joined))
-            TG_FAIL(err, TG_ERR_FORMAT, "%s: merge %zu ('%s' '%s') does not join two tokens into a third", src, idx, a, b);
-    }
-    if (merges_txt) {
-        mf = fopen(merges_txt, "r");
-        if (!mf) TG_FAIL(err, TG_ERR_IO, "cannot open %s", merges_txt);
-        size_t lcap = 0;
-        ssize_t len;
-        long ln = 0;
-        while ((len = getline(&line, &lcap, mf)) >= 0) {
-            ln++;
-            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-            if (len == 0 || (ln == 1 && strncmp(line, "#version", 8) == 0)) continue;
-            char *sp = strchr(line, ' ');
-            if (!sp) TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: not 'a b'", merges_txt, ln);
-            *sp = 0;
-            char joined[8192];
-            if (!join(joined, sizeof joined, line, sp + 1)) TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: too long", merges_txt, ln);
-            if (!json_object_get(vocab, line) || !json_object_get(vocab, sp + 1) || !json_object_get(vocab, joined))
-                TG_FAIL(err, TG_ERR_FORMAT, "%s:%ld: merge does not join two tokens into a third", merges_txt, ln);
-        }
-    }
+    TG_TRY(merges_check(vocab, tokenizer_json ? json_object_get(json_object_get(root, "model"), "merges") : NULL, src,
+                        merges_txt, err));
     TG_TRY(tg_fs_file_replace(out, text ? text : "", n_text, 0, err));
 cleanup:
-    if (mf) fclose(mf);
-    free(line);
     free(tok);
     free(bytes);
     free(enc);
