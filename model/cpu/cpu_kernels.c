@@ -3,6 +3,7 @@
 #include "model/cpu/cpu_kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* --------------------------------------------------------------------------------------------- */
@@ -293,4 +294,23 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
         dz[tgt] -= dscale;
         for (int v = V; v < Vp; v++) dz[v] = 0.0f;
     }
+}
+
+tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err) {
+    enum { CHUNK = 1 << 16 };
+    const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
+    double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
+    if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t i0 = lo + c * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
+        double sum = 0.0;
+        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
+        part[c] = sum;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < n_chunks; c++) total += part[c];
+    free(part);
+    *out = total;
+    return TG_OK;
 }

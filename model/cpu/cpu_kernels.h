@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/status.h"
+
 /* C[M, N] (row stride ldc) = base + A @ B, where A(r, k) = A[r*sar + k*sak] (so A may be a
  * transposed view), B is (K, N) row-major with row stride ldb, and base is C itself when
  * accumulate != 0, else bias[n] (bias may be NULL: zero). M, N, K > 0. Each C element sums k in
@@ -85,5 +87,10 @@ void tg_cpu_crossentropy_forward(float *losses, float *lse, const float *logits,
 /* dlogits (N, Vp) = dscale * (softmax - onehot) on [0, V), 0 on padded columns and ignored rows. */
 void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const float *lse,
                                   const int32_t *targets, float dscale, int N, int V, int Vp);
+
+/* sum of g[i]^2 over [lo, hi) in double, as fixed 65536-element chunks summed in chunk order:
+ * the result does not depend on the thread count. TG_ERR_NOMEM if the partial sums cannot be
+ * allocated. */
+tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
 #endif

@@ -416,25 +416,7 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
 }
 
 static tg_status cpu_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
-    (void)err;
-    const float *g = ((cpu_impl *)m->impl)->grads;
-    /* Fixed chunks summed in chunk order: the result does not depend on the thread count. */
-    enum { CHUNK = 1 << 16 };
-    const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
-    double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
-    if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < n_chunks; c++) {
-        const size_t i0 = lo + c * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
-        double sum = 0.0;
-        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
-        part[c] = sum;
-    }
-    double total = 0.0;
-    for (size_t c = 0; c < n_chunks; c++) total += part[c];
-    free(part);
-    *out = total;
-    return TG_OK;
+    return tg_cpu_sqnorm(((cpu_impl *)m->impl)->grads, lo, hi, out, err);
 }
 
 static tg_status cpu_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {

@@ -340,24 +340,7 @@ static tg_status llama_grads_zero(tg_model *m, tg_error *err) {
 }
 
 static tg_status llama_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
-    const float *g = ((llama_impl *)m->impl)->grads;
-    /* Fixed chunks summed in chunk order, as gpt2_cpu.c: independent of the thread count. */
-    enum { CHUNK = 1 << 16 };
-    const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
-    double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
-    if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
-#pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < n_chunks; k++) {
-        const size_t i0 = lo + k * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
-        double sum = 0.0;
-        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
-        part[k] = sum;
-    }
-    double total = 0.0;
-    for (size_t k = 0; k < n_chunks; k++) total += part[k];
-    free(part);
-    *out = total;
-    return TG_OK;
+    return tg_cpu_sqnorm(((llama_impl *)m->impl)->grads, lo, hi, out, err);
 }
 
 static tg_status llama_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
