@@ -142,33 +142,10 @@ void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             for (int h = 0; h < NH; h++) {
-                const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
                 float *a = att + (((size_t)b * NH + h) * T + t) * T;
-                /* pre-softmax scores and their max over the causal window t2 <= t */
-                float maxv = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-                    float dot = 0.0f;
-                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                    dot *= scale;
-                    a[t2] = dot;
-                    if (dot > maxv) maxv = dot;
-                }
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    a[t2] = expf(a[t2] - maxv);
-                    sum += a[t2];
-                }
-                const float inv = 1.0f / sum;
-                for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+                tg_cpu_attention_row(out + ((size_t)b * T + t) * C + (size_t)h * hs, a, qkv + (size_t)b * T * C3, C,
+                                     h, hs, t, scale);
                 for (int t2 = t + 1; t2 < T; t2++) a[t2] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-                for (int i = 0; i < hs; i++) o[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-                    const float w = a[t2];
-                    for (int i = 0; i < hs; i++) o[i] += w * v[i];
-                }
             }
         }
     }

@@ -10,6 +10,7 @@
 #ifndef TG_CPU_KERNELS_H
 #define TG_CPU_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,5 +93,36 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
  * the result does not depend on the thread count. TG_ERR_NOMEM if the partial sums cannot be
  * allocated. */
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
+
+/* One causal attention row, shared by the training forward and the KV-cache decoder so that both
+ * give the same bits: query row t of head h attends over rows 0..t of seq (rows of 3*C floats:
+ * q, k, v); a[0..t] gets the softmax weights (a[t+1..] untouched), o[0..hs) the output. */
+static inline void tg_cpu_attention_row(float *o, float *a, const float *seq, int C, int h, int hs, int t,
+                                        float scale) {
+    const size_t C3 = 3 * (size_t)C;
+    const float *q = seq + (size_t)t * C3 + (size_t)h * hs;
+    float maxv = -INFINITY;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float *k = seq + (size_t)t2 * C3 + C + (size_t)h * hs;
+        float dot = 0.0f;
+        for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+        dot *= scale;
+        a[t2] = dot;
+        if (dot > maxv) maxv = dot;
+    }
+    float sum = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        a[t2] = expf(a[t2] - maxv);
+        sum += a[t2];
+    }
+    const float inv = 1.0f / sum;
+    for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
+    for (int i = 0; i < hs; i++) o[i] = 0.0f;
+    for (int t2 = 0; t2 <= t; t2++) {
+        const float *v = seq + (size_t)t2 * C3 + 2 * (size_t)C + (size_t)h * hs;
+        const float w = a[t2];
+        for (int i = 0; i < hs; i++) o[i] += w * v[i];
+    }
+}
 
 #endif

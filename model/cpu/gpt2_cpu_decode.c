@@ -88,39 +88,12 @@ static const float *dec_tensor(const tg_decoder *d, int idx) { return d->params 
  * tg_cpu_attention_forward for those rows. */
 static void dec_attention(float *out, float *attbuf, const float *qkv, int t0, int n, int C, int NH, int T) {
     const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int r = 0; r < n; r++) {
-        for (int h = 0; h < NH; h++) {
-            const int t = t0 + r;
-            const float *q = qkv + (size_t)t * C3 + (size_t)h * hs;
-            float *a = attbuf + ((size_t)r * NH + h) * T;
-            float maxv = -INFINITY;
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *k = qkv + (size_t)t2 * C3 + C + (size_t)h * hs;
-                float dot = 0.0f;
-                for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                dot *= scale;
-                a[t2] = dot;
-                if (dot > maxv) maxv = dot;
-            }
-            float sum = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) {
-                a[t2] = expf(a[t2] - maxv);
-                sum += a[t2];
-            }
-            const float inv = 1.0f / sum;
-            for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
-            float *o = out + (size_t)r * C + (size_t)h * hs;
-            for (int i = 0; i < hs; i++) o[i] = 0.0f;
-            for (int t2 = 0; t2 <= t; t2++) {
-                const float *v = qkv + (size_t)t2 * C3 + 2 * (size_t)C + (size_t)h * hs;
-                const float w = a[t2];
-                for (int i = 0; i < hs; i++) o[i] += w * v[i];
-            }
-        }
-    }
+    for (int r = 0; r < n; r++)
+        for (int h = 0; h < NH; h++)
+            tg_cpu_attention_row(out + (size_t)r * C + (size_t)h * hs, attbuf + ((size_t)r * NH + h) * T, qkv, C, h,
+                                 hs, t0 + r, scale);
 }
 
 tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *logits, tg_error *err) {
