@@ -350,11 +350,6 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
                             (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
     tr->accum = (int)(total / per_micro);
     tr->tokens_per_step = total;
-    if (cfg->eval_tasks[0] && !cfg->tokenizer[0])
-        return tg_error_set(err, TG_ERR_CONFIG, "train.eval_tasks needs data.tokenizer (the tokenizer file) to encode the tasks");
-    if (cfg->sample_every > 0 && !cfg->tokenizer[0])
-        return tg_error_set(err, TG_ERR_CONFIG,
-                            "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     /* Sharded storage is the CPU backends'; with sharded parameters a forward is collective,
      * which rank 0's samples and the ranks' uneven shares of eval_tasks are not. */
     if (cfg->zero_stage >= 2 && tg_train_device(cfg) != TG_DEVICE_CPU)
@@ -365,6 +360,11 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
         return tg_error_set(err, TG_ERR_CONFIG,
                             "train.zero_stage=3 shards the parameters, so one rank cannot run the model alone: "
                             "train.sample_every and train.eval_tasks need zero_stage <= 2");
+    if (cfg->eval_tasks[0] && !cfg->tokenizer[0])
+        return tg_error_set(err, TG_ERR_CONFIG, "train.eval_tasks needs data.tokenizer (the tokenizer file) to encode the tasks");
+    if (cfg->sample_every > 0 && !cfg->tokenizer[0])
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.sample_every needs data.tokenizer (the tokenizer file) to decode samples");
     tr->sched = (tg_schedule){.kind = cfg->schedule, .lr = cfg->lr, .min_lr = cfg->min_lr,
                               .warmup_steps = cfg->warmup_steps, .max_steps = cfg->max_steps,
                               .decay_frac = cfg->decay_frac, .decay_shape = cfg->decay_shape};
