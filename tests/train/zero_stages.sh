@@ -75,6 +75,18 @@ print("  val_loss", a, b)
 sys.exit(not a or len(a) != len(b) or any(abs(x - y) > 1e-5 * abs(x) for x, y in zip(a, b)))
 ' "$TMP/val1/metrics.jsonl" "$TMP/val/metrics.jsonl"
 
+# A NaN loss skipped (step 3) and a spike rolled back (step 7, to the checkpoint of step 4) at
+# 2 ranks stage 3 end where the same events end 1 rank stage 0.
+SARGS=(train.lr=1e-3 train.spike_sigma=1000 train.spike_window=3 train.spike_action=rollback train.spike_patience=1
+       train.nan_patience=2 checkpoint.every=4 train.max_steps=12 train.resume=none)
+events() { TRUTHGPT_NAN_STEP=3 TRUTHGPT_SPIKE_STEP=7 train "$@" "${SARGS[@]}"; }
+check "1 rank stage 0 with a NaN and a spike" events 1 ev0 train.zero_stage=0
+check "2 ranks stage 3 with a NaN and a spike" events 2 ev3 train.zero_stage=3
+check "stage 3 skipped the NaN step and rolled back the spike" bash -c \
+    "grep -q 'rolled back to step 4' '$TMP/ev3.log' && grep -q 'done: 12 steps' '$TMP/ev3.log' && grep -qi 'non-finite\|nan' '$TMP/ev3.log'"
+check "... ending with the parameters of 1 rank stage 0 (rel < 1e-5)" "$TG" ckpt diff \
+    "$TMP/ev0/checkpoints/step_00000012.h5" "$TMP/ev3/checkpoints/step_00000012.h5" --tol 1e-5 --skip attn.c_attn.bias
+
 # Llama: pre-norm blocks, GQA, tied or untied head (the head in the embeddings' or the last segment).
 LARGS=(configs/llama-tiny.ini model.n_layer=2 model.n_embd=32 model.n_head=4 model.n_kv_head=2 model.ffn_dim=64
        model.seq_len=16 train.micro_batch=2 train.total_batch_tokens=64 train.max_steps=6 train.warmup_steps=2
