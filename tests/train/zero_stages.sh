@@ -83,7 +83,7 @@ events() { TRUTHGPT_NAN_STEP=3 TRUTHGPT_SPIKE_STEP=7 train "$@" "${SARGS[@]}"; }
 check "1 rank stage 0 with a NaN and a spike" events 1 ev0 train.zero_stage=0
 check "2 ranks stage 3 with a NaN and a spike" events 2 ev3 train.zero_stage=3
 check "stage 3 skipped the NaN step and rolled back the spike" bash -c \
-    "grep -q 'rolled back to step 4' '$TMP/ev3.log' && grep -q 'done: 12 steps' '$TMP/ev3.log' && grep -qi 'non-finite\|nan' '$TMP/ev3.log'"
+    "grep -q 'rolled back to step 4' '$TMP/ev3.log' && grep -q 'done: 12 steps' '$TMP/ev3.log' && grep -q 'step 3: non-finite loss .*update skipped' '$TMP/ev3.log'"
 check "... ending with the parameters of 1 rank stage 0 (rel < 1e-5)" "$TG" ckpt diff \
     "$TMP/ev0/checkpoints/step_00000012.h5" "$TMP/ev3/checkpoints/step_00000012.h5" --tol 1e-5 --skip attn.c_attn.bias
 
