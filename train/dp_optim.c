@@ -280,3 +280,24 @@ void tg_dp_optim_log_memory(const tg_dp_optim *o, const tg_log *lg) {
                 o->rank, o->opts.zero_stage, o->world, mm.params, mm.grads, mm.optimizer, mm.activations, mm.window,
                 (double)(mm.params + mm.grads + mm.optimizer + mm.activations) / 1e6);
 }
+
+void tg_dp_optim_memory_plan(const tg_model *m, int stage, int world, tg_model_memory *out) {
+    tg_model_memory full;
+    tg_model_memory_get(m, &full);
+    const tg_gpt2_layout *lay = tg_model_layout(m);
+    const size_t W = (size_t)(world > 0 ? world : 1), n0 = tg_model_n_padded(m), pad = 64 * W;
+    const size_t n = (lay->n_params + pad - 1) / pad * pad, S = n / W;
+    size_t win = n - lay->layer_begin[lay->cfg.n_layer]; /* the last segment, padded for world */
+    for (int k = 0; k <= lay->cfg.n_layer; k++) {
+        size_t lo = k == 0 ? 0 : lay->layer_begin[k - 1], hi = lay->layer_begin[k];
+        if (hi - lo > win) win = hi - lo;
+    }
+    /* bytes per element of each kind, from the unsharded model */
+    const double pb = (double)full.params / (double)n0, gb = (double)full.grads / (double)n0;
+    const double ob = (double)full.optimizer / (double)n0;
+    out->params = (size_t)(pb * (double)(stage >= 3 ? S + win : n) + 0.5);
+    out->grads = (size_t)(gb * (double)(stage >= 2 ? S + win : n) + 0.5);
+    out->optimizer = (size_t)(ob * (double)(stage >= 1 ? S : n) + 0.5);
+    out->activations = full.activations;
+    out->window = stage >= 2 ? win * sizeof(float) : 0;
+}

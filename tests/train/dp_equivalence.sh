@@ -64,6 +64,15 @@ for w in 1 2 4; do
         check "world $w stage $z: activations unchanged" [ "$A" -eq "$A0" ]
     done
 done
+# `truthgpt bench` projects the same per-rank bytes (its table for --world 4 = the 4-rank logs).
+"$TG" bench --config configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.vocab_size=512 \
+    --seq-len 32 --batch 2 --steps 1 --warmup 0 --world 4 >"$TMP/bench.txt" 2>&1 || cat "$TMP/bench.txt"
+for z in 0 1 2 3; do
+    L="$TMP/w4z$z.log"
+    want="$z $(mem $L params) $(mem $L grads) $(mem $L 'optimizer state') $(mem $L activations) $(mem $L 'segment window')"
+    got=$(awk -v z=$z '/^per rank at world 4/ {t = 1; next} t && $1 == z {print $1, $2, $3, $4, $5, $6}' "$TMP/bench.txt")
+    check "bench's world-4 stage $z row matches the 4-rank run's memory line ($want)" [ "$got" = "$want" ]
+done
 check "the window is smaller than the full gradients" [ "$(mem $TMP/w4z3.log 'segment window')" -lt "$(mem $TMP/w4z0.log grads)" ]
 check "every rank reports its memory" bash -c "[ \$(grep -c 'memory rank' '$TMP/w4z1.log') -eq 4 ]"
 check "only rank 0 prints step lines" bash -c "! grep -q 'rank [123]\] step' '$TMP/w4z1.log'"
