@@ -41,7 +41,7 @@
 typedef struct tg_dp_optim tg_dp_optim;
 
 typedef struct {
-    int zero_stage;              /* 0 or 1 (see the top of this file) */
+    int zero_stage;              /* 0 to 3 (see the top of this file) */
     double beta1, beta2, eps;    /* AdamW */
     double weight_decay;         /* decoupled; the model applies it to 2-D weights only */
     double grad_clip;            /* clip the global gradient norm to this; 0 = off */
