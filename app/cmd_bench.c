@@ -11,12 +11,13 @@
 #include "core/timer.h"
 #include "model/model.h"
 #include "train/config.h"
+#include "train/dp_optim.h"
 #include "train/trainer.h"
 
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: truthgpt bench [model] --config CONFIG [--batch B] [--seq-len T] [--steps N]\n"
-            "                      [--warmup N] [section.key=value ...]\n"
+            "                      [--warmup N] [--world N] [section.key=value ...]\n"
             "       truthgpt bench data --help\n"
             "       truthgpt bench comm --help\n"
             "       truthgpt bench ckpt --help\n"
@@ -24,7 +25,9 @@ static void bench_usage(FILE *f) {
             "bench model times training steps (forward + backward + AdamW, no gradient accumulation) on\n"
             "random tokens and prints ms/step, tokens/s, TFLOP/s (FLOPs/token = 6N + 12*L*C*T), MFU against\n"
             "the device's dense bf16 peak, and peak memory. device/precision/recompute come from the\n"
-            "config's [train] keys.\n");
+            "config's [train] keys. Then the model's bytes by kind (params, grads, optimizer state,\n"
+            "activations) and what one rank would hold at each train.zero_stage with --world N ranks\n"
+            "(default 8; docs/comm.md, \"Memory per rank\").\n");
 }
 
 int tg_cmd_bench(int argc, char **argv) {
@@ -58,6 +61,23 @@ static tg_status bench_steps(tg_model *m, const int32_t *inputs, const int32_t *
     }
 cleanup:
     return st;
+}
+
+/* This model's bytes by kind, and per rank at each ZeRO stage for `world` ranks. */
+static void bench_memory(const tg_model *m, int world) {
+    tg_model_memory mm;
+    tg_model_memory_get(m, &mm);
+    printf("memory (bytes): params %zu, grads %zu, optimizer state %zu, activations %zu\n", mm.params, mm.grads,
+           mm.optimizer, mm.activations);
+    printf("per rank at world %d (projected; stages 2, 3: CPU backends, fp32):\n", world);
+    printf("%-10s %-14s %-14s %-16s %-14s %-14s %s\n", "zero_stage", "params", "grads", "optimizer", "activations",
+           "window", "total");
+    for (int z = 0; z <= 3; z++) {
+        tg_model_memory p;
+        tg_dp_optim_memory_plan(m, z, world, &p);
+        printf("%-10d %-14zu %-14zu %-16zu %-14zu %-14zu %zu\n", z, p.params, p.grads, p.optimizer, p.activations,
+               p.window, p.params + p.grads + p.optimizer + p.activations);
+    }
 }
 
 /* The median step's row of the table (and the device line above it). */
@@ -96,7 +116,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
     int32_t *inputs = NULL, *targets = NULL;
     float *params = NULL;
     double *ms = NULL;
-    int B = 0, T = 0, steps = 20, warmup = 3, rc = 1;
+    int B = 0, T = 0, steps = 20, warmup = 3, world = 8, rc = 1;
     const char *cfg_path = NULL;
     tg_config_defaults(&cfg);
     for (int i = 1; i < argc; i++) {
@@ -114,6 +134,8 @@ int tg_cmd_bench_model(int argc, char **argv) {
             steps = atoi(argv[++i]);
         } else if (!strcmp(a, "--warmup") && i + 1 < argc) {
             warmup = atoi(argv[++i]);
+        } else if (!strcmp(a, "--world") && i + 1 < argc) {
+            world = atoi(argv[++i]);
         } else if (a[0] != '-' && strchr(a, '=')) {
             continue; /* applied after the file */
         } else {
@@ -125,8 +147,8 @@ int tg_cmd_bench_model(int argc, char **argv) {
     if (tg_config_load(&cfg, cfg_path, argc - 1, argv + 1, &err) != TG_OK) goto fail;
     if (B <= 0) B = cfg.micro_batch;
     if (T <= 0) T = cfg.seq_len;
-    if (steps < 1 || warmup < 0) {
-        fprintf(stderr, "truthgpt bench: --steps must be >= 1 and --warmup >= 0\n");
+    if (steps < 1 || warmup < 0 || world < 1) {
+        fprintf(stderr, "truthgpt bench: --steps and --world must be >= 1 and --warmup >= 0\n");
         return 2;
     }
     {
@@ -164,6 +186,7 @@ int tg_cmd_bench_model(int argc, char **argv) {
         fflush(stdout);
         if (bench_steps(m, inputs, targets, B, n, warmup, steps, ms, &err) != TG_OK) goto fail;
         if (bench_report(m, ms, steps, tokens, flops, &err) != TG_OK) goto fail;
+        bench_memory(m, world);
         rc = 0;
     }
     goto done;

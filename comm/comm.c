@@ -504,6 +504,80 @@ tg_status tg_comm_broadcast(tg_comm *c, void *buf, size_t count, tg_comm_dtype t
     return comm_data_run(c, COMM_BROADCAST, "broadcast", buf, count, t, TG_COMM_SUM, root, err);
 }
 
+/* The int counts and displacements of a v-collective; TG_ERR_ARG when the total exceeds INT_MAX. */
+static tg_status comm_v_counts(const tg_comm *c, const char *what, const size_t *counts, int *icounts, int *idispls,
+                               size_t *total, tg_error *err) {
+    size_t off = 0;
+    for (int r = 0; r < c->world; r++) {
+        if (counts[r] > (size_t)INT_MAX - off)
+            return tg_error_set(err, TG_ERR_ARG, "%s: more than %d elements in one call", what, INT_MAX);
+        icounts[r] = (int)counts[r];
+        idispls[r] = (int)off;
+        off += counts[r];
+    }
+    *total = off;
+    return TG_OK;
+}
+
+/* The shared steps of the v-collectives: arguments, the per-rank int arrays (freed by the caller). */
+static tg_status comm_v_begin(tg_comm *c, const char *what, const void *buf, const size_t *counts, tg_comm_dtype t,
+                              tg_comm_op op, int **icounts, int **idispls, size_t *total, tg_error *err) {
+    tg_status st = TG_OK;
+    *icounts = *idispls = NULL;
+    if (!c || !counts) return tg_error_set(err, TG_ERR_ARG, "%s: NULL comm or counts", what);
+    if (c->nccl) return tg_error_set(err, TG_ERR_UNSUPPORTED, "%s: MPI (host buffers) only, NCCL is active", what);
+    *icounts = malloc((size_t)c->world * sizeof(int));
+    *idispls = malloc((size_t)c->world * sizeof(int));
+    TG_CHECK_ALLOC(err, *icounts);
+    TG_CHECK_ALLOC(err, *idispls);
+    TG_TRY(comm_v_counts(c, what, counts, *icounts, *idispls, total, err));
+    TG_TRY(comm_begin(c, what, buf, *total, t, op, 1, err));
+cleanup:
+    return st;
+}
+
+tg_status tg_comm_reduce_scatter_v(tg_comm *c, void *buf, const size_t *counts, tg_comm_dtype t, tg_comm_op op,
+                                   tg_error *err) {
+    tg_status st = TG_OK;
+    int *ic = NULL, *id = NULL;
+    size_t total = 0;
+    TG_TRY(comm_v_begin(c, "reduce_scatter_v", buf, counts, t, op, &ic, &id, &total, err));
+    if (c->world > 1 && total > 0) {
+        size_t es = tg_comm_dtype_size(t), R = (size_t)c->rank;
+        char *b = buf;
+        COMM_MPI_RUN(c, "reduce_scatter_v", err, MPI_Ireduce_scatter(MPI_IN_PLACE, b, ic, comm_mpi_type(t),
+                                                     op == TG_COMM_MAX ? MPI_MAX : MPI_SUM, c->mpi_world, rq_));
+        /* in place, MPI leaves the result at the start of buf */
+        if (id[R] > 0 && counts[R] > 0) memmove(b + (size_t)id[R] * es, b, counts[R] * es);
+        if (op == TG_COMM_AVG) comm_scale_avg(b + (size_t)id[R] * es, counts[R], t, c->world);
+    }
+cleanup:
+    free(ic);
+    free(id);
+    return st;
+}
+
+tg_status tg_comm_all_gather_v(tg_comm *c, const void *part, void *buf, const size_t *counts, tg_comm_dtype t,
+                               tg_error *err) {
+    tg_status st = TG_OK;
+    int *ic = NULL, *id = NULL;
+    size_t total = 0;
+    TG_TRY(comm_v_begin(c, "all_gather_v", buf, counts, t, TG_COMM_SUM, &ic, &id, &total, err));
+    size_t es = tg_comm_dtype_size(t), R = (size_t)c->rank;
+    if (counts[R] > 0) {
+        if (!part) TG_FAIL(err, TG_ERR_ARG, "all_gather_v: part is NULL for %zu elements", counts[R]);
+        char *dst = (char *)buf + (size_t)id[R] * es;
+        if (dst != part) memmove(dst, part, counts[R] * es);
+    }
+    if (c->world > 1 && total > 0)
+        COMM_MPI_RUN(c, "all_gather_v", err, MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, ic, id,
+                                                             comm_mpi_type(t), c->mpi_world, rq_));
+cleanup:
+    free(ic);
+    free(id);
+    return st;
+}
+
 tg_status tg_comm_sync(tg_comm *c, tg_error *err) {
     if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_sync: comm is NULL");
     return c->nccl ? tg_comm_nccl_sync(c, err) : TG_OK;

@@ -61,6 +61,19 @@ tg_status tg_comm_broadcast(tg_comm *c, void *buf, size_t count, tg_comm_dtype t
                             tg_error *err);
 tg_status tg_comm_sync(tg_comm *c, tg_error *err);
 
+/* Uneven variants (MPI backend, host buffers; TG_ERR_UNSUPPORTED on NCCL), for a buffer cut at
+ * boundaries that are not multiples of the world size, e.g. one layer's slice of the flat buffer
+ * split by the ranks' ZeRO shards. counts[r] (world entries, zeros allowed) elements belong to
+ * rank r, consecutively: rank r's part starts at counts[0] + ... + counts[r-1]. The total must
+ * fit one MPI call (INT_MAX elements; TG_ERR_ARG otherwise).
+ * reduce_scatter_v: buf holds every part on entry; on return this rank's part holds the
+ * reduction (the other parts are undefined). all_gather_v: part (counts[rank] elements; it may
+ * be this rank's place in buf) is this rank's; on return buf holds every rank's part. */
+tg_status tg_comm_reduce_scatter_v(tg_comm *c, void *buf, const size_t *counts, tg_comm_dtype t, tg_comm_op op,
+                                   tg_error *err);
+tg_status tg_comm_all_gather_v(tg_comm *c, const void *part, void *buf, const size_t *counts, tg_comm_dtype t,
+                               tg_error *err);
+
 /* Ends the whole job now (MPI_Abort / ncclCommAbort) after this rank failed: prints
  * "truthgpt: rank R failed: msg" to stderr first. c may be NULL (init failed). Does not
  * return when MPI is up; returns otherwise (then the caller exits with `code`). */

@@ -14,6 +14,7 @@ struct tg_model {
     size_t n_padded;
     tg_grad_ready_fn hook;
     void *hook_ctx;
+    tg_shard_io shard_io; /* set by tg_model_shard_storage */
     void *impl; /* backend state */
 };
 
@@ -45,6 +46,12 @@ struct tg_backend_ops {
     /* Optional (NULL: the backend picks nothing by timing; model.c answers for it). */
     tg_status (*tuning_get)(tg_model *m, void **blob, size_t *len, tg_error *err);
     tg_status (*tuning_set)(tg_model *m, const void *blob, size_t len, tg_error *err);
+    /* Optional (NULL: sharded storage is refused; model.c checks level and shard first). */
+    tg_status (*shard_storage)(tg_model *m, int level, size_t lo, size_t hi, tg_error *err);
+    float *(*shard_params)(tg_model *m);
+    float *(*shard_grads)(tg_model *m);
+    /* Optional (NULL: model.c derives it from params/grads dtypes, opt_bytes and device_bytes). */
+    void (*memory)(const tg_model *m, tg_model_memory *out);
 };
 
 extern const tg_backend_ops tg_cpu_backend_ops;

@@ -123,6 +123,48 @@ tg_status tg_model_tuning_set(tg_model *m, const void *blob, size_t len, tg_erro
                         "CUDA backend", m->ops->name);
 }
 
+int tg_model_n_segments(const tg_model *m) { return m->lay.cfg.n_layer + 2; }
+
+void tg_model_segment(const tg_model *m, int seg, size_t *lo, size_t *hi) {
+    const int L = m->lay.cfg.n_layer;
+    *lo = seg <= 0 ? 0 : m->lay.layer_begin[seg - 1];
+    *hi = seg > L ? m->n_padded : m->lay.layer_begin[seg];
+}
+
+tg_status tg_model_shard_storage(tg_model *m, int level, size_t lo, size_t hi, const tg_shard_io *io,
+                                 tg_error *err) {
+    if (!m->ops->shard_storage)
+        return tg_error_set(err, TG_ERR_CONFIG, "the %s backend keeps all gradients and parameters on every rank: "
+                            "train.zero_stage 2 and 3 (sharded storage) need the CPU backend (train.device=cpu)",
+                            m->ops->name);
+    if (level != 2 && level != 3)
+        return tg_error_set(err, TG_ERR_ARG, "model: sharded storage level %d (2 or 3)", level);
+    if (lo >= hi || hi > m->n_padded || !io || !io->grads_flush || (level == 3 && !io->params_fill))
+        return tg_error_set(err, TG_ERR_ARG, "model: bad shard [%zu, %zu) or io for sharded storage", lo, hi);
+    m->shard_io = *io;
+    return m->ops->shard_storage(m, level, lo, hi, err);
+}
+
+float *tg_model_shard_params(tg_model *m) { return m->ops->shard_params ? m->ops->shard_params(m) : NULL; }
+float *tg_model_shard_grads(tg_model *m) { return m->ops->shard_grads ? m->ops->shard_grads(m) : NULL; }
+
+void tg_model_memory_get(const tg_model *m, tg_model_memory *out) {
+    memset(out, 0, sizeof *out);
+    if (m->ops->memory) {
+        m->ops->memory(m, out);
+        return;
+    }
+    tg_dtype pd = TG_DTYPE_F32, gd = TG_DTYPE_F32;
+    tg_model *mm = (tg_model *)m; /* the pointer getters only read */
+    (void)mm->ops->params(mm, &pd);
+    (void)mm->ops->grads(mm, &gd);
+    out->params = m->n_padded * (pd == TG_DTYPE_BF16 ? 2 : 4);
+    out->grads = m->n_padded * (gd == TG_DTYPE_BF16 ? 2 : 4);
+    out->optimizer = m->ops->opt_bytes(m);
+    size_t total = m->ops->device_bytes(m), known = out->params + out->grads + out->optimizer;
+    out->activations = total > known ? total - known : 0;
+}
+
 /* Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, from the vendor datasheets. */
 static double peak_for(const char *name) {
     if (strstr(name, "H200") || strstr(name, "H100 SXM") || strstr(name, "H100 80GB HBM3")) return 989.4;

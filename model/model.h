@@ -155,6 +155,57 @@ const char *tg_model_describe(const tg_model *m);
 tg_status tg_model_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err);
 tg_status tg_model_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err);
 
+/* ---- sharded storage (ZeRO-2 and ZeRO-3; the CPU backends) ----
+ * Forward and backward use the flat buffer one segment at a time: segment 0 is the embeddings
+ * [0, layer_begin[0]), segment 1 + l layer l, segment L + 1 the rest [layer_begin[L], n_padded)
+ * (final norm, an untied LM head, the padding). */
+int tg_model_n_segments(const tg_model *m);
+void tg_model_segment(const tg_model *m, int seg, size_t *lo, size_t *hi);
+
+/* What a model with sharded storage asks of its owner during forward and backward. Called on
+ * the thread that called forward/backward, in the same order on every rank that runs the same
+ * model on the same shapes, so the owner may run collectives inside. An error ends the forward
+ * or backward with it. */
+typedef struct {
+    /* Level 3, before each use of a segment's parameters: write the fp32 parameters of
+     * [lo, hi) to win[0, hi - lo). */
+    tg_status (*params_fill)(void *ctx, size_t lo, size_t hi, float *win, tg_error *err);
+    /* Levels 2 and 3, after each use of a segment's gradients: win[0, hi - lo) holds this use's
+     * contributions (this rank's) to the gradients of [lo, hi); add their sum over the ranks to
+     * tg_model_shard_grads (win may be overwritten: the backend zeroes it before its next use). A segment may be
+     * flushed more than once per backward (GPT-2's tied wte: after the LM head and after the
+     * embedding). */
+    tg_status (*grads_flush)(void *ctx, size_t lo, size_t hi, float *win, tg_error *err);
+    void *ctx;
+} tg_shard_io;
+
+/* Switches the model to sharded storage: call once, right after tg_model_init, before
+ * opt_init (same [lo, hi)) and params_set.
+ *   level 2: the full gradient buffer is freed; gradients exist as the shard [lo, hi) (summed
+ *            into by io->grads_flush's owner) and one segment-long window backward writes into;
+ *   level 3: the parameters too: the shard [lo, hi) of the fp32 parameters and one
+ *            segment-long window that io->params_fill fills before each use.
+ * Then tg_model_params (level 3) and tg_model_grads return NULL; params_set/params_get (level 3)
+ * and grads_get move only the elements of [lo, hi) of the host array; grads_zero, grad_sqnorm
+ * (a range inside the shard), adamw and opt_* work on the shard. io is copied.
+ * TG_ERR_CONFIG on a backend without it (CUDA), TG_ERR_ARG for another level or a bad shard. */
+tg_status tg_model_shard_storage(tg_model *m, int level, size_t lo, size_t hi, const tg_shard_io *io,
+                                 tg_error *err);
+/* The shard's parameters and gradients (hi - lo floats each, host) after tg_model_shard_storage:
+ * level 2 parameters point into the full buffer. NULL without sharded storage. */
+float *tg_model_shard_params(tg_model *m);
+float *tg_model_shard_grads(tg_model *m);
+
+/* Bytes this model holds, by kind (windows and working copies count with what they hold). */
+typedef struct {
+    size_t params;      /* working parameters (full, or shard + window), bf16 copies */
+    size_t grads;       /* full gradients, or shard + window */
+    size_t optimizer;   /* tg_model_opt_bytes */
+    size_t activations; /* activations and backward scratch for (B, T) */
+    size_t window;      /* one segment window (sharded storage; counted in params/grads), else 0 */
+} tg_model_memory;
+void tg_model_memory_get(const tg_model *m, tg_model_memory *out);
+
 /* Is the CUDA backend compiled in? */
 int tg_model_cuda_available(void);
 /* The model's device: name, dense bf16 peak (TFLOP/s; 0 when unknown, e.g. CPUs) and the bytes

@@ -59,7 +59,7 @@ static const key_spec KEYS[] = {
     {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
     {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation: the first eval_batches x micro_batch windows of data.val, split over the ranks"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
-    {"train", "zero_stage", K_INT, F(zero_stage), 0, 1, NULL, "0", "1 = shard AdamW state over ranks (ZeRO-1)"},
+    {"train", "zero_stage", K_INT, F(zero_stage), 0, 3, NULL, "0", "shard over ranks: 1 AdamW state (ZeRO-1), 2 also gradients, 3 also parameters (2, 3: CPU only)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path: continue a run exactly (step, optimizer, data position); wins over init_from"},
     {"train", "init_from", K_STR, F(init_from), 0, 0, NULL, "", "new run from these weights (checkpoint or HF dir): fresh optimizer, step 0, data from the start; a run that resumes ignores it"},
     {"train", "eval_tasks", K_STR, F(eval_tasks), 0, 0, NULL, "", "multiple-choice tasks (HellaSwag JSONL) scored at eval_every, needs data.tokenizer; empty = none"},

@@ -52,7 +52,7 @@ typedef struct {
     double weight_decay, beta1, beta2, eps, grad_clip;
     uint64_t seed;
     int eval_every, eval_batches, log_every;
-    int zero_stage;          /* 0 | 1 */
+    int zero_stage;          /* 0 | 1 | 2 | 3 (docs/comm.md) */
     tg_resume_mode resume;   /* auto | none | a checkpoint path: */
     char resume_path[TG_PATH_MAX]; /* the path when resume is TG_RESUME_PATH, else "" */
     char init_from[TG_PATH_MAX]; /* weights to start a new run from (ckpt or HF dir); "" = none */

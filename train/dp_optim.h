@@ -15,14 +15,15 @@
  * Stages: 0 every rank keeps all of the optimizer state and all-reduces all gradients (on NCCL
  * bucket by bucket during the last micro-step's backward); 1 (ZeRO-1) the AdamW state is
  * sharded over the ranks: gradients are reduce-scattered, each rank updates its shard and the
- * parameters are all-gathered. Where the later stages plug in, without changing the loop:
- *   - stage 2 (gradients sharded): the bucket hook reduce-scatters each bucket as backward
- *     completes it, into the owning rank's shard (micro_step_begin arms it), and zero_grad
- *     clears only the shard;
- *   - stage 3 (parameters sharded): init keeps only the shard of the parameters and installs a
- *     model/ hook "before layer l's forward/backward" beside the gradient hook, which
- *     all-gathers layer l's weights (prefetching l+1) and frees them after use; state_gather
- *     and state_load already go through this module, so checkpoints keep their gathered form.
+ * parameters are all-gathered; 2 (ZeRO-2, CPU backends) the gradients too: init gives the model
+ * sharded storage (tg_model_shard_storage), backward writes each segment's (layer's) gradients
+ * into a window that the model hands to this module when the segment is done, which
+ * reduce-scatters it into the owners' shards at once (every micro-step: accumulation happens in
+ * the shard) and zero_grad clears only the shard; 3 (ZeRO-3, CPU backends) the parameters too:
+ * the model keeps the shard of the fp32 parameters and asks this module to all-gather each
+ * segment's parameters into a window before its forward and again before its backward
+ * (blocking, no prefetch). state_gather and state_load go through this module at every stage,
+ * so checkpoints keep their gathered form and load at any stage and world size.
  *
  * Collective: every function that takes the object is called by every rank in the same order,
  * except tg_dp_optim_free and tg_dp_optim_log_memory. */
@@ -40,7 +41,7 @@
 typedef struct tg_dp_optim tg_dp_optim;
 
 typedef struct {
-    int zero_stage;              /* 0 or 1 (see the top of this file) */
+    int zero_stage;              /* 0 to 3 (see the top of this file) */
     double beta1, beta2, eps;    /* AdamW */
     double weight_decay;         /* decoupled; the model applies it to 2-D weights only */
     double grad_clip;            /* clip the global gradient norm to this; 0 = off */
@@ -113,7 +114,16 @@ tg_status tg_dp_optim_state_gather(tg_dp_optim *o, tg_dp_optim_state *out, tg_er
 tg_status tg_dp_optim_state_load(tg_dp_optim *o, const float *params, const float *adam_m, const float *adam_v,
                                  tg_error *err);
 
-/* Logs this rank's memory (every rank prints; stage 1 shows 1/world of the optimizer state). */
+/* Logs this rank's memory by kind (every rank prints): "memory rank R (zero_stage=Z, world W):
+ * params P B, grads G B, optimizer state O B, activations A B, segment window X B, ...". */
 void tg_dp_optim_log_memory(const tg_dp_optim *o, const tg_log *lg);
+
+/* What one rank would hold at `stage` and `world` (train pads to 64 * world), projected from m,
+ * a model without sharded storage whose optimizer covers all of it (tg_model_opt_init(0,
+ * n_padded)): bytes per element of each kind times the elements each stage keeps (stage 1: the
+ * optimizer shard; 2: also the gradient shard + one segment window; 3: also the parameter
+ * shard + one window; window = the longest segment). Activations do not change. It is what
+ * tg_dp_optim_log_memory reports for the CPU backends in fp32. */
+void tg_dp_optim_memory_plan(const tg_model *m, int stage, int world, tg_model_memory *out);
 
 #endif

@@ -94,19 +94,23 @@ tg_cuda_options tg_train_cuda_options(const tg_config *cfg) {
 /* Validation over one fixed global set of windows: micro-batch i of eval_batches takes the B windows
  * at position i*B of the val split (the val loader is opened as a single-rank reader on every
  * rank), and rank r scores the batches i with i % world == r. The summed losses and the count are
- * all-reduced, so val_loss is the same at any world size (and after resuming on another one). */
+ * all-reduced, so val_loss is the same at any world size (and after resuming on another one).
+ * Every rank runs the same number of forwards (one without a batch of its own scores batch 0
+ * and drops it): with sharded parameters (zero_stage=3) a forward is collective. */
 static tg_status evaluate(trainer *tr, double *val_loss, tg_error *err) {
     tg_status st = TG_OK;
     tg_loader_state at;
     double sum_count[2] = {0, 0};
+    const int n = tr->cfg->eval_batches, rounds = (n + tr->world - 1) / tr->world;
     tg_loader_state_get(tr->val, &at);
-    for (int i = tr->rank; i < tr->cfg->eval_batches; i += tr->world) {
+    for (int i = tr->rank; i < rounds * tr->world; i += tr->world) {
         float l;
-        at.position = (uint64_t)i * (uint64_t)tr->B;
+        at.position = (uint64_t)(i < n ? i : 0) * (uint64_t)tr->B;
         TG_TRY(tg_loader_state_set(tr->val, &at, err));
         TG_TRY(tg_loader_next(tr->val, tr->inputs, tr->targets, err));
         TG_TRY(tg_model_forward(tr->model, tr->inputs, tr->targets, tr->B, err));
         TG_TRY(tg_model_loss(tr->model, &l, err));
+        if (i >= n) continue;
         sum_count[0] += l;
         sum_count[1] += 1;
     }
@@ -346,6 +350,16 @@ static tg_status setup_shape(trainer *tr, const tg_config *cfg, tg_comm *comm, c
                             (long long)total, tr->B, tr->T, tr->world, (long long)per_micro);
     tr->accum = (int)(total / per_micro);
     tr->tokens_per_step = total;
+    /* Sharded storage is the CPU backends'; with sharded parameters a forward is collective,
+     * which rank 0's samples and the ranks' uneven shares of eval_tasks are not. */
+    if (cfg->zero_stage >= 2 && tg_train_device(cfg) != TG_DEVICE_CPU)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.zero_stage=%d (sharded gradients%s) runs on the CPU backend only (train.device=cpu); "
+                            "use zero_stage 0 or 1 on CUDA", cfg->zero_stage, cfg->zero_stage == 3 ? " and parameters" : "");
+    if (cfg->zero_stage == 3 && (cfg->sample_every > 0 || cfg->eval_tasks[0]))
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.zero_stage=3 shards the parameters, so one rank cannot run the model alone: "
+                            "train.sample_every and train.eval_tasks need zero_stage <= 2");
     if (cfg->eval_tasks[0] && !cfg->tokenizer[0])
         return tg_error_set(err, TG_ERR_CONFIG, "train.eval_tasks needs data.tokenizer (the tokenizer file) to encode the tasks");
     if (cfg->sample_every > 0 && !cfg->tokenizer[0])

@@ -11,6 +11,9 @@
  *   acts             one buffer carved into cpu_acts (forward activations kept for backward)
  *                    and cpu_scratch (backward temporaries, reused layer after layer).
  *   opt_m, opt_v     AdamW moments for the shard [opt_lo, opt_hi); params are the master weights.
+ *   sh               sharded storage (tg_model_shard_storage): then grads (level 2) and params
+ *                    (level 3) are NULL and forward/backward reach each segment through a window
+ *                    (cpu_shard.h); AdamW, the norm and the getters work on the shard.
  * Results do not depend on the number of OpenMP threads (see cpu_kernels.h). */
 #include <math.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 
 #include "model/backend.h"
 #include "model/cpu/cpu_kernels.h"
+#include "model/cpu/cpu_shard.h"
 
 /* Forward activations. L, B, T are the model's (opt.B rows are allocated; a forward may use
  * fewer, B_used, and then only the first B_used rows of each slice are written). */
@@ -70,12 +74,24 @@ typedef struct {
     float *opt_m, *opt_v;
     size_t opt_lo, opt_hi;
     int opt_ready;
-    float *wbf; /* opt.bf16: the bf16-rounded working copy of params (n_padded), else NULL */
+    float *wbf; /* opt.bf16 below level 3: the bf16-rounded working copy of params (n_padded) */
+    int bf16;   /* opt.bf16 */
+    tg_cpu_shard sh;
 } cpu_impl;
+
+/* The shard's parameters and gradients (element lo of the shard at index 0). */
+static float *cpu_shard_params(const cpu_impl *p) { return p->sh.level == 3 ? p->sh.pshard : p->params + p->opt_lo; }
+static float *cpu_shard_grads(const cpu_impl *p) { return p->sh.level >= 2 ? p->sh.gshard : p->grads + p->opt_lo; }
+
+/* One use of segment seg (cpu_shard.h): forward and backward read the bf16 copy where there is one. */
+static tg_status cpu_seg(tg_model *m, int seg, int need, float **P, float **G, tg_error *err) {
+    cpu_impl *p = m->impl;
+    return tg_cpu_seg_begin(m, &p->sh, seg, need, p->wbf ? p->wbf : p->params, p->grads, P, G, err);
+}
 
 /* Rounds x (n floats) to bf16 when the model emulates bf16 storage. */
 static void cpu_bf16(const cpu_impl *p, float *x, size_t n) {
-    if (p->wbf) tg_cpu_round_bf16(x, n);
+    if (p->bf16) tg_cpu_round_bf16(x, n);
 }
 
 /* Parameter tensors of one block, in the layout's order. */
@@ -84,18 +100,17 @@ typedef struct {
     float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
 } cpu_layer;
 
-static cpu_layer cpu_layer_at(const tg_gpt2_layout *lay, float *base, int l) {
+/* base: element lo of the flat buffer (a segment's P or G), so tensor k is at base + offset - lo. */
+static cpu_layer cpu_layer_at(const tg_gpt2_layout *lay, float *base, size_t lo, int l) {
     const tg_tensor_info *t = &lay->tensors[tg_gpt2_block_index(l, TG_GPT2_LN1_W)];
-    cpu_layer p = {
-        base + t[0].offset, base + t[1].offset, base + t[2].offset,  base + t[3].offset,
-        base + t[4].offset, base + t[5].offset, base + t[6].offset,  base + t[7].offset,
-        base + t[8].offset, base + t[9].offset, base + t[10].offset, base + t[11].offset,
-    };
+#define AT(k) (base + (t[k].offset - lo))
+    cpu_layer p = {AT(0), AT(1), AT(2), AT(3), AT(4), AT(5), AT(6), AT(7), AT(8), AT(9), AT(10), AT(11)};
+#undef AT
     return p;
 }
 
-static float *cpu_tensor(const tg_gpt2_layout *lay, float *base, int idx) {
-    return base + lay->tensors[idx].offset;
+static float *cpu_tensor(const tg_gpt2_layout *lay, float *base, size_t lo, int idx) {
+    return base + (lay->tensors[idx].offset - lo);
 }
 
 /* 64-byte aligned, zeroed. */
@@ -162,6 +177,7 @@ static void cpu_free(tg_model *m) {
     free(p->opt_m);
     free(p->opt_v);
     free(p->wbf);
+    tg_cpu_shard_free(&p->sh);
     free(p);
     m->impl = NULL;
 }
@@ -186,6 +202,7 @@ static tg_status cpu_init(tg_model *m, tg_error *err) {
     TG_CHECK_ALLOC(err, p->inputs);
     p->targets = calloc((size_t)B * T, sizeof *p->targets);
     TG_CHECK_ALLOC(err, p->targets);
+    p->bf16 = m->opt.bf16;
     if (m->opt.bf16) {
         p->wbf = cpu_alloc_floats(m->n_padded);
         TG_CHECK_ALLOC(err, p->wbf);
@@ -195,24 +212,43 @@ cleanup:
     return st;
 }
 
+/* With sharded storage only the shard's part of the host array moves (cpu_shard.h). */
 static tg_status cpu_params_set(tg_model *m, const float *host, tg_error *err) {
     (void)err;
     cpu_impl *p = m->impl;
-    memcpy(p->params, host, m->lay.n_params * sizeof(float));
+    size_t i0, i1;
+    if (p->sh.level == 3) {
+        tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+        memcpy(p->sh.pshard, host + i0, (i1 - i0) * sizeof(float));
+    } else {
+        memcpy(p->params, host, m->lay.n_params * sizeof(float));
+    }
     return TG_OK;
 }
 
 static tg_status cpu_params_get(tg_model *m, float *host, tg_error *err) {
     (void)err;
     cpu_impl *p = m->impl;
-    memcpy(host, p->params, m->lay.n_params * sizeof(float));
+    size_t i0, i1;
+    if (p->sh.level == 3) {
+        tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+        memcpy(host + i0, p->sh.pshard, (i1 - i0) * sizeof(float));
+    } else {
+        memcpy(host, p->params, m->lay.n_params * sizeof(float));
+    }
     return TG_OK;
 }
 
 static tg_status cpu_grads_get(tg_model *m, float *host, tg_error *err) {
     (void)err;
     cpu_impl *p = m->impl;
-    memcpy(host, p->grads, m->lay.n_params * sizeof(float));
+    size_t i0, i1;
+    if (p->sh.level >= 2) {
+        tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+        memcpy(host + i0, p->sh.gshard, (i1 - i0) * sizeof(float));
+    } else {
+        memcpy(host, p->grads, m->lay.n_params * sizeof(float));
+    }
     return TG_OK;
 }
 
@@ -234,7 +270,8 @@ static void *cpu_stream(tg_model *m) {
 static tg_status cpu_grads_zero(tg_model *m, tg_error *err) {
     (void)err;
     cpu_impl *p = m->impl;
-    memset(p->grads, 0, m->n_padded * sizeof(float));
+    if (p->sh.level >= 2) memset(p->sh.gshard, 0, (p->sh.hi - p->sh.lo) * sizeof(float));
+    else memset(p->grads, 0, m->n_padded * sizeof(float));
     return TG_OK;
 }
 
@@ -263,20 +300,24 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
     if (targets) memcpy(p->targets, targets, (size_t)BT * sizeof *targets);
     else for (int i = 0; i < BT; i++) p->targets[i] = -1;
 
+    tg_status st = TG_OK;
     cpu_acts *a = &p->acts;
-    float *params = p->params;
+    float *P = NULL;
+    size_t lo = 0, hi = 0;
     /* The bf16 working copy of the (fp32 master) weights, for forward and backward. Made at every
-     * forward, not when AdamW runs: the trainer also writes params directly (ZeRO-1 all-gather). */
+     * forward, not when AdamW runs: the trainer also writes params directly (ZeRO-1 all-gather).
+     * With sharded parameters each window is rounded as it is filled instead. */
     if (p->wbf) {
         memcpy(p->wbf, p->params, m->n_padded * sizeof(float));
         tg_cpu_round_bf16(p->wbf, m->n_padded);
-        params = p->wbf;
     }
-    tg_cpu_encoder_forward(a->encoded, p->inputs, cpu_tensor(lay, params, 0),
-                           cpu_tensor(lay, params, 1), B, T, C);
+    TG_TRY(cpu_seg(m, 0, TG_CPU_SEG_PARAMS, &P, NULL, err));
+    tg_cpu_encoder_forward(a->encoded, p->inputs, cpu_tensor(lay, P, 0, 0), cpu_tensor(lay, P, 0, 1), B, T, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, TG_CPU_SEG_PARAMS, err));
     cpu_bf16(p, a->encoded, (size_t)BT * C);
     for (int l = 0; l < L; l++) {
-        cpu_layer w = cpu_layer_at(lay, params, l);
+        TG_TRY(cpu_seg(m, 1 + l, TG_CPU_SEG_PARAMS, &P, NULL, err));
+        cpu_layer w = cpu_layer_at(lay, P, lay->layer_begin[l], l);
         const float *x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * sBTC;
         float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
         float *att = a->att + l * sATT, *res2 = a->residual2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
@@ -304,15 +345,20 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
         cpu_bf16(p, a->proj, (size_t)BT * C);
         tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
         cpu_bf16(p, res3, (size_t)BT * C);
+        TG_TRY(tg_cpu_seg_end(m, &p->sh, 1 + l, TG_CPU_SEG_PARAMS, err));
     }
+    TG_TRY(cpu_seg(m, L + 1, TG_CPU_SEG_PARAMS, &P, NULL, err));
+    tg_model_segment(m, L + 1, &lo, &hi);
     tg_cpu_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->residual3 + (size_t)(L - 1) * sBTC,
-                             cpu_tensor(lay, params, lnf_w), cpu_tensor(lay, params, lnf_b),
-                             BT, C);
+                             cpu_tensor(lay, P, lo, lnf_w), cpu_tensor(lay, P, lo, lnf_b), BT, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, L + 1, TG_CPU_SEG_PARAMS, err));
     cpu_bf16(p, a->lnf, (size_t)BT * C);
     /* logits = lnf @ wte^T over all Vp columns (padded ones unused); the GEMM packs wte (Vp, C)
      * as a transposed B, no copy of it. */
-    tg_cpu_gemm_strided(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, cpu_tensor(lay, params, 0), 1,
+    TG_TRY(cpu_seg(m, 0, TG_CPU_SEG_PARAMS, &P, NULL, err));
+    tg_cpu_gemm_strided(a->logits, (size_t)Vp, a->lnf, (size_t)C, 1, cpu_tensor(lay, P, 0, 0), 1,
                         (size_t)C, NULL, BT, Vp, C, 0);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, TG_CPU_SEG_PARAMS, err));
     cpu_bf16(p, a->logits, (size_t)BT * Vp);
 
     p->has_targets = targets != NULL;
@@ -329,7 +375,8 @@ static tg_status cpu_forward(tg_model *m, const int32_t *inputs, const int32_t *
         p->loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
     }
     p->B_used = B;
-    return TG_OK;
+cleanup:
+    return st;
 }
 
 static tg_status cpu_loss(tg_model *m, float *loss, tg_error *err) {
@@ -360,26 +407,34 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
     if (!B || !p->has_targets)
         return tg_error_set(err, TG_ERR_ARG, "model: backward needs a forward with targets first");
 
+    tg_status st = TG_OK;
     cpu_acts *a = &p->acts;
     cpu_scratch *s = &p->scr;
-    float *params = p->wbf ? p->wbf : p->params, *grads = p->grads; /* wbf: set by forward */
+    float *P = NULL, *G = NULL; /* the segment in use (cpu_seg; wbf was set by forward) */
+    const int PG = TG_CPU_SEG_PARAMS | TG_CPU_SEG_GRADS;
+    size_t lo = 0, hi = 0;
     /* d(loss_scale * mean over valid positions) / dlogits */
     const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
     tg_cpu_crossentropy_backward(s->dlogits, a->logits, a->lse, p->targets, dscale, BT, V, Vp);
     cpu_bf16(p, s->dlogits, (size_t)BT * Vp);
     /* LM head, real vocab only (padded columns have zero gradient): dlnf = dlogits @ wte,
      * dwte += dlogits^T @ lnf. */
-    float *wte = cpu_tensor(lay, params, 0), *dwte = cpu_tensor(lay, grads, 0);
-    tg_cpu_gemm(s->dln, (size_t)C, s->dlogits, (size_t)Vp, 1, wte, (size_t)C, NULL, BT, C, V, 0);
-    tg_cpu_gemm(dwte, (size_t)C, s->dlogits, 1, (size_t)Vp, a->lnf, (size_t)C, NULL, V, C, BT, 1);
+    TG_TRY(cpu_seg(m, 0, PG, &P, &G, err));
+    tg_cpu_gemm(s->dln, (size_t)C, s->dlogits, (size_t)Vp, 1, cpu_tensor(lay, P, 0, 0), (size_t)C, NULL, BT, C, V, 0);
+    tg_cpu_gemm(cpu_tensor(lay, G, 0, 0), (size_t)C, s->dlogits, 1, (size_t)Vp, a->lnf, (size_t)C, NULL, V, C, BT, 1);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, PG, err));
     memset(s->dresidual, 0, (size_t)BT * C * sizeof(float));
-    tg_cpu_layernorm_backward(s->dresidual, cpu_tensor(lay, grads, lnf_w),
-                              cpu_tensor(lay, grads, lnf_b), s->dln,
+    TG_TRY(cpu_seg(m, L + 1, PG, &P, &G, err));
+    tg_model_segment(m, L + 1, &lo, &hi);
+    tg_cpu_layernorm_backward(s->dresidual, cpu_tensor(lay, G, lo, lnf_w),
+                              cpu_tensor(lay, G, lo, lnf_b), s->dln,
                               a->residual3 + (size_t)(L - 1) * sBTC,
-                              cpu_tensor(lay, params, lnf_w), a->lnf_mean, a->lnf_rstd, BT, C);
+                              cpu_tensor(lay, P, lo, lnf_w), a->lnf_mean, a->lnf_rstd, BT, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, L + 1, PG, err));
 
     for (int l = L - 1; l >= 0; l--) {
-        cpu_layer w = cpu_layer_at(lay, params, l), g = cpu_layer_at(lay, grads, l);
+        TG_TRY(cpu_seg(m, 1 + l, PG, &P, &G, err));
+        cpu_layer w = cpu_layer_at(lay, P, lay->layer_begin[l], l), g = cpu_layer_at(lay, G, lay->layer_begin[l], l);
         const float *x = l == 0 ? a->encoded : a->residual3 + (size_t)(l - 1) * sBTC;
         const float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC;
         const float *atty = a->atty + l * sBTC, *att = a->att + l * sATT;
@@ -407,16 +462,25 @@ static tg_status cpu_backward(tg_model *m, float loss_scale, tg_error *err) {
         /* now d/d(x), the block input */
         tg_cpu_layernorm_backward(s->dresidual, g.ln1w, g.ln1b, s->dln, x, w.ln1w,
                                   a->ln1_mean + l * sBT, a->ln1_rstd + l * sBT, BT, C);
+        TG_TRY(tg_cpu_seg_end(m, &p->sh, 1 + l, PG, err));
         tg_model_grad_ready(m, lay->layer_begin[l], lay->layer_begin[l + 1]);
     }
-    tg_cpu_encoder_backward(dwte, cpu_tensor(lay, grads, 1), s->dresidual, p->inputs, B, T, C);
+    TG_TRY(cpu_seg(m, 0, TG_CPU_SEG_GRADS, NULL, &G, err));
+    tg_cpu_encoder_backward(cpu_tensor(lay, G, 0, 0), cpu_tensor(lay, G, 0, 1), s->dresidual, p->inputs, B, T, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, TG_CPU_SEG_GRADS, err));
     tg_model_grad_ready(m, 0, lay->layer_begin[0]);
     tg_model_grad_ready(m, lay->layer_begin[L], lay->n_params);
-    return TG_OK;
+cleanup:
+    return st;
 }
 
 static tg_status cpu_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
-    return tg_cpu_sqnorm(((cpu_impl *)m->impl)->grads, lo, hi, out, err);
+    const cpu_impl *p = m->impl;
+    if (p->sh.level < 2) return tg_cpu_sqnorm(p->grads, lo, hi, out, err);
+    if (lo < p->sh.lo || hi > p->sh.hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: grad_sqnorm [%zu, %zu) outside the gradient shard [%zu, %zu)",
+                            lo, hi, p->sh.lo, p->sh.hi);
+    return tg_cpu_sqnorm(p->sh.gshard, lo - p->sh.lo, hi - p->sh.lo, out, err);
 }
 
 static tg_status cpu_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
@@ -425,6 +489,9 @@ static tg_status cpu_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) 
     free(p->opt_m);
     free(p->opt_v);
     p->opt_ready = 0;
+    if (p->sh.level >= 2 && (lo != p->sh.lo || hi != p->sh.hi))
+        TG_FAIL(err, TG_ERR_ARG, "model: opt_init shard [%zu, %zu) != the sharded storage's [%zu, %zu)", lo, hi,
+                p->sh.lo, p->sh.hi);
     p->opt_m = cpu_alloc_floats(hi - lo);
     p->opt_v = cpu_alloc_floats(hi - lo);
     TG_CHECK_ALLOC(err, p->opt_m);
@@ -460,19 +527,19 @@ static tg_status cpu_opt_set(tg_model *m, const float *mom, const float *var, tg
 /* AdamW on params[i0, i1) with moments m[i0 - lo ...]; wd is 0 for tensors without decay. */
 static void cpu_adamw_range(cpu_impl *p, size_t i0, size_t i1, const tg_adamw_args *a, float wd,
                             float bc1, float bc2) {
-    float *params = p->params;
-    const float *grads = p->grads;
+    float *params = cpu_shard_params(p); /* the shard's, element lo at index 0 */
+    const float *grads = cpu_shard_grads(p);
     float *mo = p->opt_m, *va = p->opt_v;
     const size_t lo = p->opt_lo;
 #pragma omp parallel for schedule(static)
     for (size_t i = i0; i < i1; i++) {
-        const float g = grads[i] * a->grad_scale;
+        const float g = grads[i - lo] * a->grad_scale;
         const float mi = a->beta1 * mo[i - lo] + (1.0f - a->beta1) * g;
         const float vi = a->beta2 * va[i - lo] + (1.0f - a->beta2) * g * g;
         mo[i - lo] = mi;
         va[i - lo] = vi;
         const float mhat = mi / bc1, vhat = vi / bc2;
-        params[i] -= a->lr * (mhat / (sqrtf(vhat) + a->eps) + wd * params[i]);
+        params[i - lo] -= a->lr * (mhat / (sqrtf(vhat) + a->eps) + wd * params[i - lo]);
     }
 }
 
@@ -497,14 +564,48 @@ static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
 }
 
 static const char *cpu_describe(const tg_model *m) {
-    return ((const cpu_impl *)m->impl)->wbf ? "fp32 reference (OpenMP), emulating bf16 storage"
+    return ((const cpu_impl *)m->impl)->bf16 ? "fp32 reference (OpenMP), emulating bf16 storage"
                                              : "fp32 reference (OpenMP)";
 }
 
-static size_t cpu_device_bytes(const tg_model *m) {
+static void cpu_memory(const tg_model *m, tg_model_memory *out) {
     const cpu_impl *p = m->impl;
-    return (2 * m->n_padded + p->acts_floats) * sizeof(float) + cpu_opt_bytes(m);
+    const size_t F = sizeof(float), shard = p->sh.hi - p->sh.lo;
+    out->params = (p->params ? m->n_padded : 0) * F + (p->wbf ? m->n_padded : 0) * F +
+                  (p->sh.pshard ? shard + p->sh.win : 0) * F;
+    out->grads = (p->grads ? m->n_padded : 0) * F + (p->sh.gshard ? shard + p->sh.win : 0) * F;
+    out->optimizer = cpu_opt_bytes(m);
+    out->activations = p->acts_floats * F;
+    out->window = p->sh.win * F;
 }
+
+static size_t cpu_device_bytes(const tg_model *m) {
+    tg_model_memory mem;
+    cpu_memory(m, &mem);
+    return mem.params + mem.grads + mem.optimizer + mem.activations;
+}
+
+static tg_status cpu_shard_storage(tg_model *m, int level, size_t lo, size_t hi, tg_error *err) {
+    tg_status st = TG_OK;
+    cpu_impl *p = m->impl;
+    TG_TRY(tg_cpu_shard_init(&p->sh, m, level, lo, hi, p->bf16, err));
+    free(p->grads);
+    p->grads = NULL;
+    if (level == 3) { /* the windows are rounded as they are filled */
+        free(p->params);
+        free(p->wbf);
+        p->params = p->wbf = NULL;
+    }
+cleanup:
+    return st;
+}
+
+static float *cpu_shard_params_op(tg_model *m) {
+    const cpu_impl *p = m->impl;
+    return p->sh.level == 3 ? p->sh.pshard : p->sh.level == 2 ? p->params + p->sh.lo : NULL;
+}
+
+static float *cpu_shard_grads_op(tg_model *m) { return ((cpu_impl *)m->impl)->sh.gshard; }
 
 const tg_backend_ops tg_cpu_backend_ops = {
     .name = "cpu",
@@ -529,4 +630,8 @@ const tg_backend_ops tg_cpu_backend_ops = {
     .adamw = cpu_adamw,
     .device_bytes = cpu_device_bytes,
     .describe = cpu_describe,
+    .shard_storage = cpu_shard_storage,
+    .shard_params = cpu_shard_params_op,
+    .shard_grads = cpu_shard_grads_op,
+    .memory = cpu_memory,
 };

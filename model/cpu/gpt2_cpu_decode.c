@@ -58,6 +58,7 @@ tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err) {
     tg_dtype dt;
     const float *params = tg_model_params(m, &dt);
     if (dt != TG_DTYPE_F32) return tg_error_set(err, TG_ERR_ARG, "decoder: parameters must be fp32");
+    if (!params) return tg_error_set(err, TG_ERR_ARG, "decoder: the parameters are sharded (ZeRO-3), not all here");
     tg_decoder *d = calloc(1, sizeof *d);
     if (!d) return tg_error_set(err, TG_ERR_NOMEM, "decoder: out of memory");
     d->params = params;

@@ -7,6 +7,8 @@
  * each group) and the cross-entropy. Llama's own kernels are in llama_kernels.h. The optimizer,
  * gradient norm and buffer handling follow gpt2_cpu.c's (same arithmetic, so both archs step
  * alike). bf16 emulation (opt.bf16) is not implemented for Llama and is refused at init.
+ * Forward and backward reach the parameters and gradients one segment at a time (cpu_shard.h),
+ * so sharded storage (ZeRO-2/3) works as it does for GPT-2.
  * Results do not depend on the number of OpenMP threads. */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "model/backend.h"
 #include "model/cpu/cpu_kernels.h"
+#include "model/cpu/cpu_shard.h"
 #include "model/cpu/llama_kernels.h"
 #include "model/llama.h"
 
@@ -60,7 +63,20 @@ typedef struct {
     float *opt_m, *opt_v;
     size_t opt_lo, opt_hi;
     int opt_ready;
+    tg_cpu_shard sh;
 } llama_impl;
+
+/* The shard's parameters and gradients (element opt_lo at index 0). */
+static float *shard_params(const llama_impl *p) { return p->sh.level == 3 ? p->sh.pshard : p->params + p->opt_lo; }
+static float *shard_grads(const llama_impl *p) { return p->sh.level >= 2 ? p->sh.gshard : p->grads + p->opt_lo; }
+
+/* One use of segment seg (cpu_shard.h); *lo: the segment's first element. */
+static tg_status seg(tg_model *m, int k, int need, float **P, float **G, size_t *lo, tg_error *err) {
+    llama_impl *p = m->impl;
+    size_t hi;
+    tg_model_segment(m, k, lo, &hi);
+    return tg_cpu_seg_begin(m, &p->sh, k, need, p->params, p->grads, P, G, err);
+}
 
 static float *alloc_floats(size_t n) {
     size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
@@ -124,6 +140,7 @@ static void llama_free(tg_model *m) {
     free(p->targets);
     free(p->opt_m);
     free(p->opt_v);
+    tg_cpu_shard_free(&p->sh);
     free(p);
     m->impl = NULL;
 }
@@ -156,9 +173,16 @@ cleanup:
     return st;
 }
 
-static float *tensor(const tg_model *m, float *base, int idx) { return base + m->lay.tensors[idx].offset; }
-static float *block(const tg_model *m, float *base, int l, tg_llama_block_tensor k) {
-    return tensor(m, base, tg_llama_block_index(l, k));
+/* base: element lo of the flat buffer (a segment's P or G). */
+static float *tensor(const tg_model *m, float *base, size_t lo, int idx) {
+    return base + (m->lay.tensors[idx].offset - lo);
+}
+static float *block(const tg_model *m, float *base, size_t lo, int l, tg_llama_block_tensor k) {
+    return tensor(m, base, lo, tg_llama_block_index(l, k));
+}
+/* The segment holding tensor idx: the embeddings' or the final one. */
+static int seg_of(const tg_model *m, int idx) {
+    return m->lay.tensors[idx].offset < m->lay.layer_begin[0] ? 0 : m->lay.cfg.n_layer + 1;
 }
 
 static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t *targets, int B_used,
@@ -181,37 +205,48 @@ static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t
     if (targets) memcpy(p->targets, targets, (size_t)BT * sizeof *targets);
     else for (int i = 0; i < BT; i++) p->targets[i] = -1;
 
+    tg_status st = TG_OK;
     llama_acts *a = &p->a;
-    float *w = p->params;
+    float *w = NULL;
+    size_t lo = 0;
     const float eps = (float)c->norm_eps;
-    tg_llama_embed_forward(a->x0, p->inputs, tensor(m, w, TG_LLAMA_EMBED), BT, C);
+    const int PR = TG_CPU_SEG_PARAMS, head = tg_llama_head_index(c);
+    TG_TRY(seg(m, 0, PR, &w, NULL, &lo, err));
+    tg_llama_embed_forward(a->x0, p->inputs, tensor(m, w, lo, TG_LLAMA_EMBED), BT, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, PR, err));
     for (int l = 0; l < L; l++) {
+        TG_TRY(seg(m, 1 + l, PR, &w, NULL, &lo, err));
         const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * sBTC;
         float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
         float *res2 = a->res2 + l * sBTC, *ln2 = a->ln2 + l * sBTC, *res3 = a->res3 + l * sBTC;
         float *gate = a->gate + l * sBTF, *up = a->up + l * sBTF, *h = a->h + l * sBTF;
-        tg_llama_rmsnorm_forward(ln1, a->rstd1 + l * sBT, x, block(m, w, l, TG_LLAMA_IN_NORM), BT, C, eps);
-        tg_llama_linear_forward(qkv, 3 * (size_t)C, ln1, block(m, w, l, TG_LLAMA_Q), BT, C, C);
+        tg_llama_rmsnorm_forward(ln1, a->rstd1 + l * sBT, x, block(m, w, lo, l, TG_LLAMA_IN_NORM), BT, C, eps);
+        tg_llama_linear_forward(qkv, 3 * (size_t)C, ln1, block(m, w, lo, l, TG_LLAMA_Q), BT, C, C);
         tg_llama_rope(qkv, 3 * (size_t)C, a->rope_cos, a->rope_sin, B, T, NH, hs, 0);
-        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_K), BT, C, KV);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, lo, l, TG_LLAMA_K), BT, C, KV);
         tg_llama_rope(a->kv, (size_t)KV, a->rope_cos, a->rope_sin, B, T, NKV, hs, 0);
         tg_llama_kv_expand(qkv + C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
-        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, l, TG_LLAMA_V), BT, C, KV);
+        tg_llama_linear_forward(a->kv, (size_t)KV, ln1, block(m, w, lo, l, TG_LLAMA_V), BT, C, KV);
         tg_llama_kv_expand(qkv + 2 * C, 3 * (size_t)C, a->kv, (size_t)KV, BT, NH, NKV, hs);
         tg_cpu_attention_forward(atty, a->att + l * sATT, qkv, B, T, C, NH);
-        tg_llama_linear_forward(a->proj, (size_t)C, atty, block(m, w, l, TG_LLAMA_O), BT, C, C);
+        tg_llama_linear_forward(a->proj, (size_t)C, atty, block(m, w, lo, l, TG_LLAMA_O), BT, C, C);
         tg_cpu_residual_forward(res2, x, a->proj, (size_t)BT * C);
-        tg_llama_rmsnorm_forward(ln2, a->rstd2 + l * sBT, res2, block(m, w, l, TG_LLAMA_POST_NORM), BT, C, eps);
-        tg_llama_linear_forward(gate, (size_t)F, ln2, block(m, w, l, TG_LLAMA_GATE), BT, C, F);
-        tg_llama_linear_forward(up, (size_t)F, ln2, block(m, w, l, TG_LLAMA_UP), BT, C, F);
+        tg_llama_rmsnorm_forward(ln2, a->rstd2 + l * sBT, res2, block(m, w, lo, l, TG_LLAMA_POST_NORM), BT, C, eps);
+        tg_llama_linear_forward(gate, (size_t)F, ln2, block(m, w, lo, l, TG_LLAMA_GATE), BT, C, F);
+        tg_llama_linear_forward(up, (size_t)F, ln2, block(m, w, lo, l, TG_LLAMA_UP), BT, C, F);
         tg_llama_swiglu_forward(h, gate, up, (size_t)BT * F);
-        tg_llama_linear_forward(a->proj, (size_t)C, h, block(m, w, l, TG_LLAMA_DOWN), BT, F, C);
+        tg_llama_linear_forward(a->proj, (size_t)C, h, block(m, w, lo, l, TG_LLAMA_DOWN), BT, F, C);
         tg_cpu_residual_forward(res3, res2, a->proj, (size_t)BT * C);
+        TG_TRY(tg_cpu_seg_end(m, &p->sh, 1 + l, PR, err));
     }
+    TG_TRY(seg(m, L + 1, PR, &w, NULL, &lo, err));
     tg_llama_rmsnorm_forward(a->lnf, a->rstdf, a->res3 + (size_t)(L - 1) * sBTC,
-                             tensor(m, w, tg_llama_norm_index(L)), BT, C, eps);
+                             tensor(m, w, lo, tg_llama_norm_index(L)), BT, C, eps);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, L + 1, PR, err));
     /* all Vp columns (the padded ones are unused) */
-    tg_llama_linear_forward(a->logits, (size_t)Vp, a->lnf, tensor(m, w, tg_llama_head_index(c)), BT, C, Vp);
+    TG_TRY(seg(m, seg_of(m, head), PR, &w, NULL, &lo, err));
+    tg_llama_linear_forward(a->logits, (size_t)Vp, a->lnf, tensor(m, w, lo, head), BT, C, Vp);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, seg_of(m, head), PR, err));
     p->has_targets = targets != NULL;
     p->n_valid = 0;
     p->loss = 0.0f;
@@ -226,7 +261,8 @@ static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t
         p->loss = p->n_valid ? (float)(sum / p->n_valid) : 0.0f;
     }
     p->B_used = B;
-    return TG_OK;
+cleanup:
+    return st;
 }
 
 static tg_status llama_backward(tg_model *m, float loss_scale, tg_error *err) {
@@ -239,56 +275,68 @@ static tg_status llama_backward(tg_model *m, float loss_scale, tg_error *err) {
     const size_t sATT = sBT * (size_t)NH * T;
     if (!B || !p->has_targets)
         return tg_error_set(err, TG_ERR_ARG, "model: backward needs a forward with targets first");
+    tg_status st = TG_OK;
     llama_acts *a = &p->a;
-    float *w = p->params, *g = p->grads;
+    float *w = NULL, *g = NULL;
+    size_t lo = 0;
+    const int PG = TG_CPU_SEG_PARAMS | TG_CPU_SEG_GRADS;
     const float dscale = p->n_valid ? loss_scale / (float)p->n_valid : 0.0f;
     tg_cpu_crossentropy_backward(a->dlogits, a->logits, a->lse, p->targets, dscale, BT, V, Vp);
     /* LM head over the real vocab (padded columns have zero gradient) */
     const int head = tg_llama_head_index(c), nrm = tg_llama_norm_index(L);
-    tg_llama_linear_backward(a->dln, tensor(m, g, head), a->dlogits, (size_t)Vp, a->lnf, tensor(m, w, head), BT, C,
+    TG_TRY(seg(m, seg_of(m, head), PG, &w, &g, &lo, err));
+    tg_llama_linear_backward(a->dln, tensor(m, g, lo, head), a->dlogits, (size_t)Vp, a->lnf, tensor(m, w, lo, head), BT, C,
                              V, 0);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, seg_of(m, head), PG, err));
     memset(a->dres, 0, (size_t)BT * C * sizeof(float));
-    tg_llama_rmsnorm_backward(a->dres, tensor(m, g, nrm), a->dln, a->res3 + (size_t)(L - 1) * sBTC,
-                              tensor(m, w, nrm), a->rstdf, BT, C);
+    TG_TRY(seg(m, L + 1, PG, &w, &g, &lo, err));
+    tg_llama_rmsnorm_backward(a->dres, tensor(m, g, lo, nrm), a->dln, a->res3 + (size_t)(L - 1) * sBTC,
+                              tensor(m, w, lo, nrm), a->rstdf, BT, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, L + 1, PG, err));
     for (int l = L - 1; l >= 0; l--) {
+        TG_TRY(seg(m, 1 + l, PG, &w, &g, &lo, err));
         const float *x = l == 0 ? a->x0 : a->res3 + (size_t)(l - 1) * sBTC;
         const float *ln1 = a->ln1 + l * sBTC, *qkv = a->qkv + l * 3 * sBTC, *atty = a->atty + l * sBTC;
         const float *res2 = a->res2 + l * sBTC, *ln2 = a->ln2 + l * sBTC;
         const float *gate = a->gate + l * sBTF, *up = a->up + l * sBTF, *h = a->h + l * sBTF;
         /* MLP: dres is d/d(res3) */
-        tg_llama_linear_backward(a->dgate, block(m, g, l, TG_LLAMA_DOWN), a->dres, (size_t)C, h,
-                                 block(m, w, l, TG_LLAMA_DOWN), BT, F, C, 0);
+        tg_llama_linear_backward(a->dgate, block(m, g, lo, l, TG_LLAMA_DOWN), a->dres, (size_t)C, h,
+                                 block(m, w, lo, l, TG_LLAMA_DOWN), BT, F, C, 0);
         tg_llama_swiglu_backward(a->dgate, a->dup, a->dgate, gate, up, (size_t)BT * F);
-        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_GATE), a->dgate, (size_t)F, ln2,
-                                 block(m, w, l, TG_LLAMA_GATE), BT, C, F, 0);
-        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_UP), a->dup, (size_t)F, ln2,
-                                 block(m, w, l, TG_LLAMA_UP), BT, C, F, 1);
-        tg_llama_rmsnorm_backward(a->dres, block(m, g, l, TG_LLAMA_POST_NORM), a->dln, res2,
-                                  block(m, w, l, TG_LLAMA_POST_NORM), a->rstd2 + l * sBT, BT, C);
+        tg_llama_linear_backward(a->dln, block(m, g, lo, l, TG_LLAMA_GATE), a->dgate, (size_t)F, ln2,
+                                 block(m, w, lo, l, TG_LLAMA_GATE), BT, C, F, 0);
+        tg_llama_linear_backward(a->dln, block(m, g, lo, l, TG_LLAMA_UP), a->dup, (size_t)F, ln2,
+                                 block(m, w, lo, l, TG_LLAMA_UP), BT, C, F, 1);
+        tg_llama_rmsnorm_backward(a->dres, block(m, g, lo, l, TG_LLAMA_POST_NORM), a->dln, res2,
+                                  block(m, w, lo, l, TG_LLAMA_POST_NORM), a->rstd2 + l * sBT, BT, C);
         /* attention: dres is now d/d(res2) */
-        tg_llama_linear_backward(a->datty, block(m, g, l, TG_LLAMA_O), a->dres, (size_t)C, atty,
-                                 block(m, w, l, TG_LLAMA_O), BT, C, C, 0);
+        tg_llama_linear_backward(a->datty, block(m, g, lo, l, TG_LLAMA_O), a->dres, (size_t)C, atty,
+                                 block(m, w, lo, l, TG_LLAMA_O), BT, C, C, 0);
         tg_cpu_attention_backward(a->dqkv, a->datt, a->datty, qkv, a->att + l * sATT, B, T, C, NH);
         /* q: undo RoPE on the gradient, then its projection */
         tg_llama_rope(a->dqkv, 3 * (size_t)C, a->rope_cos, a->rope_sin, B, T, NH, hs, 1);
-        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_Q), a->dqkv, 3 * (size_t)C, ln1,
-                                 block(m, w, l, TG_LLAMA_Q), BT, C, C, 0);
+        tg_llama_linear_backward(a->dln, block(m, g, lo, l, TG_LLAMA_Q), a->dqkv, 3 * (size_t)C, ln1,
+                                 block(m, w, lo, l, TG_LLAMA_Q), BT, C, C, 0);
         /* k: sum over the group, undo RoPE; v: sum over the group */
         tg_llama_kv_reduce(a->kv, a->dqkv + C, 3 * (size_t)C, BT, NH, NKV, hs);
         tg_llama_rope(a->kv, (size_t)KV, a->rope_cos, a->rope_sin, B, T, NKV, hs, 1);
-        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_K), a->kv, (size_t)KV, ln1,
-                                 block(m, w, l, TG_LLAMA_K), BT, C, KV, 1);
+        tg_llama_linear_backward(a->dln, block(m, g, lo, l, TG_LLAMA_K), a->kv, (size_t)KV, ln1,
+                                 block(m, w, lo, l, TG_LLAMA_K), BT, C, KV, 1);
         tg_llama_kv_reduce(a->kv, a->dqkv + 2 * C, 3 * (size_t)C, BT, NH, NKV, hs);
-        tg_llama_linear_backward(a->dln, block(m, g, l, TG_LLAMA_V), a->kv, (size_t)KV, ln1,
-                                 block(m, w, l, TG_LLAMA_V), BT, C, KV, 1);
-        tg_llama_rmsnorm_backward(a->dres, block(m, g, l, TG_LLAMA_IN_NORM), a->dln, x,
-                                  block(m, w, l, TG_LLAMA_IN_NORM), a->rstd1 + l * sBT, BT, C);
+        tg_llama_linear_backward(a->dln, block(m, g, lo, l, TG_LLAMA_V), a->kv, (size_t)KV, ln1,
+                                 block(m, w, lo, l, TG_LLAMA_V), BT, C, KV, 1);
+        tg_llama_rmsnorm_backward(a->dres, block(m, g, lo, l, TG_LLAMA_IN_NORM), a->dln, x,
+                                  block(m, w, lo, l, TG_LLAMA_IN_NORM), a->rstd1 + l * sBT, BT, C);
+        TG_TRY(tg_cpu_seg_end(m, &p->sh, 1 + l, PG, err));
         tg_model_grad_ready(m, m->lay.layer_begin[l], m->lay.layer_begin[l + 1]);
     }
-    tg_llama_embed_backward(tensor(m, g, TG_LLAMA_EMBED), a->dres, p->inputs, BT, C);
+    TG_TRY(seg(m, 0, TG_CPU_SEG_GRADS, NULL, &g, &lo, err));
+    tg_llama_embed_backward(tensor(m, g, lo, TG_LLAMA_EMBED), a->dres, p->inputs, BT, C);
+    TG_TRY(tg_cpu_seg_end(m, &p->sh, 0, TG_CPU_SEG_GRADS, err));
     tg_model_grad_ready(m, 0, m->lay.layer_begin[0]);
     tg_model_grad_ready(m, m->lay.layer_begin[L], m->lay.n_params);
-    return TG_OK;
+cleanup:
+    return st;
 }
 
 static tg_status llama_loss(tg_model *m, float *loss, tg_error *err) {
@@ -306,19 +354,32 @@ static tg_status llama_logits_get(tg_model *m, float *host, tg_error *err) {
     return TG_OK;
 }
 
+/* With sharded storage only the shard's part of the host array moves (cpu_shard.h). */
 static tg_status llama_params_set(tg_model *m, const float *host, tg_error *err) {
     (void)err;
-    memcpy(((llama_impl *)m->impl)->params, host, m->lay.n_params * sizeof(float));
+    llama_impl *p = m->impl;
+    size_t i0, i1;
+    tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+    if (p->sh.level == 3) memcpy(p->sh.pshard, host + i0, (i1 - i0) * sizeof(float));
+    else memcpy(p->params, host, m->lay.n_params * sizeof(float));
     return TG_OK;
 }
 static tg_status llama_params_get(tg_model *m, float *host, tg_error *err) {
     (void)err;
-    memcpy(host, ((llama_impl *)m->impl)->params, m->lay.n_params * sizeof(float));
+    llama_impl *p = m->impl;
+    size_t i0, i1;
+    tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+    if (p->sh.level == 3) memcpy(host + i0, p->sh.pshard, (i1 - i0) * sizeof(float));
+    else memcpy(host, p->params, m->lay.n_params * sizeof(float));
     return TG_OK;
 }
 static tg_status llama_grads_get(tg_model *m, float *host, tg_error *err) {
     (void)err;
-    memcpy(host, ((llama_impl *)m->impl)->grads, m->lay.n_params * sizeof(float));
+    llama_impl *p = m->impl;
+    size_t i0, i1;
+    tg_cpu_shard_host_range(&p->sh, m->lay.n_params, &i0, &i1);
+    if (p->sh.level >= 2) memcpy(host + i0, p->sh.gshard, (i1 - i0) * sizeof(float));
+    else memcpy(host, p->grads, m->lay.n_params * sizeof(float));
     return TG_OK;
 }
 static void *llama_params_ptr(tg_model *m, tg_dtype *dtype) {
@@ -335,12 +396,19 @@ static void *llama_stream(tg_model *m) {
 }
 static tg_status llama_grads_zero(tg_model *m, tg_error *err) {
     (void)err;
-    memset(((llama_impl *)m->impl)->grads, 0, m->n_padded * sizeof(float));
+    llama_impl *p = m->impl;
+    if (p->sh.level >= 2) memset(p->sh.gshard, 0, (p->sh.hi - p->sh.lo) * sizeof(float));
+    else memset(p->grads, 0, m->n_padded * sizeof(float));
     return TG_OK;
 }
 
 static tg_status llama_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
-    return tg_cpu_sqnorm(((llama_impl *)m->impl)->grads, lo, hi, out, err);
+    const llama_impl *p = m->impl;
+    if (p->sh.level < 2) return tg_cpu_sqnorm(p->grads, lo, hi, out, err);
+    if (lo < p->sh.lo || hi > p->sh.hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: grad_sqnorm [%zu, %zu) outside the gradient shard [%zu, %zu)",
+                            lo, hi, p->sh.lo, p->sh.hi);
+    return tg_cpu_sqnorm(p->sh.gshard, lo - p->sh.lo, hi - p->sh.lo, out, err);
 }
 
 static tg_status llama_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
@@ -349,6 +417,9 @@ static tg_status llama_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err
     free(p->opt_m);
     free(p->opt_v);
     p->opt_ready = 0;
+    if (p->sh.level >= 2 && (lo != p->sh.lo || hi != p->sh.hi))
+        TG_FAIL(err, TG_ERR_ARG, "model: opt_init shard [%zu, %zu) != the sharded storage's [%zu, %zu)", lo, hi,
+                p->sh.lo, p->sh.hi);
     p->opt_m = alloc_floats(hi - lo);
     p->opt_v = alloc_floats(hi - lo);
     TG_CHECK_ALLOC(err, p->opt_m);
@@ -390,8 +461,8 @@ static tg_status llama_adamw(tg_model *m, const tg_adamw_args *ar, tg_error *err
     if (ar->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", ar->t);
     const float bc1 = (float)(1.0 - pow((double)ar->beta1, ar->t));
     const float bc2 = (float)(1.0 - pow((double)ar->beta2, ar->t));
-    float *params = p->params, *mo = p->opt_m, *va = p->opt_v;
-    const float *grads = p->grads;
+    float *params = shard_params(p), *mo = p->opt_m, *va = p->opt_v; /* element lo at index 0 */
+    const float *grads = shard_grads(p);
     const size_t lo = p->opt_lo;
     for (int k = 0; k < lay->n_tensors; k++) {
         const tg_tensor_info *t = &lay->tensors[k];
@@ -401,12 +472,12 @@ static tg_status llama_adamw(tg_model *m, const tg_adamw_args *ar, tg_error *err
         if (i0 >= i1) continue;
 #pragma omp parallel for schedule(static)
         for (size_t i = i0; i < i1; i++) {
-            const float gi = grads[i] * ar->grad_scale;
+            const float gi = grads[i - lo] * ar->grad_scale;
             const float mi = ar->beta1 * mo[i - lo] + (1.0f - ar->beta1) * gi;
             const float vi = ar->beta2 * va[i - lo] + (1.0f - ar->beta2) * gi * gi;
             mo[i - lo] = mi;
             va[i - lo] = vi;
-            params[i] -= ar->lr * ((mi / bc1) / (sqrtf(vi / bc2) + ar->eps) + wd * params[i]);
+            params[i - lo] -= ar->lr * ((mi / bc1) / (sqrtf(vi / bc2) + ar->eps) + wd * params[i - lo]);
         }
     }
     return TG_OK;
@@ -417,10 +488,42 @@ static const char *llama_describe(const tg_model *m) {
     return "fp32 reference (OpenMP), llama";
 }
 
-static size_t llama_device_bytes(const tg_model *m) {
+static void llama_memory(const tg_model *m, tg_model_memory *out) {
     const llama_impl *p = m->impl;
-    return (2 * m->n_padded + p->mem_floats) * sizeof(float) + llama_opt_bytes(m);
+    const size_t F = sizeof(float), shard = p->sh.hi - p->sh.lo;
+    out->params = (p->params ? m->n_padded : 0) * F + (p->sh.pshard ? shard + p->sh.win : 0) * F;
+    out->grads = (p->grads ? m->n_padded : 0) * F + (p->sh.gshard ? shard + p->sh.win : 0) * F;
+    out->optimizer = llama_opt_bytes(m);
+    out->activations = p->mem_floats * F;
+    out->window = p->sh.win * F;
 }
+
+static size_t llama_device_bytes(const tg_model *m) {
+    tg_model_memory mem;
+    llama_memory(m, &mem);
+    return mem.params + mem.grads + mem.optimizer + mem.activations;
+}
+
+static tg_status llama_shard_storage(tg_model *m, int level, size_t lo, size_t hi, tg_error *err) {
+    tg_status st = TG_OK;
+    llama_impl *p = m->impl;
+    TG_TRY(tg_cpu_shard_init(&p->sh, m, level, lo, hi, 0, err));
+    free(p->grads);
+    p->grads = NULL;
+    if (level == 3) {
+        free(p->params);
+        p->params = NULL;
+    }
+cleanup:
+    return st;
+}
+
+static float *llama_shard_params_op(tg_model *m) {
+    const llama_impl *p = m->impl;
+    return p->sh.level == 3 ? p->sh.pshard : p->sh.level == 2 ? p->params + p->sh.lo : NULL;
+}
+
+static float *llama_shard_grads_op(tg_model *m) { return ((llama_impl *)m->impl)->sh.gshard; }
 
 const tg_backend_ops tg_cpu_llama_backend_ops = {
     .name = "cpu",
@@ -445,4 +548,8 @@ const tg_backend_ops tg_cpu_llama_backend_ops = {
     .adamw = llama_adamw,
     .device_bytes = llama_device_bytes,
     .describe = llama_describe,
+    .shard_storage = llama_shard_storage,
+    .shard_params = llama_shard_params_op,
+    .shard_grads = llama_shard_grads_op,
+    .memory = llama_memory,
 };

@@ -666,4 +666,8 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     cuda_describe,
     cuda_tuning_get,
     cuda_tuning_set,
+    NULL, /* shard_storage: ZeRO-2/3 are the CPU backends' (tg_model_shard_storage refuses) */
+    NULL,
+    NULL,
+    NULL, /* memory: model.c derives it */
 };

@@ -133,6 +133,43 @@ static void test_broadcast_host(tg_comm *c, size_t bytes) {
     free(b);
 }
 
+/* Uneven parts: rank r owns (r * 3 + n) % 5 elements (zeros included), consecutively.
+ * reduce_scatter_v: this rank's part must hold the reduction; all_gather_v (from a separate
+ * part buffer, and in place): every part must arrive. */
+static void test_v(tg_comm *c, tg_comm_dtype t, tg_comm_op op, size_t n) {
+    tg_error err = {0};
+    int R = tg_comm_rank(c), W = tg_comm_world(c);
+    size_t counts[16], total = 0, mine = 0;
+    CHECK(W <= 16);
+    if (W > 16) return;
+    for (int r = 0; r < W; r++) {
+        counts[r] = ((size_t)r * 3 + n) % 5;
+        if (r == R) mine = total;
+        total += counts[r];
+    }
+    char *b = malloc((total + 1) * 8), *part = malloc((counts[R] + 1) * 8);
+    CHECK(b && part);
+    if (!b || !part) goto done;
+    for (size_t i = 0; i < total; i++) put(b, t, i, value(R, i));
+    CHECK_OK(tg_comm_reduce_scatter_v(c, b, counts, t, op, &err), &err);
+    size_t bad = 0;
+    for (size_t j = 0; j < counts[R]; j++) bad += get(b, t, mine + j) != expect(t, op, W, mine + j);
+    CHECKF(bad == 0, "reduce_scatter_v %s op %d n %zu: %zu wrong", dname(t), (int)op, n, bad);
+    for (int inplace = 0; inplace < 2; inplace++) {
+        for (size_t i = 0; i < total; i++) put(b, t, i, SENTINEL);
+        void *src = inplace ? b + mine * tg_comm_dtype_size(t) : part;
+        for (size_t j = 0; j < counts[R]; j++) put(src, t, j, value(R, j));
+        CHECK_OK(tg_comm_all_gather_v(c, src, b, counts, t, &err), &err);
+        bad = 0;
+        for (int r = 0, off = 0; r < W; off += (int)counts[r], r++)
+            for (size_t j = 0; j < counts[r]; j++) bad += get(b, t, (size_t)off + j) != value(r, j);
+        CHECKF(bad == 0, "all_gather_v %s n %zu in place %d: %zu wrong", dname(t), n, inplace, bad);
+    }
+done:
+    free(b);
+    free(part);
+}
+
 /* All collectives, dtypes, ops and odd counts; run once per MPI chunk limit. */
 static void test_collectives(tg_comm *c) {
     for (size_t di = 0; di < sizeof DTYPES / sizeof DTYPES[0]; di++) {
@@ -143,6 +180,7 @@ static void test_collectives(tg_comm *c) {
                 test_all_reduce(c, t, OPS[oi], n, 0);
                 test_all_reduce(c, t, OPS[oi], n, 1);
                 test_reduce_scatter(c, t, OPS[oi], n);
+                test_v(c, t, OPS[oi], n);
             }
             test_all_gather(c, t, n, 0);
             test_all_gather(c, t, n, 1);

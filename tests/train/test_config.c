@@ -31,6 +31,13 @@ int main(void) {
     CHECK(tg_config_set_override(&c, "train.nope=1", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "unknown key 'train.nope'"), "%s", err.msg);
     CHECK(tg_config_set_override(&c, "lr=1", &err) == TG_ERR_CONFIG);
+    /* ZeRO stages: 0 to 3; anything else is refused with the range. */
+    CHECK_OK(tg_config_set_override(&c, "train.zero_stage=3", &err), &err);
+    CHECK(c.zero_stage == 3);
+    CHECK(tg_config_set_override(&c, "train.zero_stage=4", &err) == TG_ERR_CONFIG);
+    CHECKF(strstr(err.msg, "train.zero_stage") && strstr(err.msg, "[0, 3]"), "%s", err.msg);
+    CHECK(tg_config_set_override(&c, "train.zero_stage=-1", &err) == TG_ERR_CONFIG);
+    CHECK_OK(tg_config_set_override(&c, "train.zero_stage=0", &err), &err);
     CHECK(tg_config_set_override(&c, "train.device=tpu", &err) == TG_ERR_CONFIG);
     CHECKF(strstr(err.msg, "one of auto|cpu|cuda"), "%s", err.msg);
     /* Enum keys are parsed at load; train.resume takes a keyword or a path. */
