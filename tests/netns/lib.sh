@@ -5,9 +5,7 @@
 #   exists only inside these two namespaces, so no address outside them is touched, and a parallel
 #   run's identical /24 lives in its own namespaces). Names carry this shell's pid, so parallel runs
 #   never collide; leftovers of earlier runs (same prefix, pid no longer alive) are removed first.
-# netns_in NODE CMD...: runs CMD on NODE: inside its network namespace, with a UTS namespace of its
-#   own whose hostname is NODE (Open MPI and SLURM tell nodes apart by hostname; Open MPI's session
-#   directory under the shared /tmp is named by it too).
+# netns_in NODE CMD...: runs CMD on NODE (tests/netns/on-node: its network namespace, hostname NODE).
 # netns_down: ends every process left inside the namespaces (by pid), deletes namespaces and links.
 #   Called from an EXIT trap, so it also runs when a check fails.
 NETNS_PREFIX=tgnet
@@ -74,11 +72,8 @@ netns_down() {
     ip link del "$VETH_B" 2>/dev/null || true
 }
 
-netns_in() {
-    local node=$1
-    shift
-    ip netns exec "$node" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$node" "$@"
-}
+NETNS_DIR=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+netns_in() { "$NETNS_DIR/on-node" "$@"; }
 
 # netns_bytes NODE DIR: bytes the node's veth has sent (DIR=tx) or received (DIR=rx).
 netns_bytes() {

@@ -3,8 +3,8 @@
 # out-of-band channel and the TCP byte transfer layer) restricted to the veth's /24. The two-node
 # run must equal the one-node 2-rank run bitwise: the same loss and gradient norm at every step and
 # the same final checkpoint (parameters and AdamW state, dataset by dataset).
-# Open MPI starts its daemon on the other node with a "remote shell" agent: here a script that enters
-# that node's namespaces instead of ssh (plm_rsh_agent), so no sshd is needed.
+# Open MPI starts its daemon on the other node with a "remote shell" agent: here tests/netns/rsh-agent,
+# which enters that node's namespaces instead of logging in with ssh (plm_rsh_agent): no sshd needed.
 # Needs root (ip netns, unshare): exits 77 (ctest SKIP) otherwise.
 source "$(dirname "$0")/../train/lib.sh"
 cd "$SRC"
@@ -28,20 +28,6 @@ ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_
       checkpoint.every=0 train.resume=none)
 export OMP_NUM_THREADS=1
 
-# The remote-shell agent: `agent HOST WORDS...` runs WORDS (one shell command line, as ssh would)
-# on HOST, which must be one of our two nodes.
-cat >"$TMP/rsh-agent" <<EOF
-#!/bin/bash
-host=\$1
-shift
-echo "\$host: \$*" >>"$TMP/rsh-agent.log"
-case \$host in
-  $NODE_A|$NODE_B) ;;
-  *) echo "rsh-agent: \$host is not a node of this test" >&2; exit 255 ;;
-esac
-exec ip netns exec "\$host" unshare --uts sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$host" "\$*"
-EOF
-chmod +x "$TMP/rsh-agent"
 printf '%s slots=1\n%s slots=1\n' "$NODE_A" "$NODE_B" >"$TMP/hostfile"
 
 one_node() {
@@ -50,9 +36,9 @@ one_node() {
 }
 two_nodes() {
     # mpirun itself runs on node A; -x passes the thread count to the rank on node B.
-    netns_in "$NODE_A" timeout -k 10 600 mpirun --allow-run-as-root --bind-to none -np 2 \
+    TG_RSH_LOG=$TMP/rsh-agent.log netns_in "$NODE_A" timeout -k 10 600 mpirun --allow-run-as-root --bind-to none -np 2 \
         --hostfile "$TMP/hostfile" --display-map -x OMP_NUM_THREADS \
-        --mca plm_rsh_agent "$TMP/rsh-agent" \
+        --mca plm_rsh_agent "$SRC/tests/netns/rsh-agent" \
         --mca oob_tcp_if_include "$NET" --mca btl_tcp_if_include "$NET" --mca btl tcp,self \
         "$TG" train "${ARGS[@]}" run.out_dir="$TMP/two" >"$TMP/two.log" 2>&1 ||
         { cat "$TMP/two.log"; return 1; }
