@@ -28,6 +28,14 @@ netns_reap_leftovers() {
         netns_kill_inside "$ns"
         ip netns del "$ns" 2>/dev/null || true
     done
+    # tests/netns/slurm.sh's state directory
+    for d in /tmp/"$NETNS_PREFIX"-[0-9]*; do
+        pid=${d#/tmp/"$NETNS_PREFIX"-}
+        [[ -d $d && $pid =~ ^[0-9]+$ ]] || continue
+        kill -0 "$pid" 2>/dev/null && continue
+        echo "removing leftover directory $d"
+        rm -rf "$d"
+    done
     for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
                   grep -E "^$NETNS_PREFIX[0-9]+[ab]$" || true); do
         pid=${link#"$NETNS_PREFIX"}
