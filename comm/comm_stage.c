@@ -45,7 +45,10 @@ void tg_comm_stage_destroy(tg_comm *c) {
     if (!s) return;
     c->stage = NULL;
     if (s->host) {
-        cudaStreamSynchronize(s->stream); /* a host-to-device copy may still read it */
+        /* A host-to-device copy may still read it. The whole device, not the stream: the model
+         * (and its stream) may already be gone. */
+        cudaSetDevice(s->device);
+        cudaDeviceSynchronize();
         cudaFreeHost(s->host);
     }
     free(s);

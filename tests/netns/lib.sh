@@ -19,7 +19,7 @@ VETH_A=$NETNS_PREFIX$$a
 VETH_B=$NETNS_PREFIX$$b
 
 netns_reap_leftovers() {
-    local ns pid link
+    local ns pid link d
     for ns in $(ip netns list | awk '{print $1}' | grep -E "^$NETNS_PREFIX-[0-9]+-[ab]$" || true); do
         pid=${ns#"$NETNS_PREFIX"-}
         pid=${pid%-*}
