@@ -5,14 +5,14 @@
 # the same final checkpoint (parameters and AdamW state, dataset by dataset).
 # Open MPI starts its daemon on the other node with a "remote shell" agent: here tests/netns/rsh-agent,
 # which enters that node's namespaces instead of logging in with ssh (plm_rsh_agent): no sshd needed.
-# Needs root (ip netns, unshare): exits 77 (ctest SKIP) otherwise.
+# Needs root (ip netns, unshare, nsenter): exits 77 (ctest SKIP) otherwise.
 source "$(dirname "$0")/../train/lib.sh"
 cd "$SRC"
 if [ "$(id -u)" != 0 ]; then
     echo "SKIP: needs root (ip netns, unshare --uts)"
     exit 77
 fi
-for tool in ip unshare; do
+for tool in ip unshare nsenter; do
     command -v $tool >/dev/null || { echo "FAIL: $tool not installed (scripts/install-deps.sh)"; exit 1; }
 done
 source "$SRC/tests/netns/lib.sh"
