@@ -48,7 +48,7 @@ static MPI_Datatype comm_mpi_type(tg_comm_dtype t) {
     case TG_COMM_F32: return MPI_FLOAT;
     case TG_COMM_F64: return MPI_DOUBLE;
     case TG_COMM_I64: return MPI_INT64_T;
-    case TG_COMM_BF16: break; /* MPI has no bf16 */
+    case TG_COMM_BF16: return MPI_UINT16_T; /* moved only: comm_begin refuses bf16 reductions */
     }
     return MPI_DATATYPE_NULL;
 }
@@ -327,6 +327,7 @@ cleanup:
 void tg_comm_free(tg_comm *c) {
     if (!c) return;
     if (c->nccl) tg_comm_nccl_destroy(c);
+    if (c->stage) tg_comm_stage_destroy(c);
     if (c->mpi_up) {
         int finalized = 0;
         MPI_Finalized(&finalized);
@@ -347,6 +348,7 @@ tg_comm_backend tg_comm_active_backend(const tg_comm *c) { return c ? c->backend
 
 const char *tg_comm_backend_name(const tg_comm *c) {
     if (c && c->backend == TG_COMM_NCCL) return "nccl";
+    if (c && c->backend == TG_COMM_MPI_DEVICE) return "mpi (device buffers staged through pinned host memory)";
     return (c && c->mpi_up) ? "mpi" : "mpi (not launched, world size 1)";
 }
 
@@ -373,6 +375,14 @@ tg_status tg_comm_pick_cuda_device(const tg_comm *c, int n_devices, int *device,
     return TG_OK;
 }
 
+tg_status tg_comm_pick_cuda_device_shared(const tg_comm *c, int n_devices, int *device, tg_error *err) {
+    if (!device) return tg_error_set(err, TG_ERR_ARG, "tg_comm_pick_cuda_device_shared: device is NULL");
+    if (n_devices < 1)
+        return tg_error_set(err, TG_ERR_CONFIG, "rank %d: no CUDA devices on this node", tg_comm_rank(c));
+    *device = tg_comm_local_rank(c) % n_devices;
+    return TG_OK;
+}
+
 int tg_comm_cpu_threads(const tg_comm *c, int n_cores) {
     int lr = tg_comm_local_rank(c), lw = tg_comm_local_world(c);
     if (n_cores < 1 || lw < 1) return 1;
@@ -391,8 +401,18 @@ int tg_comm_have_nccl(void) {
 tg_status tg_comm_use_nccl(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err) {
     if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_use_nccl: comm is NULL");
     if (c->nccl) return tg_error_set(err, TG_ERR_ARG, "tg_comm_use_nccl: NCCL is already active");
+    if (c->stage) return tg_error_set(err, TG_ERR_ARG, "tg_comm_use_nccl: MPI on device buffers is active");
     tg_status st = tg_comm_nccl_create(c, cuda_device, compute_stream, err);
     if (st == TG_OK) c->backend = TG_COMM_NCCL;
+    return st;
+}
+
+tg_status tg_comm_use_mpi_device(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err) {
+    if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_use_mpi_device: comm is NULL");
+    if (c->nccl || c->stage)
+        return tg_error_set(err, TG_ERR_ARG, "tg_comm_use_mpi_device: a device backend is already active");
+    tg_status st = tg_comm_stage_create(c, cuda_device, compute_stream, err);
+    if (st == TG_OK) c->backend = TG_COMM_MPI_DEVICE;
     return st;
 }
 
@@ -452,16 +472,25 @@ cleanup:
 
 typedef enum { COMM_ALL_REDUCE, COMM_REDUCE_SCATTER, COMM_ALL_GATHER, COMM_BROADCAST } comm_coll;
 
+static tg_status comm_staged_run(tg_comm *c, comm_coll coll, void *buf, size_t count,
+                                 tg_comm_dtype t, tg_comm_op op, int root, tg_error *err);
+
 /* The one flow of every data collective: validate and count the call; nothing to move for zero
  * elements or on MPI at world size 1; else the active backend. `root` is broadcast's only. */
 static tg_status comm_data_run(tg_comm *c, comm_coll coll, const char *what, void *buf,
                                size_t count, tg_comm_dtype t, tg_comm_op op, int root,
                                tg_error *err) {
     tg_status st = TG_OK;
-    TG_TRY(comm_begin(c, what, buf, count, t, op, c && !c->nccl, err));
+    /* bf16 is refused on MPI, except as data moved (not reduced) between device buffers. */
+    int reduces = coll == COMM_ALL_REDUCE || coll == COMM_REDUCE_SCATTER;
+    TG_TRY(comm_begin(c, what, buf, count, t, op, c && !c->nccl && (!c->stage || reduces), err));
     if (coll == COMM_BROADCAST && (root < 0 || root >= c->world))
         TG_FAIL(err, TG_ERR_ARG, "%s: root %d not in [0, %d)", what, root, c->world);
     if (count == 0 || (!c->nccl && c->world == 1)) goto cleanup;
+    if (c->stage) {
+        st = comm_staged_run(c, coll, buf, count, t, op, root, err);
+        goto cleanup;
+    }
     switch (coll) {
     case COMM_ALL_REDUCE:
         st = c->nccl ? tg_comm_nccl_all_reduce(c, buf, count, t, op, err)
@@ -481,6 +510,35 @@ static tg_status comm_data_run(tg_comm *c, comm_coll coll, const char *what, voi
                                       root, err);
         break;
     }
+cleanup:
+    return st;
+}
+
+/* MPI on device buffers: the part of buf this rank contributes goes to the pinned buffer (at the
+ * same offset), MPI runs there as on host memory, and the part of the result this rank keeps
+ * goes back (reduce_scatter: its shard; all_gather: all of it). The wait before MPI also covers
+ * the previous collective's copy back, which read the same pinned buffer. */
+static tg_status comm_staged_run(tg_comm *c, comm_coll coll, void *buf, size_t count,
+                                 tg_comm_dtype t, tg_comm_op op, int root, tg_error *err) {
+    tg_status st = TG_OK;
+    size_t es = tg_comm_dtype_size(t), W = (size_t)c->world, R = (size_t)c->rank;
+    int sharded = coll == COMM_REDUCE_SCATTER || coll == COMM_ALL_GATHER;
+    size_t total = (sharded ? W : 1) * count * es;
+    size_t in_off = 0, in_len = total, out_off = 0, out_len = total;
+    if (coll == COMM_REDUCE_SCATTER) out_off = R * count * es, out_len = count * es;
+    if (coll == COMM_ALL_GATHER) in_off = R * count * es, in_len = count * es;
+    if (coll == COMM_BROADCAST && c->rank != root) in_len = 0;
+    char *h = NULL, *d = buf;
+    TG_TRY(tg_comm_stage_host(c, total, (void **)&h, err));
+    TG_TRY(tg_comm_stage_copy(c, h + in_off, d + in_off, in_len, 0, err));
+    TG_TRY(tg_comm_stage_wait(c, err));
+    switch (coll) {
+    case COMM_ALL_REDUCE: TG_TRY(comm_mpi_all_reduce(c, h, count, t, op, err)); break;
+    case COMM_REDUCE_SCATTER: TG_TRY(comm_mpi_reduce_scatter(c, h, count, t, op, err)); break;
+    case COMM_ALL_GATHER: TG_TRY(comm_mpi_all_gather(c, h, count, t, err)); break;
+    case COMM_BROADCAST: TG_TRY(comm_mpi_broadcast(c, h, count, comm_mpi_type(t), es, root, err)); break;
+    }
+    TG_TRY(tg_comm_stage_copy(c, d + out_off, h + out_off, out_len, 1, err));
 cleanup:
     return st;
 }
@@ -585,6 +643,7 @@ tg_status tg_comm_sync(tg_comm *c, tg_error *err) {
 
 tg_status tg_comm_wait(tg_comm *c, tg_error *err) {
     if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_wait: comm is NULL");
+    if (c->stage) return tg_comm_stage_wait(c, err);
     return c->nccl ? tg_comm_nccl_wait(c, NULL, 1, err) : TG_OK;
 }
 
@@ -602,6 +661,7 @@ tg_status tg_comm_buf_alloc(tg_comm *c, size_t bytes, void **out, tg_error *err)
     if (!c || !out) return tg_error_set(err, TG_ERR_ARG, "tg_comm_buf_alloc: NULL argument");
     *out = NULL;
     if (c->nccl) return tg_comm_nccl_buf_alloc(c, bytes, out, err);
+    if (c->stage) return tg_comm_stage_buf_alloc(c, bytes, out, err);
     void *p = malloc(bytes ? bytes : 1);
     TG_CHECK_ALLOC(err, p);
     *out = p;
@@ -612,12 +672,14 @@ cleanup:
 void tg_comm_buf_free(tg_comm *c, void *p) {
     if (!p) return;
     if (c && c->nccl) tg_comm_nccl_buf_free(c, p);
+    else if (c && c->stage) tg_comm_stage_buf_free(c, p);
     else free(p);
 }
 
 tg_status tg_comm_buf_write(tg_comm *c, void *dst, const void *src_host, size_t bytes, tg_error *err) {
     if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_buf_write: comm is NULL");
     if (c->nccl) return tg_comm_nccl_memcpy(c, dst, src_host, bytes, 1, err);
+    if (c->stage) return tg_comm_stage_memcpy(c, dst, src_host, bytes, 1, err);
     if (bytes) memcpy(dst, src_host, bytes);
     return TG_OK;
 }
@@ -625,6 +687,7 @@ tg_status tg_comm_buf_write(tg_comm *c, void *dst, const void *src_host, size_t 
 tg_status tg_comm_buf_read(tg_comm *c, void *dst_host, const void *src, size_t bytes, tg_error *err) {
     if (!c) return tg_error_set(err, TG_ERR_ARG, "tg_comm_buf_read: comm is NULL");
     if (c->nccl) return tg_comm_nccl_memcpy(c, dst_host, src, bytes, 0, err);
+    if (c->stage) return tg_comm_stage_memcpy(c, dst_host, src, bytes, 0, err);
     if (bytes) memcpy(dst_host, src, bytes);
     return TG_OK;
 }

@@ -16,7 +16,8 @@
 
 #include "core/status.h"
 
-typedef enum { TG_COMM_MPI = 0, TG_COMM_NCCL = 1 } tg_comm_backend;
+/* TG_COMM_MPI_DEVICE: MPI on device buffers, staged through pinned host memory (tg_comm_use_mpi_device). */
+typedef enum { TG_COMM_MPI = 0, TG_COMM_NCCL = 1, TG_COMM_MPI_DEVICE = 2 } tg_comm_backend;
 typedef enum { TG_COMM_F32 = 0, TG_COMM_BF16 = 1, TG_COMM_F64 = 2, TG_COMM_I64 = 3 } tg_comm_dtype;
 typedef enum { TG_COMM_SUM = 0, TG_COMM_AVG = 1, TG_COMM_MAX = 2 } tg_comm_op;
 
@@ -41,6 +42,18 @@ const char *tg_comm_backend_name(const tg_comm *c);
  * cuda_device current. Collective: every rank calls it (the NCCL id goes out by MPI). */
 tg_status tg_comm_use_nccl(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err);
 
+/* Switches data collectives to MPI on CUDA device buffers (device `cuda_device`, made current):
+ * each one copies its input into a pinned host buffer on compute_stream (cudaStream_t, NULL =
+ * legacy default stream), waits for that copy, runs the MPI collective there and enqueues the
+ * copy of the result back on compute_stream, so later work on that stream sees it. No NCCL, so
+ * several ranks may share one device. Reductions take f32/f64/i64 (bf16: TG_ERR_UNSUPPORTED);
+ * all_gather and broadcast move bf16 too. The pinned buffer grows to the largest collective
+ * (all of buf). TG_ERR_UNSUPPORTED when built without CUDA. Not collective. */
+tg_status tg_comm_use_mpi_device(tg_comm *c, int cuda_device, void *compute_stream, tg_error *err);
+/* Device for this rank when ranks may share devices (TG_COMM_MPI_DEVICE): local rank modulo
+ * n_devices. Fails (TG_ERR_CONFIG) when n_devices < 1. */
+tg_status tg_comm_pick_cuda_device_shared(const tg_comm *c, int n_devices, int *device, tg_error *err);
+
 /* Host-side collectives (always MPI), for scalars, metadata and CPU training. */
 tg_status tg_comm_barrier(tg_comm *c, tg_error *err);
 tg_status tg_comm_broadcast_host(tg_comm *c, void *buf, size_t bytes, int root, tg_error *err);
@@ -49,7 +62,7 @@ tg_status tg_comm_all_gather_host(tg_comm *c, void *buf, size_t count_per_rank, 
 tg_status tg_comm_all_reduce_host(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
                                  tg_error *err);
 
-/* Data collectives on the active backend's buffers (host for MPI, device for NCCL).
+/* Data collectives on the active backend's buffers (host for MPI, device for NCCL and MPI_DEVICE).
  * On NCCL they are enqueued on the comm stream after the compute stream's work so far and
  * return at once; tg_comm_sync makes the compute stream wait for them. */
 tg_status tg_comm_all_reduce(tg_comm *c, void *buf, size_t count, tg_comm_dtype t, tg_comm_op op,
@@ -95,7 +108,8 @@ int tg_comm_have_nccl(void);
 
 /* Waits (polling, no blocking device sync) until all collectives enqueued on the comm stream
  * are done; fails with TG_ERR_NCCL on an NCCL async error or after the timeout (a peer rank
- * died or hangs). No-op on MPI, whose collectives are complete on return. */
+ * died or hangs). No-op on MPI, whose collectives are complete on return; on MPI_DEVICE it
+ * waits for the compute stream (the copies of results back to the device). */
 tg_status tg_comm_wait(tg_comm *c, tg_error *err);
 /* The same wait for any CUDA stream (cudaStream_t; NULL = legacy default stream), e.g. the
  * compute stream after tg_comm_sync, so an NCCL hang surfaces as an error, not a hang.
@@ -109,7 +123,7 @@ void tg_comm_set_timeout(tg_comm *c, double seconds);
 void tg_comm_set_mpi_max_count(tg_comm *c, size_t max_count);
 
 /* Buffers for the data collectives of the active backend: host memory on MPI, device memory
- * on NCCL (allocated on the comm's device). For benchmarks and tests; the trainer uses its
+ * on NCCL and MPI_DEVICE (allocated on the comm's device). For benchmarks and tests; the trainer uses its
  * own allocations. write/read copy from/to host memory and first wait for the comm stream,
  * so no collective is still using the buffer. */
 tg_status tg_comm_buf_alloc(tg_comm *c, size_t bytes, void **out, tg_error *err);

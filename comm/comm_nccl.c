@@ -31,16 +31,6 @@ struct tg_comm_nccl {
     int device;
 };
 
-#define TG_CUDA_CHECK(err, call)                                                               \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            st = tg_error_set_at((err), TG_ERR_CUDA, __FILE__, __LINE__, "%s: %s (%s)", #call, \
-                                 cudaGetErrorName(e_), cudaGetErrorString(e_));                \
-            goto cleanup;                                                                      \
-        }                                                                                      \
-    } while (0)
-
 static tg_status nccl_fail(tg_error *err, const char *file, int line, const char *what,
                            ncclResult_t r, ncclComm_t comm) {
     const char *last = ncclGetLastError(comm);

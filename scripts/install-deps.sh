@@ -9,7 +9,7 @@ CUDNN_FE_VERSION=1.32.0
 pkgs=(build-essential cmake pkg-config python3 libhdf5-dev hdf5-tools libzstd-dev
       libopenmpi-dev openmpi-bin libpcre2-dev libjansson-dev fortunes fortunes-min
       python3-h5py libprotobuf-c-dev protobuf-c-compiler
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev iproute2)
 have_nvcc=0
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then have_nvcc=1; fi
 need_fe=0

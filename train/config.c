@@ -75,6 +75,7 @@ static const key_spec KEYS[] = {
     {"checkpoint", "every", K_INT, F(ckpt_every), 0, 1e9, NULL, "0", "save every N steps; 0 = at the end and on signals only"},
     {"checkpoint", "keep", K_INT, F(ckpt_keep), 1, 1e6, NULL, "3", "keep the newest K checkpoints"},
     {"comm", "timeout", K_F64, F(comm_timeout), 1e-3, 1e9, NULL, "120", "seconds a collective (MPI or NCCL) may wait for a peer rank before the job fails"},
+    {"comm", "backend", K_ENUM, F(comm_backend), 0, 0, "nccl|mpi", "nccl", "GPU training's collectives: nccl (one rank per GPU) or mpi (device buffers staged through pinned host memory; ranks may share a GPU); CPU training always uses MPI"},
     {"run", "out_dir", K_STR, F(out_dir), 0, 0, NULL, "runs/default", "run directory (metrics, config, checkpoints)"},
     {"cuda", "attention", K_ENUM, F(cuda_attention), 0, 0, "cudnn|flash|naive", "cudnn", "bf16 attention: cuDNN SDPA, own flash kernels, or cuBLASLt + softmax (fp32 always uses the last)"},
     {"cuda", "cudnn_deterministic", K_INT, F(cuda_cudnn_deterministic), 0, 1, NULL, "1", "0 = cuDNN's faster attention backward with dQ atomics (not bitwise reproducible)"},

@@ -19,6 +19,7 @@ typedef enum { TG_ARCH_GPT2 = 0, TG_ARCH_LLAMA } tg_arch;                       
 typedef enum { TG_DEVICE_PICK_AUTO = 0, TG_DEVICE_PICK_CPU, TG_DEVICE_PICK_CUDA } tg_device_pick; /* train.device */
 typedef enum { TG_PRECISION_BF16 = 0, TG_PRECISION_FP32 } tg_precision;            /* train.precision */
 typedef enum { TG_RESUME_AUTO = 0, TG_RESUME_NONE, TG_RESUME_PATH } tg_resume_mode; /* train.resume */
+typedef enum { TG_COMM_PICK_NCCL = 0, TG_COMM_PICK_MPI } tg_comm_pick;              /* comm.backend */
 
 typedef struct {
     /* [model] */
@@ -70,6 +71,7 @@ typedef struct {
     int ckpt_keep;
     /* [comm] */
     double comm_timeout;     /* seconds a collective may wait for a peer (MPI, NCCL) */
+    tg_comm_pick comm_backend; /* GPU training's collectives: nccl | mpi (staged device buffers) */
     /* [run] */
     char out_dir[TG_PATH_MAX];
     /* [cuda]: the CUDA backend's choices (model/model.h tg_cuda_options) */

@@ -424,16 +424,20 @@ static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     if (mo.device == TG_DEVICE_CUDA) {
         int n = tg_model_cuda_device_count();
         mo.bf16 = cfg->precision == TG_PRECISION_BF16;
-        TG_TRY(tg_comm_pick_cuda_device(tr->comm, n, &mo.cuda_device, err));
+        if (cfg->comm_backend == TG_COMM_PICK_MPI) TG_TRY(tg_comm_pick_cuda_device_shared(tr->comm, n, &mo.cuda_device, err));
+        else TG_TRY(tg_comm_pick_cuda_device(tr->comm, n, &mo.cuda_device, err));
     } else {
         /* The CPU reference trains in fp32; train.cpu_emulate_bf16 makes it round to bf16 where
          * the CUDA backend stores bf16: the reference for bf16 loss curves. */
         mo.bf16 = cfg->cpu_emulate_bf16 && cfg->precision == TG_PRECISION_BF16;
     }
     TG_TRY(tg_model_init(&tr->model, mc, &mo, err));
-    /* On GPUs gradients always go through NCCL, also with one rank, so a single-GPU run
-     * exercises the same path as a multi-node one. */
-    if (mo.device == TG_DEVICE_CUDA) TG_TRY(tg_comm_use_nccl(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
+    /* On GPUs gradients go through NCCL, also with one rank, so a single-GPU run exercises the
+     * same path as a multi-node one; or, with comm.backend=mpi, through MPI on staged copies. */
+    if (mo.device == TG_DEVICE_CUDA && cfg->comm_backend == TG_COMM_PICK_MPI)
+        TG_TRY(tg_comm_use_mpi_device(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
+    else if (mo.device == TG_DEVICE_CUDA)
+        TG_TRY(tg_comm_use_nccl(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
     tg_dp_optim_options oo = {.zero_stage = cfg->zero_stage, .beta1 = cfg->beta1, .beta2 = cfg->beta2,
                               .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip};
     TG_TRY(tg_dp_optim_init(&tr->opt, tr->model, tr->comm, &oo, err));

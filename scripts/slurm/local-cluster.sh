@@ -12,6 +12,12 @@
 #   apt-get install -y --no-install-recommends slurm-wlm munge openmpi-bin libopenmpi-dev
 # Facts behind the choices below: /work/shared/SLURM.md (no systemd, cgroup v1, PMIx-only
 # OpenMPI, cred_expire so a requeued job restarts in ~30 s instead of 120 s).
+#
+# Several nodes on this one machine (tests/netns/slurm.sh): TG_SLURM_NODES="NAME=ADDR NAME=ADDR ..."
+# and TG_SLURM_ON, a command such that `$TG_SLURM_ON NAME CMD...` runs CMD on node NAME (e.g. in its
+# own network namespace, with hostname NAME). One slurmd per node, the controller on the first;
+# spool, pid and log files and TmpFS (where srun --mpi=pmix puts its per-step directories) per node.
+# Clients (sinfo, sbatch, scontrol) must then run on a node as well: `$TG_SLURM_ON NAME sbatch ...`.
 set -euo pipefail
 
 cmd=${1:-}
@@ -33,18 +39,41 @@ wait_for() {
 
 pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+nodes=${TG_SLURM_NODES:-}
+first=${nodes%%=*}
+first_addr=${nodes#*=}
+first_addr=${first_addr%% *}
+# on CMD...: runs CMD where the controller is (the first node, when there are several).
+on() {
+  if [[ -n $nodes ]]; then "${TG_SLURM_ON:?TG_SLURM_NODES needs TG_SLURM_ON}" "$first" "$@"; else "$@"; fi
+}
+
 write_conf() {
-  local host node mem_kb real_mb
+  local host node mem_kb real_mb ctld per="" tmpfs="" n
   host=$(hostname -s)
   # The node's CPU layout exactly as slurmd sees it (else "Node reconfigured socket/core
   # boundaries" drains it); RealMemory a little below MemTotal.
   node=$(slurmd -C | head -n 1 | sed -e 's/ RealMemory=[0-9]*//' -e "s/^NodeName=[^ ]*/NodeName=$host/")
   mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
   real_mb=$((mem_kb / 1024 * 9 / 10))
+  node+=" RealMemory=$real_mb State=UNKNOWN"
+  ctld=$host
+  if [[ -n $nodes ]]; then
+    # Each node offers all of this machine's CPUs and memory: the jobs are tiny.
+    ctld="$first($first_addr)"
+    per=.%n
+    tmpfs="TmpFS=$state/tmp.%n"
+    local layout=${node#NodeName=* }
+    node=""
+    for n in $nodes; do
+      node+="NodeName=${n%%=*} NodeAddr=${n#*=} $layout"$'\n'
+      mkdir -p "$state/spool.${n%%=*}" "$state/tmp.${n%%=*}"
+    done
+  fi
   cat >"$state/slurm.conf" <<EOF
 # written by scripts/slurm/local-cluster.sh
 ClusterName=truthgpt-local
-SlurmctldHost=$host
+SlurmctldHost=$ctld
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=root
@@ -65,14 +94,15 @@ MailProg=/bin/true
 ReturnToService=2
 MinJobAge=600
 StateSaveLocation=$state/ctld
-SlurmdSpoolDir=$state/spool
+SlurmdSpoolDir=$state/spool$per
 SlurmctldPidFile=$state/slurmctld.pid
-SlurmdPidFile=$state/slurmd.pid
+SlurmdPidFile=$state/slurmd$per.pid
 SlurmctldLogFile=$state/slurmctld.log
-SlurmdLogFile=$state/slurmd.log
+SlurmdLogFile=$state/slurmd$per.log
 SlurmctldDebug=info
 SlurmdDebug=info
-$node RealMemory=$real_mb State=UNKNOWN
+$tmpfs
+$node
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 }
@@ -104,12 +134,19 @@ start() {
   write_conf
   export SLURM_CONF=$state/slurm.conf
   start_munge
-  /usr/sbin/slurmctld -f "$SLURM_CONF" || die "slurmctld failed; see $state/slurmctld.log"
-  wait_for 20 slurmctld bash -c 'scontrol ping | grep -q UP' ||
+  on /usr/sbin/slurmctld -f "$SLURM_CONF" || die "slurmctld failed; see $state/slurmctld.log"
+  wait_for 20 slurmctld on bash -c 'scontrol ping | grep -q UP' ||
     die "slurmctld not UP; see $state/slurmctld.log"
-  /usr/sbin/slurmd -f "$SLURM_CONF" || die "slurmd failed; see $state/slurmd.log"
-  wait_for 30 "node idle" bash -c '[[ $(sinfo -h -o %T | head -n 1) == idle ]]' ||
-    die "node not idle: $(sinfo -h -o '%T %E' 2>&1); see $state/slurmd.log"
+  if [[ -n $nodes ]]; then
+    for n in $nodes; do
+      "$TG_SLURM_ON" "${n%%=*}" /usr/sbin/slurmd -f "$SLURM_CONF" -N "${n%%=*}" ||
+        die "slurmd of ${n%%=*} failed; see $state/slurmd.${n%%=*}.log"
+    done
+  else
+    /usr/sbin/slurmd -f "$SLURM_CONF" || die "slurmd failed; see $state/slurmd.log"
+  fi
+  wait_for 30 "nodes idle" on bash -c '[[ $(sinfo -h -o %T | sort -u) == idle ]]' ||
+    die "node(s) not idle: $(on sinfo -h -o '%N %T %E' 2>&1); see $state/slurmd*.log"
   echo "local-cluster: up (state $state). export SLURM_CONF=$SLURM_CONF"
 }
 
@@ -127,9 +164,10 @@ stop() {
   export SLURM_CONF=$state/slurm.conf
   # Jobs first, so that their steps do not outlive the daemons.
   if pid_alive "$state/slurmctld.pid"; then
-    scancel --full --quiet $(squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+    on scancel --full --quiet $(on squeue -h -o %i 2>/dev/null) 2>/dev/null || true
   fi
   stop_pid "$state/slurmd.pid"
+  for n in $nodes; do stop_pid "$state/slurmd.${n%%=*}.pid"; done
   stop_pid "$state/slurmctld.pid"
   if [[ -e $state/munged.started-by-us ]]; then
     stop_pid /run/munge/munged.pid
@@ -144,8 +182,8 @@ case $cmd in
   status)
     export SLURM_CONF=$state/slurm.conf
     pid_alive "$state/slurmctld.pid" || die "not running (state $state)"
-    sinfo
-    squeue
+    on sinfo
+    on squeue
     ;;
   *) echo "usage: $0 start|stop|status [STATE_DIR]" >&2; exit 2 ;;
 esac
