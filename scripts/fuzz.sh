@@ -53,8 +53,9 @@ for t in "${targets[@]}"; do
         # Debian's libhdf5 is not hardened against corrupt files: a crash whose top frame is inside
         # libhdf5 is HDF5's bug (kept in crash/, reported), and fuzzing goes on; anything else fails.
         # (the first frame of the report's stack that is not ASan's/libFuzzer's own, i.e. not in
-        # the harness binary without a source line, decides)
-        first=$(grep -E "^ +#[0-9]+ 0x" "$out/fuzz_$t.log" | grep -v -E "\(/[^ ]*/build/fuzz/fuzz_[a-z_]+\+0x" | head -n 1)
+        # the harness binary without a source line, and not libc's, decides)
+        first=$(grep -E "^ +#[0-9]+ 0x" "$out/fuzz_$t.log" | grep -v -E "\(/[^ ]*/build/fuzz/fuzz_[a-z_]+\+0x" \
+                | grep -v -E "/libc\.so|string/\.\./sysdeps/| in __interceptor_| in __asan_" | head -n 1)
         if grep -q "libhdf5_serial.so" <<<"$first"; then
             echo "fuzz_$t: crash inside libhdf5 (not ours), reproducer kept in $out/crash/$t/:"
             grep -E "^SUMMARY|ERROR: libFuzzer" "$out/fuzz_$t.log" | head -n 2; echo "  at: $first"
