@@ -75,7 +75,7 @@ tg_status tg_ckpt_path(const char *ckpt_dir, int64_t step, char *path, size_t ca
 /* Writes st to exactly `path`, synchronously and crash-safely (tmp + fsync + rename + dir fsync,
  * core/fsio.h; no `latest`, no deletion). The writer uses this from its thread; tests and tools
  * may call it directly.
- * Host memory: a few MB of compression buffers, not the file.
+ * Host memory: 4 MiB of compression buffers per core (at most 16), not the file.
  * Test hooks (test builds): env TRUTHGPT_CKPT_SLOW_MS=N sleeps N ms after each dataset;
  * TRUTHGPT_CKPT_HOLD_STEP=N blocks the write of step N half way (kill -9 tests). */
 tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *st, tg_error *err);

@@ -232,16 +232,19 @@ tg_status tg_ckpt_writer_reserve(tg_ckpt_writer *w, const tg_gpt2_config *cfg, i
     size_t n = tg_ckpt_n_params(cfg);
     if (n == 0) TG_FAIL(err, TG_ERR_ARG, "checkpoint: bad model config");
     const int want[4] = {1, with_adam, with_adam, with_master};
-    /* Only snapshot 0: the second is allocated by the first save that overlaps a write. */
-    pthread_mutex_lock(&w->mu);
-    while (w->snap[0].busy) pthread_cond_wait(&w->cv, &w->mu);
-    w->snap[0].busy = 1;
-    pthread_mutex_unlock(&w->mu);
-    st = ck_snap_reserve(&w->snap[0], n, want, err);
-    pthread_mutex_lock(&w->mu);
-    w->snap[0].busy = 0;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    /* Both snapshots: a save that comes while a write runs copies into the second, and first
+     * touching GBs of fresh pages there would stall training several times longer than the copy. */
+    for (int k = 0; k < 2 && st == TG_OK; k++) {
+        pthread_mutex_lock(&w->mu);
+        while (w->snap[k].busy) pthread_cond_wait(&w->cv, &w->mu);
+        w->snap[k].busy = 1;
+        pthread_mutex_unlock(&w->mu);
+        st = ck_snap_reserve(&w->snap[k], n, want, err);
+        pthread_mutex_lock(&w->mu);
+        w->snap[k].busy = 0;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
 cleanup:
     return st;
 }

@@ -24,14 +24,15 @@ tg_status tg_ckpt_writer_init(tg_ckpt_writer **w, const char *ckpt_dir, int keep
  * the log says so). *stall_ms (may be NULL) = time this call blocked the caller (the copy).
  * A failure of an earlier write is returned here (and the new state is then not saved), or by
  * tg_ckpt_writer_wait.
- * Host memory: one snapshot (params + moments), a second one allocated by the first save that
- * comes while a write runs, and during a write a few MB of compression buffers.
+ * Host memory: two snapshots (params + moments each; allocated by tg_ckpt_writer_reserve, or
+ * by the first save that needs each), and during a write 4 MiB of compression buffers per core.
  * Test hook: env TRUTHGPT_CKPT_SLOW_MS=N sleeps N ms after each dataset (kill -9 tests). */
 tg_status tg_ckpt_writer_save(tg_ckpt_writer *w, const tg_ckpt_state *st, double *stall_ms,
                               tg_error *err);
 
-/* Optional, at start-up: allocates (and touches) the first snapshot's host buffers for a model of
- * cfg now, so the first save stalls training only for the copy. */
+/* Optional, at start-up: allocates (and touches) both snapshots' host buffers for a model of cfg
+ * now, so that every save stalls training only for the copy (without it, the first save into each
+ * snapshot also pays for faulting in fresh pages). */
 tg_status tg_ckpt_writer_reserve(tg_ckpt_writer *w, const tg_gpt2_config *cfg, int with_adam,
                                  int with_master, tg_error *err);
 
