@@ -20,9 +20,9 @@
  *
  * Writing is streamed: the compressed chunks (1 MiB of raw data each, compressed by a few threads
  * exactly as the zstd filter would) go in file order into step_XXXXXXXX.h5.tmp through HDF5's
- * direct chunk write. The .tmp is first reserved whole (posix_fallocate of an upper bound: the
- * raw size plus a margin), so a full disk is a plain ENOSPC ("disk full ...") before HDF5 writes
- * anything; then it is cut to its length, fsynced, renamed, the directory fsynced; then
+ * direct chunk write. The .tmp is first reserved whole (fallocate of an upper bound: the raw
+ * size plus a margin; skipped where unsupported), so a full disk is a plain ENOSPC ("disk full
+ * ...") before HDF5 writes anything; then it is cut to its length, fsynced, renamed, the directory fsynced; then
  * <ckpt_dir>/latest (a text file holding the file name) is replaced the same way;
  * only then are checkpoints beyond `keep` deleted. A kill at any moment leaves every earlier
  * checkpoint intact. Resume never trusts `latest` alone: tg_ckpt_find_latest scans the directory

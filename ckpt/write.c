@@ -65,6 +65,17 @@ cleanup:
     return st;
 }
 
+/* Reserves the first n bytes of fd: 0 or an errno. Where the filesystem cannot reserve (fallocate
+ * unsupported: NFSv3, ...) nothing is reserved, rather than glibc's emulation of writing every
+ * block (slow over a network); a full disk then shows as HDF5's write error instead. */
+static int ck_reserve(int fd, uint64_t n) {
+    int r;
+    while ((r = fallocate(fd, 0, 0, (off_t)n)) != 0 && errno == EINTR) { /* a signal (TERM: a stop) */
+    }
+    if (r == 0) return 0;
+    return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : errno;
+}
+
 /* ---- the compression pipeline -------------------------------------------------------------
  * Every chunk of every compressed dataset, numbered in file order, is compressed by a few
  * threads into a ring of slots, and the writing thread hands them to HDF5 in that order
@@ -445,7 +456,7 @@ tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *s, tg_error 
     w.fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (w.fd < 0) TG_FAIL(err, TG_ERR_IO, "create %s: %s", tmp, strerror(errno));
     created = 1;
-    int fr = posix_fallocate(w.fd, 0, (off_t)bound);
+    int fr = ck_reserve(w.fd, bound);
     if (fr != 0) TG_FAIL(err, TG_ERR_IO, "reserve %llu bytes for %s: %s", (unsigned long long)bound, tmp, strerror(fr));
 
     CK_H5(fapl = H5Pcreate(H5P_FILE_ACCESS));
@@ -455,7 +466,7 @@ tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *s, tg_error 
     CK_H5(fcpl = H5Pcreate(H5P_FILE_CREATE));
     CK_H5(H5Pset_obj_track_times(fcpl, 0)); /* the root group's header: no timestamp either */
     CK_H5(f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl));
-    fr = posix_fallocate(w.fd, 0, (off_t)bound);
+    fr = ck_reserve(w.fd, bound);
     if (fr != 0) TG_FAIL(err, TG_ERR_IO, "reserve %llu bytes for %s: %s", (unsigned long long)bound, tmp, strerror(fr));
     TG_TRY(ck_zpipe_start(&w.pipe, src, n_src, err));
 
