@@ -1,7 +1,7 @@
 /* app/cmd_bench_ckpt.c — `truthgpt bench ckpt`: write and read speed of one checkpoint of a model
  * shape (default: configs/gpt2-124m.ini) holding what the trainer saves: random params and AdamW
- * moments, one loader state, the config text. Write = tg_ckpt_write_file (build in memory,
- * compress, write, fsync, rename); read = tg_ckpt_load (read, decompress, verify every CRC).
+ * moments, one loader state, the config text. Write = tg_ckpt_write_file (streamed: compress,
+ * write, fsync, rename); read = tg_ckpt_load (read, decompress, verify every CRC).
  * MB/s counts the raw (uncompressed) tensor bytes, 1 MB = 1e6 bytes.
  * dev/ckpt_h5py_bench.py times h5py writing the same datasets from the file this leaves. */
 #include <stdio.h>
@@ -22,7 +22,7 @@ static void bench_ckpt_usage(FILE *f) {
             "\n"
             "Writes and reads back a checkpoint of the config's model shape (default\n"
             "configs/gpt2-124m.ini; model.* keys change it) with random params and AdamW state, and\n"
-            "prints MB/s (raw tensor bytes, 1e6) of the write (in memory + compress + write + fsync)\n"
+            "prints MB/s (raw tensor bytes, 1e6) of the write (compress + write + fsync + rename)\n"
             "and of the verified read. --out: the file (default /tmp/truthgpt-bench-ckpt.h5; kept, so\n"
             "dev/ckpt_h5py_bench.py can write the same datasets with h5py). --repeat: runs (default 3);\n"
             "the median is printed.\n");

@@ -18,9 +18,12 @@
  *
  * No timestamps are stored: equal states give byte-identical files.
  *
- * Crash safety: the file is built in memory (HDF5 core driver), then written as
- * step_XXXXXXXX.h5.tmp with plain write()s (a full disk is a plain ENOSPC: "disk full ..."),
- * fsynced, renamed, the directory fsynced; then <ckpt_dir>/latest (a text file holding the file name) is replaced the same way;
+ * Writing is streamed: the compressed chunks (1 MiB of raw data each, compressed by a few threads
+ * exactly as the zstd filter would) go in file order into step_XXXXXXXX.h5.tmp through HDF5's
+ * direct chunk write. The .tmp is first reserved whole (fallocate of an upper bound: the raw
+ * size plus a margin; skipped where unsupported), so a full disk is a plain ENOSPC ("disk full
+ * ...") before HDF5 writes anything; then it is cut to its length, fsynced, renamed, the directory fsynced; then
+ * <ckpt_dir>/latest (a text file holding the file name) is replaced the same way;
  * only then are checkpoints beyond `keep` deleted. A kill at any moment leaves every earlier
  * checkpoint intact. Resume never trusts `latest` alone: tg_ckpt_find_latest scans the directory
  * and verifies, so a corrupt newest file falls back to the previous one.
@@ -72,7 +75,9 @@ tg_status tg_ckpt_path(const char *ckpt_dir, int64_t step, char *path, size_t ca
 /* Writes st to exactly `path`, synchronously and crash-safely (tmp + fsync + rename + dir fsync,
  * core/fsio.h; no `latest`, no deletion). The writer uses this from its thread; tests and tools
  * may call it directly.
- * Test hook: env TRUTHGPT_CKPT_SLOW_MS=N writes in 64 KiB pieces N ms apart (kill -9 tests). */
+ * Host memory: 4 MiB of compression buffers per core (at most 16), not the file.
+ * Test hooks (test builds): env TRUTHGPT_CKPT_SLOW_MS=N sleeps N ms after each dataset;
+ * TRUTHGPT_CKPT_HOLD_STEP=N blocks the write of step N half way (kill -9 tests). */
 tg_status tg_ckpt_write_file(const char *path, const tg_ckpt_state *st, tg_error *err);
 
 /* ---- reading ---- */

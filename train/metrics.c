@@ -97,6 +97,13 @@ void tg_metrics_write_val(tg_metrics *m, int step, double val_loss) {
     tg_tb_scalar(m->tb, step, "val/loss", val_loss);
 }
 
+void tg_metrics_write_ckpt(tg_metrics *m, int step, double stall_ms) {
+    if (!m) return;
+    fprintf(m->f, "{\"step\":%d,\"ckpt_stall_ms\":%.3f}\n", step, stall_ms);
+    fflush(m->f);
+    tg_tb_scalar(m->tb, step, "perf/ckpt_stall_ms", stall_ms);
+}
+
 void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm, int n_items) {
     if (!m) return;
     fprintf(m->f, "{\"step\":%d,\"eval_acc\":%.9g,\"eval_acc_norm\":%.9g,\"eval_items\":%d}\n", step, acc,

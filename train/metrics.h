@@ -41,6 +41,9 @@ void tg_metrics_write_val(tg_metrics *m, int step, double val_loss);
 /* Multiple-choice accuracy (train.eval_tasks): "eval_acc", "eval_acc_norm", "eval_items";
  * TensorBoard eval/acc and eval/acc_norm. */
 void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm, int n_items);
+/* A checkpoint save: "ckpt_stall_ms", the time the training loop was blocked by it (gathering the
+ * state to the host and copying it into the writer's snapshot); TensorBoard perf/ckpt_stall_ms. */
+void tg_metrics_write_ckpt(tg_metrics *m, int step, double stall_ms);
 /* A generated sample (TensorBoard only; the log has it too). */
 void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n);
 

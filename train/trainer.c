@@ -127,6 +127,7 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
     char *cfg_text = NULL;
     tg_loader_state *states = NULL;
     tg_dp_optim_state os;
+    const double t0 = tg_now_ms(); /* the stall: the gather (device to host) and the copy */
     TG_TRY(tg_dp_optim_state_gather(tr->opt, &os, err));
     states = calloc((size_t)tr->world, sizeof *states);
     TG_CHECK_ALLOC(err, states);
@@ -143,10 +144,12 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
             .tokenizer_path = (char *)tr->cfg->tokenizer,
             .model_cfg = tg_model_layout(tr->model)->cfg, .params = (float *)os.params,
             .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL};
-        double stall = 0, t0 = tg_now_ms();
-        TG_TRY(tg_ckpt_writer_save(tr->ckpt, &cs, &stall, err));
-        tg_log_info(tr->lg, "checkpoint step %lld queued (training stalled %.1f ms)", (long long)tr->step,
-                    tg_now_ms() - t0);
+        double copy_ms = 0;
+        TG_TRY(tg_ckpt_writer_save(tr->ckpt, &cs, &copy_ms, err));
+        const double stall = tg_now_ms() - t0;
+        tg_log_info(tr->lg, "checkpoint step %lld queued (training stalled %.1f ms, %.1f of it the copy)",
+                    (long long)tr->step, stall, copy_ms);
+        tg_metrics_write_ckpt(tr->metrics, (int)tr->step, stall);
     }
 cleanup:
     free(cfg_text);

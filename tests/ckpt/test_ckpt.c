@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
@@ -49,12 +50,10 @@ static void read_text(const char *p, char *buf, size_t cap) {
     fclose(f);
 }
 
-/* A tiny model state filled from seed; caller frees with state_fake_free. */
-static void state_fake(tg_ckpt_state *s, uint64_t seed, int64_t step, int with_adam,
-                       int with_master) {
+/* A model state of shape c filled from seed; free with tg_ckpt_state_free. */
+static void state_fake_shape(tg_ckpt_state *s, tg_gpt2_config c, uint64_t seed, int64_t step,
+                             int with_adam, int with_master) {
     memset(s, 0, sizeof *s);
-    tg_gpt2_config c = {.max_seq_len = 16, .vocab_size = 100, .n_layer = 2, .n_head = 2,
-                        .n_embd = 16};
     tg_error err;
     if (tg_gpt2_config_finalize(&c, &err) != TG_OK) abort();
     s->model_cfg = c;
@@ -82,6 +81,14 @@ static void state_fake(tg_ckpt_state *s, uint64_t seed, int64_t step, int with_a
     s->config_ini = strdup("[model]\nn_layer = 2\n[train]\nmax_steps = 10\n");
     s->tokenizer_hash = strdup("abc123");
     s->tokenizer_path = strdup("/data/tok.tiktoken");
+}
+
+/* A tiny model state (one chunk per dataset) filled from seed. */
+static void state_fake(tg_ckpt_state *s, uint64_t seed, int64_t step, int with_adam,
+                       int with_master) {
+    tg_gpt2_config c = {.max_seq_len = 16, .vocab_size = 100, .n_layer = 2, .n_head = 2,
+                        .n_embd = 16};
+    state_fake_shape(s, c, seed, step, with_adam, with_master);
 }
 
 static int arrays_equal(const float *a, const float *b, size_t n) {
@@ -203,9 +210,8 @@ static void test_keep(void) {
     for (int step = 1; step <= 5; step++) {
         tg_ckpt_state a;
         state_fake(&a, (uint64_t)step, step * 10, 1, 0);
-        double stall;
-        /* back to back: each save waits for the previous write */
-        CHECK_OK(tg_ckpt_writer_save(w, &a, &stall, &err), &err);
+        /* each written: back-to-back saves may replace a queued one (test_save_while_writing) */
+        CHECK_OK(save_sync(w, &a, &err), &err);
         tg_ckpt_state_free(&a);
     }
     CHECK_OK(tg_ckpt_writer_wait(w, &err), &err);
@@ -551,6 +557,135 @@ static void test_crc32c(void) {
     CHECK(tg_crc32c(c, "6789", 4) == 0xE3069283u);
 }
 
+/* A shape whose datasets span several 1 MiB chunks (wte: 3000 x 256 = 3 chunks, the last one
+ * partial), more chunks in all than the writer's ring has slots: written streamed, it loads
+ * bitwise, verifies, and writing it again gives the same bytes. */
+static void test_streamed_chunks(void) {
+    char dir[1200], p1[1400], p2[1400], cmd[3000];
+    tg_error err;
+    case_dir(dir, sizeof dir, "streamed");
+    tg_gpt2_config c = {.max_seq_len = 64, .vocab_size = 3000, .n_layer = 2, .n_head = 4,
+                        .n_embd = 256};
+    tg_ckpt_state a, b;
+    state_fake_shape(&a, c, 77, 5, 1, 1);
+    snprintf(p1, sizeof p1, "%s/one.h5", dir);
+    snprintf(p2, sizeof p2, "%s/two.h5", dir);
+    CHECK_OK(tg_ckpt_write_file(p1, &a, &err), &err);
+    CHECK_OK(tg_ckpt_verify(p1, &err), &err);
+    CHECK_OK(tg_ckpt_load(p1, &b, &err), &err);
+    CHECK(states_equal(&a, &b));
+    CHECK_OK(tg_ckpt_write_file(p2, &a, &err), &err);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", p1, p2);
+    CHECK(system(cmd) == 0);
+    /* the reservation is given back: the file is no larger than its HDF5 end of file */
+    struct stat sb;
+    CHECK(stat(p1, &sb) == 0);
+    CHECK(sb.st_size < (off_t)(4 * tg_ckpt_n_params(&a.model_cfg) * sizeof(float)));
+    tg_ckpt_state_free(&a);
+    tg_ckpt_state_free(&b);
+}
+
+/* A state with no tokenizer (NULL hash and path) is written with empty strings. */
+static void test_null_tokenizer(void) {
+    char dir[1200], path[1400];
+    tg_error err;
+    case_dir(dir, sizeof dir, "notok");
+    tg_ckpt_state a, b;
+    state_fake(&a, 5, 3, 0, 0);
+    free(a.tokenizer_hash);
+    free(a.tokenizer_path);
+    a.tokenizer_hash = a.tokenizer_path = NULL;
+    snprintf(path, sizeof path, "%s/x.h5", dir);
+    CHECK_OK(tg_ckpt_write_file(path, &a, &err), &err);
+    CHECK_OK(tg_ckpt_load(path, &b, &err), &err);
+    CHECK(b.tokenizer_hash && b.tokenizer_hash[0] == '\0');
+    CHECK(b.tokenizer_path && b.tokenizer_path[0] == '\0');
+    CHECK(arrays_equal(a.params, b.params, tg_ckpt_n_params(&a.model_cfg)));
+    tg_ckpt_state_free(&a);
+    tg_ckpt_state_free(&b);
+}
+
+/* Holds the write of one step on the writer's thread until released (tg_ckpt_writer_set_hook). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t hold_step;
+    int holding, released, timed_out;
+    int64_t begun[16];
+    int n_begun;
+} hold_ctl;
+
+static void hold_hook(void *arg, int64_t step) {
+    hold_ctl *h = arg;
+    pthread_mutex_lock(&h->mu);
+    if (h->n_begun < 16) h->begun[h->n_begun++] = step;
+    if (step == h->hold_step) {
+        h->holding = 1;
+        pthread_cond_broadcast(&h->cv);
+        /* A bound for a broken writer only (a save that waits for this write would otherwise
+         * hang the test): the test releases the hold as soon as its saves returned. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 60;
+        while (!h->released && !h->timed_out)
+            if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT) h->timed_out = 1;
+        h->holding = 0;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Saves while a write is in progress return without waiting for it: the second goes to the
+ * other snapshot; a third, while the second is still queued, replaces it (step 2 is never
+ * written). Events, not timing: the write of step 1 is held by the hook until the saves are done. */
+static void test_save_while_writing(void) {
+    char dir[1200], path[1400], latest[1400], buf[256];
+    tg_error err;
+    case_dir(dir, sizeof dir, "overlap");
+    tg_ckpt_writer *w = NULL;
+    CHECK_OK(tg_ckpt_writer_init(&w, dir, 0, &g_lg, &err), &err);
+    if (!w) return;
+    hold_ctl h = {.hold_step = 1};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    tg_ckpt_writer_set_hook(w, hold_hook, &h);
+    tg_ckpt_state s[4];
+    for (int k = 1; k <= 3; k++) state_fake(&s[k], (uint64_t)(100 + k), k, 1, 0);
+    double stall = -1;
+    CHECK_OK(tg_ckpt_writer_save(w, &s[1], &stall, &err), &err);
+    pthread_mutex_lock(&h.mu);
+    while (!h.holding) pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    /* the write of step 1 has begun and is held: these saves must not wait for it */
+    CHECK_OK(tg_ckpt_writer_save(w, &s[2], &stall, &err), &err);
+    CHECK_OK(tg_ckpt_writer_save(w, &s[3], &stall, &err), &err);
+    pthread_mutex_lock(&h.mu);
+    int still_held = h.holding && !h.timed_out;
+    h.released = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.mu);
+    CHECKF(still_held, "a save waited for the write in progress (hook timed out: %d)", h.timed_out);
+    CHECK_OK(tg_ckpt_writer_wait(w, &err), &err);
+    tg_ckpt_writer_free(w);
+    CHECKF(h.n_begun == 2 && h.begun[0] == 1 && h.begun[1] == 3, "writes begun: %d (%lld, %lld)",
+           h.n_begun, (long long)h.begun[0], (long long)(h.n_begun > 1 ? h.begun[1] : -1));
+    int64_t want[3] = {1, 2, 3};
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(tg_ckpt_path(dir, want[i], path, sizeof path, &err), &err);
+        CHECKF(file_exists(path) == (want[i] != 2), "step %d exists=%d", (int)want[i], file_exists(path));
+        if (want[i] == 2) continue;
+        tg_ckpt_state b;
+        CHECK_OK(tg_ckpt_load(path, &b, &err), &err);
+        CHECK(states_equal(&s[want[i]], &b));
+        tg_ckpt_state_free(&b);
+    }
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    read_text(latest, buf, sizeof buf);
+    CHECKF(strcmp(buf, "step_00000003.h5\n") == 0, "latest = '%s'", buf);
+    for (int k = 1; k <= 3; k++) tg_ckpt_state_free(&s[k]);
+    pthread_cond_destroy(&h.cv);
+    pthread_mutex_destroy(&h.mu);
+}
+
 int main(int argc, char **argv) {
     const char *base = argc > 1 ? argv[1] : getenv("TG_TEST_TMP");
     snprintf(g_root, sizeof g_root, "%s/tg_ckpt_test_%d", base ? base : "/tmp", (int)getpid());
@@ -558,6 +693,9 @@ int main(int argc, char **argv) {
     test_crc32c();
     test_round_trip();
     test_keep();
+    test_streamed_chunks();
+    test_null_tokenizer();
+    test_save_while_writing();
     test_corruption();
     test_kill_mid_write();
     test_disk_full();
