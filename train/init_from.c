@@ -35,7 +35,20 @@ tg_status tg_init_from_load(const char *path, const tg_gpt2_config *want, float 
     CMP(n_embd, "model.n_embd")
     CMP(max_seq_len, "model.seq_len")
     CMP(vocab_size, "model.vocab_size")
+    CMP(n_kv_head, "model.n_kv_head")
+    CMP(ffn_dim, "model.ffn_dim")
+    CMP(tie_embeddings, "model.tie_embeddings")
 #undef CMP
+#define CMPF(field, key)                                                                       \
+    if (got.field != want->field && n < sizeof diff)                                           \
+        n += (size_t)snprintf(diff + n, sizeof diff - n, "%s%s %g (config: %g)", n ? ", " : "", key, got.field, want->field);
+    CMPF(rope_theta, "model.rope_theta")
+    CMPF(norm_eps, "model.norm_eps")
+#undef CMPF
+    if (got.arch != want->arch && n < sizeof diff)
+        n += (size_t)snprintf(diff + n, sizeof diff - n, "%smodel.arch %s (config: %s)", n ? ", " : "",
+                              got.arch == TG_MODEL_ARCH_LLAMA ? "llama" : "gpt2",
+                              want->arch == TG_MODEL_ARCH_LLAMA ? "llama" : "gpt2");
     if (diff[0]) TG_FAIL(err, TG_ERR_CONFIG, "train.init_from %s: the model's shape differs from the config: %s", path, diff);
     *params = p;
     p = NULL;
