@@ -1,6 +1,7 @@
 # model.arch=llama through `truthgpt train` on the CPU backend: loss falls, the checkpoint records
-# the arch (ckpt info), an interrupted run resumes bitwise, 2 ranks with ZeRO-1 match 1 rank, and
-# bad Llama keys are refused with the key's name.
+# the arch (ckpt info), an interrupted run resumes bitwise, 2 ranks with ZeRO-1 match 1 rank,
+# `sample` with the KV cache writes what the full recompute writes, and bad Llama keys are refused
+# with the key's name.
 source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 ARGS=(configs/llama-tiny.ini model.n_layer=2 model.n_embd=32 model.n_head=4 model.n_kv_head=2 model.ffn_dim=64
@@ -44,6 +45,19 @@ sys.exit(worst >= 1e-5)
 ' "$TMP/full/metrics.jsonl" "$TMP/w2/metrics.jsonl"
 check "final parameters of 2 ranks match 1 rank (rel < 1e-5)" "$TG" ckpt diff \
     "$TMP/full/checkpoints/step_00000016.h5" "$TMP/w2/checkpoints/step_00000016.h5" --tol 1e-5
+# truthgpt sample: the KV cache (grouped-query: 2 KV heads) gives the full recompute's text, greedy
+# and seeded (temperature 1: varied tokens; the same logits give the same draws).
+printf 'the cat sat on the mat. the dog sat on the log.\n' >"$TMP/corpus.txt"
+"$TG" tokenizer train --vocab-size 300 --out "$TMP/tok.tiktoken" "$TMP/corpus.txt" >/dev/null 2>&1
+SAMPLE=("$TG" sample "$TMP/full/checkpoints/step_00000016.h5" --tokenizer "$TMP/tok.tiktoken" --prompt "the cat"
+        --tokens 12)
+for t in 0 1; do
+    "${SAMPLE[@]}" --temperature $t --seed 5 >"$TMP/s_cache$t.txt" 2>"$TMP/s_cache.err" || cat "$TMP/s_cache.err"
+    "${SAMPLE[@]}" --temperature $t --seed 5 --no-cache >"$TMP/s_full$t.txt" 2>"$TMP/s_full.err" || cat "$TMP/s_full.err"
+    check "sample used the KV cache" grep -q "KV cache" "$TMP/s_cache.err"
+    check "sample (temperature $t): KV cache and full recompute give the same text" bash -c \
+        "[ -s '$TMP/s_cache$t.txt' ] && cmp '$TMP/s_cache$t.txt' '$TMP/s_full$t.txt'"
+done
 refused() { # refused PATTERN OVERRIDES...
     local pat=$1
     shift
