@@ -15,7 +15,7 @@
 tg_status tg_hf_llama_export(const char *dir, const tg_gpt2_layout *lay, const float *params, tg_st_dtype dtype,
                              int eos_id, tg_error *err) {
     tg_status st = TG_OK;
-    json_t *cfgj = NULL, *gen = NULL;
+    json_t *cfgj = NULL, *gen = NULL, *rs = NULL, *rp = NULL;
     tg_st_entry *e = NULL;
     const tg_gpt2_config *c = &lay->cfg;
     if (dtype != TG_ST_F32 && dtype != TG_ST_BF16) TG_FAIL(err, TG_ERR_ARG, "export dtype must be fp32 or bf16");
@@ -29,8 +29,19 @@ tg_status tg_hf_llama_export(const char *dir, const tg_gpt2_layout *lay, const f
                      c->rope_theta, "rope_type", "default", "initializer_range", 0.02, "attention_bias", 0, "mlp_bias", 0, "attention_dropout", 0.0,
                      "pretraining_tp", 1, "bos_token_id", eos_id, "eos_token_id", eos_id, "tie_word_embeddings",
                      c->tie_embeddings, "torch_dtype", dtype == TG_ST_F32 ? "float32" : "bfloat16", "use_cache", 1);
-    /* rope_theta for transformers 4.x, rope_parameters for 5.x (which prefers it) */
+    /* rope_theta (and rope_scaling) for transformers 4.x, rope_parameters for 5.x (which prefers it) */
     TG_CHECK_ALLOC(err, cfgj);
+    if (c->rope_factor != 0) {
+        rs = json_pack("{s:s,s:f,s:f,s:f,s:i}", "rope_type", "llama3", "factor", c->rope_factor, "low_freq_factor",
+                       c->rope_low_freq_factor, "high_freq_factor", c->rope_high_freq_factor,
+                       "original_max_position_embeddings", c->rope_original_max_pos);
+        TG_CHECK_ALLOC(err, rs);
+        rp = json_deep_copy(rs);
+        TG_CHECK_ALLOC(err, rp);
+        if (json_object_set_new(rp, "rope_theta", json_real(c->rope_theta)) != 0 ||
+            json_object_set(cfgj, "rope_scaling", rs) != 0 || json_object_set(cfgj, "rope_parameters", rp) != 0)
+            TG_FAIL(err, TG_ERR_NOMEM, "out of memory");
+    }
     TG_TRY(tg_hf_json_write(dir, "config.json", cfgj, err));
     gen = json_pack("{s:i,s:i}", "bos_token_id", eos_id, "eos_token_id", eos_id);
     TG_CHECK_ALLOC(err, gen);
@@ -43,6 +54,8 @@ cleanup:
     free(e);
     json_decref(cfgj);
     json_decref(gen);
+    json_decref(rs);
+    json_decref(rp);
     return st;
 }
 
@@ -79,23 +92,41 @@ static tg_status cfg_check(json_t *root, const tg_gpt2_config *c, const char *pa
         return tg_error_set(err, TG_ERR_FORMAT,
                             "%s: head_dim must be hidden_size / num_attention_heads (%d); a different head_dim is "
                             "not supported", path, c->n_embd / c->n_head);
-    /* transformers 5.x: rope_parameters {rope_theta, rope_type, ...}; 4.x: rope_scaling {rope_type
-     * or type, ...}. rope_parameters wins when both are there, as in transformers. */
-    const char *rkey = "rope_parameters";
-    v = json_object_get(root, rkey);
-    if (!v || json_is_null(v)) v = json_object_get(root, rkey = "rope_scaling");
-    if (v && !json_is_null(v)) {
-        if (!json_is_object(v)) return tg_error_set(err, TG_ERR_FORMAT, "%s: %s is not an object", path, rkey);
-        json_t *t = json_object_get(v, "rope_type");
-        if (!t) t = json_object_get(v, "type");
-        const char *type = !t ? "default" : json_is_string(t) ? json_string_value(t) : "?";
-        if (strcmp(type, "default") != 0)
-            return tg_error_set(err, TG_ERR_FORMAT,
-                                "%s: %s type '%s' is not supported (truthgpt implements plain RoPE: rope_type "
-                                "\"default\")", path, rkey, type);
-    }
     v = json_object_get(root, "tie_word_embeddings");
     if (v && !json_is_boolean(v)) return tg_error_set(err, TG_ERR_FORMAT, "%s: tie_word_embeddings is not a boolean", path);
+    return TG_OK;
+}
+
+/* RoPE scaling: transformers 5.x writes rope_parameters {rope_theta, rope_type, ...}, 4.x
+ * rope_scaling {rope_type or type, ...}; rope_parameters wins when both are there, as in
+ * transformers. Plain RoPE ("default") and Llama 3's ("llama3") are implemented. */
+static tg_status cfg_rope(json_t *root, tg_gpt2_config *c, const char *path, tg_error *err) {
+    const char *rkey = "rope_parameters";
+    json_t *v = json_object_get(root, rkey);
+    if (!v || json_is_null(v)) v = json_object_get(root, rkey = "rope_scaling");
+    if (!v || json_is_null(v)) return TG_OK;
+    if (!json_is_object(v)) return tg_error_set(err, TG_ERR_FORMAT, "%s: %s is not an object", path, rkey);
+    json_t *t = json_object_get(v, "rope_type");
+    if (!t) t = json_object_get(v, "type");
+    const char *type = !t ? "default" : json_is_string(t) ? json_string_value(t) : "?";
+    if (strcmp(type, "default") == 0) return TG_OK;
+    if (strcmp(type, "llama3") != 0)
+        return tg_error_set(err, TG_ERR_FORMAT,
+                            "%s: %s type '%s' is not supported (truthgpt implements rope_type \"default\" and "
+                            "\"llama3\")", path, rkey, type);
+    static const char *const keys[] = {"factor", "low_freq_factor", "high_freq_factor"};
+    double *dst[] = {&c->rope_factor, &c->rope_low_freq_factor, &c->rope_high_freq_factor};
+    for (int i = 0; i < 3; i++) {
+        json_t *x = json_object_get(v, keys[i]);
+        if (!json_is_number(x))
+            return tg_error_set(err, TG_ERR_FORMAT, "%s: %s (llama3) needs a number \"%s\"", path, rkey, keys[i]);
+        *dst[i] = json_number_value(x);
+    }
+    json_t *x = json_object_get(v, "original_max_position_embeddings");
+    if (!json_is_integer(x) || json_integer_value(x) <= 0 || json_integer_value(x) > (1 << 30))
+        return tg_error_set(err, TG_ERR_FORMAT,
+                            "%s: %s (llama3) needs a positive integer \"original_max_position_embeddings\"", path, rkey);
+    c->rope_original_max_pos = (int)json_integer_value(x);
     return TG_OK;
 }
 
@@ -122,6 +153,7 @@ tg_status tg_hf_llama_import(const char *dir, json_t *root, const char *path, tg
     if (json_is_object(rp)) TG_TRY(cfg_num(rp, "rope_theta", cfg->rope_theta, &cfg->rope_theta, path, err));
     TG_TRY(cfg_num(root, "rms_norm_eps", 1e-6, &cfg->norm_eps, path, err));
     TG_TRY(cfg_check(root, cfg, path, err));
+    TG_TRY(cfg_rope(root, cfg, path, err));
     cfg->tie_embeddings = json_is_true(json_object_get(root, "tie_word_embeddings"));
     tg_status fs = tg_gpt2_config_finalize(cfg, err);
     if (fs != TG_OK) {

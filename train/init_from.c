@@ -38,12 +38,16 @@ tg_status tg_init_from_load(const char *path, const tg_gpt2_config *want, float 
     CMP(n_kv_head, "model.n_kv_head")
     CMP(ffn_dim, "model.ffn_dim")
     CMP(tie_embeddings, "model.tie_embeddings")
+    CMP(rope_original_max_pos, "model.rope_original_max_pos")
 #undef CMP
 #define CMPF(field, key)                                                                       \
     if (got.field != want->field && n < sizeof diff)                                           \
         n += (size_t)snprintf(diff + n, sizeof diff - n, "%s%s %g (config: %g)", n ? ", " : "", key, got.field, want->field);
     CMPF(rope_theta, "model.rope_theta")
     CMPF(norm_eps, "model.norm_eps")
+    CMPF(rope_factor, "model.rope_factor")
+    CMPF(rope_low_freq_factor, "model.rope_low_freq_factor")
+    CMPF(rope_high_freq_factor, "model.rope_high_freq_factor")
 #undef CMPF
     if (got.arch != want->arch && n < sizeof diff)
         n += (size_t)snprintf(diff + n, sizeof diff - n, "%smodel.arch %s (config: %s)", n ? ", " : "",

@@ -2,6 +2,7 @@
  * rows through RMSNorm, the projections, RoPE at their absolute positions (the full forward's
  * cos/sin tables), attention over the cache of n_kv_head heads, SwiGLU and the LM head, with the
  * full forward's kernels (model/cpu/llama_kernels.h), so the logits have its bits. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/cpu/cpu_decode.h"
@@ -56,7 +57,13 @@ tg_status tg_cpu_dec_llama_setup(tg_decoder *d, tg_error *err) {
     const size_t half = (size_t)d->hs / 2;
     d->table[0] = tg_cpu_dec_alloc((size_t)d->T * half);
     d->table[1] = tg_cpu_dec_alloc((size_t)d->T * half);
-    if (!d->table[0] || !d->table[1]) return tg_error_set(err, TG_ERR_NOMEM, "decoder: out of memory for RoPE tables");
-    tg_llama_rope_tables(d->table[0], d->table[1], d->T, d->hs, d->lay->cfg.rope_theta);
+    float *inv = tg_cpu_dec_alloc(half);
+    if (!d->table[0] || !d->table[1] || !inv) {
+        free(inv);
+        return tg_error_set(err, TG_ERR_NOMEM, "decoder: out of memory for RoPE tables");
+    }
+    tg_llama_rope_inv_freq(&d->lay->cfg, inv); /* the full forward's tables, bit for bit */
+    tg_llama_rope_tables(d->table[0], d->table[1], d->T, (int)half, inv);
+    free(inv);
     return TG_OK;
 }
