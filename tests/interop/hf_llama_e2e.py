@@ -1,7 +1,8 @@
 """tests/interop/hf_llama_e2e.py TRUTHGPT LOGITS_DRIVER SRC TMP — Llama: truthgpt <-> transformers, offline.
 
 For random LlamaForCausalLMs built from a LlamaConfig (nothing downloaded): grouped-query attention
-untied (saved whole and sharded), grouped-query tied, multi-query tied:
+untied (saved whole and sharded), grouped-query tied, multi-query tied, and grouped-query tied with
+Llama 3's RoPE scaling (rope_type llama3):
   - `truthgpt import` -> truthgpt's logits and loss equal HF's (fp32, rel <= 1e-5);
   - `truthgpt export` -> transformers loads a LlamaForCausalLM whose loss and logits equal the
     original's, the tensors equal HF's bitwise, and export -> import is a bitwise round trip.
@@ -69,12 +70,18 @@ rng = np.random.default_rng(1)
 toks = rng.integers(0, V, size=(3, 40))
 
 
-def make(nkv, tied, seed):
+# head size 8, original context 16: wavelengths 6.3 (interpolated), 167, 4443, 1.2e5 (divided by the factor)
+LLAMA3 = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+              original_max_position_embeddings=16)
+
+
+def make(nkv, tied, seed, llama3=False):
     torch.manual_seed(seed)
+    rope = dict(rope_parameters=dict(LLAMA3, rope_theta=500000.0)) if llama3 else {}
     cfg = LlamaConfig(vocab_size=V, hidden_size=C, intermediate_size=F, num_hidden_layers=L, num_attention_heads=NH,
                       num_key_value_heads=nkv, max_position_embeddings=MAXPOS, rope_theta=500000.0, rms_norm_eps=1e-6,
                       tie_word_embeddings=tied, initializer_range=0.2, bos_token_id=V - 1, eos_token_id=V - 1,
-                      attn_implementation="eager")
+                      attn_implementation="eager", **rope)
     m = LlamaForCausalLM(cfg).float().eval()
     with torch.no_grad():  # non-trivial norm gains, so a swapped or misplaced norm shows
         for n, p in m.named_parameters():
@@ -83,9 +90,10 @@ def make(nkv, tied, seed):
     return m
 
 
-cases = [("gqa_untied", 2, False), ("gqa_tied", 3, True), ("mqa_tied", 1, True)]
-for name, nkv, tied in cases:
-    hf = make(nkv, tied, seed=len(name) + nkv)
+cases = [("gqa_untied", 2, False, False), ("gqa_tied", 3, True, False), ("mqa_tied", 1, True, False),
+         ("gqa_tied_llama3", 2, True, True)]
+for name, nkv, tied, llama3 in cases:
+    hf = make(nkv, tied, seed=len(name) + nkv, llama3=llama3)
     d = f"{TMP}/{name}"
     hf.save_pretrained(d)
     hl, hlog = hf_logits(hf, toks)
@@ -109,6 +117,18 @@ for name, nkv, tied in cases:
     m2 = AutoModelForCausalLM.from_pretrained(ex, attn_implementation="eager").eval()
     check(f"{name}: transformers loads the export as LlamaForCausalLM", type(m2).__name__ == "LlamaForCausalLM"
           and m2.config.num_key_value_heads == nkv and m2.config.tie_word_embeddings == tied)
+    if llama3:  # transformers 4.x's layout (rope_scaling + rope_theta) imports the same
+        c4 = json.load(open(f"{ex}/config.json"))
+        check(f"{name}: the export also writes rope_scaling (transformers 4.x)",
+              c4.get("rope_scaling", {}).get("rope_type") == "llama3" and c4.get("rope_theta") == 500000.0)
+        shutil.copytree(ex, f"{ex}_v4")
+        del c4["rope_parameters"]
+        json.dump(c4, open(f"{ex}_v4/config.json", "w"))
+        check(f"{name}: rope_scaling alone imports the same, bitwise",
+              run(TG, "import", f"{ex}_v4", "--out", f"{ex}_v4.h5").returncode == 0 and same_file(ck, f"{ex}_v4.h5"))
+        rp = m2.config.rope_parameters
+        check(f"{name}: the export says rope_type llama3 with its parameters", rp.get("rope_type") == "llama3" and
+              all(rp.get(k) == v for k, v in LLAMA3.items()), str(rp))
     l2, log2 = hf_logits(m2, toks)
     check(f"{name}: the export's loss equals the original's (rel <= 1e-5)", abs(l2 - hl) <= 1e-5 * abs(hl),
           f"{l2} vs {hl}")
@@ -137,14 +157,13 @@ def refused(label, edit, expect):
           r.stderr.strip())
 
 
-llama3 = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 8192}
-refused("rope_parameters llama3 (transformers 5)", lambda c: c.update(rope_parameters={**llama3, "rope_theta": 5e5}),
-        "rope_parameters type 'llama3' is not supported")
-refused("rope_scaling llama3 (transformers 4)", lambda c: (c.pop("rope_parameters", None), c.update(rope_scaling=llama3)),
-        "rope_scaling type 'llama3' is not supported")
-refused("rope_scaling linear", lambda c: (c.pop("rope_parameters", None), c.update(rope_scaling={"type": "linear", "factor": 2.0})),
-        "rope_scaling type 'linear' is not supported")
+refused("rope_parameters yarn (transformers 5)", lambda c: c.update(rope_parameters={"rope_type": "yarn",
+        "factor": 4.0, "rope_theta": 5e5}), "rope_parameters type 'yarn' is not supported")
+refused("rope_scaling linear (transformers 4)", lambda c: (c.pop("rope_parameters", None),
+        c.update(rope_scaling={"type": "linear", "factor": 2.0})), "rope_scaling type 'linear' is not supported")
+refused("llama3 without its factor", lambda c: c.update(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        "rope_parameters (llama3) needs a number \"factor\"")
 refused("hidden_act", lambda c: c.update(hidden_act="gelu"), "hidden_act must be silu")
 refused("attention_bias", lambda c: c.update(attention_bias=True), "attention_bias must be false")
 refused("head_dim", lambda c: c.update(head_dim=16), "head_dim must be hidden_size / num_attention_heads")

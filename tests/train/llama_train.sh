@@ -67,4 +67,11 @@ check "n_head not a multiple of n_kv_head is refused" refused "multiple of model
 check "a missing ffn_dim is refused" refused "model.ffn_dim > 0" model.ffn_dim=0
 check "an odd head size is refused" refused "must be even" model.n_embd=20
 check "Llama keys on gpt2 are refused" refused "model.arch=llama keys" model.arch=gpt2
+check "a rope_factor under 1 is refused" refused "model.rope_factor (0.5) must be >= 1" model.rope_factor=0.5
+# Llama 3's RoPE scaling through the trainer: recorded in the checkpoint, shown by ckpt info.
+"$TG" train "${ARGS[@]}" model.rope_factor=8 model.rope_original_max_pos=16 train.max_steps=2 checkpoint.every=2 \
+    run.out_dir="$TMP/rope" >"$TMP/rope.log" 2>&1 || cat "$TMP/rope.log"
+"$TG" ckpt info "$TMP/rope/checkpoints/step_00000002.h5" >"$TMP/rope_info.txt" 2>&1
+check "ckpt info shows the llama3 RoPE scaling" grep -q \
+    "rope_scaling *llama3 factor=8 low_freq_factor=1 high_freq_factor=4 original_max_pos=16" "$TMP/rope_info.txt"
 finish

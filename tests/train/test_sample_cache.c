@@ -95,11 +95,19 @@ int main(void) {
     const struct {
         const char *what;
         int nkv, tied;
-    } lc[] = {{"llama gqa untied", 2, 0}, {"llama gqa tied", 2, 1}, {"llama mqa tied", 1, 1}};
+        double rope_factor;
+    } lc[] = {{"llama gqa untied", 2, 0, 0},
+              {"llama gqa tied", 2, 1, 0},
+              {"llama mqa tied", 1, 1, 0},
+              {"llama gqa untied, llama3 rope", 2, 0, 8}};
     for (size_t i = 0; i < sizeof lc / sizeof lc[0]; i++) {
         tg_gpt2_config lcfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = NH, .n_embd = C,
                                .arch = TG_MODEL_ARCH_LLAMA, .n_kv_head = lc[i].nkv, .ffn_dim = 40,
                                .rope_theta = 500.0, .norm_eps = 1e-5, .tie_embeddings = lc[i].tied};
+        if (lc[i].rope_factor != 0) { /* original context 16: scaled frequencies within the 48 positions */
+            lcfg.rope_factor = lc[i].rope_factor, lcfg.rope_low_freq_factor = 1, lcfg.rope_high_freq_factor = 4;
+            lcfg.rope_original_max_pos = 16;
+        }
         CHECK_OK(tg_gpt2_config_finalize(&lcfg, &err), &err);
         float *lp = make_params(&lcfg, 8.0f);
         tg_model *lm = make_model(&lcfg, lp, 0);
