@@ -33,7 +33,12 @@ tg_status tg_init_from_load(const char *path, const tg_gpt2_config *want, float 
     CMP(n_layer, "model.n_layer")
     CMP(n_head, "model.n_head")
     CMP(n_embd, "model.n_embd")
-    CMP(max_seq_len, "model.seq_len")
+    /* Llama has no position table: any seq_len takes the same weights (a model imported with a
+     * 131072-position config fine-tunes at 2048) */
+    const int both_llama = got.arch == TG_MODEL_ARCH_LLAMA && want->arch == TG_MODEL_ARCH_LLAMA;
+    if (!both_llama) {
+        CMP(max_seq_len, "model.seq_len")
+    }
     CMP(vocab_size, "model.vocab_size")
     CMP(n_kv_head, "model.n_kv_head")
     CMP(ffn_dim, "model.ffn_dim")

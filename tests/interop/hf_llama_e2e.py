@@ -187,6 +187,13 @@ got = load_file(f"{TMP}/ex_init0/model.safetensors")
 ref = load_file(f"{base_dir}/model.safetensors")
 check("init_from loads HF's weights exactly (lr 0 step)",
       set(got) == set(ref) and all(np.array_equal(got[k], ref[k]) for k in got), f"{len(got)} tensors")
+r = run(*base, "model.seq_len=32", "train.total_batch_tokens=64", f"run.out_dir={TMP}/init_t32",
+        f"train.init_from={base_dir}", "train.max_steps=1", "train.lr=0", "train.min_lr=0", "train.weight_decay=0",
+        "checkpoint.every=1")
+run(TG, "export", f"{TMP}/init_t32/checkpoints/step_00000001.h5", "--out", f"{TMP}/ex_init_t32")
+got = load_file(f"{TMP}/ex_init_t32/model.safetensors") if r.returncode == 0 else {}
+check("init_from at another seq_len (RoPE has no position table) takes the same weights",
+      set(got) == set(ref) and all(np.array_equal(got[k], ref[k]) for k in got))
 r = subprocess.run([*base, "model.n_kv_head=3", f"run.out_dir={TMP}/init1", f"train.init_from={base_dir}"],
                    capture_output=True, text=True)
 check("init_from with another n_kv_head is refused by name", r.returncode != 0 and "model.n_kv_head 2 (config: 3)"
