@@ -11,7 +11,7 @@
 #include "interop/hf_internal.h"
 
 static tg_status gpt2_export(const char *dir, const tg_gpt2_layout *lay, const float *params, tg_st_dtype dtype,
-                       int eos_id, tg_error *err) {
+                             int eos_id, tg_error *err) {
     tg_status st = TG_OK;
     json_t *cfgj = NULL, *gen = NULL;
     tg_st_entry *e = NULL;
@@ -154,7 +154,9 @@ tg_status tg_hf_import(const char *dir, tg_gpt2_config *cfg, float **params, tg_
     const char *type = json_is_string(v) ? json_string_value(v) : "(missing)";
     if (strcmp(type, "gpt2") == 0) st = gpt2_import(dir, root, path, cfg, params, err);
     else if (strcmp(type, "llama") == 0) st = tg_hf_llama_import(dir, root, path, cfg, params, err);
-    else TG_FAIL(err, TG_ERR_FORMAT, "%s: unsupported architecture: model_type '%s' (supported: gpt2, llama)", path, type);
+    else
+        TG_FAIL(err, TG_ERR_FORMAT, "%s: unsupported architecture: model_type '%s' (supported: gpt2, llama)", path,
+                type);
 cleanup:
     json_decref(root);
     return st;

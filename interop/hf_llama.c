@@ -20,16 +20,18 @@ tg_status tg_hf_llama_export(const char *dir, const tg_gpt2_layout *lay, const f
     const tg_gpt2_config *c = &lay->cfg;
     if (dtype != TG_ST_F32 && dtype != TG_ST_BF16) TG_FAIL(err, TG_ERR_ARG, "export dtype must be fp32 or bf16");
     TG_TRY(tg_fs_mkdir_p(dir, err));
-    cfgj = json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:f,s:f,s:{s:f,s:s},s:f,s:b,s:b,s:f,s:i,s:i,s:i,s:b,s:s,s:b}",
+    /* rope_theta (and rope_scaling) for transformers 4.x, rope_parameters for 5.x (which prefers it) */
+    cfgj = json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:i,s:f,s:f,s:{s:f,s:s},s:f,s:b,s:b,s:f,s:i,"
+                     "s:i,s:i,s:b,s:s,s:b}",
                      "architectures", "LlamaForCausalLM", "model_type", "llama", "vocab_size", c->vocab_size,
                      "hidden_size", c->n_embd, "intermediate_size", c->ffn_dim, "num_hidden_layers", c->n_layer,
                      "num_attention_heads", c->n_head, "num_key_value_heads", c->n_kv_head, "head_dim",
                      c->n_embd / c->n_head, "hidden_act", "silu", "max_position_embeddings", c->max_seq_len,
                      "rms_norm_eps", c->norm_eps, "rope_theta", c->rope_theta, "rope_parameters", "rope_theta",
-                     c->rope_theta, "rope_type", "default", "initializer_range", 0.02, "attention_bias", 0, "mlp_bias", 0, "attention_dropout", 0.0,
-                     "pretraining_tp", 1, "bos_token_id", eos_id, "eos_token_id", eos_id, "tie_word_embeddings",
-                     c->tie_embeddings, "torch_dtype", dtype == TG_ST_F32 ? "float32" : "bfloat16", "use_cache", 1);
-    /* rope_theta (and rope_scaling) for transformers 4.x, rope_parameters for 5.x (which prefers it) */
+                     c->rope_theta, "rope_type", "default", "initializer_range", 0.02, "attention_bias", 0,
+                     "mlp_bias", 0, "attention_dropout", 0.0, "pretraining_tp", 1, "bos_token_id", eos_id,
+                     "eos_token_id", eos_id, "tie_word_embeddings", c->tie_embeddings, "torch_dtype",
+                     dtype == TG_ST_F32 ? "float32" : "bfloat16", "use_cache", 1);
     TG_CHECK_ALLOC(err, cfgj);
     if (c->rope_factor != 0) {
         rs = json_pack("{s:s,s:f,s:f,s:f,s:i}", "rope_type", "llama3", "factor", c->rope_factor, "low_freq_factor",
@@ -93,7 +95,8 @@ static tg_status cfg_check(json_t *root, const tg_gpt2_config *c, const char *pa
                             "%s: head_dim must be hidden_size / num_attention_heads (%d); a different head_dim is "
                             "not supported", path, c->n_embd / c->n_head);
     v = json_object_get(root, "tie_word_embeddings");
-    if (v && !json_is_boolean(v)) return tg_error_set(err, TG_ERR_FORMAT, "%s: tie_word_embeddings is not a boolean", path);
+    if (v && !json_is_boolean(v))
+        return tg_error_set(err, TG_ERR_FORMAT, "%s: tie_word_embeddings is not a boolean", path);
     return TG_OK;
 }
 
@@ -125,7 +128,8 @@ static tg_status cfg_rope(json_t *root, tg_gpt2_config *c, const char *path, tg_
     json_t *x = json_object_get(v, "original_max_position_embeddings");
     if (!json_is_integer(x) || json_integer_value(x) <= 0 || json_integer_value(x) > (1 << 30))
         return tg_error_set(err, TG_ERR_FORMAT,
-                            "%s: %s (llama3) needs a positive integer \"original_max_position_embeddings\"", path, rkey);
+                            "%s: %s (llama3) needs a positive integer \"original_max_position_embeddings\"", path,
+                            rkey);
     c->rope_original_max_pos = (int)json_integer_value(x);
     return TG_OK;
 }
