@@ -126,6 +126,13 @@ for name, nkv, tied, llama3 in cases:
         json.dump(c4, open(f"{ex}_v4/config.json", "w"))
         check(f"{name}: rope_scaling alone imports the same, bitwise",
               run(TG, "import", f"{ex}_v4", "--out", f"{ex}_v4.h5").returncode == 0 and same_file(ck, f"{ex}_v4.h5"))
+        prompt = [int(x) for x in toks[0, :8]]  # greedy through the KV cache, scaled RoPE, GQA
+        with torch.no_grad():
+            g = hf.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False, pad_token_id=V - 1,
+                            eos_token_id=None)[0, 8:].tolist()
+        mine = [int(x) for x in run(DRV, ck, "--greedy-cache", 24, *prompt).stdout.split()]
+        check(f"{name}: 24 greedy tokens with the KV cache identical to transformers' generate",
+              mine == g and len(set(g)) >= 3, f"{len(set(g))} distinct: {g}")
         rp = m2.config.rope_parameters
         check(f"{name}: the export says rope_type llama3 with its parameters", rp.get("rope_type") == "llama3" and
               all(rp.get(k) == v for k, v in LLAMA3.items()), str(rp))
@@ -221,6 +228,9 @@ r = run(DRV, ck, "--greedy", 20, *prompt)
 mine = [int(x) for x in r.stdout.split()]
 check("greedy 20 tokens identical to transformers' generate", mine == g, f"{len(set(g))} distinct: {g}")
 check("greedy tokens are diverse (>= 3 distinct)", len(set(g)) >= 3)
+r = run(DRV, ck, "--greedy-cache", 20, *prompt)
+mine = [int(x) for x in r.stdout.split()]
+check("greedy with truthgpt's KV cache identical to transformers' generate", mine == g, str(mine))
 
 print(f"{'FAILED' if failed else 'passed'}: {failed} failures")
 sys.exit(1 if failed else 0)
