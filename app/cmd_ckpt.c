@@ -33,11 +33,15 @@ static void ckpt_info_print(const char *path, const tg_ckpt_info *in, int show_c
     printf("saved by        world_size=%d zero_stage=%d\n", s->world_size, s->zero_stage);
     printf("model           T=%d V=%d Vp=%d L=%d NH=%d C=%d  (%" PRId64 " parameters)\n", c->max_seq_len,
            c->vocab_size, c->padded_vocab_size, c->n_layer, c->n_head, c->n_embd, in->n_params);
-    if (c->arch == TG_MODEL_ARCH_LLAMA)
+    if (c->arch == TG_MODEL_ARCH_LLAMA) {
         printf("arch            llama n_kv_head=%d ffn_dim=%d rope_theta=%g norm_eps=%g tie_embeddings=%d\n",
                c->n_kv_head, c->ffn_dim, c->rope_theta, c->norm_eps, c->tie_embeddings);
-    else
+        if (c->rope_factor != 0)
+            printf("rope_scaling    llama3 factor=%g low_freq_factor=%g high_freq_factor=%g original_max_pos=%d\n",
+                   c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos);
+    } else {
         printf("arch            gpt2\n");
+    }
     printf("optimizer       %s%s\n", in->has_adam ? "AdamW m, v (gathered)" : "none",
            in->has_master ? " + fp32 master weights" : "");
     printf("tokenizer       %s (hash %s)\n", s->tokenizer_path[0] ? s->tokenizer_path : "-",

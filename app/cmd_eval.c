@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ckpt_tokenizer.h"
 #include "app/cmds.h"
 #include "ckpt/ckpt.h"
 #include "core/log.h"
@@ -53,16 +54,7 @@ int tg_cmd_eval(int argc, char **argv) {
         return 2;
     }
     TG_TRY(tg_ckpt_load(file, &ck, &err));
-    if (!tok_path) tok_path = ck.tokenizer_path;
-    if (!tok_path || !tok_path[0])
-        TG_FAIL(&err, TG_ERR_ARG, "%s records no tokenizer file; pass --tokenizer FILE", file);
-    TG_TRY(tg_tokenizer_load(&tok, tok_path, &err));
-    if (ck.tokenizer_hash && ck.tokenizer_hash[0] && strcmp(ck.tokenizer_hash, tg_tokenizer_hash(tok)) != 0)
-        tg_log_warn(&lg, "tokenizer %s (hash %.12s...) is not the one the model was trained with (hash %.12s...)",
-                    tok_path, tg_tokenizer_hash(tok), ck.tokenizer_hash);
-    if (tg_tokenizer_vocab_size(tok) > ck.model_cfg.vocab_size)
-        TG_FAIL(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
-                tg_tokenizer_vocab_size(tok), ck.model_cfg.vocab_size);
+    TG_TRY(tg_app_ckpt_tokenizer(&ck, file, tok_path, &lg, &tok, &err));
     TG_TRY(tg_mc_load(&set, tasks, tok, &err));
     size_t need = tg_mc_max_tokens(set) - 1;
     tg_model_options opt = {0};

@@ -13,8 +13,9 @@
 static void export_usage(void) {
     fprintf(stderr,
             "usage: truthgpt export CKPT --out DIR [--dtype fp32|bf16] [--tokenizer FILE]\n"
-            "  Writes a Hugging Face GPT2LMHeadModel directory: config.json, generation_config.json and\n"
-            "  model.safetensors (the real vocabulary rows only; the tied head is not stored twice).\n"
+            "  Writes a Hugging Face directory (GPT2LMHeadModel, or LlamaForCausalLM for model.arch=llama):\n"
+            "  config.json, generation_config.json and model.safetensors (the real vocabulary rows only; a\n"
+            "  tied head is not stored twice).\n"
             "  With a tokenizer (--tokenizer, else the one recorded in the checkpoint if it exists) also\n"
             "  tokenizer.json (byte-level BPE, GPT-2 pre-tokenizer) and tokenizer_config.json.\n"
             "  bos/eos are the tokenizer's end-of-text id (without one: vocab_size - 1). dtype default fp32.\n");
@@ -82,7 +83,7 @@ int tg_cmd_export(int argc, char **argv) {
 static void import_usage(void) {
     fprintf(stderr,
             "usage: truthgpt import DIR --out CKPT\n"
-            "  Reads a Hugging Face GPT-2 directory (config.json + model.safetensors or the shards of\n"
+            "  Reads a Hugging Face GPT-2 or Llama directory (config.json + model.safetensors or the shards of\n"
             "  model.safetensors.index.json; F32/BF16/F16) and writes a truthgpt checkpoint of weights\n"
             "  only (step 0, no optimizer state; vocabulary padded to a multiple of 128 with zeros).\n"
             "  Start training from it with train.init_from=CKPT (or the directory itself).\n");
@@ -119,9 +120,10 @@ int tg_cmd_import(int argc, char **argv) {
         st = tg_error_set(&err, TG_ERR_NOMEM, "out of memory");
     if (st == TG_OK) st = tg_ckpt_write_file(out, &s, &err);
     if (st == TG_OK)
-        printf("imported %s to %s (n_layer %d, n_head %d, n_embd %d, vocab %d padded to %d, seq_len %d)\n", dir, out,
-               s.model_cfg.n_layer, s.model_cfg.n_head, s.model_cfg.n_embd, s.model_cfg.vocab_size,
-               s.model_cfg.padded_vocab_size, s.model_cfg.max_seq_len);
+        printf("imported %s to %s (%s, n_layer %d, n_head %d, n_embd %d, vocab %d padded to %d, seq_len %d)\n", dir,
+               out, s.model_cfg.arch == TG_MODEL_ARCH_LLAMA ? "llama" : "gpt2", s.model_cfg.n_layer,
+               s.model_cfg.n_head, s.model_cfg.n_embd, s.model_cfg.vocab_size, s.model_cfg.padded_vocab_size,
+               s.model_cfg.max_seq_len);
     else fprintf(stderr, "truthgpt import: %s\n", err.msg);
     tg_ckpt_state_free(&s);
     return st == TG_OK ? 0 : 1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/ckpt_tokenizer.h"
 #include "app/cmds.h"
 #include "ckpt/ckpt.h"
 #include "core/log.h"
@@ -131,19 +132,7 @@ int tg_cmd_sample(int argc, char **argv) {
     float temperature = o.temperature;
     TG_TRY(tg_ckpt_load(file, &ck, &err));
     const tg_gpt2_config *cfg = &ck.model_cfg;
-    if (!tok_path) tok_path = ck.tokenizer_path;
-    if (!tok_path || !tok_path[0])
-        TG_FAIL(&err, TG_ERR_ARG, "%s records no tokenizer file; pass --tokenizer FILE", file);
-    TG_TRY(tg_tokenizer_load(&tok, tok_path, &err));
-    if (ck.tokenizer_hash && ck.tokenizer_hash[0] &&
-        strcmp(ck.tokenizer_hash, tg_tokenizer_hash(tok)) != 0)
-        tg_log_warn(&lg, "tokenizer %s (hash %.12s...) is not the one the model was trained with "
-                         "(hash %.12s...)", tok_path, tg_tokenizer_hash(tok), ck.tokenizer_hash);
-    int V = cfg->vocab_size;
-    if (tg_tokenizer_vocab_size(tok) > V)
-        TG_FAIL(&err, TG_ERR_DATA, "tokenizer %s has %d tokens but the model only %d", tok_path,
-                tg_tokenizer_vocab_size(tok), V);
-
+    TG_TRY(tg_app_ckpt_tokenizer(&ck, file, tok_path, &lg, &tok, &err));
     int V_tok = tg_tokenizer_vocab_size(tok);
     TG_TRY(tg_tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &err));
     if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));

@@ -56,11 +56,17 @@ char *ck_meta_text(const tg_ckpt_state *s, int64_t n_params, int has_adam, int h
     /* Llama's keys follow GPT-2's text, so GPT-2 files keep their checksums. */
     const char *lfmt = "arch=llama\nllama=%d,%d,%d,%.17g,%.17g\n";
 #define CK_LLAMA_ARGS c->n_kv_head, c->ffn_dim, c->tie_embeddings, c->rope_theta, c->norm_eps
-    const int llama = c->arch == TG_MODEL_ARCH_LLAMA;
+    /* and the RoPE scaling only when there is one, so files without it keep theirs */
+    const char *rfmt = "rope_scaling=llama3,%.17g,%.17g,%.17g,%d\n";
+#define CK_ROPE_ARGS c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_pos
+    const int llama = c->arch == TG_MODEL_ARCH_LLAMA, rope = llama && c->rope_factor != 0;
     const int nl = llama ? snprintf(NULL, 0, lfmt, CK_LLAMA_ARGS) : 0;
-    char *t = malloc((size_t)n + (size_t)nl + 1);
+    const int nr = rope ? snprintf(NULL, 0, rfmt, CK_ROPE_ARGS) : 0;
+    char *t = malloc((size_t)n + (size_t)nl + (size_t)nr + 1);
     if (t) snprintf(t, (size_t)n + 1, fmt, CK_META_ARGS);
     if (t && llama) snprintf(t + n, (size_t)nl + 1, lfmt, CK_LLAMA_ARGS);
+    if (t && rope) snprintf(t + n + nl, (size_t)nr + 1, rfmt, CK_ROPE_ARGS);
+#undef CK_ROPE_ARGS
 #undef CK_LLAMA_ARGS
 #undef CK_META_ARGS
     return t;

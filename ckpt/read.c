@@ -195,6 +195,16 @@ static tg_status ck_read_header(hid_t f, tg_ckpt_state *s, tg_ckpt_info *h, cons
         TG_TRY(ck_attr_read_int(f, "tie_embeddings", &c->tie_embeddings, err));
         TG_TRY(ck_attr_read(f, "rope_theta", H5T_NATIVE_DOUBLE, &c->rope_theta, err));
         TG_TRY(ck_attr_read(f, "norm_eps", H5T_NATIVE_DOUBLE, &c->norm_eps, err));
+        int has_rope = 0;
+        CK_H5(has_rope = H5Aexists(f, "rope_scaling"));
+        if (has_rope) {
+            TG_TRY(tg_h5_attr_read_str(f, "rope_scaling", sbuf, sizeof sbuf, err));
+            if (strcmp(sbuf, "llama3") != 0) TG_FAIL(err, TG_ERR_FORMAT, "unknown rope_scaling '%s'", sbuf);
+            TG_TRY(ck_attr_read(f, "rope_factor", H5T_NATIVE_DOUBLE, &c->rope_factor, err));
+            TG_TRY(ck_attr_read(f, "rope_low_freq_factor", H5T_NATIVE_DOUBLE, &c->rope_low_freq_factor, err));
+            TG_TRY(ck_attr_read(f, "rope_high_freq_factor", H5T_NATIVE_DOUBLE, &c->rope_high_freq_factor, err));
+            TG_TRY(ck_attr_read_int(f, "rope_original_max_pos", &c->rope_original_max_pos, err));
+        }
     }
     TG_TRY(ck_attr_read_int(f, "has_adam", &h->has_adam, err));
     TG_TRY(ck_attr_read_int(f, "has_master", &h->has_master, err));

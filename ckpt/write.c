@@ -364,6 +364,15 @@ static tg_status ck_write_root_attrs(hid_t f, const tg_ckpt_state *s, const tg_g
         TG_TRY(tg_h5_attr_write_i64(f, "tie_embeddings", c->tie_embeddings, err));
         TG_TRY(ck_attr_write(f, "rope_theta", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &c->rope_theta, err));
         TG_TRY(ck_attr_write(f, "norm_eps", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &c->norm_eps, err));
+        if (c->rope_factor != 0) { /* absent: plain RoPE */
+            TG_TRY(tg_h5_attr_write_str(f, "rope_scaling", "llama3", err));
+            TG_TRY(ck_attr_write(f, "rope_factor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &c->rope_factor, err));
+            TG_TRY(ck_attr_write(f, "rope_low_freq_factor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                 &c->rope_low_freq_factor, err));
+            TG_TRY(ck_attr_write(f, "rope_high_freq_factor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                 &c->rope_high_freq_factor, err));
+            TG_TRY(tg_h5_attr_write_i64(f, "rope_original_max_pos", c->rope_original_max_pos, err));
+        }
     }
     TG_TRY(tg_h5_attr_write_i64(f, "has_adam", has_adam, err));
     TG_TRY(tg_h5_attr_write_i64(f, "has_master", has_master, err));

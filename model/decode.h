@@ -1,4 +1,5 @@
-/* model/decode.h — incremental decoding with a KV cache (CPU backend, fp32): the prompt is
+/* model/decode.h — incremental decoding with a KV cache (CPU backend, fp32; GPT-2 and Llama, whose
+ * cache holds its n_kv_head heads; model/cpu/cpu_decode.h): the prompt is
  * processed in one forward that fills every layer's keys and values, then each new token costs one
  * row through the network plus attention over the cached positions. Each logit is computed with
  * the same kernels and the same per-element arithmetic as tg_model_forward, so greedy decoding

@@ -28,7 +28,9 @@ int tg_gpt2_config_equal(const tg_gpt2_config *a, const tg_gpt2_config *b) {
     return a->max_seq_len == b->max_seq_len && a->vocab_size == b->vocab_size &&
            a->padded_vocab_size == b->padded_vocab_size && a->n_layer == b->n_layer && a->n_head == b->n_head &&
            a->n_embd == b->n_embd && a->arch == b->arch && a->n_kv_head == b->n_kv_head && a->ffn_dim == b->ffn_dim &&
-           a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps && a->tie_embeddings == b->tie_embeddings;
+           a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps && a->tie_embeddings == b->tie_embeddings &&
+           a->rope_factor == b->rope_factor && a->rope_low_freq_factor == b->rope_low_freq_factor &&
+           a->rope_high_freq_factor == b->rope_high_freq_factor && a->rope_original_max_pos == b->rope_original_max_pos;
 }
 
 static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int layer, int ndim,

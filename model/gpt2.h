@@ -47,6 +47,11 @@ typedef struct {
     double rope_theta;     /* RoPE base; 0 = 10000 */
     double norm_eps;       /* RMSNorm epsilon; 0 = 1e-5 */
     int tie_embeddings;    /* 1: lm_head is model.embed_tokens (not stored twice) */
+    /* Llama 3's RoPE frequency scaling (HF rope_type "llama3"); rope_factor 0: plain RoPE, and
+     * the other three 0 too. model/llama.h: tg_llama_rope_inv_freq. */
+    double rope_factor;
+    double rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
 } tg_gpt2_config;
 
 #define TG_GPT2_MAX_NAME 64

@@ -26,7 +26,46 @@ tg_status tg_llama_config_check(tg_gpt2_config *c, tg_error *err) {
         return tg_error_set(err, TG_ERR_ARG, "llama: norm_eps must lie in (0, 1) (got %g)", c->norm_eps);
     if (c->tie_embeddings != 0 && c->tie_embeddings != 1)
         return tg_error_set(err, TG_ERR_ARG, "llama: tie_embeddings must be 0 or 1 (got %d)", c->tie_embeddings);
+    if (c->rope_factor == 0) {
+        if (c->rope_low_freq_factor != 0 || c->rope_high_freq_factor != 0 || c->rope_original_max_pos != 0)
+            return tg_error_set(err, TG_ERR_ARG, "llama: the llama3 RoPE scaling keys need rope_factor");
+        return TG_OK;
+    }
+    if (!(c->rope_factor >= 1.0) || !isfinite(c->rope_factor))
+        return tg_error_set(err, TG_ERR_ARG, "llama: rope_factor must be a finite number >= 1 (got %g)", c->rope_factor);
+    if (!(c->rope_low_freq_factor > 0.0 && c->rope_low_freq_factor < c->rope_high_freq_factor) ||
+        !isfinite(c->rope_high_freq_factor))
+        return tg_error_set(err, TG_ERR_ARG,
+                            "llama: rope_low_freq_factor (%g) and rope_high_freq_factor (%g) must satisfy 0 < low < high",
+                            c->rope_low_freq_factor, c->rope_high_freq_factor);
+    if (c->rope_original_max_pos <= 0)
+        return tg_error_set(err, TG_ERR_ARG, "llama: rope_original_max_pos must be positive (got %d)",
+                            c->rope_original_max_pos);
     return TG_OK;
+}
+
+void tg_llama_rope_inv_freq(const tg_gpt2_config *c, float *inv) {
+    const int hs = c->n_embd / c->n_head, half = hs / 2;
+    for (int i = 0; i < half; i++) /* HF: 1 / theta^(arange(0, hs, 2) / hs), in fp32 */
+        inv[i] = (float)(1.0 / pow(c->rope_theta, (double)(float)((float)(2 * i) / (float)hs)));
+    if (c->rope_factor == 0) return;
+    /* torch's fp32 arithmetic with Python scalars rounded to fp32 */
+    const float factor = (float)c->rope_factor, low = (float)c->rope_low_freq_factor;
+    const float old = (float)c->rope_original_max_pos;
+    const float low_wl = (float)((double)c->rope_original_max_pos / c->rope_low_freq_factor);
+    const float high_wl = (float)((double)c->rope_original_max_pos / c->rope_high_freq_factor);
+    const float span = (float)(c->rope_high_freq_factor - c->rope_low_freq_factor);
+    const float two_pi = (float)(2.0 * 3.14159265358979323846);
+    for (int i = 0; i < half; i++) {
+        const float wl = two_pi / inv[i];
+        const float scaled = wl > low_wl ? inv[i] / factor : inv[i];
+        if (!(wl < high_wl) && !(wl > low_wl)) {
+            const float s = (old / wl - low) / span;
+            inv[i] = (1.0f - s) * scaled / factor + s * scaled;
+        } else {
+            inv[i] = scaled;
+        }
+    }
 }
 
 static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int layer, int ndim, int d0, int d1) {

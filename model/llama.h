@@ -56,8 +56,18 @@ static inline int tg_llama_head_index(const tg_gpt2_config *c) {
 
 /* Fills the defaults (n_kv_head 0 -> n_head, rope_theta 0 -> 10000, norm_eps 0 -> 1e-5) and
  * checks the Llama keys: n_head a multiple of n_kv_head, an even head size (RoPE rotates pairs),
- * ffn_dim > 0, rope_theta > 1, 0 < norm_eps < 1, tie_embeddings 0|1. */
+ * ffn_dim > 0, rope_theta > 1, 0 < norm_eps < 1, tie_embeddings 0|1; with rope_factor set, Llama
+ * 3's scaling: rope_factor >= 1, 0 < rope_low_freq_factor < rope_high_freq_factor,
+ * rope_original_max_pos > 0 (all zero without it). */
 tg_status tg_llama_config_check(tg_gpt2_config *cfg, tg_error *err);
+
+/* RoPE's inverse frequencies, hs/2 of them (hs = n_embd / n_head), in fp32 as HF computes them:
+ * inv[i] = theta^(-2i/hs); with rope_factor (HF's rope_type "llama3", Llama 3.1+), each
+ * wavelength w = 2 pi / inv[i] longer than original_max_pos / low_freq_factor is divided by
+ * rope_factor, one shorter than original_max_pos / high_freq_factor is kept, and those between
+ * are interpolated: s = (original_max_pos / w - low) / (high - low),
+ * inv = (1 - s) * inv / factor + s * inv (_compute_llama3_parameters, operation for operation). */
+void tg_llama_rope_inv_freq(const tg_gpt2_config *cfg, float *inv);
 
 /* The table above (cfg finalized). Called by tg_gpt2_layout_init for arch = llama. */
 tg_status tg_llama_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg_error *err);

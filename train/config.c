@@ -34,6 +34,10 @@ static const key_spec KEYS[] = {
     {"model", "rope_theta", K_F64, F(rope_theta), 1.000001, 1e12, NULL, "10000", "llama: RoPE base"},
     {"model", "norm_eps", K_F64, F(norm_eps), 1e-12, 0.1, NULL, "1e-5", "llama: RMSNorm epsilon"},
     {"model", "tie_embeddings", K_INT, F(tie_embeddings), 0, 1, NULL, "0", "llama: 1 = the LM head is embed_tokens"},
+    {"model", "rope_factor", K_F64, F(rope_factor), 0, 1e6, NULL, "0", "llama: Llama 3 RoPE frequency scaling (HF rope_type llama3), >= 1; 0 = plain RoPE"},
+    {"model", "rope_low_freq_factor", K_F64, F(rope_low_freq_factor), 1e-6, 1e6, NULL, "1", "llama: with rope_factor: wavelengths over original_max_pos/low are divided by rope_factor"},
+    {"model", "rope_high_freq_factor", K_F64, F(rope_high_freq_factor), 1e-6, 1e6, NULL, "4", "llama: with rope_factor: wavelengths under original_max_pos/high are kept"},
+    {"model", "rope_original_max_pos", K_INT, F(rope_original_max_pos), 1, 1 << 24, NULL, "8192", "llama: with rope_factor: the pretraining context"},
     {"data", "train", K_STR, F(train), 0, 0, NULL, "synthetic", "training shards (glob), a mixture 'a/*.h5:0.7,b/*.h5:0.3', or 'synthetic'"},
     {"data", "val", K_STR, F(val), 0, 0, NULL, "", "validation shards (glob); empty = none"},
     {"data", "tokenizer", K_STR, F(tokenizer), 0, 0, NULL, "", "tokenizer rank file (for samples)"},
@@ -333,9 +337,17 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
                                 c->n_embd / c->n_head);
         if (c->ffn_dim <= 0)
             return tg_error_set(err, TG_ERR_CONFIG, "model.arch=llama needs model.ffn_dim > 0");
-    } else if (c->n_kv_head || c->ffn_dim || c->tie_embeddings) {
+        if (c->rope_factor != 0 && c->rope_factor < 1)
+            return tg_error_set(err, TG_ERR_CONFIG, "model.rope_factor (%g) must be >= 1 (or 0: plain RoPE)",
+                                c->rope_factor);
+        if (c->rope_factor != 0 && !(c->rope_low_freq_factor < c->rope_high_freq_factor))
+            return tg_error_set(err, TG_ERR_CONFIG,
+                                "model.rope_low_freq_factor (%g) must be below model.rope_high_freq_factor (%g)",
+                                c->rope_low_freq_factor, c->rope_high_freq_factor);
+    } else if (c->n_kv_head || c->ffn_dim || c->tie_embeddings || c->rope_factor) {
         return tg_error_set(err, TG_ERR_CONFIG,
-                            "model.n_kv_head, model.ffn_dim and model.tie_embeddings are model.arch=llama keys "
+                            "model.n_kv_head, model.ffn_dim, model.tie_embeddings and model.rope_factor are "
+                            "model.arch=llama keys "
                             "(GPT-2 always ties its head)");
     }
     if (c->min_lr > c->lr)

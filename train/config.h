@@ -32,6 +32,9 @@ typedef struct {
     double rope_theta;      /* llama: RoPE base */
     double norm_eps;        /* llama: RMSNorm epsilon */
     int tie_embeddings;     /* llama: 1 = lm_head is embed_tokens */
+    double rope_factor;     /* llama: Llama 3 RoPE scaling factor; 0 = plain RoPE */
+    double rope_low_freq_factor, rope_high_freq_factor; /* llama: with rope_factor */
+    int rope_original_max_pos;                          /* llama: with rope_factor */
     /* [data] */
     char train[TG_PATH_MAX]; /* shard glob, or "synthetic" */
     char val[TG_PATH_MAX];   /* shard glob, "" = none */

@@ -8,8 +8,9 @@
 #include "model/gpt2.h"
 
 /* Loads the weights at path (a directory: HF; a file: checkpoint) into *params (malloc'ed,
- * n_params of want's layout). A model shape other than want is TG_ERR_CONFIG naming each
- * differing key (model.n_layer, ...). */
+ * n_params of want's layout). A model other than want (arch, shapes, Llama's keys) is
+ * TG_ERR_CONFIG naming each differing key (model.n_layer, ...); for Llama seq_len may differ
+ * (RoPE has no position table). */
 tg_status tg_init_from_load(const char *path, const tg_gpt2_config *want, float **params, tg_error *err);
 
 #endif

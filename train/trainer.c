@@ -76,6 +76,12 @@ tg_gpt2_config tg_train_model_config(const tg_config *cfg, int vocab_size, int T
         mc.rope_theta = cfg->rope_theta;
         mc.norm_eps = cfg->norm_eps;
         mc.tie_embeddings = cfg->tie_embeddings;
+        if (cfg->rope_factor != 0) {
+            mc.rope_factor = cfg->rope_factor;
+            mc.rope_low_freq_factor = cfg->rope_low_freq_factor;
+            mc.rope_high_freq_factor = cfg->rope_high_freq_factor;
+            mc.rope_original_max_pos = cfg->rope_original_max_pos;
+        }
     }
     return mc;
 }

@@ -95,17 +95,15 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
 /* One causal attention row, shared by the training forward and the KV-cache decoder so that both
- * give the same bits: query row t of head h attends over rows 0..t of seq (rows of 3*C floats:
- * q, k, v); a[0..t] gets the softmax weights (a[t+1..] untouched), o[0..hs) the output. */
-static inline void tg_cpu_attention_row(float *o, float *a, const float *seq, int C, int h, int hs, int t,
-                                        float scale) {
-    const size_t C3 = 3 * (size_t)C;
-    const float *q = seq + (size_t)t * C3 + (size_t)h * hs;
+ * give the same bits: query q (hs floats) attends over rows 0..t of k and v (row stride ld, hs
+ * floats each); a[0..t] gets the softmax weights (a[t+1..] untouched), o[0..hs) the output. */
+static inline void tg_cpu_attention_row_kv(float *o, float *a, const float *q, const float *k, const float *v,
+                                           size_t ld, int hs, int t, float scale) {
     float maxv = -INFINITY;
     for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = seq + (size_t)t2 * C3 + C + (size_t)h * hs;
+        const float *kr = k + (size_t)t2 * ld;
         float dot = 0.0f;
-        for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+        for (int i = 0; i < hs; i++) dot += q[i] * kr[i];
         dot *= scale;
         a[t2] = dot;
         if (dot > maxv) maxv = dot;
@@ -119,10 +117,18 @@ static inline void tg_cpu_attention_row(float *o, float *a, const float *seq, in
     for (int t2 = 0; t2 <= t; t2++) a[t2] *= inv;
     for (int i = 0; i < hs; i++) o[i] = 0.0f;
     for (int t2 = 0; t2 <= t; t2++) {
-        const float *v = seq + (size_t)t2 * C3 + 2 * (size_t)C + (size_t)h * hs;
+        const float *vr = v + (size_t)t2 * ld;
         const float w = a[t2];
-        for (int i = 0; i < hs; i++) o[i] += w * v[i];
+        for (int i = 0; i < hs; i++) o[i] += w * vr[i];
     }
+}
+
+/* The same over a packed sequence: rows of 3*C floats (q, k, v), head h, query row t. */
+static inline void tg_cpu_attention_row(float *o, float *a, const float *seq, int C, int h, int hs, int t,
+                                        float scale) {
+    const size_t C3 = 3 * (size_t)C, hh = (size_t)h * hs;
+    tg_cpu_attention_row_kv(o, a, seq + (size_t)t * C3 + hh, seq + C + hh, seq + 2 * (size_t)C + hh, C3, hs, t,
+                            scale);
 }
 
 #endif

@@ -147,6 +147,7 @@ static void llama_free(tg_model *m) {
 
 static tg_status llama_init(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
+    float *inv = NULL;
     if (m->opt.bf16)
         return tg_error_set(err, TG_ERR_UNSUPPORTED,
                             "model.arch=llama on the CPU trains in fp32 only (bf16 emulation is GPT-2's)");
@@ -167,8 +168,12 @@ static tg_status llama_init(tg_model *m, tg_error *err) {
     p->targets = calloc((size_t)B * T, sizeof *p->targets);
     TG_CHECK_ALLOC(err, p->inputs);
     TG_CHECK_ALLOC(err, p->targets);
-    tg_llama_rope_tables(p->a.rope_cos, p->a.rope_sin, T, c->n_embd / c->n_head, c->rope_theta);
+    inv = malloc((size_t)(c->n_embd / c->n_head / 2) * sizeof *inv);
+    TG_CHECK_ALLOC(err, inv);
+    tg_llama_rope_inv_freq(c, inv);
+    tg_llama_rope_tables(p->a.rope_cos, p->a.rope_sin, T, c->n_embd / c->n_head / 2, inv);
 cleanup:
+    free(inv);
     if (st != TG_OK) llama_free(m);
     return st;
 }

@@ -39,11 +39,9 @@ void tg_llama_rmsnorm_backward(float *dx, float *dw, const float *dout, const fl
     }
 }
 
-void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int hs, double theta) {
-    const int half = hs / 2;
+void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq) {
     for (int i = 0; i < half; i++) {
-        /* HF: inv_freq = 1 / theta^(arange(0, hs, 2) / hs) in fp32, angle = t * inv_freq in fp32 */
-        const float inv = (float)(1.0 / pow(theta, (double)(float)((float)(2 * i) / (float)hs)));
+        const float inv = inv_freq[i]; /* angle = t * inv_freq in fp32, as HF */
         for (int t = 0; t < T; t++) {
             const float a = (float)t * inv;
             cos_t[(size_t)t * half + i] = (float)cos((double)a);

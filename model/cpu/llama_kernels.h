@@ -15,9 +15,9 @@ void tg_llama_rmsnorm_forward(float *out, float *rstd, const float *x, const flo
 void tg_llama_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                const float *rstd, int N, int C);
 
-/* cos/sin tables (T, hs/2): angle t * inv_freq[i], inv_freq[i] = theta^(-2i/hs) in fp32 as HF
- * computes it. */
-void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int hs, double theta);
+/* cos/sin tables (T, half): angle t * inv_freq[i] in fp32 as HF computes it (inv_freq:
+ * tg_llama_rope_inv_freq). */
+void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq);
 /* In place on x: rows of B*T positions (position = row % T), row stride ld, nh heads of hs
  * channels each starting at column 0. inverse = 0 rotates (forward); 1 rotates back, which is the
  * backward (the rotation is orthogonal). */

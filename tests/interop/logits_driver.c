@@ -3,12 +3,14 @@
  *                                      loss with HF's labels=input_ids targets (the next token;
  *                                      the last position has none), then the logits (B, T, V)
  *                                      of the real vocabulary
- *   logits_driver CKPT --greedy N ID...   prints N greedy (argmax) continuations of the prompt */
+ *   logits_driver CKPT --greedy N ID...   prints N greedy (argmax) continuations of the prompt
+ *   logits_driver CKPT --greedy-cache N ID...   the same through the KV-cache decoder (decode.h) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ckpt/ckpt.h"
+#include "model/decode.h"
 #include "model/model.h"
 
 static int fail(const char *what, const tg_error *err) {
@@ -25,7 +27,7 @@ int main(int argc, char **argv) {
     tg_ckpt_state s = {0};
     if (tg_ckpt_load(argv[1], &s, &err) != TG_OK) return fail("load", &err);
     const int V = s.model_cfg.vocab_size, Vp = s.model_cfg.padded_vocab_size;
-    int greedy = strcmp(argv[2], "--greedy") == 0;
+    const int cache = strcmp(argv[2], "--greedy-cache") == 0, greedy = cache || strcmp(argv[2], "--greedy") == 0;
     int B = 1, T = 0, n_new = 0;
     int32_t *in = NULL;
     if (greedy) {
@@ -48,7 +50,21 @@ int main(int argc, char **argv) {
     if (tg_model_init(&m, &s.model_cfg, &opt, &err) != TG_OK) return fail("model", &err);
     if (tg_model_params_set(m, s.params, &err) != TG_OK) return fail("params", &err);
     float *logits = malloc((size_t)B * T * Vp * sizeof *logits);
-    if (greedy) {
+    if (cache) {
+        tg_decoder *d = NULL;
+        int len = argc - 4;
+        if (tg_decoder_init(&d, m, &err) != TG_OK) return fail("decoder", &err);
+        if (tg_decoder_append(d, in, len, logits, &err) != TG_OK) return fail("append", &err);
+        for (int k = 0; k < n_new && len < T; k++) {
+            int32_t best = 0;
+            for (int v = 1; v < V; v++)
+                if (logits[v] > logits[best]) best = v;
+            in[len++] = best;
+            printf("%d%c", (int)best, k + 1 < n_new ? ' ' : '\n');
+            if (k + 1 < n_new && tg_decoder_append(d, &best, 1, logits, &err) != TG_OK) return fail("append", &err);
+        }
+        tg_decoder_free(d);
+    } else if (greedy) {
         int len = argc - 4;
         for (int k = 0; k < n_new && len < T; k++) {
             if (tg_model_forward(m, in, NULL, 1, &err) != TG_OK) return fail("forward", &err);

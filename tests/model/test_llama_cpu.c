@@ -204,6 +204,28 @@ static void check_config_errors(void) {
                          .arch = TG_MODEL_ARCH_LLAMA, .ffn_dim = 8};
     CHECK_OK(tg_gpt2_config_finalize(&ok, &err), &err);
     CHECK(ok.n_kv_head == 4 && ok.rope_theta == 10000.0 && ok.norm_eps == 1e-5);
+    /* Llama 3's RoPE scaling: factor >= 1, 0 < low < high, a positive original context, and no
+     * stray keys without a factor */
+    const struct {
+        double factor, low, high;
+        int orig;
+        const char *want;
+    } rope[] = {
+        {0.5, 1, 4, 8192, "rope_factor must be"},
+        {8, 4, 1, 8192, "0 < low < high"},
+        {8, 0, 4, 8192, "0 < low < high"},
+        {8, 1, 4, 0, "rope_original_max_pos must be positive"},
+        {0, 1, 4, 8192, "need rope_factor"},
+    };
+    for (size_t i = 0; i < sizeof rope / sizeof rope[0]; i++) {
+        tg_gpt2_config cfg = ok;
+        cfg.rope_factor = rope[i].factor, cfg.rope_low_freq_factor = rope[i].low;
+        cfg.rope_high_freq_factor = rope[i].high, cfg.rope_original_max_pos = rope[i].orig;
+        const tg_status st = tg_gpt2_config_finalize(&cfg, &err);
+        CHECKF(st == TG_ERR_ARG && strstr(err.msg, rope[i].want), "rope case %zu: %s", i, err.msg);
+    }
+    ok.rope_factor = 32, ok.rope_low_freq_factor = 1, ok.rope_high_freq_factor = 4, ok.rope_original_max_pos = 8192;
+    CHECK_OK(tg_gpt2_config_finalize(&ok, &err), &err);
 }
 
 int main(void) {

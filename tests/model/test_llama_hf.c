@@ -21,11 +21,19 @@ static void check_case(const char *path) {
     tg_model *m = NULL;
     int32_t *in = NULL, *tgt = NULL;
     float *params = NULL, *want = NULL, *got = NULL;
-    CHECK(read_all(f, h, sizeof h[0], 10) && h[0] == 0x4C4C4D41 && read_all(f, hd, sizeof hd[0], 2));
+    CHECK(read_all(f, h, sizeof h[0], 10) && (h[0] == 0x4C4C4D41 || h[0] == 0x4C4C4D42) &&
+          read_all(f, hd, sizeof hd[0], 2));
     const int V = h[1], C = h[2], F = h[3], L = h[4], NH = h[5], NKV = h[6], T = h[7], B = h[8], tied = h[9];
     tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = NH, .n_embd = C,
                           .arch = TG_MODEL_ARCH_LLAMA, .n_kv_head = NKV, .ffn_dim = F, .rope_theta = hd[0],
                           .norm_eps = hd[1], .tie_embeddings = tied};
+    if (h[0] == 0x4C4C4D42) { /* Llama 3's RoPE scaling */
+        double rs[3];
+        int32_t orig = 0;
+        CHECK(read_all(f, rs, sizeof rs[0], 3) && read_all(f, &orig, sizeof orig, 1));
+        cfg.rope_factor = rs[0], cfg.rope_low_freq_factor = rs[1], cfg.rope_high_freq_factor = rs[2];
+        cfg.rope_original_max_pos = orig;
+    }
     tg_model_options opt = {.device = TG_DEVICE_CPU, .B = B, .T = T, .pad_multiple = 1};
     CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
     CHECK_OK(tg_model_init(&m, &cfg, &opt, &err), &err);
@@ -57,9 +65,9 @@ static void check_case(const char *path) {
      * against the logits' RMS, bounded looser: fp32 sums in another order differ by a few ulps. */
     const double rms = sqrt(ss / (double)(BT * V)), rel_max = maxd / rms, rel_logits = sqrt(sd / ss);
     const double rel_loss = fabs((double)loss - want_loss) / fabs(want_loss);
-    printf("%s: L=%d C=%d NH=%d NKV=%d F=%d tied=%d: logits rel %.2e, max |dlogit|/rms = %.2e, loss %.7f vs HF "
+    printf("%s: L=%d C=%d NH=%d NKV=%d F=%d T=%d tied=%d rope_factor=%g: logits rel %.2e, max |dlogit|/rms = %.2e, loss %.7f vs HF "
            "%.7f (rel %.2e)\n",
-           path, L, C, NH, NKV, F, tied, rel_logits, rel_max, loss, want_loss, rel_loss);
+           path, L, C, NH, NKV, F, T, tied, cfg.rope_factor, rel_logits, rel_max, loss, want_loss, rel_loss);
     CHECKF(rel_logits <= 1e-5, "logits differ: relative error %.3e", rel_logits);
     CHECKF(rel_max <= 1e-4, "a logit differs: %.3e of the RMS", rel_max);
     CHECKF(rel_loss <= 1e-5, "loss differs: %.3e", rel_loss);
