@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Below these sizes (elements) a forward kernel runs on the calling thread, outside any OpenMP
+ * region: fork and join cost more than the work (one row of KV-cache decoding), and on a busy
+ * machine an unscheduled thread would hold the others at the join. Numerics never depend on it. */
+#define PAR_MIN_ELEMS (1L << 15)
+#define PAR_MIN_GELU (1L << 12) /* tanhf: ~20 cycles an element */
+
 /* --------------------------------------------------------------------------------------------- */
 
 void tg_cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
@@ -46,24 +52,31 @@ void tg_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const 
     }
 }
 
+static inline void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *w,
+                                 const float *b, int C) {
+    const float eps = 1e-5f;
+    float m = 0.0f;
+    for (int c = 0; c < C; c++) m += x[c];
+    m /= (float)C;
+    float v = 0.0f;
+    for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+    v /= (float)C;
+    const float s = 1.0f / sqrtf(v + eps);
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+    *mean = m;
+    *rstd = s;
+}
+
 void tg_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C) {
-    const float eps = 1e-5f;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= (float)C;
-        const float s = 1.0f / sqrtf(v + eps);
-        float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
-        mean[n] = m;
-        rstd[n] = s;
+    if ((long)N * C < PAR_MIN_ELEMS) {
+        for (int n = 0; n < N; n++)
+            layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C);
 }
 
 void tg_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
@@ -204,12 +217,15 @@ void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, c
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
+static inline float gelu(float x) { return 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))); }
+
 void tg_cpu_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    if (n < PAR_MIN_GELU) {
+        for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
 }
 
 void tg_cpu_gelu_backward(float *d, const float *inp, size_t n) {
@@ -225,6 +241,10 @@ void tg_cpu_gelu_backward(float *d, const float *inp, size_t n) {
 }
 
 void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+    if (n < PAR_MIN_ELEMS) {
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

@@ -33,10 +33,18 @@ tg_cpu_isa tg_cpu_isa_best(void);
 void tg_cpu_gemm_strided(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
                          const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
                          int K, int accumulate);
-/* tg_cpu_gemm_strided on the given path (which the CPU must support): for tests. */
+/* The packed path of tg_cpu_gemm_strided (which takes it for M > 4) on the given ISA path
+ * (which the CPU must support): for tests. */
 void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
                      const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
                      int K, int accumulate, tg_cpu_isa isa);
+/* The small-M path tg_cpu_gemm_strided takes when tg_cpu_gemm_small_ok (M <= 4 rows, B
+ * row-major or transposed: sbn == 1 or sbk == 1): matrix-vector kernels that read B in place and
+ * share the N columns out to threads. Bitwise the same C as tg_cpu_gemm_isa on the same path. */
+int tg_cpu_gemm_small_ok(int M, size_t sbk, size_t sbn);
+void tg_cpu_gemm_small_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                           const float *B, size_t sbk, size_t sbn, const float *bias, int M,
+                           int N, int K, int accumulate, tg_cpu_isa isa);
 
 void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
                  size_t ldb, const float *bias, int M, int N, int K, int accumulate);

@@ -90,6 +90,13 @@ static const float *dec_tensor(const tg_decoder *d, int idx) { return d->params 
 static void dec_attention(float *out, float *attbuf, const float *qkv, int t0, int n, int C, int NH, int T) {
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
+    if ((long)n * NH * (t0 + n) * hs < (1L << 15)) { /* a short cache: cheaper than an OpenMP fork and join */
+        for (int r = 0; r < n; r++)
+            for (int h = 0; h < NH; h++)
+                tg_cpu_attention_row(out + (size_t)r * C + (size_t)h * hs, attbuf + ((size_t)r * NH + h) * T, qkv,
+                                     C, h, hs, t0 + r, scale);
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int r = 0; r < n; r++)
         for (int h = 0; h < NH; h++)
