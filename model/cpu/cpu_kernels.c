@@ -2,6 +2,7 @@
  * The layer maths follows llm.c's train_gpt2.c; the weights use the HF Conv1D (in, out) layout. */
 #include "model/cpu/cpu_kernels.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,44 @@ void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *d
             }
             for (int o = 0; o < no; o++) dbias[o0 + o] += s[o];
         }
+    }
+}
+
+void tg_cpu_attention_scores(float *a, const float *q, const float *k, size_t stride, int n, int hs,
+                             float scale) {
+    const __m128 sc = _mm_set1_ps(scale);
+    int j = 0;
+    /* Eight keys: 4x4 blocks (4 keys x 4 channels) transposed in registers, so each lane is one
+     * key's dot taking its products one channel at a time. */
+    for (; j + 8 <= n; j += 8) {
+        const float *p[8];
+        for (int c = 0; c < 8; c++) p[c] = k + (size_t)(j + c) * stride;
+        __m128 d0 = _mm_setzero_ps(), d1 = _mm_setzero_ps();
+        int i = 0;
+        for (; i + 4 <= hs; i += 4) {
+            __m128 u0[4], u1[4];
+            for (int c = 0; c < 4; c++) u0[c] = _mm_loadu_ps(p[c] + i), u1[c] = _mm_loadu_ps(p[c + 4] + i);
+            _MM_TRANSPOSE4_PS(u0[0], u0[1], u0[2], u0[3]);
+            _MM_TRANSPOSE4_PS(u1[0], u1[1], u1[2], u1[3]);
+            for (int e = 0; e < 4; e++) {
+                const __m128 qv = _mm_set1_ps(q[i + e]);
+                d0 = _mm_add_ps(d0, _mm_mul_ps(qv, u0[e]));
+                d1 = _mm_add_ps(d1, _mm_mul_ps(qv, u1[e]));
+            }
+        }
+        for (; i < hs; i++) {
+            const __m128 qv = _mm_set1_ps(q[i]);
+            d0 = _mm_add_ps(d0, _mm_mul_ps(qv, _mm_setr_ps(p[0][i], p[1][i], p[2][i], p[3][i])));
+            d1 = _mm_add_ps(d1, _mm_mul_ps(qv, _mm_setr_ps(p[4][i], p[5][i], p[6][i], p[7][i])));
+        }
+        _mm_storeu_ps(a + j, _mm_mul_ps(d0, sc));
+        _mm_storeu_ps(a + j + 4, _mm_mul_ps(d1, sc));
+    }
+    for (; j < n; j++) {
+        const float *kj = k + (size_t)j * stride;
+        float dot = 0.0f;
+        for (int i = 0; i < hs; i++) dot += q[i] * kj[i];
+        a[j] = dot * scale;
     }
 }
 

@@ -102,6 +102,12 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
  * allocated. */
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
+/* a[j] = (q . k_j) * scale for j < n, k_j = k + j * stride (hs floats each): each dot sums its
+ * products in i order, a rounded product then an add, as `for (i) dot += q[i] * k[i]` on x86-64-v2
+ * does — eight keys at a time in SSE lanes, so the sum order is the scalar loop's. */
+void tg_cpu_attention_scores(float *a, const float *q, const float *k, size_t stride, int n, int hs,
+                             float scale);
+
 /* One causal attention row, shared by the training forward and the KV-cache decoder so that both
  * give the same bits: query row t of head h attends over rows 0..t of seq (rows of 3*C floats:
  * q, k, v); a[0..t] gets the softmax weights (a[t+1..] untouched), o[0..hs) the output. */
@@ -109,15 +115,10 @@ static inline void tg_cpu_attention_row(float *o, float *a, const float *seq, in
                                         float scale) {
     const size_t C3 = 3 * (size_t)C;
     const float *q = seq + (size_t)t * C3 + (size_t)h * hs;
+    tg_cpu_attention_scores(a, q, seq + C + (size_t)h * hs, C3, t + 1, hs, scale);
     float maxv = -INFINITY;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *k = seq + (size_t)t2 * C3 + C + (size_t)h * hs;
-        float dot = 0.0f;
-        for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-        dot *= scale;
-        a[t2] = dot;
-        if (dot > maxv) maxv = dot;
-    }
+    for (int t2 = 0; t2 <= t; t2++)
+        if (a[t2] > maxv) maxv = a[t2];
     float sum = 0.0f;
     for (int t2 = 0; t2 <= t; t2++) {
         a[t2] = expf(a[t2] - maxv);
