@@ -192,6 +192,9 @@ void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sa
  * order. So the result is bitwise that of tg_cpu_gemm_isa, for any thread count. */
 
 #define GEMV_MAXM 4   /* rows at most; more rows reuse packed B better */
+#ifndef GEMV_PF
+#define GEMV_PF 16
+#endif
 #define GEMV_NB 64    /* columns per work item shared out to threads (a multiple of every group) */
 /* Below this many multiply-adds one thread runs it all: OpenMP's fork and join cost more. */
 #define GEMV_PAR_MIN (1L << 17)
@@ -241,6 +244,9 @@ rows_avx2(const gemv_args *g, int j, int nv, const int MR, const int NV, const i
         const float *b = g->B + (size_t)k0 * g->sbk + j, *a = g->A + (size_t)k0 * g->sak;
         for (int k = 0; k < kc; k++) {
             __m256 bv[4];
+            /* rows lie sbk apart, too far for the hardware prefetchers: fetch GEMV_PF rows ahead */
+            for (int v = 0; v < NV; v += 2) _mm_prefetch((const char *)(b + GEMV_PF * g->sbk + 8 * v), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + GEMV_PF * g->sbk + 8 * NV - 1), _MM_HINT_T0);
             for (int v = 0; v < NV; v++)
                 bv[v] = full ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, m[v]);
             for (int r = 0; r < MR; r++) {
