@@ -192,9 +192,7 @@ void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sa
  * order. So the result is bitwise that of tg_cpu_gemm_isa, for any thread count. */
 
 #define GEMV_MAXM 4   /* rows at most; more rows reuse packed B better */
-#ifndef GEMV_PF
-#define GEMV_PF 16
-#endif
+#define GEMV_PF 16    /* rows of B fetched ahead by the row-major AVX2 kernel */
 #define GEMV_NB 64    /* columns per work item shared out to threads (a multiple of every group) */
 /* Below this many multiply-adds one thread runs it all: OpenMP's fork and join cost more. */
 #define GEMV_PAR_MIN (1L << 17)
@@ -283,7 +281,8 @@ transpose_8x4(__m256 u[4], const float *const p[8], size_t k) {
 __attribute__((always_inline, target("avx2,fma"))) static inline void
 cols_avx2(const gemv_args *g, int j, int nv, const int MR) {
     const float *p[16];
-    for (int c = 0; c < 16; c++) p[c] = g->B + (size_t)(j + (c < nv ? c : nv - 1)) * g->sbn; /* lanes past nv: a valid column, never stored */
+    for (int c = 0; c < 16; c++) /* lanes past nv read a valid column; they are never stored */
+        p[c] = g->B + (size_t)(j + (c < nv ? c : nv - 1)) * g->sbn;
     const __m256i m0 = mask8(nv), m1 = mask8(nv - 8);
     const int full = nv == 16;
     for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
@@ -307,8 +306,10 @@ cols_avx2(const gemv_args *g, int j, int nv, const int MR) {
         }
         for (; k < kc; k++) {
             const size_t kk = (size_t)(k0 + k);
-            const __m256 u0 = _mm256_setr_ps(p[0][kk], p[1][kk], p[2][kk], p[3][kk], p[4][kk], p[5][kk], p[6][kk], p[7][kk]);
-            const __m256 u1 = _mm256_setr_ps(p[8][kk], p[9][kk], p[10][kk], p[11][kk], p[12][kk], p[13][kk], p[14][kk], p[15][kk]);
+            const __m256 u0 =
+                _mm256_setr_ps(p[0][kk], p[1][kk], p[2][kk], p[3][kk], p[4][kk], p[5][kk], p[6][kk], p[7][kk]);
+            const __m256 u1 =
+                _mm256_setr_ps(p[8][kk], p[9][kk], p[10][kk], p[11][kk], p[12][kk], p[13][kk], p[14][kk], p[15][kk]);
             for (int r = 0; r < MR; r++) {
                 const __m256 av = _mm256_broadcast_ss(a + (size_t)r * g->sar + (size_t)k * g->sak);
                 acc[r][0] = _mm256_fmadd_ps(av, u0, acc[r][0]);
