@@ -85,6 +85,16 @@ void tg_cpu_dec_attention(tg_decoder *d, int l, float *out, const float *q, size
     const int NH = d->NH, hs = d->hs, T = d->T, group = d->NH / d->NKV;
     const float scale = 1.0f / sqrtf((float)hs);
     const float *k = tg_cpu_dec_k(d, l, 0), *v = tg_cpu_dec_v(d, l, 0);
+    if ((long)n * NH * (t0 + n) * hs < (1L << 15)) { /* a short cache: cheaper than an OpenMP fork and join */
+        for (int r = 0; r < n; r++)
+            for (int h = 0; h < NH; h++) {
+                const size_t kh = (size_t)(h / group) * hs;
+                tg_cpu_attention_row_kv(out + (size_t)r * NH * hs + (size_t)h * hs,
+                                        d->att + ((size_t)r * NH + h) * T, q + (size_t)r * ldq + (size_t)h * hs,
+                                        k + kh, v + kh, d->kvd, hs, t0 + r, scale);
+            }
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int r = 0; r < n; r++)
         for (int h = 0; h < NH; h++) {

@@ -182,9 +182,335 @@ void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sa
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Small M (a few rows, e.g. one token of KV-cache decoding): matrix-vector kernels that read B
+ * in place. Packing B costs as much as the multiply when A has one row, and the packed path's
+ * row tiles leave one thread working; here the N columns are shared out to threads instead.
+ * Each C element gets exactly the packed path's arithmetic on the same ISA path: per GEMM_KC
+ * chunk of k an accumulator starts at zero and takes the products in k order (one FMA each on
+ * AVX2; a rounded product then an add on SSE), and the chunk sums are added to the base in chunk
+ * order. So the result is bitwise that of tg_cpu_gemm_isa, for any thread count. */
+
+#define GEMV_MAXM 4   /* rows at most; more rows reuse packed B better */
+#define GEMV_PF 16    /* rows of B fetched ahead by the row-major AVX2 kernel */
+#define GEMV_NB 64    /* columns per work item shared out to threads (a multiple of every group) */
+/* Below this many multiply-adds one thread runs it all: OpenMP's fork and join cost more. */
+#define GEMV_PAR_MIN (1L << 17)
+
+typedef struct {
+    float *C;
+    size_t ldc;
+    const float *A;
+    size_t sar, sak;
+    const float *B;
+    size_t sbk, sbn;
+    const float *bias;
+    int M, N, K, accumulate;
+} gemv_args;
+
+/* ---- AVX2 + FMA ---- */
+
+/* Lanes [0, n) of 8 set (n may be <= 0 or >= 8). */
+__attribute__((target("avx2,fma"))) static inline __m256i mask8(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* C row r, columns [j, j + 8) (lanes below nv valid, all when full) = base + acc, base as the
+ * packed path's epilogue: C itself after the first chunk or when accumulating, else bias or 0. */
+__attribute__((always_inline, target("avx2,fma"))) static inline void
+store_avx2(const gemv_args *g, int r, int j, int add_c, __m256 acc, int full, __m256i m) {
+    float *c = g->C + (size_t)r * g->ldc + j;
+    __m256 base;
+    if (add_c) base = full ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, m);
+    else if (g->bias) base = full ? _mm256_loadu_ps(g->bias + j) : _mm256_maskload_ps(g->bias + j, m);
+    else base = _mm256_setzero_ps();
+    const __m256 v = _mm256_add_ps(base, acc);
+    if (full) _mm256_storeu_ps(c, v);
+    else _mm256_maskstore_ps(c, m, v);
+}
+
+/* B row-major (sbn == 1): columns [j, j + 8*NV), the first nv of them valid, for MR rows. */
+__attribute__((always_inline, target("avx2,fma"))) static inline void
+rows_avx2(const gemv_args *g, int j, int nv, const int MR, const int NV, const int full) {
+    __m256i m[4];
+    for (int v = 0; v < NV; v++) m[v] = mask8(nv - 8 * v);
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        __m256 acc[GEMV_MAXM][4];
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
+        const float *b = g->B + (size_t)k0 * g->sbk + j, *a = g->A + (size_t)k0 * g->sak;
+        for (int k = 0; k < kc; k++) {
+            __m256 bv[4];
+            /* rows lie sbk apart, too far for the hardware prefetchers: fetch GEMV_PF rows ahead */
+            for (int v = 0; v < NV; v += 2) _mm_prefetch((const char *)(b + GEMV_PF * g->sbk + 8 * v), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + GEMV_PF * g->sbk + 8 * NV - 1), _MM_HINT_T0);
+            for (int v = 0; v < NV; v++)
+                bv[v] = full ? _mm256_loadu_ps(b + 8 * v) : _mm256_maskload_ps(b + 8 * v, m[v]);
+            for (int r = 0; r < MR; r++) {
+                const __m256 av = _mm256_broadcast_ss(a + (size_t)r * g->sar);
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
+            }
+            b += g->sbk;
+            a += g->sak;
+        }
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++)
+                store_avx2(g, r, j + 8 * v, g->accumulate || k0 > 0, acc[r][v], full, m[v]);
+    }
+}
+
+/* Four 8-float rows at p[0..3] (offset k) and p[4..7] -> u[q] = (p[0][k+q], ..., p[7][k+q]) for
+ * q < 4: the low 128-bit lanes hold rows 0-3, the high lanes rows 4-7, transposed 4x4 per lane. */
+__attribute__((always_inline, target("avx2,fma"))) static inline void
+transpose_8x4(__m256 u[4], const float *const p[8], size_t k) {
+    __m256 t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p[i] + k)), _mm_loadu_ps(p[i + 4] + k), 1);
+    const __m256 lo01 = _mm256_unpacklo_ps(t[0], t[1]), hi01 = _mm256_unpackhi_ps(t[0], t[1]);
+    const __m256 lo23 = _mm256_unpacklo_ps(t[2], t[3]), hi23 = _mm256_unpackhi_ps(t[2], t[3]);
+    u[0] = _mm256_shuffle_ps(lo01, lo23, 0x44);
+    u[1] = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    u[2] = _mm256_shuffle_ps(hi01, hi23, 0x44);
+    u[3] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+}
+
+/* B transposed (sbk == 1: column n is the contiguous run B + n*sbn): columns [j, j + 16), the
+ * first nv valid, for MR rows. Blocks of 8 columns x 4 k are transposed in registers so that
+ * every lane (column) still takes its products one k at a time, in order. */
+__attribute__((always_inline, target("avx2,fma"))) static inline void
+cols_avx2(const gemv_args *g, int j, int nv, const int MR) {
+    const float *p[16];
+    for (int c = 0; c < 16; c++) /* lanes past nv read a valid column; they are never stored */
+        p[c] = g->B + (size_t)(j + (c < nv ? c : nv - 1)) * g->sbn;
+    const __m256i m0 = mask8(nv), m1 = mask8(nv - 8);
+    const int full = nv == 16;
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        __m256 acc[GEMV_MAXM][2];
+        for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        const float *a = g->A + (size_t)k0 * g->sak;
+        int k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            __m256 u0[4], u1[4];
+            if ((k & 15) == 0) /* 16 streams at once: ask for each column's next lines early */
+                for (int c = 0; c < 16; c++) _mm_prefetch((const char *)(p[c] + k0 + k + 64), _MM_HINT_T0);
+            transpose_8x4(u0, p, (size_t)(k0 + k));
+            transpose_8x4(u1, p + 8, (size_t)(k0 + k));
+            for (int q = 0; q < 4; q++)
+                for (int r = 0; r < MR; r++) {
+                    const __m256 av = _mm256_broadcast_ss(a + (size_t)r * g->sar + (size_t)(k + q) * g->sak);
+                    acc[r][0] = _mm256_fmadd_ps(av, u0[q], acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(av, u1[q], acc[r][1]);
+                }
+        }
+        for (; k < kc; k++) {
+            const size_t kk = (size_t)(k0 + k);
+            const __m256 u0 =
+                _mm256_setr_ps(p[0][kk], p[1][kk], p[2][kk], p[3][kk], p[4][kk], p[5][kk], p[6][kk], p[7][kk]);
+            const __m256 u1 =
+                _mm256_setr_ps(p[8][kk], p[9][kk], p[10][kk], p[11][kk], p[12][kk], p[13][kk], p[14][kk], p[15][kk]);
+            for (int r = 0; r < MR; r++) {
+                const __m256 av = _mm256_broadcast_ss(a + (size_t)r * g->sar + (size_t)k * g->sak);
+                acc[r][0] = _mm256_fmadd_ps(av, u0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(av, u1, acc[r][1]);
+            }
+        }
+        const int add_c = g->accumulate || k0 > 0;
+        for (int r = 0; r < MR; r++) {
+            store_avx2(g, r, j, add_c, acc[r][0], full, m0);
+            if (nv > 8) store_avx2(g, r, j + 8, add_c, acc[r][1], full, m1);
+        }
+    }
+}
+
+/* Columns [n0, n1) of C on AVX2. */
+__attribute__((target("avx2,fma"))) static void gemv_block_avx2(const gemv_args *g, int n0, int n1) {
+    const int MR = g->M;
+    if (g->sbn == 1) {
+        const int W = MR <= 2 ? 32 : 16; /* 4 or 2 vectors a row: at most 8 accumulators */
+        for (int j = n0; j < n1; j += W) {
+            const int nv = n1 - j < W ? n1 - j : W;
+#define ROWS_CASE(mr, nvec)                                                                        \
+    case mr:                                                                                       \
+        if (nv == W) rows_avx2(g, j, nv, mr, nvec, 1);                                             \
+        else rows_avx2(g, j, nv, mr, nvec, 0);                                                     \
+        break;
+            switch (MR) {
+                ROWS_CASE(1, 4)
+                ROWS_CASE(2, 4)
+                ROWS_CASE(3, 2)
+                ROWS_CASE(4, 2)
+            }
+#undef ROWS_CASE
+        }
+    } else {
+        for (int j = n0; j < n1; j += 16) {
+            const int nv = n1 - j < 16 ? n1 - j : 16;
+            switch (MR) {
+            case 1: cols_avx2(g, j, nv, 1); break;
+            case 2: cols_avx2(g, j, nv, 2); break;
+            case 3: cols_avx2(g, j, nv, 3); break;
+            case 4: cols_avx2(g, j, nv, 4); break;
+            }
+        }
+    }
+}
+
+/* ---- SSE (x86-64-v2): a rounded product, then an add, as ukernel_sse ---- */
+
+static inline __m128 load4(const float *p, int n, int full) {
+    if (full || n >= 4) return _mm_loadu_ps(p);
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < n; i++) t[i] = p[i];
+    return _mm_loadu_ps(t);
+}
+
+static inline void store4(float *p, __m128 v, int n, int full) {
+    if (full || n >= 4) {
+        _mm_storeu_ps(p, v);
+        return;
+    }
+    float t[4];
+    _mm_storeu_ps(t, v);
+    for (int i = 0; i < n; i++) p[i] = t[i];
+}
+
+__attribute__((always_inline)) static inline void store_sse(const gemv_args *g, int r, int j, int add_c, __m128 acc,
+                                                           int n, int full) {
+    float *c = g->C + (size_t)r * g->ldc + j;
+    __m128 base;
+    if (add_c) base = load4(c, n, full);
+    else if (g->bias) base = load4(g->bias + j, n, full);
+    else base = _mm_setzero_ps();
+    store4(c, _mm_add_ps(base, acc), n, full);
+}
+
+__attribute__((always_inline)) static inline void rows_sse(const gemv_args *g, int j, int nv, const int MR,
+                                                          const int NV, const int full) {
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        __m128 acc[GEMV_MAXM][4];
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm_setzero_ps();
+        const float *b = g->B + (size_t)k0 * g->sbk + j, *a = g->A + (size_t)k0 * g->sak;
+        for (int k = 0; k < kc; k++) {
+            __m128 bv[4];
+            for (int v = 0; v < NV; v++) bv[v] = full ? _mm_loadu_ps(b + 4 * v) : load4(b + 4 * v, nv - 4 * v, 0);
+            for (int r = 0; r < MR; r++) {
+                const __m128 av = _mm_set1_ps(a[(size_t)r * g->sar]);
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm_add_ps(acc[r][v], _mm_mul_ps(av, bv[v]));
+            }
+            b += g->sbk;
+            a += g->sak;
+        }
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV && (full || 4 * v < nv); v++)
+                store_sse(g, r, j + 4 * v, g->accumulate || k0 > 0, acc[r][v], nv - 4 * v, full);
+    }
+}
+
+/* B transposed: columns [j, j + 8), the first nv valid; 4x4 blocks transposed in registers. */
+__attribute__((always_inline)) static inline void cols_sse(const gemv_args *g, int j, int nv, const int MR) {
+    const float *p[8];
+    for (int c = 0; c < 8; c++) p[c] = g->B + (size_t)(j + (c < nv ? c : nv - 1)) * g->sbn;
+    const int full = nv == 8;
+    for (int k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        __m128 acc[GEMV_MAXM][2];
+        for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm_setzero_ps();
+        const float *a = g->A + (size_t)k0 * g->sak;
+        int k = 0;
+        for (; k + 4 <= kc; k += 4) {
+            const size_t kk = (size_t)(k0 + k);
+            __m128 u0[4], u1[4];
+            for (int i = 0; i < 4; i++) u0[i] = _mm_loadu_ps(p[i] + kk), u1[i] = _mm_loadu_ps(p[i + 4] + kk);
+            _MM_TRANSPOSE4_PS(u0[0], u0[1], u0[2], u0[3]);
+            _MM_TRANSPOSE4_PS(u1[0], u1[1], u1[2], u1[3]);
+            for (int q = 0; q < 4; q++)
+                for (int r = 0; r < MR; r++) {
+                    const __m128 av = _mm_set1_ps(a[(size_t)r * g->sar + (size_t)(k + q) * g->sak]);
+                    acc[r][0] = _mm_add_ps(acc[r][0], _mm_mul_ps(av, u0[q]));
+                    acc[r][1] = _mm_add_ps(acc[r][1], _mm_mul_ps(av, u1[q]));
+                }
+        }
+        for (; k < kc; k++) {
+            const size_t kk = (size_t)(k0 + k);
+            const __m128 u0 = _mm_setr_ps(p[0][kk], p[1][kk], p[2][kk], p[3][kk]);
+            const __m128 u1 = _mm_setr_ps(p[4][kk], p[5][kk], p[6][kk], p[7][kk]);
+            for (int r = 0; r < MR; r++) {
+                const __m128 av = _mm_set1_ps(a[(size_t)r * g->sar + (size_t)k * g->sak]);
+                acc[r][0] = _mm_add_ps(acc[r][0], _mm_mul_ps(av, u0));
+                acc[r][1] = _mm_add_ps(acc[r][1], _mm_mul_ps(av, u1));
+            }
+        }
+        const int add_c = g->accumulate || k0 > 0;
+        for (int r = 0; r < MR; r++) {
+            store_sse(g, r, j, add_c, acc[r][0], nv, full);
+            if (nv > 4) store_sse(g, r, j + 4, add_c, acc[r][1], nv - 4, full);
+        }
+    }
+}
+
+static void gemv_block_sse(const gemv_args *g, int n0, int n1) {
+    const int MR = g->M;
+    if (g->sbn == 1) {
+        const int W = MR <= 2 ? 16 : 8;
+        for (int j = n0; j < n1; j += W) {
+            const int nv = n1 - j < W ? n1 - j : W;
+#define ROWS_CASE(mr, nvec)                                                                        \
+    case mr:                                                                                       \
+        if (nv == W) rows_sse(g, j, nv, mr, nvec, 1);                                              \
+        else rows_sse(g, j, nv, mr, nvec, 0);                                                      \
+        break;
+            switch (MR) {
+                ROWS_CASE(1, 4)
+                ROWS_CASE(2, 4)
+                ROWS_CASE(3, 2)
+                ROWS_CASE(4, 2)
+            }
+#undef ROWS_CASE
+        }
+    } else {
+        for (int j = n0; j < n1; j += 8) {
+            const int nv = n1 - j < 8 ? n1 - j : 8;
+            switch (MR) {
+            case 1: cols_sse(g, j, nv, 1); break;
+            case 2: cols_sse(g, j, nv, 2); break;
+            case 3: cols_sse(g, j, nv, 3); break;
+            case 4: cols_sse(g, j, nv, 4); break;
+            }
+        }
+    }
+}
+
+int tg_cpu_gemm_small_ok(int M, size_t sbk, size_t sbn) { return M >= 1 && M <= GEMV_MAXM && (sbn == 1 || sbk == 1); }
+
+void tg_cpu_gemm_small_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B, size_t sbk,
+                           size_t sbn, const float *bias, int M, int N, int K, int accumulate, tg_cpu_isa isa) {
+    const gemv_args g = {C, ldc, A, sar, sak, B, sbk, sbn, bias, M, N, K, accumulate};
+    const int n_items = (N + GEMV_NB - 1) / GEMV_NB;
+    if ((long)M * N * K < GEMV_PAR_MIN || n_items == 1) { /* no OpenMP region at all: not even a team of one */
+        if (isa == TG_CPU_ISA_AVX2) gemv_block_avx2(&g, 0, N);
+        else gemv_block_sse(&g, 0, N);
+        return;
+    }
+    /* dynamic: a preempted thread's columns go to the other one; the split never changes a sum. */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int it = 0; it < n_items; it++) {
+        const int n0 = it * GEMV_NB, n1 = N - n0 < GEMV_NB ? N : n0 + GEMV_NB;
+        if (isa == TG_CPU_ISA_AVX2) gemv_block_avx2(&g, n0, n1);
+        else gemv_block_sse(&g, n0, n1);
+    }
+}
+
 void tg_cpu_gemm_strided(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
                          const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
                          int K, int accumulate) {
+    if (tg_cpu_gemm_small_ok(M, sbk, sbn)) {
+        tg_cpu_gemm_small_isa(C, ldc, A, sar, sak, B, sbk, sbn, bias, M, N, K, accumulate, tg_cpu_isa_best());
+        return;
+    }
     tg_cpu_gemm_isa(C, ldc, A, sar, sak, B, sbk, sbn, bias, M, N, K, accumulate,
                     tg_cpu_isa_best());
 }

@@ -2,9 +2,16 @@
  * The layer maths follows llm.c's train_gpt2.c; the weights use the HF Conv1D (in, out) layout. */
 #include "model/cpu/cpu_kernels.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Below these sizes (elements) a forward kernel runs on the calling thread, outside any OpenMP
+ * region: fork and join cost more than the work (one row of KV-cache decoding), and on a busy
+ * machine an unscheduled thread would hold the others at the join. Numerics never depend on it. */
+#define PAR_MIN_ELEMS (1L << 15)
+#define PAR_MIN_GELU (1L << 12) /* tanhf: ~20 cycles an element */
 
 /* --------------------------------------------------------------------------------------------- */
 
@@ -46,24 +53,31 @@ void tg_cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const 
     }
 }
 
+static inline void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *w,
+                                 const float *b, int C) {
+    const float eps = 1e-5f;
+    float m = 0.0f;
+    for (int c = 0; c < C; c++) m += x[c];
+    m /= (float)C;
+    float v = 0.0f;
+    for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+    v /= (float)C;
+    const float s = 1.0f / sqrtf(v + eps);
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
+    *mean = m;
+    *rstd = s;
+}
+
 void tg_cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C) {
-    const float eps = 1e-5f;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float m = 0.0f;
-        for (int c = 0; c < C; c++) m += x[c];
-        m /= (float)C;
-        float v = 0.0f;
-        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
-        v /= (float)C;
-        const float s = 1.0f / sqrtf(v + eps);
-        float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * w[c] + b[c];
-        mean[n] = m;
-        rstd[n] = s;
+    if ((long)N * C < PAR_MIN_ELEMS) {
+        for (int n = 0; n < N; n++)
+            layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C);
 }
 
 void tg_cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
@@ -130,6 +144,44 @@ void tg_cpu_matmul_backward(float *dinp, float *dW, float *dbias, const float *d
             }
             for (int o = 0; o < no; o++) dbias[o0 + o] += s[o];
         }
+    }
+}
+
+void tg_cpu_attention_scores(float *a, const float *q, const float *k, size_t stride, int n, int hs,
+                             float scale) {
+    const __m128 sc = _mm_set1_ps(scale);
+    int j = 0;
+    /* Eight keys: 4x4 blocks (4 keys x 4 channels) transposed in registers, so each lane is one
+     * key's dot taking its products one channel at a time. */
+    for (; j + 8 <= n; j += 8) {
+        const float *p[8];
+        for (int c = 0; c < 8; c++) p[c] = k + (size_t)(j + c) * stride;
+        __m128 d0 = _mm_setzero_ps(), d1 = _mm_setzero_ps();
+        int i = 0;
+        for (; i + 4 <= hs; i += 4) {
+            __m128 u0[4], u1[4];
+            for (int c = 0; c < 4; c++) u0[c] = _mm_loadu_ps(p[c] + i), u1[c] = _mm_loadu_ps(p[c + 4] + i);
+            _MM_TRANSPOSE4_PS(u0[0], u0[1], u0[2], u0[3]);
+            _MM_TRANSPOSE4_PS(u1[0], u1[1], u1[2], u1[3]);
+            for (int e = 0; e < 4; e++) {
+                const __m128 qv = _mm_set1_ps(q[i + e]);
+                d0 = _mm_add_ps(d0, _mm_mul_ps(qv, u0[e]));
+                d1 = _mm_add_ps(d1, _mm_mul_ps(qv, u1[e]));
+            }
+        }
+        for (; i < hs; i++) {
+            const __m128 qv = _mm_set1_ps(q[i]);
+            d0 = _mm_add_ps(d0, _mm_mul_ps(qv, _mm_setr_ps(p[0][i], p[1][i], p[2][i], p[3][i])));
+            d1 = _mm_add_ps(d1, _mm_mul_ps(qv, _mm_setr_ps(p[4][i], p[5][i], p[6][i], p[7][i])));
+        }
+        _mm_storeu_ps(a + j, _mm_mul_ps(d0, sc));
+        _mm_storeu_ps(a + j + 4, _mm_mul_ps(d1, sc));
+    }
+    for (; j < n; j++) {
+        const float *kj = k + (size_t)j * stride;
+        float dot = 0.0f;
+        for (int i = 0; i < hs; i++) dot += q[i] * kj[i];
+        a[j] = dot * scale;
     }
 }
 
@@ -204,12 +256,15 @@ void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, c
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 
+static inline float gelu(float x) { return 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))); }
+
 void tg_cpu_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+    if (n < PAR_MIN_GELU) {
+        for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = gelu(inp[i]);
 }
 
 void tg_cpu_gelu_backward(float *d, const float *inp, size_t n) {
@@ -225,6 +280,10 @@ void tg_cpu_gelu_backward(float *d, const float *inp, size_t n) {
 }
 
 void tg_cpu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+    if (n < PAR_MIN_ELEMS) {
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }

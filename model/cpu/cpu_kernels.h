@@ -33,10 +33,18 @@ tg_cpu_isa tg_cpu_isa_best(void);
 void tg_cpu_gemm_strided(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
                          const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
                          int K, int accumulate);
-/* tg_cpu_gemm_strided on the given path (which the CPU must support): for tests. */
+/* The packed path of tg_cpu_gemm_strided (which takes it for M > 4) on the given ISA path
+ * (which the CPU must support): for tests. */
 void tg_cpu_gemm_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
                      const float *B, size_t sbk, size_t sbn, const float *bias, int M, int N,
                      int K, int accumulate, tg_cpu_isa isa);
+/* The small-M path tg_cpu_gemm_strided takes when tg_cpu_gemm_small_ok (M <= 4 rows, B
+ * row-major or transposed: sbn == 1 or sbk == 1): matrix-vector kernels that read B in place and
+ * share the N columns out to threads. Bitwise the same C as tg_cpu_gemm_isa on the same path. */
+int tg_cpu_gemm_small_ok(int M, size_t sbk, size_t sbn);
+void tg_cpu_gemm_small_isa(float *C, size_t ldc, const float *A, size_t sar, size_t sak,
+                           const float *B, size_t sbk, size_t sbn, const float *bias, int M,
+                           int N, int K, int accumulate, tg_cpu_isa isa);
 
 void tg_cpu_gemm(float *C, size_t ldc, const float *A, size_t sar, size_t sak, const float *B,
                  size_t ldb, const float *bias, int M, int N, int K, int accumulate);
@@ -94,20 +102,21 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
  * allocated. */
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
+/* a[j] = (q . k_j) * scale for j < n, k_j = k + j * stride (hs floats each): each dot sums its
+ * products in i order, a rounded product then an add, as `for (i) dot += q[i] * k[i]` on x86-64-v2
+ * does — eight keys at a time in SSE lanes, so the sum order is the scalar loop's. */
+void tg_cpu_attention_scores(float *a, const float *q, const float *k, size_t stride, int n, int hs,
+                             float scale);
+
 /* One causal attention row, shared by the training forward and the KV-cache decoder so that both
  * give the same bits: query q (hs floats) attends over rows 0..t of k and v (row stride ld, hs
  * floats each); a[0..t] gets the softmax weights (a[t+1..] untouched), o[0..hs) the output. */
 static inline void tg_cpu_attention_row_kv(float *o, float *a, const float *q, const float *k, const float *v,
                                            size_t ld, int hs, int t, float scale) {
+    tg_cpu_attention_scores(a, q, k, ld, t + 1, hs, scale);
     float maxv = -INFINITY;
-    for (int t2 = 0; t2 <= t; t2++) {
-        const float *kr = k + (size_t)t2 * ld;
-        float dot = 0.0f;
-        for (int i = 0; i < hs; i++) dot += q[i] * kr[i];
-        dot *= scale;
-        a[t2] = dot;
-        if (dot > maxv) maxv = dot;
-    }
+    for (int t2 = 0; t2 <= t; t2++)
+        if (a[t2] > maxv) maxv = a[t2];
     float sum = 0.0f;
     for (int t2 = 0; t2 <= t; t2++) {
         a[t2] = expf(a[t2] - maxv);
