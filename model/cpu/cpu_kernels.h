@@ -94,6 +94,8 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
 /* sum of g[i]^2 over [lo, hi) in double, as fixed 65536-element chunks summed in chunk order:
  * the result does not depend on the thread count. TG_ERR_NOMEM if the partial sums cannot be
  * allocated. */
+/* x[0, n) = 0, on all threads. */
+void tg_cpu_zero(float *x, size_t n);
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
 /* One causal attention row, shared by the training forward and the KV-cache decoder so that both

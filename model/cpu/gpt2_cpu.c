@@ -271,8 +271,8 @@ static void *cpu_stream(tg_model *m) {
 static tg_status cpu_grads_zero(tg_model *m, tg_error *err) {
     (void)err;
     cpu_impl *p = m->impl;
-    if (p->sh.level >= 2) memset(p->sh.gshard, 0, (p->sh.hi - p->sh.lo) * sizeof(float));
-    else memset(p->grads, 0, m->n_padded * sizeof(float));
+    if (p->sh.level >= 2) tg_cpu_zero(p->sh.gshard, p->sh.hi - p->sh.lo);
+    else tg_cpu_zero(p->grads, m->n_padded);
     return TG_OK;
 }
 
@@ -566,26 +566,10 @@ __attribute__((target("avx2"))) static void cpu_adamw_avx2(float *p, const float
     cpu_adamw_scalar(p + i, g + i, mo + i, va + i, n - i, k);
 }
 
-/* AdamW on params[i0, i1) with moments m[i0 - lo ...]; wd is 0 for tensors without decay. Threads
- * take fixed blocks; each element's update is independent of the others. */
-static void cpu_adamw_range(cpu_impl *p, size_t i0, size_t i1, const tg_adamw_args *a, float wd,
-                            float bc1, float bc2) {
-    float *params = cpu_shard_params(p); /* the shard's, element lo at index 0 */
-    const float *grads = cpu_shard_grads(p);
-    float *mo = p->opt_m, *va = p->opt_v;
-    const cpu_adamw_k k = {a->grad_scale, a->beta1, 1.0f - a->beta1, a->beta2, 1.0f - a->beta2,
-                           bc1, bc2, a->lr, a->eps, wd};
-    const int avx2 = tg_cpu_isa_best() >= TG_CPU_ISA_AVX2;
-    enum { BLOCK = 1 << 14 };
-    const size_t n_blocks = (i1 - i0 + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static)
-    for (size_t b = 0; b < n_blocks; b++) {
-        const size_t j0 = i0 - p->opt_lo + b * BLOCK, n = i1 - i0 - b * BLOCK < BLOCK ? i1 - i0 - b * BLOCK : BLOCK;
-        if (avx2) cpu_adamw_avx2(params + j0, grads + j0, mo + j0, va + j0, n, &k);
-        else cpu_adamw_scalar(params + j0, grads + j0, mo + j0, va + j0, n, &k);
-    }
-}
-
+/* AdamW over the shard in one parallel region: the shard is cut into pieces of at most BLOCK
+ * elements that never straddle a tensor (so each knows whether it decays), and threads share out
+ * the pieces. Each element's update is independent of the others: the result does not depend on
+ * the split. */
 static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     cpu_impl *p = m->impl;
     const tg_gpt2_layout *lay = &m->lay;
@@ -595,13 +579,46 @@ static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     if (a->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", a->t);
     const float bc1 = (float)(1.0 - pow((double)a->beta1, a->t));
     const float bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
-    /* Walk the tensors that intersect the shard, so each range knows whether it decays. */
+    enum { BLOCK = 1 << 14 };
+    /* Pieces: per tensor intersecting the shard, ceil(len / BLOCK). */
+    size_t n_pieces = 0;
     for (int k = 0; k < lay->n_tensors; k++) {
         const tg_tensor_info *t = &lay->tensors[k];
         const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
         const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
-        if (i0 < i1) cpu_adamw_range(p, i0, i1, a, t->decay ? a->weight_decay : 0.0f, bc1, bc2);
+        if (i0 < i1) n_pieces += (i1 - i0 + BLOCK - 1) / BLOCK;
     }
+    size_t *piece = malloc((n_pieces ? n_pieces : 1) * 2 * sizeof *piece); /* (start, len | decay bit) */
+    if (!piece) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (adamw)");
+    size_t np = 0;
+    const size_t DECAY = (size_t)1 << (sizeof(size_t) * 8 - 1);
+    for (int k = 0; k < lay->n_tensors; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
+        const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
+        for (size_t j = i0; j < i1; j += BLOCK) {
+            piece[2 * np] = j - p->opt_lo;
+            piece[2 * np + 1] = (i1 - j < BLOCK ? i1 - j : BLOCK) | (t->decay ? DECAY : 0);
+            np++;
+        }
+    }
+    float *params = cpu_shard_params(p); /* the shard's, element lo at index 0 */
+    const float *grads = cpu_shard_grads(p);
+    float *mo = p->opt_m, *va = p->opt_v;
+    const cpu_adamw_k kd = {a->grad_scale, a->beta1, 1.0f - a->beta1, a->beta2, 1.0f - a->beta2,
+                            bc1, bc2, a->lr, a->eps, a->weight_decay};
+    cpu_adamw_k k0 = kd;
+    k0.wd = 0.0f;
+    const int avx2 = tg_cpu_isa_best() >= TG_CPU_ISA_AVX2;
+    /* dynamic: a preempted thread's pieces go to the other one */
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t q = 0; q < np; q++) {
+        const size_t j = piece[2 * q], n = piece[2 * q + 1] & ~DECAY;
+        const cpu_adamw_k *k = piece[2 * q + 1] & DECAY ? &kd : &k0;
+        if (avx2) cpu_adamw_avx2(params + j, grads + j, mo + j, va + j, n, k);
+        else cpu_adamw_scalar(params + j, grads + j, mo + j, va + j, n, k);
+    }
+    free(piece);
     /* The padding [n_params, n_padded) has zero params and grads; it is left untouched. */
     return TG_OK;
 }
