@@ -41,7 +41,7 @@ for shape in "$@"; do
          sed -n 's/.*step [1-9][0-9]*: .*took \([0-9.]*\) ms.*/\1/p' | median)
     tm=$("$tg" bench model --config "$root/configs/tiny.ini" --batch "$B" --seq-len "$T" \
          --steps "$steps" --warmup 1 train.device=cpu model.n_layer="$L" model.n_head="$NH" \
-         model.n_embd="$C" model.vocab_size="$V" model.seq_len=1024 | tail -1 | awk '{print $1}')
+         model.n_embd="$C" model.vocab_size="$V" model.seq_len=1024 | awk '/^ms\/step/ {getline; print $1}')
     r=$(awk -v a="$lm" -v b="$tm" 'BEGIN {printf "%.3f", a / b}')
     ratios+=("$r")
     echo "L=$L NH=$NH C=$C V=$V B=$B T=$T pair $p: llm.c $lm ms, truthgpt $tm ms, ratio $r"

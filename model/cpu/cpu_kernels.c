@@ -332,21 +332,61 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
     }
 }
 
+/* Sum of squares of n floats in double: eight running sums (lane j takes elements i = j mod 8, in
+ * order), combined pairwise, then the tail in order. The AVX2 body (multiply and add kept apart)
+ * and the scalar loop do the same operations, so the result does not depend on the path. */
+static double sqnorm_scalar(const float *g, size_t n) {
+    double l[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) l[j] += (double)g[i + j] * (double)g[i + j];
+    double s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
+__attribute__((target("avx2"))) static double sqnorm_avx2(const float *g, size_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0; /* lanes 0-3 and 4-7 */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+        const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(lo, lo));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(hi, hi));
+    }
+    double l[8];
+    _mm256_storeu_pd(l, s0);
+    _mm256_storeu_pd(l + 4, s1);
+    double s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+    for (; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err) {
     enum { CHUNK = 1 << 16 };
     const size_t n = hi - lo, n_chunks = (n + CHUNK - 1) / CHUNK;
     double *part = malloc((n_chunks ? n_chunks : 1) * sizeof *part);
     if (!part) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (grad_sqnorm)");
-#pragma omp parallel for schedule(static)
+    const int avx2 = tg_cpu_isa_best() >= TG_CPU_ISA_AVX2;
+#pragma omp parallel for schedule(dynamic, 16)
     for (size_t c = 0; c < n_chunks; c++) {
         const size_t i0 = lo + c * CHUNK, i1 = i0 + CHUNK < hi ? i0 + CHUNK : hi;
-        double sum = 0.0;
-        for (size_t i = i0; i < i1; i++) sum += (double)g[i] * (double)g[i];
-        part[c] = sum;
+        part[c] = avx2 ? sqnorm_avx2(g + i0, i1 - i0) : sqnorm_scalar(g + i0, i1 - i0);
     }
     double total = 0.0;
     for (size_t c = 0; c < n_chunks; c++) total += part[c];
     free(part);
     *out = total;
     return TG_OK;
+}
+
+void tg_cpu_zero(float *x, size_t n) {
+    enum { CHUNK = 1 << 16 };
+    const size_t n_chunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t i0 = c * CHUNK, m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        memset(x + i0, 0, m * sizeof *x);
+    }
 }

@@ -21,8 +21,10 @@
  * accumulate != 0, else bias[n] (bias may be NULL: zero). M, N, K > 0. Each C element sums k in
  * fixed chunks of consecutive k, each chunk in order, and adds the chunk sums to its base in
  * chunk order — the same arithmetic whatever the thread count. Parallel over tiles of C. */
-/* The instruction-set paths of the GEMM. SSE (x86-64-v2) always exists; AVX2 needs AVX2 + FMA. */
-typedef enum { TG_CPU_ISA_SSE = 0, TG_CPU_ISA_AVX2 = 1 } tg_cpu_isa;
+/* The instruction-set paths of the GEMM. SSE (x86-64-v2) always exists; AVX2 needs AVX2 + FMA,
+ * AVX512 AVX-512F besides. AVX2 and AVX512 both sum each element as one FMA chain along k: they
+ * give the same bits. */
+typedef enum { TG_CPU_ISA_SSE = 0, TG_CPU_ISA_AVX2 = 1, TG_CPU_ISA_AVX512 = 2 } tg_cpu_isa;
 
 /* The fastest path this CPU runs (cpuid). */
 tg_cpu_isa tg_cpu_isa_best(void);
@@ -100,6 +102,8 @@ void tg_cpu_crossentropy_backward(float *dlogits, const float *logits, const flo
 /* sum of g[i]^2 over [lo, hi) in double, as fixed 65536-element chunks summed in chunk order:
  * the result does not depend on the thread count. TG_ERR_NOMEM if the partial sums cannot be
  * allocated. */
+/* x[0, n) = 0, on all threads. */
+void tg_cpu_zero(float *x, size_t n);
 tg_status tg_cpu_sqnorm(const float *g, size_t lo, size_t hi, double *out, tg_error *err);
 
 /* a[j] = (q . k_j) * scale for j < n, k_j = k + j * stride (hs floats each): each dot sums its

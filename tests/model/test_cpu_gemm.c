@@ -1,8 +1,9 @@
 /* The CPU GEMM (model/cpu/cpu_gemm.c) against a naive double-precision reference, on every ISA path
  * this CPU runs: odd shapes (m, n, k off the tile sizes, k over several 256-chunks), A and B as
  * transposed views, row strides wider than the matrix (the gap is never written), bias and
- * accumulate; and bitwise the same C for 1 and 2 threads. The small-M path (matrix-vector
- * kernels, M <= 4) bitwise against the packed path on the same ISA path, on 1 and 2 threads. */
+ * accumulate; bitwise the same C for 1 and 2 threads, and for the AVX2 and AVX512 paths (both one FMA
+ * chain per element). The small-M path (matrix-vector kernels, M <= 4) bitwise against the packed
+ * path on the same ISA path, on 1 and 2 threads. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -48,6 +49,12 @@ static void run_case(const shape *sh, tg_cpu_isa isa) {
     tg_cpu_gemm_isa(C2, ldc, A, sar, sak, B, sbk, sbn, bp, M, N, K, sh->acc, isa);
     CHECKF(memcmp(C1, C2, (size_t)M * ldc * sizeof *C1) == 0,
            "isa=%d M=%d N=%d K=%d ta=%d tb=%d: 1 and 2 threads differ", isa, M, N, K, sh->ta, sh->tb);
+    if (isa == TG_CPU_ISA_AVX512) {
+        memcpy(C2, C0, (size_t)M * ldc * sizeof *C0);
+        tg_cpu_gemm_isa(C2, ldc, A, sar, sak, B, sbk, sbn, bp, M, N, K, sh->acc, TG_CPU_ISA_AVX2);
+        CHECKF(memcmp(C1, C2, (size_t)M * ldc * sizeof *C1) == 0,
+               "M=%d N=%d K=%d ta=%d tb=%d acc=%d: AVX512 and AVX2 paths differ", M, N, K, sh->ta, sh->tb, sh->acc);
+    }
     double worst = 0.0;
     int gap_ok = 1;
     for (int i = 0; i < M; i++) {
@@ -124,10 +131,13 @@ out:
 }
 
 int main(void) {
-    static const int dims[][3] = {{1, 1, 1},   {7, 13, 5},   {6, 16, 256}, {5, 17, 257},
-                                  {50, 37, 300}, {97, 130, 513}, {49, 129, 64}, {200, 33, 31}};
-    int n_isa = tg_cpu_isa_best() == TG_CPU_ISA_AVX2 ? 2 : 1;
-    printf("GEMM paths tested: SSE%s\n", n_isa == 2 ? " AVX2" : "");
+    /* Shapes around the tile sizes: MR 4/6/8, NR 8/16/32, row blocks of 192 (and the one-block case
+     * below), column blocks of 64 and 128, k chunks of 256. */
+    static const int dims[][3] = {{1, 1, 1},     {7, 13, 5},     {6, 16, 256},  {5, 17, 257},
+                                  {50, 37, 300}, {97, 130, 513}, {49, 129, 64}, {200, 33, 31},
+                                  {8, 32, 16},   {64, 96, 40},   {193, 70, 9},  {16, 300, 260}};
+    const int n_isa = (int)tg_cpu_isa_best() + 1;
+    printf("GEMM paths tested: SSE%s%s\n", n_isa >= 2 ? " AVX2" : "", n_isa >= 3 ? " AVX512" : "");
     for (int isa = 0; isa < n_isa; isa++)
         for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
             for (int v = 0; v < 8; v++) {
