@@ -58,9 +58,13 @@ char *ck_meta_text(const tg_ckpt_state *s, int64_t n_params, int has_adam, int h
 #define CK_LLAMA_ARGS c->n_kv_head, c->ffn_dim, c->tie_embeddings, c->rope_theta, c->norm_eps
     const int llama = c->arch == TG_MODEL_ARCH_LLAMA;
     const int nl = llama ? snprintf(NULL, 0, lfmt, CK_LLAMA_ARGS) : 0;
-    char *t = malloc((size_t)n + (size_t)nl + 1);
+    /* Muon's key follows too, so AdamW files keep theirs. */
+    const char *mu = s->muon ? "optimizer=muon\n" : "";
+    const size_t nm = strlen(mu);
+    char *t = malloc((size_t)n + (size_t)nl + nm + 1);
     if (t) snprintf(t, (size_t)n + 1, fmt, CK_META_ARGS);
     if (t && llama) snprintf(t + n, (size_t)nl + 1, lfmt, CK_LLAMA_ARGS);
+    if (t) memcpy(t + n + nl, mu, nm + 1);
 #undef CK_LLAMA_ARGS
 #undef CK_META_ARGS
     return t;

@@ -142,7 +142,8 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
             .tokenizer_hash = (char *)tg_loader_tokenizer_hash(tr->train),
             .tokenizer_path = (char *)tr->cfg->tokenizer,
             .model_cfg = tg_model_layout(tr->model)->cfg, .params = (float *)os.params,
-            .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL};
+            .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL,
+            .muon = tr->cfg->optimizer == TG_OPTIMIZER_MUON};
         double stall = 0, t0 = tg_now_ms();
         TG_TRY(tg_ckpt_writer_save(tr->ckpt, &cs, &stall, err));
         tg_log_info(tr->lg, "checkpoint step %lld queued (training stalled %.1f ms)", (long long)tr->step,
@@ -218,6 +219,13 @@ static tg_status load_checkpoint(trainer *tr, const char *path, int with_loader,
                 "%s: the checkpoint was trained on data from tokenizer sha256 %.16s..., but data.train's shards "
                 "come from %.16s...",
                 path, cs.tokenizer_hash, data_hash);
+    /* The moments mean different things to the two optimizers (Muon's momentum, no v). */
+    if (cs.adam_m && cs.muon != (tr->cfg->optimizer == TG_OPTIMIZER_MUON))
+        TG_FAIL(err, TG_ERR_CONFIG,
+                "%s: the checkpoint's optimizer state is %s's, but train.optimizer=%s; resume with "
+                "train.optimizer=%s (or start a new run from its weights with train.init_from)",
+                path, cs.muon ? "Muon" : "AdamW", tr->cfg->optimizer == TG_OPTIMIZER_MUON ? "muon" : "adamw",
+                cs.muon ? "muon" : "adamw");
     TG_TRY(tg_dp_optim_state_load(tr->opt, cs.params, cs.adam_m && cs.adam_v ? cs.adam_m : NULL,
                                   cs.adam_m && cs.adam_v ? cs.adam_v : NULL, err));
     tr->step = cs.step;
@@ -439,7 +447,10 @@ static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     else if (mo.device == TG_DEVICE_CUDA)
         TG_TRY(tg_comm_use_nccl(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
     tg_dp_optim_options oo = {.zero_stage = cfg->zero_stage, .beta1 = cfg->beta1, .beta2 = cfg->beta2,
-                              .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip};
+                              .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip,
+                              .muon = cfg->optimizer == TG_OPTIMIZER_MUON, .muon_momentum = cfg->muon_momentum,
+                              .muon_weight_decay = cfg->muon_weight_decay, .muon_nesterov = cfg->muon_nesterov,
+                              .muon_ns_steps = cfg->muon_ns_steps};
     TG_TRY(tg_dp_optim_init(&tr->opt, tr->model, tr->comm, &oo, err));
     TG_TRY(tg_dp_optim_params_init(tr->opt, cfg->seed, err));
     tr->flops_per_step =
@@ -763,7 +774,10 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
         }
         TG_TRY(fault_inject(&tr, step, &loss_sum, err));
         const double threshold = spike_threshold(&tr);
-        tg_dp_optim_step_args a = {.step = step, .lr = tg_schedule_lr(&tr.sched, step), .loss_sum = loss_sum,
+        const double lr = tg_schedule_lr(&tr.sched, step);
+        /* Muon's rate follows the same schedule: the AdamW rate's share of its peak. */
+        const double muon_lr = cfg->muon_lr * (cfg->lr > 0 ? lr / cfg->lr : 1.0);
+        tg_dp_optim_step_args a = {.step = step, .lr = lr, .muon_lr = muon_lr, .loss_sum = loss_sum,
                                    .n_micro = tr.accum, .skip_above = cfg->spike_action >= 1 ? threshold : 0};
         tg_dp_optim_result r;
         TG_TRY(tg_dp_optim_step(tr.opt, &a, &r, err));

@@ -21,6 +21,7 @@
 
 #include "model/backend.h"
 #include "model/cpu/cpu_kernels.h"
+#include "model/cpu/cpu_optim.h"
 #include "model/cpu/cpu_shard.h"
 
 /* Forward activations. L, B, T are the model's (opt.B rows are allocated; a forward may use
@@ -524,42 +525,38 @@ static tg_status cpu_opt_set(tg_model *m, const float *mom, const float *var, tg
     return TG_OK;
 }
 
-/* AdamW on params[i0, i1) with moments m[i0 - lo ...]; wd is 0 for tensors without decay. */
-static void cpu_adamw_range(cpu_impl *p, size_t i0, size_t i1, const tg_adamw_args *a, float wd,
-                            float bc1, float bc2) {
-    float *params = cpu_shard_params(p); /* the shard's, element lo at index 0 */
-    const float *grads = cpu_shard_grads(p);
-    float *mo = p->opt_m, *va = p->opt_v;
-    const size_t lo = p->opt_lo;
-#pragma omp parallel for schedule(static)
-    for (size_t i = i0; i < i1; i++) {
-        const float g = grads[i - lo] * a->grad_scale;
-        const float mi = a->beta1 * mo[i - lo] + (1.0f - a->beta1) * g;
-        const float vi = a->beta2 * va[i - lo] + (1.0f - a->beta2) * g * g;
-        mo[i - lo] = mi;
-        va[i - lo] = vi;
-        const float mhat = mi / bc1, vhat = vi / bc2;
-        params[i - lo] -= a->lr * (mhat / (sqrtf(vhat) + a->eps) + wd * params[i - lo]);
-    }
+static tg_cpu_optim cpu_optim_view(tg_model *m) {
+    cpu_impl *p = m->impl;
+    return (tg_cpu_optim){.lay = &m->lay, .params = cpu_shard_params(p), .grads = cpu_shard_grads(p),
+                          .m = p->opt_m, .v = p->opt_v, .lo = p->opt_lo, .hi = p->opt_hi};
 }
 
 static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     cpu_impl *p = m->impl;
-    const tg_gpt2_layout *lay = &m->lay;
     if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
         return tg_error_set(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)",
                             a->lo, a->hi, p->opt_lo, p->opt_hi);
     if (a->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", a->t);
-    const float bc1 = (float)(1.0 - pow((double)a->beta1, a->t));
-    const float bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
-    /* Walk the tensors that intersect the shard, so each range knows whether it decays. */
-    for (int k = 0; k < lay->n_tensors; k++) {
-        const tg_tensor_info *t = &lay->tensors[k];
-        const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
-        const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
-        if (i0 < i1) cpu_adamw_range(p, i0, i1, a, t->decay ? a->weight_decay : 0.0f, bc1, bc2);
-    }
-    /* The padding [n_params, n_padded) has zero params and grads; it is left untouched. */
+    tg_cpu_optim o = cpu_optim_view(m);
+    tg_cpu_optim_adamw(&o, a);
+    return TG_OK;
+}
+
+static tg_status cpu_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->grads)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.optimizer=muon needs the full gradient buffer: "
+                            "use train.zero_stage 0 or 1");
+    return tg_cpu_muon_orth(&m->lay, p->grads, lo, hi, ns_steps, err);
+}
+
+static tg_status cpu_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: muon shard [%zu, %zu) != opt_init shard [%zu, %zu)",
+                            a->lo, a->hi, p->opt_lo, p->opt_hi);
+    tg_cpu_optim o = cpu_optim_view(m);
+    tg_cpu_muon_apply(&o, a);
     return TG_OK;
 }
 
@@ -628,6 +625,8 @@ const tg_backend_ops tg_cpu_backend_ops = {
     .opt_get = cpu_opt_get,
     .opt_set = cpu_opt_set,
     .adamw = cpu_adamw,
+    .muon_orth = cpu_muon_orth,
+    .muon_apply = cpu_muon_apply,
     .device_bytes = cpu_device_bytes,
     .describe = cpu_describe,
     .shard_storage = cpu_shard_storage,
