@@ -64,6 +64,7 @@ static const key_spec KEYS[] = {
     {"train", "seed", K_U64, F(seed), 0, 18446744073709551615.0, NULL, "1337", "seed for init and data order"},
     {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
     {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation: the first eval_batches x micro_batch windows of data.val, split over the ranks"},
+    {"train", "target_val_loss", K_F64, F(target_val_loss), 0, 1e9, NULL, "0", "end the run (with a checkpoint) at the first validation whose loss is at most this; 0 = off (time-to-loss runs, dev/ttl.sh)"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 3, NULL, "0", "shard over ranks: 1 AdamW state (ZeRO-1), 2 also gradients, 3 also parameters (2, 3: CPU only)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path: continue a run exactly (step, optimizer, data position); wins over init_from"},

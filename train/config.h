@@ -57,6 +57,7 @@ typedef struct {
     int muon_nesterov, muon_ns_steps;
     uint64_t seed;
     int eval_every, eval_batches, log_every;
+    double target_val_loss;  /* > 0: stop at the first validation at or below it */
     int zero_stage;          /* 0 | 1 | 2 | 3 (docs/comm.md) */
     tg_resume_mode resume;   /* auto | none | a checkpoint path: */
     char resume_path[TG_PATH_MAX]; /* the path when resume is TG_RESUME_PATH, else "" */

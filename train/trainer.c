@@ -53,6 +53,7 @@ typedef struct {
     int spikes_pending;        /* spike_action=rollback: spikes since the start or the last rollback */
     int rollbacks;             /* ... and rollbacks so far */
     double t_start;            /* for the ETA: this process's first step */
+    int target_reached;        /* train.target_val_loss met: the run ends after this step */
     int64_t first_step;
     void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
     size_t tuning_len;
@@ -729,6 +730,13 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
         TG_TRY(evaluate(tr, &vl, err));
         tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
         tg_metrics_write_val(tr->metrics, step, vl);
+        /* vl is the same on every rank (all-reduced), so every rank stops here */
+        if (cfg->target_val_loss > 0 && vl <= cfg->target_val_loss) {
+            tr->target_reached = 1;
+            tg_log_info(tr->lg, "target val loss %.4f reached at step %d: val loss %.4f after %.1f s and %lld tokens",
+                        cfg->target_val_loss, step, vl, (tg_now_ms() - tr->t_start) / 1e3,
+                        (long long)tr->tokens_seen);
+        }
     }
     if (tr->tasks && cfg->eval_every && (step % cfg->eval_every == 0 || step == cfg->max_steps))
         TG_TRY(evaluate_tasks(tr, step, err));
@@ -736,7 +744,7 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
     TG_TRY(tuning_save(tr, err));
     double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
     if (tr->world > 1) TG_TRY(tg_comm_all_reduce_host(tr->comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
-    int last = step == cfg->max_steps;
+    int last = step == cfg->max_steps || tr->target_reached;
     if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(tr, err));
     if (stop > 0) {
         /* "saved" only once the file is complete on disk (writer joined: fsync + rename), and
@@ -758,7 +766,8 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
     TG_TRY(setup(&tr, cfg, comm, lg, err));
     tr.t_start = tg_now_ms();
     tr.first_step = tr.step;
-    while (tr.step < cfg->max_steps && !*stopped) {
+    tr.target_reached = 0;
+    while (tr.step < cfg->max_steps && !*stopped && !tr.target_reached) {
         const int step = (int)tr.step + 1;
         const double t0 = tg_now_ms();
         double loss_sum = 0;
