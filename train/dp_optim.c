@@ -42,7 +42,7 @@ static tg_status dp_optim_muon_owners(tg_dp_optim *o, tg_error *err) {
         if (tg_model_muon_tensor(&lay->tensors[k])) total += (double)lay->tensors[k].numel;
     for (int r = 1; r <= W; r++) o->muon_cut[r] = o->n_padded;
     int next = 1; /* the first rank whose cut is not yet placed */
-    for (int k = 0; k < lay->n_tensors; k++) {
+    for (int k = 0; k < lay->n_tensors && total > 0; k++) {
         const tg_tensor_info *t = &lay->tensors[k];
         if (!tg_model_muon_tensor(t)) continue;
         int owner = (int)((seen + 0.5 * (double)t->numel) * W / total);
