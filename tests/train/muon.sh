@@ -1,8 +1,9 @@
 # train.optimizer=muon on the CPU backend, end to end: it trains (the loss falls); 2 and 4 ranks
 # give the losses of 1 rank (rel < 1e-5); at the same world size ZeRO-1, where each rank
-# orthogonalises its own matrices, equals stage 0 bit for bit; a cut run resumes bitwise, also
-# from stage 1 at 2 ranks to stage 0 at 1 rank... (losses rel < 1e-5); Llama trains with it at
-# 2 ranks stage 1 like at 1 rank; bad settings and an optimizer change on resume are refused.
+# orthogonalises its own matrices, equals stage 0 bit for bit; a cut run resumes bitwise (1 rank;
+# 2 ranks stage 1 -> 2 ranks stage 0), and 4 ranks stage 1 -> 1 rank within 1e-5; Llama trains with it at
+# 2 ranks stage 1 like at 1 rank; bad settings and an optimizer change on resume are refused;
+# train.target_val_loss stops a run.
 source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
@@ -69,6 +70,15 @@ LARGS=(model.arch=llama model.n_kv_head=1 model.ffn_dim=96)
 check "llama: 1 rank trains with muon" train 1 llama1 "${LARGS[@]}"
 check "llama: 2 ranks stage 1 trains with muon" train 2 llama2 "${LARGS[@]}" train.zero_stage=1
 check "llama: 2 ranks stage 1 matches 1 rank (rel < 1e-5)" losses_close "$TMP/llama1" "$TMP/llama2" 1 1e-5
+
+# train.target_val_loss (dev/ttl.sh's stop): the first validation at or below it ends the run with a
+# checkpoint of that step.
+check "target_val_loss ends the run at the first validation below it" train 1 target data.val=synthetic \
+    train.eval_every=4 train.target_val_loss=100
+check "it says so, with time and tokens" grep -q "target val loss 100.0000 reached at step 4: val loss .* and 1024 tokens" \
+    "$TMP/target.log"
+check "it saved step 4 and took no step 5" bash -c "test -f $TMP/target/checkpoints/step_00000004.h5 && \
+    ! grep -q 'step     5/' $TMP/target.log"
 
 refused() { # NAME PATTERN OVERRIDES...: the run fails before step 1 and says PATTERN
     local name=$1 pat=$2
