@@ -42,7 +42,10 @@ static void ckpt_info_print(const char *path, const tg_ckpt_info *in, int show_c
     } else {
         printf("arch            gpt2\n");
     }
-    printf("optimizer       %s%s\n", in->has_adam ? "AdamW m, v (gathered)" : "none",
+    printf("optimizer       %s%s\n",
+           !in->has_adam ? "none"
+           : s->muon     ? "Muon (momentum in m for the blocks' 2-D matrices) + AdamW m, v (gathered)"
+                         : "AdamW m, v (gathered)",
            in->has_master ? " + fp32 master weights" : "");
     printf("tokenizer       %s (hash %s)\n", s->tokenizer_path[0] ? s->tokenizer_path : "-",
            s->tokenizer_hash[0] ? s->tokenizer_hash : "-");

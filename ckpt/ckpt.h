@@ -4,7 +4,8 @@
  *   /                      attributes: format="truthgpt-ckpt", format_version, step, tokens_seen,
  *                          rng_state, world_size, zero_stage, n_params, the model shape
  *                          (max_seq_len, vocab_size, padded_vocab_size, n_layer, n_head, n_embd),
- *                          tokenizer_hash, tokenizer_path, meta_crc32c (over all of those)
+ *                          tokenizer_hash, tokenizer_path, optimizer (only "muon"; absent:
+ *                          AdamW), meta_crc32c (over all of those)
  *   /params/<HF name>      fp32, the tensor's own shape (model/gpt2.h), zstd-compressed
  *   /adam_m/<HF name>      AdamW first moment, GATHERED (full size; any world size can re-slice)
  *   /adam_v/<HF name>      AdamW second moment, gathered
@@ -60,6 +61,9 @@ typedef struct {
     tg_gpt2_config model_cfg;         /* finalized (padded_vocab_size set) */
     float *params;                    /* n_params */
     float *adam_m, *adam_v;           /* n_params each, gathered; NULL = no optimizer state yet */
+    int muon;                         /* 1: train.optimizer=muon (adam_m holds Muon's momentum for
+                                       * the Muon matrices, adam_v zero there); stored as the root
+                                       * attribute optimizer="muon", absent for AdamW */
     float *master;                    /* n_params or NULL (only when working weights are not fp32) */
 } tg_ckpt_state;
 

@@ -62,10 +62,14 @@ char *ck_meta_text(const tg_ckpt_state *s, int64_t n_params, int has_adam, int h
     const int llama = c->arch == TG_MODEL_ARCH_LLAMA, rope = llama && c->rope_factor != 0;
     const int nl = llama ? snprintf(NULL, 0, lfmt, CK_LLAMA_ARGS) : 0;
     const int nr = rope ? snprintf(NULL, 0, rfmt, CK_ROPE_ARGS) : 0;
-    char *t = malloc((size_t)n + (size_t)nl + (size_t)nr + 1);
+    /* Muon's key follows too, so AdamW files keep theirs. */
+    const char *mu = s->muon ? "optimizer=muon\n" : "";
+    const size_t nm = strlen(mu);
+    char *t = malloc((size_t)n + (size_t)nl + (size_t)nr + nm + 1);
     if (t) snprintf(t, (size_t)n + 1, fmt, CK_META_ARGS);
     if (t && llama) snprintf(t + n, (size_t)nl + 1, lfmt, CK_LLAMA_ARGS);
     if (t && rope) snprintf(t + n + nl, (size_t)nr + 1, rfmt, CK_ROPE_ARGS);
+    if (t) memcpy(t + n + nl + nr, mu, nm + 1);
 #undef CK_ROPE_ARGS
 #undef CK_LLAMA_ARGS
 #undef CK_META_ARGS

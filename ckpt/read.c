@@ -214,6 +214,13 @@ static tg_status ck_read_header(hid_t f, tg_ckpt_state *s, tg_ckpt_info *h, cons
     TG_TRY(tg_h5_attr_read_str(f, "tokenizer_path", sbuf, sizeof sbuf, err));
     s->tokenizer_path = ck_strdup(sbuf);
     TG_CHECK_ALLOC(err, s->tokenizer_path);
+    int has_opt = 0;
+    CK_H5(has_opt = H5Aexists(f, "optimizer"));
+    if (has_opt) {
+        TG_TRY(tg_h5_attr_read_str(f, "optimizer", sbuf, sizeof sbuf, err));
+        if (strcmp(sbuf, "muon") != 0) TG_FAIL(err, TG_ERR_FORMAT, "unknown optimizer '%s'", sbuf);
+        s->muon = 1;
+    }
     TG_TRY(ck_attr_read(f, "meta_crc32c", H5T_NATIVE_UINT32, &h->meta_crc32c, err));
     meta = ck_meta_text(s, n_params, h->has_adam, h->has_master);
     TG_CHECK_ALLOC(err, meta);

@@ -378,6 +378,7 @@ static tg_status ck_write_root_attrs(hid_t f, const tg_ckpt_state *s, const tg_g
     TG_TRY(tg_h5_attr_write_i64(f, "has_master", has_master, err));
     TG_TRY(tg_h5_attr_write_str(f, "tokenizer_hash", s->tokenizer_hash ? s->tokenizer_hash : "", err));
     TG_TRY(tg_h5_attr_write_str(f, "tokenizer_path", s->tokenizer_path ? s->tokenizer_path : "", err));
+    if (s->muon) TG_TRY(tg_h5_attr_write_str(f, "optimizer", "muon", err));
     meta = ck_meta_text(s, (int64_t)lay->n_params, has_adam, has_master);
     TG_CHECK_ALLOC(err, meta);
     uint32_t meta_crc = tg_crc32c(0, meta, strlen(meta));

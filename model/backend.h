@@ -50,6 +50,9 @@ struct tg_backend_ops {
     tg_status (*shard_storage)(tg_model *m, int level, size_t lo, size_t hi, tg_error *err);
     float *(*shard_params)(tg_model *m);
     float *(*shard_grads)(tg_model *m);
+    /* Optional (NULL: no Muon; adamw then refuses a->muon). Contracts in model.h. */
+    tg_status (*muon_orth)(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err);
+    tg_status (*muon_apply)(tg_model *m, const tg_adamw_args *a, tg_error *err);
     /* Optional (NULL: model.c derives it from params/grads dtypes, opt_bytes and device_bytes). */
     void (*memory)(const tg_model *m, tg_model_memory *out);
 };

@@ -109,7 +109,27 @@ tg_status tg_model_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *e) {
 size_t tg_model_opt_bytes(const tg_model *m) { return m->ops->opt_bytes(m); }
 tg_status tg_model_opt_get(tg_model *m, float *mo, float *v, tg_error *e) { return m->ops->opt_get(m, mo, v, e); }
 tg_status tg_model_opt_set(tg_model *m, const float *mo, const float *v, tg_error *e) { return m->ops->opt_set(m, mo, v, e); }
-tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) { return m->ops->adamw(m, a, e); }
+static tg_status no_muon(const tg_model *m, tg_error *e);
+tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *e) {
+    if (a->muon && !tg_model_has_muon(m)) return no_muon(m, e);
+    return m->ops->adamw(m, a, e);
+}
+int tg_model_muon_tensor(const tg_tensor_info *t) { return t->ndim == 2 && t->layer >= 0; }
+int tg_model_has_muon(const tg_model *m) { return m->ops->muon_orth && m->ops->muon_apply; }
+static tg_status no_muon(const tg_model *m, tg_error *e) {
+    return tg_error_set(e, TG_ERR_CONFIG, "train.optimizer=muon: the %s backend has no Muon yet (use the CPU "
+                        "backend, train.device=cpu, or train.optimizer=adamw)", m->ops->name);
+}
+tg_status tg_model_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *e) {
+    if (!tg_model_has_muon(m)) return no_muon(m, e);
+    if (lo > hi || hi > m->n_padded) return tg_error_set(e, TG_ERR_ARG, "model: bad range [%zu, %zu)", lo, hi);
+    if (ns_steps < 1) return tg_error_set(e, TG_ERR_ARG, "model: muon ns_steps=%d must be >= 1", ns_steps);
+    return m->ops->muon_orth(m, lo, hi, ns_steps, e);
+}
+tg_status tg_model_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *e) {
+    if (!tg_model_has_muon(m) || !a->muon) return no_muon(m, e);
+    return m->ops->muon_apply(m, a, e);
+}
 size_t tg_model_device_bytes(const tg_model *m) { return m->ops->device_bytes(m); }
 const char *tg_model_describe(const tg_model *m) { return m->ops->describe(m); }
 tg_status tg_model_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *e) {

@@ -76,6 +76,16 @@ typedef struct tg_model tg_model;
  * On CUDA the grads are complete on tg_model_stream() when the call is made (enqueue after it). */
 typedef void (*tg_grad_ready_fn)(void *ctx, size_t lo, size_t hi);
 
+/* Muon's hyperparameters (tg_adamw_args.muon): momentum, then Newton-Schulz orthogonalisation
+ * of the update of each Muon matrix (tg_model_muon_tensor). */
+typedef struct {
+    float lr;           /* this step's Muon learning rate */
+    float momentum;     /* EMA of the gradients: m = momentum*m + (1-momentum)*g */
+    int nesterov;       /* 1: orthogonalise (1-momentum)*g + momentum*m instead of m */
+    int ns_steps;       /* Newton-Schulz iterations (>= 1) */
+    float weight_decay; /* decoupled, times lr */
+} tg_muon_args;
+
 typedef struct {
     size_t lo, hi;      /* shard of the flat buffer this rank updates */
     float lr;
@@ -83,6 +93,8 @@ typedef struct {
     float weight_decay; /* decoupled; applied only to tensors with decay=1 */
     float grad_scale;   /* multiply grads by this first (clipping) */
     int t;              /* step number, 1-based, for bias correction */
+    const tg_muon_args *muon; /* NULL: AdamW everywhere. Else Muon for the Muon matrices (see
+                               * tg_model_muon_orth) and AdamW for the rest */
 } tg_adamw_args;
 
 tg_status tg_model_init(tg_model **out, const tg_gpt2_config *cfg, const tg_model_options *opt,
@@ -135,8 +147,25 @@ size_t tg_model_opt_bytes(const tg_model *m);
 tg_status tg_model_opt_get(tg_model *m, float *mom, float *var, tg_error *err);
 tg_status tg_model_opt_set(tg_model *m, const float *mom, const float *var, tg_error *err);
 
-/* AdamW over the shard [a->lo, a->hi) (must equal the opt_init shard). */
+/* AdamW over the shard [a->lo, a->hi) (must equal the opt_init shard). With a->muon, the
+ * elements of Muon matrices in the shard instead get Muon's first phase: the momentum (kept in
+ * the AdamW m slot; v stays zero) and the update to orthogonalise, written over their gradients. */
 tg_status tg_model_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err);
+
+/* Muon (train.optimizer=muon) updates the 2-D weight matrices inside the blocks; embeddings,
+ * the LM head, norms and biases stay on AdamW. A step is three calls, with the collectives of a
+ * sharded run between them (train/dp_optim.c):
+ *   tg_model_adamw(a with muon)   per element of the shard: momentum, update U into the grads;
+ *   tg_model_muon_orth(lo, hi)    per whole matrix starting in [lo, hi) (this rank's matrices):
+ *                                 grads = sqrt(max(1, fan_out/fan_in)) * NS(U), NS the quintic
+ *                                 Newton-Schulz iteration on U/|U|_F in fp32;
+ *   tg_model_muon_apply(a)        per element of the shard: p -= muon.lr * (grads + wd * p).
+ * orth needs the full-length gradient buffer (no sharded gradients). Backends without Muon
+ * answer tg_model_has_muon with 0 and the calls with TG_ERR_CONFIG. */
+int tg_model_muon_tensor(const tg_tensor_info *t);
+int tg_model_has_muon(const tg_model *m);
+tg_status tg_model_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err);
+tg_status tg_model_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *err);
 
 /* Memory this model holds on its device, bytes (params, grads, optimizer, activations). */
 size_t tg_model_device_bytes(const tg_model *m);

@@ -54,6 +54,12 @@ static const key_spec KEYS[] = {
     {"train", "schedule", K_ENUM, F(schedule), 0, 0, "cosine|linear|constant|wsd", "cosine", "decay after warmup; wsd = warmup, stable, decay"},
     {"train", "decay_frac", K_F64, F(decay_frac), 0, 1, NULL, "0.2", "wsd: share of max_steps spent decaying to min_lr"},
     {"train", "decay_shape", K_ENUM, F(decay_shape), 0, 0, "linear|cosine|sqrt", "linear", "wsd: decay curve (sqrt = 1-sqrt(progress))"},
+    {"train", "optimizer", K_ENUM, F(optimizer), 0, 0, "adamw|muon", "adamw", "adamw, or muon: Muon for the blocks' 2-D weight matrices and AdamW (lr, weight_decay, betas) for embeddings, head, norms and biases (CPU; zero_stage 0 or 1)"},
+    {"train", "muon_lr", K_F64, F(muon_lr), 0, 10, NULL, "0.02", "muon: peak learning rate of the Muon matrices (follows train.schedule: scaled by the AdamW lr's factor)"},
+    {"train", "muon_momentum", K_F64, F(muon_momentum), 0, 0.999999, NULL, "0.95", "muon: momentum (EMA of the gradients)"},
+    {"train", "muon_nesterov", K_INT, F(muon_nesterov), 0, 1, NULL, "1", "muon: 1 = Nesterov momentum"},
+    {"train", "muon_ns_steps", K_INT, F(muon_ns_steps), 1, 100, NULL, "5", "muon: Newton-Schulz iterations per step"},
+    {"train", "muon_weight_decay", K_F64, F(muon_weight_decay), 0, 10, NULL, "0", "muon: decoupled decay of the Muon matrices (times muon_lr)"},
     {"train", "weight_decay", K_F64, F(weight_decay), 0, 10, NULL, "0.1", "AdamW decoupled decay (2-D weights only)"},
     {"train", "beta1", K_F64, F(beta1), 0, 0.999999, NULL, "0.9", "AdamW beta1"},
     {"train", "beta2", K_F64, F(beta2), 0, 0.999999999, NULL, "0.95", "AdamW beta2"},
@@ -62,6 +68,7 @@ static const key_spec KEYS[] = {
     {"train", "seed", K_U64, F(seed), 0, 18446744073709551615.0, NULL, "1337", "seed for init and data order"},
     {"train", "eval_every", K_INT, F(eval_every), 0, 1e9, NULL, "0", "validation every N steps; 0 = off"},
     {"train", "eval_batches", K_INT, F(eval_batches), 1, 1e6, NULL, "8", "micro-batches per validation: the first eval_batches x micro_batch windows of data.val, split over the ranks"},
+    {"train", "target_val_loss", K_F64, F(target_val_loss), 0, 1e9, NULL, "0", "end the run (with a checkpoint) at the first validation whose loss is at most this; 0 = off (time-to-loss runs, dev/ttl.sh)"},
     {"train", "log_every", K_INT, F(log_every), 1, 1e9, NULL, "1", "print a line every N steps"},
     {"train", "zero_stage", K_INT, F(zero_stage), 0, 3, NULL, "0", "shard over ranks: 1 AdamW state (ZeRO-1), 2 also gradients, 3 also parameters (2, 3: CPU only)"},
     {"train", "resume", K_RESUME, F(resume), 0, 0, "auto|none", "auto", "auto | none | checkpoint path: continue a run exactly (step, optimizer, data position); wins over init_from"},
@@ -353,6 +360,14 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
     if (c->min_lr > c->lr)
         return tg_error_set(err, TG_ERR_CONFIG, "train.min_lr (%g) must not exceed train.lr (%g)", c->min_lr,
                             c->lr);
+    if (c->optimizer == TG_OPTIMIZER_MUON && c->zero_stage >= 2)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.optimizer=muon needs train.zero_stage 0 or 1 (got %d): Muon orthogonalises whole "
+                            "matrices from the full gradient buffer, which stages 2 and 3 shard",
+                            c->zero_stage);
+    if (c->optimizer == TG_OPTIMIZER_MUON && c->device == TG_DEVICE_PICK_CUDA)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.optimizer=muon runs on the CPU backend only for now (train.device=cpu)");
     if (!c->out_dir[0]) return tg_error_set(err, TG_ERR_CONFIG, "run.out_dir must not be empty");
     if (!c->train[0]) return tg_error_set(err, TG_ERR_CONFIG, "data.train must not be empty");
     return TG_OK;

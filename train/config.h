@@ -20,6 +20,7 @@ typedef enum { TG_DEVICE_PICK_AUTO = 0, TG_DEVICE_PICK_CPU, TG_DEVICE_PICK_CUDA 
 typedef enum { TG_PRECISION_BF16 = 0, TG_PRECISION_FP32 } tg_precision;            /* train.precision */
 typedef enum { TG_RESUME_AUTO = 0, TG_RESUME_NONE, TG_RESUME_PATH } tg_resume_mode; /* train.resume */
 typedef enum { TG_COMM_PICK_NCCL = 0, TG_COMM_PICK_MPI } tg_comm_pick;              /* comm.backend */
+typedef enum { TG_OPTIMIZER_ADAMW = 0, TG_OPTIMIZER_MUON } tg_optimizer;           /* train.optimizer */
 
 typedef struct {
     /* [model] */
@@ -54,8 +55,12 @@ typedef struct {
     double decay_frac;       /* wsd: share of max_steps decaying */
     tg_decay_shape decay_shape; /* wsd: linear | cosine | sqrt */
     double weight_decay, beta1, beta2, eps, grad_clip;
+    tg_optimizer optimizer;  /* adamw | muon */
+    double muon_lr, muon_momentum, muon_weight_decay;
+    int muon_nesterov, muon_ns_steps;
     uint64_t seed;
     int eval_every, eval_batches, log_every;
+    double target_val_loss;  /* > 0: stop at the first validation at or below it */
     int zero_stage;          /* 0 | 1 | 2 | 3 (docs/comm.md) */
     tg_resume_mode resume;   /* auto | none | a checkpoint path: */
     char resume_path[TG_PATH_MAX]; /* the path when resume is TG_RESUME_PATH, else "" */

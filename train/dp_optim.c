@@ -20,8 +20,40 @@ struct tg_dp_optim {
     size_t n_params, n_padded;
     size_t shard_lo, shard_hi; /* this rank's optimizer shard */
     float *host_params, *host_m, *host_v; /* checkpoint staging, n_padded each (made when first needed) */
-    size_t *counts;            /* world entries: one segment's elements per shard (stages 2, 3) */
+    size_t *counts;            /* world entries: one segment's elements per shard (stages 2, 3), or
+                                * per Muon owner range (muon) */
+    size_t *muon_cut;          /* muon: world + 1 cut points; rank r owns the matrices starting in
+                                * [muon_cut[r], muon_cut[r + 1]) */
 };
+
+/* Deals the Muon matrices out to the ranks (see dp_optim.h): matrix j, whose middle element is
+ * the mid-th of all Muon elements in layout order, goes to rank floor(mid * world / total),
+ * which never decreases along the layout, so each rank's matrices are contiguous. */
+static tg_status dp_optim_muon_owners(tg_dp_optim *o, tg_error *err) {
+    tg_status st = TG_OK;
+    const tg_gpt2_layout *lay = tg_model_layout(o->model);
+    const int W = o->world;
+    o->muon_cut = calloc((size_t)W + 1, sizeof *o->muon_cut);
+    if (!o->counts) o->counts = calloc((size_t)W, sizeof *o->counts);
+    TG_CHECK_ALLOC(err, o->muon_cut);
+    TG_CHECK_ALLOC(err, o->counts);
+    double total = 0, seen = 0;
+    for (int k = 0; k < lay->n_tensors; k++)
+        if (tg_model_muon_tensor(&lay->tensors[k])) total += (double)lay->tensors[k].numel;
+    for (int r = 1; r <= W; r++) o->muon_cut[r] = o->n_padded;
+    int next = 1; /* the first rank whose cut is not yet placed */
+    for (int k = 0; k < lay->n_tensors && total > 0; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        if (!tg_model_muon_tensor(t)) continue;
+        int owner = (int)((seen + 0.5 * (double)t->numel) * W / total);
+        if (owner > W - 1) owner = W - 1;
+        for (; next <= owner; next++) o->muon_cut[next] = t->offset;
+        seen += (double)t->numel;
+    }
+    for (int r = 0; r < W; r++) o->counts[r] = o->muon_cut[r + 1] - o->muon_cut[r];
+cleanup:
+    return st;
+}
 
 static tg_status dp_optim_grads_flush(void *ctx, size_t lo, size_t hi, float *win, tg_error *err);
 static tg_status dp_optim_params_fill(void *ctx, size_t lo, size_t hi, float *win, tg_error *err);
@@ -52,6 +84,15 @@ tg_status tg_dp_optim_init(tg_dp_optim **out, tg_model *model, tg_comm *comm, co
                             "train.zero_stage=%d: the padded parameter count %zu does not divide into %d equal "
                             "shards (the model's pad_multiple must be a multiple of the world size)",
                             opts->zero_stage, tg_model_n_padded(model), tg_comm_world(comm));
+    if (opts->muon && opts->zero_stage >= 2)
+        return tg_error_set(err, TG_ERR_CONFIG,
+                            "train.optimizer=muon with train.zero_stage=%d: Muon orthogonalises whole matrices "
+                            "from the full gradient buffer, which stages 2 and 3 do not keep; use zero_stage 0 or 1",
+                            opts->zero_stage);
+    if (opts->muon && !tg_model_has_muon(model))
+        return tg_model_muon_orth(model, 0, 0, 1, err); /* the backend's refusal, with its name */
+    if (opts->muon && opts->muon_ns_steps < 1)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.muon_ns_steps=%d must be >= 1", opts->muon_ns_steps);
     o = calloc(1, sizeof *o);
     TG_CHECK_ALLOC(err, o);
     o->model = model;
@@ -76,6 +117,7 @@ tg_status tg_dp_optim_init(tg_dp_optim **out, tg_model *model, tg_comm *comm, co
         tg_shard_io io = {.params_fill = dp_optim_params_fill, .grads_flush = dp_optim_grads_flush, .ctx = o};
         TG_TRY(tg_model_shard_storage(model, opts->zero_stage, o->shard_lo, o->shard_hi, &io, err));
     }
+    if (opts->muon) TG_TRY(dp_optim_muon_owners(o, err));
     /* Before any params_set, so that it also fills the fp32 master weights exactly (bf16). */
     TG_TRY(tg_model_opt_init(model, o->shard_lo, o->shard_hi, err));
     *out = o;
@@ -91,6 +133,7 @@ void tg_dp_optim_free(tg_dp_optim *o) {
     free(o->host_m);
     free(o->host_v);
     free(o->counts);
+    free(o->muon_cut);
     free(o);
 }
 
@@ -206,6 +249,28 @@ cleanup:
     return st;
 }
 
+/* Muon after the first phase (tg_model_adamw with muon): the updates U of every Muon matrix
+ * onto every rank (stage 1: they are in the shards), each owner's matrices orthogonalised, the
+ * results onto every rank, then the shard's update. */
+static tg_status dp_optim_muon(tg_dp_optim *o, const tg_adamw_args *aw, tg_error *err) {
+    tg_status st = TG_OK;
+    tg_dtype dt;
+    float *g = tg_model_grads(o->model, &dt);
+    if (o->world > 1 && o->opts.zero_stage == 1) {
+        TG_TRY(tg_comm_all_gather(o->comm, g, o->shard_hi - o->shard_lo, TG_COMM_F32, err));
+        TG_TRY(tg_comm_sync(o->comm, err));
+    }
+    const size_t lo = o->muon_cut[o->rank], hi = o->muon_cut[o->rank + 1];
+    TG_TRY(tg_model_muon_orth(o->model, lo, hi, o->opts.muon_ns_steps, err));
+    if (o->world > 1) {
+        TG_TRY(tg_comm_all_gather_v(o->comm, g + lo, g, o->counts, TG_COMM_F32, err));
+        TG_TRY(tg_comm_sync(o->comm, err));
+    }
+    TG_TRY(tg_model_muon_apply(o->model, aw, err));
+cleanup:
+    return st;
+}
+
 tg_status tg_dp_optim_step(tg_dp_optim *o, const tg_dp_optim_step_args *a, tg_dp_optim_result *r,
                            tg_error *err) {
     tg_status st = TG_OK;
@@ -226,7 +291,12 @@ tg_status tg_dp_optim_step(tg_dp_optim *o, const tg_dp_optim_step_args *a, tg_dp
     tg_adamw_args aw = {.lo = o->shard_lo, .hi = o->shard_hi, .lr = (float)a->lr, .beta1 = (float)op->beta1,
                         .beta2 = (float)op->beta2, .eps = (float)op->eps,
                         .weight_decay = (float)op->weight_decay, .grad_scale = scale, .t = a->step};
+    tg_muon_args mu = {.lr = (float)a->muon_lr, .momentum = (float)op->muon_momentum,
+                       .nesterov = op->muon_nesterov, .ns_steps = op->muon_ns_steps,
+                       .weight_decay = (float)op->muon_weight_decay};
+    aw.muon = op->muon ? &mu : NULL;
     TG_TRY(tg_model_adamw(o->model, &aw, err));
+    if (op->muon) TG_TRY(dp_optim_muon(o, &aw, err));
     TG_TRY(dp_optim_gather_params(o, err));
 cleanup:
     return st;

@@ -22,7 +22,17 @@
  * the shard) and zero_grad clears only the shard; 3 (ZeRO-3, CPU backends) the parameters too:
  * the model keeps the shard of the fp32 parameters and asks this module to all-gather each
  * segment's parameters into a window before its forward and again before its backward
- * (blocking, no prefetch). state_gather and state_load go through this module at every stage,
+ * (blocking, no prefetch).
+ *
+ * Muon (options.muon; stages 0 and 1): each Muon matrix is orthogonalised whole by one rank, its
+ * owner: the matrices are dealt out in layout order to contiguous ranges of the flat buffer, one
+ * per rank, balanced by size. A step: the elementwise first phase on this rank's shard (AdamW
+ * for the other tensors, Muon's momentum and the update U over the gradients; the momentum
+ * lives in the AdamW m slot, so checkpoints and their slicing are unchanged); at stage 1 an
+ * all-gather of U; each owner orthogonalises its matrices in place; an all-gather-v of the
+ * owners' ranges; the shard's Muon update; the usual parameter gather. Every matrix is
+ * computed by the same code on the same input whatever the stage and world size, so the
+ * results are bitwise those of one rank. state_gather and state_load go through this module at every stage,
  * so checkpoints keep their gathered form and load at any stage and world size.
  *
  * Collective: every function that takes the object is called by every rank in the same order,
@@ -45,12 +55,16 @@ typedef struct {
     double beta1, beta2, eps;    /* AdamW */
     double weight_decay;         /* decoupled; the model applies it to 2-D weights only */
     double grad_clip;            /* clip the global gradient norm to this; 0 = off */
+    int muon;                    /* 1: Muon for the Muon matrices (tg_model_muon_tensor), AdamW for the rest */
+    double muon_momentum, muon_weight_decay;
+    int muon_nesterov, muon_ns_steps;
 } tg_dp_optim_options;
 
 /* One optimizer step's inputs. loss_sum: this rank's sum of the micro-steps' mean losses. */
 typedef struct {
     int step;       /* 1-based step number (AdamW's bias correction) */
     double lr;      /* this step's learning rate (the schedule is the loop's) */
+    double muon_lr; /* this step's Muon learning rate (options.muon) */
     double loss_sum;
     int n_micro;    /* micro-steps per step on every rank */
     double skip_above; /* > 0: skip the update when the global loss exceeds it (a spike); 0 = never */

@@ -53,6 +53,7 @@ typedef struct {
     int spikes_pending;        /* spike_action=rollback: spikes since the start or the last rollback */
     int rollbacks;             /* ... and rollbacks so far */
     double t_start;            /* for the ETA: this process's first step */
+    int target_reached;        /* train.target_val_loss met: the run ends after this step */
     int64_t first_step;
     void *tuning;              /* this rank's tuning file as last written or read (NULL: none) */
     size_t tuning_len;
@@ -149,7 +150,8 @@ static tg_status save_checkpoint(trainer *tr, tg_error *err) {
             .tokenizer_hash = (char *)tg_loader_tokenizer_hash(tr->train),
             .tokenizer_path = (char *)tr->cfg->tokenizer,
             .model_cfg = tg_model_layout(tr->model)->cfg, .params = (float *)os.params,
-            .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL};
+            .adam_m = (float *)os.adam_m, .adam_v = (float *)os.adam_v, .master = NULL,
+            .muon = tr->cfg->optimizer == TG_OPTIMIZER_MUON};
         double copy_ms = 0;
         TG_TRY(tg_ckpt_writer_save(tr->ckpt, &cs, &copy_ms, err));
         const double stall = tg_now_ms() - t0;
@@ -227,6 +229,13 @@ static tg_status load_checkpoint(trainer *tr, const char *path, int with_loader,
                 "%s: the checkpoint was trained on data from tokenizer sha256 %.16s..., but data.train's shards "
                 "come from %.16s...",
                 path, cs.tokenizer_hash, data_hash);
+    /* The moments mean different things to the two optimizers (Muon's momentum, no v). */
+    if (cs.adam_m && cs.muon != (tr->cfg->optimizer == TG_OPTIMIZER_MUON))
+        TG_FAIL(err, TG_ERR_CONFIG,
+                "%s: the checkpoint's optimizer state is %s's, but train.optimizer=%s; resume with "
+                "train.optimizer=%s (or start a new run from its weights with train.init_from)",
+                path, cs.muon ? "Muon" : "AdamW", tr->cfg->optimizer == TG_OPTIMIZER_MUON ? "muon" : "adamw",
+                cs.muon ? "muon" : "adamw");
     TG_TRY(tg_dp_optim_state_load(tr->opt, cs.params, cs.adam_m && cs.adam_v ? cs.adam_m : NULL,
                                   cs.adam_m && cs.adam_v ? cs.adam_v : NULL, err));
     tr->step = cs.step;
@@ -448,7 +457,10 @@ static tg_status setup_model(trainer *tr, tg_gpt2_config *mc, tg_error *err) {
     else if (mo.device == TG_DEVICE_CUDA)
         TG_TRY(tg_comm_use_nccl(tr->comm, mo.cuda_device, tg_model_stream(tr->model), err));
     tg_dp_optim_options oo = {.zero_stage = cfg->zero_stage, .beta1 = cfg->beta1, .beta2 = cfg->beta2,
-                              .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip};
+                              .eps = cfg->eps, .weight_decay = cfg->weight_decay, .grad_clip = cfg->grad_clip,
+                              .muon = cfg->optimizer == TG_OPTIMIZER_MUON, .muon_momentum = cfg->muon_momentum,
+                              .muon_weight_decay = cfg->muon_weight_decay, .muon_nesterov = cfg->muon_nesterov,
+                              .muon_ns_steps = cfg->muon_ns_steps};
     TG_TRY(tg_dp_optim_init(&tr->opt, tr->model, tr->comm, &oo, err));
     TG_TRY(tg_dp_optim_params_init(tr->opt, cfg->seed, err));
     tr->flops_per_step =
@@ -727,6 +739,13 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
         TG_TRY(evaluate(tr, &vl, err));
         tg_log_info(tr->lg, "step %5d/%d | val loss %.4f", step, cfg->max_steps, vl);
         tg_metrics_write_val(tr->metrics, step, vl);
+        /* vl is the same on every rank (all-reduced), so every rank stops here */
+        if (cfg->target_val_loss > 0 && vl <= cfg->target_val_loss) {
+            tr->target_reached = 1;
+            tg_log_info(tr->lg, "target val loss %.4f reached at step %d: val loss %.4f after %.1f s and %lld tokens",
+                        cfg->target_val_loss, step, vl, (tg_now_ms() - tr->t_start) / 1e3,
+                        (long long)tr->tokens_seen);
+        }
     }
     if (tr->tasks && cfg->eval_every && (step % cfg->eval_every == 0 || step == cfg->max_steps))
         TG_TRY(evaluate_tasks(tr, step, err));
@@ -734,7 +753,7 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
     TG_TRY(tuning_save(tr, err));
     double stop = hooks && hooks->stop_requested && *hooks->stop_requested ? 1.0 : 0.0;
     if (tr->world > 1) TG_TRY(tg_comm_all_reduce_host(tr->comm, &stop, 1, TG_COMM_F64, TG_COMM_MAX, err));
-    int last = step == cfg->max_steps;
+    int last = step == cfg->max_steps || tr->target_reached;
     if (stop > 0 || last || (cfg->ckpt_every && step % cfg->ckpt_every == 0)) TG_TRY(save_checkpoint(tr, err));
     if (stop > 0) {
         /* "saved" only once the file is complete on disk (writer joined: fsync + rename), and
@@ -756,7 +775,8 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
     TG_TRY(setup(&tr, cfg, comm, lg, err));
     tr.t_start = tg_now_ms();
     tr.first_step = tr.step;
-    while (tr.step < cfg->max_steps && !*stopped) {
+    tr.target_reached = 0;
+    while (tr.step < cfg->max_steps && !*stopped && !tr.target_reached) {
         const int step = (int)tr.step + 1;
         const double t0 = tg_now_ms();
         double loss_sum = 0;
@@ -772,7 +792,10 @@ tg_status tg_train_run(const tg_config *cfg, tg_comm *comm, const tg_log *lg, co
         }
         TG_TRY(fault_inject(&tr, step, &loss_sum, err));
         const double threshold = spike_threshold(&tr);
-        tg_dp_optim_step_args a = {.step = step, .lr = tg_schedule_lr(&tr.sched, step), .loss_sum = loss_sum,
+        const double lr = tg_schedule_lr(&tr.sched, step);
+        /* Muon's rate follows the same schedule: the AdamW rate's share of its peak. */
+        const double muon_lr = cfg->muon_lr * (cfg->lr > 0 ? lr / cfg->lr : 1.0);
+        tg_dp_optim_step_args a = {.step = step, .lr = lr, .muon_lr = muon_lr, .loss_sum = loss_sum,
                                    .n_micro = tr.accum, .skip_above = cfg->spike_action >= 1 ? threshold : 0};
         tg_dp_optim_result r;
         TG_TRY(tg_dp_optim_step(tr.opt, &a, &r, err));

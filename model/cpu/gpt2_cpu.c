@@ -15,13 +15,13 @@
  *                    (level 3) are NULL and forward/backward reach each segment through a window
  *                    (cpu_shard.h); AdamW, the norm and the getters work on the shard.
  * Results do not depend on the number of OpenMP threads (see cpu_kernels.h). */
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/backend.h"
 #include "model/cpu/cpu_kernels.h"
+#include "model/cpu/cpu_optim.h"
 #include "model/cpu/cpu_shard.h"
 
 /* Forward activations. L, B, T are the model's (opt.B rows are allocated; a forward may use
@@ -525,101 +525,37 @@ static tg_status cpu_opt_set(tg_model *m, const float *mom, const float *var, tg
     return TG_OK;
 }
 
-/* The AdamW update of n elements. The AVX2 body (no FMA: nothing is contracted) and the scalar
- * loop do the same IEEE operations in the same order, so the path never changes a bit. */
-typedef struct {
-    float gs, b1, c1, b2, c2, bc1, bc2, lr, eps, wd;
-} cpu_adamw_k;
-
-static void cpu_adamw_scalar(float *p, const float *g, float *mo, float *va, size_t n, const cpu_adamw_k *k) {
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * k->gs;
-        const float mi = k->b1 * mo[i] + k->c1 * gi;
-        const float vi = k->b2 * va[i] + k->c2 * gi * gi;
-        mo[i] = mi;
-        va[i] = vi;
-        const float mhat = mi / k->bc1, vhat = vi / k->bc2;
-        p[i] -= k->lr * (mhat / (sqrtf(vhat) + k->eps) + k->wd * p[i]);
-    }
+static tg_cpu_optim cpu_optim_view(tg_model *m) {
+    cpu_impl *p = m->impl;
+    return (tg_cpu_optim){.lay = &m->lay, .params = cpu_shard_params(p), .grads = cpu_shard_grads(p),
+                          .m = p->opt_m, .v = p->opt_v, .lo = p->opt_lo, .hi = p->opt_hi};
 }
 
-__attribute__((target("avx2"))) static void cpu_adamw_avx2(float *p, const float *g, float *mo, float *va,
-                                                           size_t n, const cpu_adamw_k *k) {
-    const __m256 gs = _mm256_set1_ps(k->gs), b1 = _mm256_set1_ps(k->b1), c1 = _mm256_set1_ps(k->c1);
-    const __m256 b2 = _mm256_set1_ps(k->b2), c2 = _mm256_set1_ps(k->c2), bc1 = _mm256_set1_ps(k->bc1);
-    const __m256 bc2 = _mm256_set1_ps(k->bc2), lr = _mm256_set1_ps(k->lr), eps = _mm256_set1_ps(k->eps);
-    const __m256 wd = _mm256_set1_ps(k->wd);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), gs);
-        const __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(mo + i)), _mm256_mul_ps(c1, gi));
-        const __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(va + i)),
-                                        _mm256_mul_ps(_mm256_mul_ps(c2, gi), gi));
-        _mm256_storeu_ps(mo + i, mi);
-        _mm256_storeu_ps(va + i, vi);
-        const __m256 mhat = _mm256_div_ps(mi, bc1), vhat = _mm256_div_ps(vi, bc2);
-        const __m256 pi = _mm256_loadu_ps(p + i);
-        const __m256 u = _mm256_add_ps(_mm256_div_ps(mhat, _mm256_add_ps(_mm256_sqrt_ps(vhat), eps)),
-                                       _mm256_mul_ps(wd, pi));
-        _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, _mm256_mul_ps(lr, u)));
-    }
-    cpu_adamw_scalar(p + i, g + i, mo + i, va + i, n - i, k);
-}
-
-/* AdamW over the shard in one parallel region: the shard is cut into pieces of at most BLOCK
- * elements that never straddle a tensor (so each knows whether it decays), and threads share out
- * the pieces. Each element's update is independent of the others: the result does not depend on
- * the split. */
 static tg_status cpu_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     cpu_impl *p = m->impl;
-    const tg_gpt2_layout *lay = &m->lay;
     if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
         return tg_error_set(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)",
                             a->lo, a->hi, p->opt_lo, p->opt_hi);
     if (a->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", a->t);
-    const float bc1 = (float)(1.0 - pow((double)a->beta1, a->t));
-    const float bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
-    enum { BLOCK = 1 << 14 };
-    /* Pieces: per tensor intersecting the shard, ceil(len / BLOCK). */
-    size_t n_pieces = 0;
-    for (int k = 0; k < lay->n_tensors; k++) {
-        const tg_tensor_info *t = &lay->tensors[k];
-        const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
-        const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
-        if (i0 < i1) n_pieces += (i1 - i0 + BLOCK - 1) / BLOCK;
-    }
-    size_t *piece = malloc((n_pieces ? n_pieces : 1) * 2 * sizeof *piece); /* (start, len | decay bit) */
-    if (!piece) return tg_error_set(err, TG_ERR_NOMEM, "model: out of memory (adamw)");
-    size_t np = 0;
-    const size_t DECAY = (size_t)1 << (sizeof(size_t) * 8 - 1);
-    for (int k = 0; k < lay->n_tensors; k++) {
-        const tg_tensor_info *t = &lay->tensors[k];
-        const size_t i0 = t->offset > a->lo ? t->offset : a->lo;
-        const size_t i1 = t->offset + t->numel < a->hi ? t->offset + t->numel : a->hi;
-        for (size_t j = i0; j < i1; j += BLOCK) {
-            piece[2 * np] = j - p->opt_lo;
-            piece[2 * np + 1] = (i1 - j < BLOCK ? i1 - j : BLOCK) | (t->decay ? DECAY : 0);
-            np++;
-        }
-    }
-    float *params = cpu_shard_params(p); /* the shard's, element lo at index 0 */
-    const float *grads = cpu_shard_grads(p);
-    float *mo = p->opt_m, *va = p->opt_v;
-    const cpu_adamw_k kd = {a->grad_scale, a->beta1, 1.0f - a->beta1, a->beta2, 1.0f - a->beta2,
-                            bc1, bc2, a->lr, a->eps, a->weight_decay};
-    cpu_adamw_k k0 = kd;
-    k0.wd = 0.0f;
-    const int avx2 = tg_cpu_isa_best() >= TG_CPU_ISA_AVX2;
-    /* dynamic: a preempted thread's pieces go to the other one */
-#pragma omp parallel for schedule(dynamic, 16)
-    for (size_t q = 0; q < np; q++) {
-        const size_t j = piece[2 * q], n = piece[2 * q + 1] & ~DECAY;
-        const cpu_adamw_k *k = piece[2 * q + 1] & DECAY ? &kd : &k0;
-        if (avx2) cpu_adamw_avx2(params + j, grads + j, mo + j, va + j, n, k);
-        else cpu_adamw_scalar(params + j, grads + j, mo + j, va + j, n, k);
-    }
-    free(piece);
-    /* The padding [n_params, n_padded) has zero params and grads; it is left untouched. */
+    tg_cpu_optim o = cpu_optim_view(m);
+    return tg_cpu_optim_adamw(&o, a, err);
+}
+
+static tg_status cpu_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->grads)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.optimizer=muon needs the full gradient buffer: "
+                            "use train.zero_stage 0 or 1");
+    return tg_cpu_muon_orth(&m->lay, p->grads, lo, hi, ns_steps, err);
+}
+
+static tg_status cpu_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+    cpu_impl *p = m->impl;
+    if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: muon shard [%zu, %zu) != opt_init shard [%zu, %zu)",
+                            a->lo, a->hi, p->opt_lo, p->opt_hi);
+    tg_cpu_optim o = cpu_optim_view(m);
+    tg_cpu_muon_apply(&o, a);
     return TG_OK;
 }
 
@@ -688,6 +624,8 @@ const tg_backend_ops tg_cpu_backend_ops = {
     .opt_get = cpu_opt_get,
     .opt_set = cpu_opt_set,
     .adamw = cpu_adamw,
+    .muon_orth = cpu_muon_orth,
+    .muon_apply = cpu_muon_apply,
     .device_bytes = cpu_device_bytes,
     .describe = cpu_describe,
     .shard_storage = cpu_shard_storage,

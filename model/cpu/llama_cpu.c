@@ -16,6 +16,7 @@
 
 #include "model/backend.h"
 #include "model/cpu/cpu_kernels.h"
+#include "model/cpu/cpu_optim.h"
 #include "model/cpu/cpu_shard.h"
 #include "model/cpu/llama_kernels.h"
 #include "model/llama.h"
@@ -457,34 +458,37 @@ static tg_status llama_opt_set(tg_model *m, const float *mom, const float *var, 
     return TG_OK;
 }
 
+static tg_cpu_optim llama_optim_view(tg_model *m) {
+    llama_impl *p = m->impl;
+    return (tg_cpu_optim){.lay = &m->lay, .params = shard_params(p), .grads = shard_grads(p),
+                          .m = p->opt_m, .v = p->opt_v, .lo = p->opt_lo, .hi = p->opt_hi};
+}
+
 static tg_status llama_adamw(tg_model *m, const tg_adamw_args *ar, tg_error *err) {
     llama_impl *p = m->impl;
-    const tg_gpt2_layout *lay = &m->lay;
     if (!p->opt_ready || ar->lo != p->opt_lo || ar->hi != p->opt_hi)
         return tg_error_set(err, TG_ERR_ARG, "model: adamw shard [%zu, %zu) != opt_init shard [%zu, %zu)", ar->lo,
                             ar->hi, p->opt_lo, p->opt_hi);
     if (ar->t < 1) return tg_error_set(err, TG_ERR_ARG, "model: adamw step t=%d must be >= 1", ar->t);
-    const float bc1 = (float)(1.0 - pow((double)ar->beta1, ar->t));
-    const float bc2 = (float)(1.0 - pow((double)ar->beta2, ar->t));
-    float *params = shard_params(p), *mo = p->opt_m, *va = p->opt_v; /* element lo at index 0 */
-    const float *grads = shard_grads(p);
-    const size_t lo = p->opt_lo;
-    for (int k = 0; k < lay->n_tensors; k++) {
-        const tg_tensor_info *t = &lay->tensors[k];
-        const size_t i0 = t->offset > ar->lo ? t->offset : ar->lo;
-        const size_t i1 = t->offset + t->numel < ar->hi ? t->offset + t->numel : ar->hi;
-        const float wd = t->decay ? ar->weight_decay : 0.0f;
-        if (i0 >= i1) continue;
-#pragma omp parallel for schedule(static)
-        for (size_t i = i0; i < i1; i++) {
-            const float gi = grads[i - lo] * ar->grad_scale;
-            const float mi = ar->beta1 * mo[i - lo] + (1.0f - ar->beta1) * gi;
-            const float vi = ar->beta2 * va[i - lo] + (1.0f - ar->beta2) * gi * gi;
-            mo[i - lo] = mi;
-            va[i - lo] = vi;
-            params[i - lo] -= ar->lr * ((mi / bc1) / (sqrtf(vi / bc2) + ar->eps) + wd * params[i - lo]);
-        }
-    }
+    tg_cpu_optim o = llama_optim_view(m);
+    return tg_cpu_optim_adamw(&o, ar, err);
+}
+
+static tg_status llama_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->grads)
+        return tg_error_set(err, TG_ERR_CONFIG, "train.optimizer=muon needs the full gradient buffer: "
+                            "use train.zero_stage 0 or 1");
+    return tg_cpu_muon_orth(&m->lay, p->grads, lo, hi, ns_steps, err);
+}
+
+static tg_status llama_muon_apply(tg_model *m, const tg_adamw_args *ar, tg_error *err) {
+    llama_impl *p = m->impl;
+    if (!p->opt_ready || ar->lo != p->opt_lo || ar->hi != p->opt_hi)
+        return tg_error_set(err, TG_ERR_ARG, "model: muon shard [%zu, %zu) != opt_init shard [%zu, %zu)", ar->lo,
+                            ar->hi, p->opt_lo, p->opt_hi);
+    tg_cpu_optim o = llama_optim_view(m);
+    tg_cpu_muon_apply(&o, ar);
     return TG_OK;
 }
 
@@ -551,6 +555,8 @@ const tg_backend_ops tg_cpu_llama_backend_ops = {
     .opt_get = llama_opt_get,
     .opt_set = llama_opt_set,
     .adamw = llama_adamw,
+    .muon_orth = llama_muon_orth,
+    .muon_apply = llama_muon_apply,
     .device_bytes = llama_device_bytes,
     .describe = llama_describe,
     .shard_storage = llama_shard_storage,

@@ -669,5 +669,7 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     NULL, /* shard_storage: ZeRO-2/3 are the CPU backends' (tg_model_shard_storage refuses) */
     NULL,
     NULL,
+    NULL, /* muon_orth: no Muon on CUDA yet (tg_model_has_muon is 0; train refuses it) */
+    NULL, /* muon_apply */
     NULL, /* memory: model.c derives it */
 };
