@@ -27,7 +27,7 @@ TRUTHGPT_SPIKE_STEP=7 "$TG" train "${ARGS[@]}" train.lr=1e-3 train.spike_sigma=1
     >"$TMP/rb.log" 2>&1; rc=$?
 check "spike_action=rollback: one spike, then trains to the end" [ $rc -eq 0 ]
 check "... logs the rollback to step 4" grep -q "step 7: 1 loss spikes: rolled back to step 4 from .*step_00000004.h5 (rollback 1 of" "$TMP/rb.log"
-check "... and steps 5-12 ran after it" bash -c "[ \$(grep -c '\"step\":12,' '$TMP/rb/metrics.jsonl') -eq 1 ] && grep -q 'done: 12 steps' '$TMP/rb.log'"
+check "... and steps 5-12 ran after it" bash -c "[ \$(grep -c '\"step\":12,\"loss\"' '$TMP/rb/metrics.jsonl') -eq 1 ] && grep -q 'done: 12 steps' '$TMP/rb.log'"
 # lr=10 spikes on and on: after spike_rollbacks=2 rollbacks the run stops with an error.
 "$TG" train "${ARGS[@]}" train.max_steps=40 train.lr=10 train.spike_sigma=2 train.spike_window=2 \
     train.spike_action=rollback train.spike_patience=2 train.spike_rollbacks=2 checkpoint.every=4 \
