@@ -18,6 +18,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 77
 fi
 source "$SRC/tests/netns/lib.sh"
+source "$SRC/tests/slurm/ranks.sh"
 TMP=$(readlink -f "$TMP")
 TG=$(readlink -f "$TG")
 # slurmstepd's Unix sockets live in the spool directory and their paths must stay under 108 bytes:
@@ -47,7 +48,7 @@ netns_up
 TG_SLURM_NODES="$NODE_A=$ADDR_A $NODE_B=$ADDR_B"
 echo "nodes: $NODE_A ($ADDR_A) and $NODE_B ($ADDR_B) on $NET"
 
-STEPS=40
+STEPS=120
 EVERY=10
 KEYS=(model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
       train.total_batch_tokens=512 train.max_steps=$STEPS train.warmup_steps=2 train.eval_every=0 data.val=
@@ -80,15 +81,24 @@ ended() { [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL
 
 # Bounded waits on events: the first checkpoint, then the restart's own checkpoint, then the end.
 deadline=$((SECONDS + 300))
+next=0 # asking SLURM takes a while: once a second, the file test in between
 until compgen -G "$TMP/two/checkpoints/step_*.h5" >/dev/null; do
     ((SECONDS < deadline)) || fail "no checkpoint within 300 s (state $(field JobState))"
-    ended && fail "job ended before its first checkpoint (state $(field JobState))"
-    [ "$(field Restarts)" = 0 ] || fail "job restarted by itself before its first checkpoint"
-    sleep 0.2
+    if ((SECONDS >= next)); then
+        ended && fail "job ended before its first checkpoint (state $(field JobState))"
+        [ "$(field Restarts)" = 0 ] || fail "job restarted by itself before its first checkpoint"
+        next=$((SECONDS + 1))
+    fi
+    sleep 0.05
 done
+# Freeze the ranks until SLURM's TERM reaches them, so that the requeue meets them mid-run.
+pids=$(ranks_pids "$TG" "$TMP/two")
+[ -n "$pids" ] || fail "no ranks of the job found (pgrep)"
+ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
 [ "$(field JobState)" = RUNNING ] || fail "job not running at requeue time: $(field JobState)"
-echo "first checkpoint $(ls "$TMP/two/checkpoints" | grep '^step_' | head -n 1); scontrol requeue $job"
+echo "first checkpoint $(ls "$TMP/two/checkpoints" | grep '^step_' | head -n 1); ranks $(echo $pids) stopped; scontrol requeue $job"
 netns_in "$NODE_A" scontrol requeue "$job" || fail "scontrol requeue"
+ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 300 s"
 deadline=$((SECONDS + 300))
 until [ -f "$out" ] && sed -n '/restart 1:/,$p' "$out" | grep -q "checkpoint: wrote"; do
     ((SECONDS < deadline)) || fail "the restart did not save within 300 s (state $(field JobState))"

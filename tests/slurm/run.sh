@@ -30,6 +30,8 @@ state=$tmp/slurm-state
 export SLURM_CONF=$state/slurm.conf
 export TG_SLURM_PORT=${TG_SLURM_PORT:-6817}
 
+source "$src/tests/slurm/ranks.sh"
+
 cleanup() {
   "$src/scripts/slurm/local-cluster.sh" stop "$state" >/dev/null 2>&1 || true
 }
@@ -76,33 +78,49 @@ field() { # field NAME: a field of `scontrol show job -o` for the job
 
 # Wait (bounded) for the first checkpoint, then requeue.
 deadline=$((SECONDS + 300))
+next=0 # asking SLURM takes a while: once a second, the file test in between
 until compgen -G "$run/checkpoints/step_*.h5" >/dev/null; do
   ((SECONDS < deadline)) || fail "no checkpoint after 300 s (state $(field JobState))"
-  [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended early"
-  sleep 0.2
+  if ((SECONDS >= next)); then
+    [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended early"
+    next=$((SECONDS + 1))
+  fi
+  sleep 0.05
 done
+# Freeze the ranks until SLURM's TERM reaches them, so that the requeue meets them mid-run.
+pids=$(ranks_pids "$truthgpt" "$run")
+[[ -n $pids ]] || fail "no ranks of the job found (pgrep)"
+ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
 [[ $(field JobState) == RUNNING ]] || fail "job not running at requeue time: $(field JobState)"
 first=$(ls "$run/checkpoints" | grep '^step_' | sort | head -n 1)
-echo "   $first exists; scontrol requeue $job"
+echo "   $first exists; ranks $(echo $pids) stopped; scontrol requeue $job"
 scontrol requeue "$job"
+ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 300 s"
 
 out=$tmp/job-$job.out
 # wait_restart N: wait (bounded) until restart N of the job has resumed and written a checkpoint
 # (a requeued job waits ~30-46 s before it runs again: cred_expire).
 wait_restart() {
-  local deadline=$((SECONDS + 300))
+  local deadline=$((SECONDS + 300)) next=0
   until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "checkpoint: wrote"; do
     ((SECONDS < deadline)) || fail "restart $1 did not resume and save within 300 s (state $(field JobState))"
-    [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before restart $1 saved"
-    sleep 0.5
+    if ((SECONDS >= next)); then
+      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before restart $1 saved"
+      next=$((SECONDS + 1))
+    fi
+    sleep 0.05
   done
   sed -n "/restart $1:/,\$p" "$out" | grep -q "resumed from" || fail "restart $1 did not resume from a checkpoint"
 }
 wait_restart 1
 # The time-limit path: SLURM's --signal=B:USR1 goes to the batch script, which forwards it; the
 # ranks save and exit 75; the script requeues the job itself.
-echo "   restart 1 running; USR1 to the batch script (as before a time limit)"
+pids=$(ranks_pids "$truthgpt" "$run")
+[[ -n $pids ]] || fail "no ranks of restart 1 found (pgrep)"
+ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
+echo "   restart 1 running, ranks $(echo $pids) stopped; USR1 to the batch script (as before a time limit)"
 scancel --batch --signal=USR1 "$job"
+ranks_cont_on 10 $pids || fail "the batch script's USR1 did not reach the stopped ranks within 300 s"
 wait_restart 2
 grep -q "got SIGUSR1" "$out" || fail "the batch script did not see USR1"
 grep -q "requeueing job" "$out" || fail "the batch script did not requeue on exit 75"
