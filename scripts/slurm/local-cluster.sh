@@ -11,7 +11,8 @@
 # (Debian 12; .ci/run installs them):
 #   apt-get install -y --no-install-recommends slurm-wlm munge openmpi-bin libopenmpi-dev
 # Facts behind the choices below: /work/shared/SLURM.md (no systemd, cgroup v1, PMIx-only
-# OpenMPI, cred_expire so a requeued job restarts in ~30 s instead of 120 s).
+# OpenMPI). A requeued job may start again only once its credentials expire: cred_expire=10 and a
+# scheduler that looks every second restart it ~11 s after the requeue instead of 1-3 minutes.
 #
 # Several nodes on this one machine (tests/netns/slurm.sh): TG_SLURM_NODES="NAME=ADDR NAME=ADDR ..."
 # and TG_SLURM_ON, a command such that `$TG_SLURM_ON NAME CMD...` runs CMD on node NAME (e.g. in its
@@ -79,13 +80,14 @@ SlurmdPort=$((port + 1))
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=cred_expire=30
+AuthInfo=cred_expire=10
 MpiDefault=pmix
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1,bf_interval=1
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt

@@ -5,8 +5,8 @@
 # after its first checkpoint so that both nodes restart from it. The run must equal the one-node
 # 2-rank mpirun run bitwise: the same loss and gradient norm at every step and the same final
 # checkpoint (parameters and AdamW state, dataset by dataset).
-# Exits 77 (ctest SKIP) without slurmctld/munged or root. About 1.5 minutes, mostly SLURM's requeue
-# delay (cred_expire=30).
+# Exits 77 (ctest SKIP) without slurmctld/munged or root. About half a minute, mostly SLURM's
+# requeue delay (cred_expire).
 source "$(dirname "$0")/../train/lib.sh"
 cd "$SRC"
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
@@ -48,7 +48,9 @@ netns_up
 TG_SLURM_NODES="$NODE_A=$ADDR_A $NODE_B=$ADDR_B"
 echo "nodes: $NODE_A ($ADDR_A) and $NODE_B ($ADDR_B) on $NET"
 
-STEPS=120
+# SLURM resumes the frozen ranks (SIGCONT) before the batch script's relayed TERM reaches them:
+# they run on for a moment (30+ steps under load), so the run is long enough to still be mid-way.
+STEPS=200
 EVERY=10
 KEYS=(model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
       train.total_batch_tokens=512 train.max_steps=$STEPS train.warmup_steps=2 train.eval_every=0 data.val=

@@ -3,8 +3,8 @@
 # localhost (scripts/slurm/local-cluster.sh), the tiny config trained with 2 ranks by
 # scripts/slurm/train.sbatch, `scontrol requeue`d while it runs, then sent USR1 (the time-limit
 # signal) after it restarted; it must resume by itself each time and finish with final
-# parameters bitwise equal to an uninterrupted run (plain mpirun -np 2). About 2.5 minutes,
-# mostly SLURM's requeue delay.
+# parameters bitwise equal to an uninterrupted run (plain mpirun -np 2). About a minute, half of
+# it SLURM's requeue delay.
 # Exits 77 (ctest SKIP) without slurmctld or root. Env: TG_SLURM_STEPS, TG_SLURM_EVERY.
 set -euo pipefail
 
@@ -99,7 +99,7 @@ ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 3
 
 out=$tmp/job-$job.out
 # wait_restart N: wait (bounded) until restart N of the job has resumed and written a checkpoint
-# (a requeued job waits ~30-46 s before it runs again: cred_expire).
+# (a requeued job waits ~11 s before it runs again: cred_expire).
 wait_restart() {
   local deadline=$((SECONDS + 300)) next=0
   until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "checkpoint: wrote"; do
