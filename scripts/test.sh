@@ -40,7 +40,7 @@ else
     echo "== no nvcc: CUDA variant not built"
 fi
 
-echo "== ASan + UBSan build + all tests but SLURM"
+echo "== ASan + UBSan build + all tests but SLURM and the learning-quality runs"
 scripts/build.sh build/asan -DTRUTHGPT_CUDA=OFF -DTRUTHGPT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # Leaks are failures; tests/lsan.supp lists the runtimes (MPI, PMIx, OpenMP, HDF5 internals) that
 # keep allocations until exit by design. Those need whole stacks to match: the slow unwinder (the
@@ -48,7 +48,7 @@ scripts/build.sh build/asan -DTRUTHGPT_CUDA=OFF -DTRUTHGPT_SANITIZE=ON -DCMAKE_B
 ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 OMPI_MCA_mca_base_component_disable_dlclose=1 \
     LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
     UBSAN_OPTIONS=print_stacktrace=1 \
-    run_ctest --test-dir build/asan --output-on-failure -j2 -LE "slurm|cuda"
+    run_ctest --test-dir build/asan --output-on-failure -j2 -LE "slurm|cuda|quality"
 
 echo "== libFuzzer: each file reader for ${TG_FUZZ_SECONDS:-20} s (scripts/fuzz.sh; ASan+UBSan, leaks on)"
 scripts/fuzz.sh "${TG_FUZZ_SECONDS:-20}"
