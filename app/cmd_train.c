@@ -15,24 +15,26 @@
 static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig) {
-    if (g_stop) {
-        /* Second signal: leave now, without saving. */
+    /* A batch system delivers one stop by several paths (SLURM signals every process of the job,
+     * then the batch script and mpirun relay it again): repeated TERM/USR1 must not abandon the
+     * save. Only INT after a stop request (a second Ctrl-C) leaves at once. */
+    if (g_stop && sig == SIGINT) {
         static const char msg[] = "truthgpt: second signal, exiting immediately\n";
         ssize_t w = write(2, msg, sizeof msg - 1);
         (void)w;
         _exit(128 + sig);
     }
-    g_stop = sig;
+    if (!g_stop) g_stop = sig;
 }
 
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: truthgpt train CONFIG.ini [section.key=value ...]\n"
             "\n"
-            "Trains a GPT-2 model. Launch with mpirun -np N or srun for data parallelism (one rank per GPU,\n"
+            "Trains a GPT-2 or Llama model. Launch with mpirun -np N or srun for data parallelism (one rank per GPU,\n"
             "or CPU ranks sharing the cores). Keys given on the command line override the file.\n"
-            "SIGTERM/SIGUSR1/SIGINT: finish the step, save a checkpoint, exit %d (requeue me); a second\n"
-            "signal exits at once. To a bare mpirun send SIGUSR1 (Open MPI kills the ranks soon after TERM/INT).\n"
+            "SIGTERM/SIGUSR1/SIGINT: finish the step, save a checkpoint, exit %d (requeue me); a later\n"
+            "SIGINT exits at once, repeated TERM/USR1 are ignored. To a bare mpirun send SIGUSR1 (Open MPI kills the ranks soon after TERM/INT).\n"
             "\nkeys:\n",
             TG_EXIT_REQUEUE);
     tg_config_print_keys(f);

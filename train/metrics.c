@@ -104,6 +104,12 @@ void tg_metrics_write_ckpt(tg_metrics *m, int step, double stall_ms) {
     tg_tb_scalar(m->tb, step, "perf/ckpt_stall_ms", stall_ms);
 }
 
+void tg_metrics_write_stop(tg_metrics *m, int step) {
+    if (!m) return;
+    fprintf(m->f, "{\"step\":%d,\"stop_saved\":true}\n", step);
+    fflush(m->f);
+}
+
 void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm, int n_items) {
     if (!m) return;
     fprintf(m->f, "{\"step\":%d,\"eval_acc\":%.9g,\"eval_acc_norm\":%.9g,\"eval_items\":%d}\n", step, acc,

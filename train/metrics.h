@@ -44,6 +44,9 @@ void tg_metrics_write_tasks(tg_metrics *m, int step, double acc, double acc_norm
 /* A checkpoint save: "ckpt_stall_ms", the time the training loop was blocked by it (gathering the
  * state to the host and copying it into the writer's snapshot); TensorBoard perf/ckpt_stall_ms. */
 void tg_metrics_write_ckpt(tg_metrics *m, int step, double stall_ms);
+/* A stop request (signal) ended the run after step's checkpoint was complete on disk: "stop_saved"
+ * (true). A file record, not a log line: under mpirun the launcher that carried the log may be gone. */
+void tg_metrics_write_stop(tg_metrics *m, int step);
 /* A generated sample (TensorBoard only; the log has it too). */
 void tg_metrics_write_sample(tg_metrics *m, int step, const char *text, size_t n);
 

@@ -760,6 +760,7 @@ static tg_status after_step(trainer *tr, int step, const tg_train_hooks *hooks, 
          * only after every rank got there. */
         if (tr->ckpt) TG_TRY(tg_ckpt_writer_wait(tr->ckpt, err));
         TG_TRY(tg_comm_barrier(tr->comm, err));
+        tg_metrics_write_stop(tr->metrics, step);
         tg_log_info(tr->lg, "stop requested: saved step %d, exiting with %d (requeue me)", step, TG_EXIT_REQUEUE);
         *stopped = 1;
     }

@@ -5,7 +5,11 @@
 # signal) after it restarted; it must resume by itself each time and finish with final
 # parameters bitwise equal to an uninterrupted run (plain mpirun -np 2). About a minute, half of
 # it SLURM's requeue delay.
-# Exits 77 (ctest SKIP) without slurmctld or root. Env: TG_SLURM_STEPS, TG_SLURM_EVERY.
+# TG_LAUNCHER=mpirun runs the job's ranks through mpirun instead of srun, with a checkpoint write
+# slowed to >= 5 s (test-only TRUTHGPT_CKPT_SLOW_MS): the requeue's TERM must still end in a complete
+# checkpoint of the step the ranks stopped at and exit 75 (train.sbatch sends mpirun USR1), and the
+# restart must resume from exactly that step.
+# Exits 77 (ctest SKIP) without slurmctld or root. Env: TG_SLURM_STEPS, TG_SLURM_EVERY, TG_LAUNCHER.
 set -euo pipefail
 
 truthgpt=$(readlink -f "$1")
@@ -13,6 +17,16 @@ src=$(readlink -f "$2")
 tmp=$3
 steps=${TG_SLURM_STEPS:-160}
 every=${TG_SLURM_EVERY:-10}
+launcher=${TG_LAUNCHER:-srun}
+slow=()
+model=()
+if [[ $launcher == mpirun ]]; then
+  # A small model whose checkpoint (~90 datasets) takes >= 5 s to write at 60 ms per dataset.
+  slow=(TRUTHGPT_CKPT_SLOW_MS=60)
+  model=(model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2)
+  steps=${TG_SLURM_STEPS:-60}
+  every=${TG_SLURM_EVERY:-20}
+fi
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   echo "SKIP: slurmctld/munged not installed (apt-get install slurm-wlm munge)"
@@ -47,7 +61,7 @@ fail() {
 
 # The same run, twice: keys shared by the reference and the SLURM job.
 keys=(run.out_dir=PLACEHOLDER train.max_steps="$steps" checkpoint.every="$every" checkpoint.keep=2
-      train.log_every=10)
+      train.log_every=10 "${model[@]}")
 
 echo "== reference: mpirun -np 2, uninterrupted ($steps steps)"
 ref=$tmp/ref
@@ -64,10 +78,12 @@ echo "   done in ${ref_s}s"
 echo "== start the local SLURM cluster"
 "$src/scripts/slurm/local-cluster.sh" start "$state"
 
-echo "== sbatch -n 2 scripts/slurm/train.sbatch, requeue while it runs"
+echo "== sbatch -n 2 scripts/slurm/train.sbatch ($launcher), requeue while it runs"
 run=$tmp/run
 keys[0]=run.out_dir=$run
-job=$(cd "$src" && sbatch --parsable -n 2 -o "$tmp/job-%j.out" --export="ALL,TRUTHGPT=$truthgpt" \
+exports="ALL,TRUTHGPT=$truthgpt,TG_LAUNCHER=$launcher"
+for kv in "${slow[@]}"; do exports+=",$kv"; done
+job=$(cd "$src" && sbatch --parsable -n 2 -o "$tmp/job-%j.out" --export="$exports" \
   scripts/slurm/train.sbatch "$src/configs/tiny.ini" "${keys[@]}")
 job=${job%%;*}
 echo "   job $job"
@@ -76,52 +92,54 @@ field() { # field NAME: a field of `scontrol show job -o` for the job
   scontrol show job -o "$job" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1
 }
 
-# Wait (bounded) for the first checkpoint, then requeue.
-deadline=$((SECONDS + 300))
-next=0 # asking SLURM takes a while: once a second, the file test in between
-until compgen -G "$run/checkpoints/step_*.h5" >/dev/null; do
-  ((SECONDS < deadline)) || fail "no checkpoint after 300 s (state $(field JobState))"
-  if ((SECONDS >= next)); then
-    [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended early"
-    next=$((SECONDS + 1))
-  fi
-  sleep 0.05
-done
-# Freeze the ranks until SLURM's TERM reaches them, so that the requeue meets them mid-run.
-pids=$(ranks_pids "$truthgpt" "$run")
-[[ -n $pids ]] || fail "no ranks of the job found (pgrep)"
-ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
-[[ $(field JobState) == RUNNING ]] || fail "job not running at requeue time: $(field JobState)"
-first=$(ls "$run/checkpoints" | grep '^step_' | sort | head -n 1)
-echo "   $first exists; ranks $(echo $pids) stopped; scontrol requeue $job"
-scontrol requeue "$job"
-ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 300 s"
-
 out=$tmp/job-$job.out
-# wait_restart N: wait (bounded) until restart N of the job has resumed and written a checkpoint
-# (a requeued job waits ~11 s before it runs again: cred_expire).
-wait_restart() {
+# wait_log N PATTERN: wait (bounded) until start N of the job ("restart N:" line of train.sbatch)
+# has logged PATTERN; a requeued job waits ~11 s before it runs again (cred_expire).
+wait_log() {
   local deadline=$((SECONDS + 300)) next=0
-  until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "checkpoint: wrote"; do
-    ((SECONDS < deadline)) || fail "restart $1 did not resume and save within 300 s (state $(field JobState))"
-    if ((SECONDS >= next)); then
-      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before restart $1 saved"
+  until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "$2"; do
+    ((SECONDS < deadline)) || fail "start $1 did not log '$2' within 300 s (state $(field JobState))"
+    if ((SECONDS >= next)); then # asking SLURM takes a while: once a second, the log in between
+      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before start $1 logged '$2'"
       next=$((SECONDS + 1))
     fi
     sleep 0.05
   done
-  sed -n "/restart $1:/,\$p" "$out" | grep -q "resumed from" || fail "restart $1 did not resume from a checkpoint"
 }
-wait_restart 1
+# freeze N: once start N has queued its first periodic checkpoint, stop its ranks (ranks.sh), so
+# that the signal sent next meets them mid-run however fast they train; sets $pids.
+freeze() {
+  wait_log "$1" "checkpoint step .* queued"
+  pids=$(ranks_pids "$truthgpt" "$run")
+  [[ -n $pids ]] || fail "no ranks of start $1 found (pgrep)"
+  ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
+  [[ $(field JobState) == RUNNING ]] || fail "job not running at signal time: $(field JobState)"
+}
+# check_resumed N: start N resumed from exactly the step that the stop before it saved (the N-th
+# stop_saved record of metrics.jsonl: under mpirun the ranks' own log lines after a TERM are lost
+# with mpirun), not from an earlier periodic checkpoint.
+check_resumed() {
+  wait_log "$1" "resumed from"
+  local saved resumed
+  saved=$(sed -n 's/.*"step":\([0-9]*\),"stop_saved":true.*/\1/p' "$run/metrics.jsonl" | sed -n "$1p")
+  [[ -n $saved ]] || fail "stop $1 left no stop_saved record in metrics.jsonl"
+  resumed=$(sed -n "/restart $1:/,\$p" "$out" | sed -n 's/.*resumed from .*step_0*\([0-9][0-9]*\)\.h5.*/\1/p' | head -n 1)
+  [[ $resumed == "$saved" ]] || fail "start $1 resumed from step ${resumed:-?}, not from the saved step $saved"
+  echo "   the stop saved step $saved; start $1 resumed from it"
+}
+
+freeze 0
+echo "   first checkpoint queued, ranks $(echo $pids) stopped; scontrol requeue $job"
+scontrol requeue "$job"
+ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 300 s"
+check_resumed 1
 # The time-limit path: SLURM's --signal=B:USR1 goes to the batch script, which forwards it; the
 # ranks save and exit 75; the script requeues the job itself.
-pids=$(ranks_pids "$truthgpt" "$run")
-[[ -n $pids ]] || fail "no ranks of restart 1 found (pgrep)"
-ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
+freeze 1
 echo "   restart 1 running, ranks $(echo $pids) stopped; USR1 to the batch script (as before a time limit)"
 scancel --batch --signal=USR1 "$job"
 ranks_cont_on 10 $pids || fail "the batch script's USR1 did not reach the stopped ranks within 300 s"
-wait_restart 2
+check_resumed 2
 grep -q "got SIGUSR1" "$out" || fail "the batch script did not see USR1"
 grep -q "requeueing job" "$out" || fail "the batch script did not requeue on exit 75"
 

@@ -1,6 +1,6 @@
 # No hangs and preemption: a failing rank ends a 2-rank job naming the rank; SIGUSR1 / SIGTERM save
-# and exit 75; a second signal exits at once; NaN losses skip the update. Every wait is on an event
-# (a log line, a pid), never on a time that assumes a speed.
+# and exit 75; a second SIGINT exits at once, repeated TERM/USR1 do not; NaN losses skip the
+# update. Every wait is on an event (a log line, a pid), never on a time that assumes a speed.
 source "$(dirname "$0")/lib.sh"
 cd "$SRC"
 ARGS=(configs/tiny.ini model.n_layer=2 model.n_embd=64 model.n_head=2 model.seq_len=32 train.micro_batch=2
@@ -69,6 +69,15 @@ signal_run "$TMP/sig3.log" "INT INT" env TRUTHGPT_CKPT_SLOW_MS=3000 "$TG" train 
     train.max_steps=100000 checkpoint.every=0 run.out_dir="$TMP/sig3"
 rc=$?
 check "second signal exits at once with 128+SIGINT" [ $rc -eq 130 ]
+
+# Repeated TERM/USR1 (a batch system delivers one stop by several paths: SLURM to every process,
+# then the batch script and mpirun again) arrive while the slowed writer is still busy and do not
+# abandon the save: the run still writes a complete checkpoint and exits 75.
+signal_run "$TMP/sig4.log" "TERM TERM USR1" env TRUTHGPT_CKPT_SLOW_MS=100 "$TG" train "${ARGS[@]}" \
+    train.max_steps=100000 checkpoint.every=0 run.out_dir="$TMP/sig4"
+rc=$?
+check "repeated TERM/USR1 during the save: still exits 75" [ $rc -eq 75 ]
+check "... with a complete checkpoint" bash -c "'$TG' ckpt latest '$TMP/sig4/checkpoints'"
 
 # NaN: one poisoned step is skipped and logged; training goes on.
 TRUTHGPT_NAN_STEP=3 "$TG" train "${ARGS[@]}" train.max_steps=6 run.out_dir="$TMP/nan" >"$TMP/nan.log" 2>&1
