@@ -106,12 +106,24 @@ wait_log() {
     sleep 0.05
   done
 }
-# freeze N: once start N has queued its first periodic checkpoint, stop its ranks (ranks.sh), so
-# that the signal sent next meets them mid-run however fast they train; sets $pids.
+# freeze AFTER: once a periodic checkpoint of a step after AFTER is queued (its ckpt_stall_ms record
+# in metrics.jsonl, which rank 0 writes and flushes itself: the log reaches the job's file through
+# the launcher, sometimes later than the run's end), stop the ranks (ranks.sh), so that the signal
+# sent next meets them mid-run however fast they train; sets $pids.
 freeze() {
-  wait_log "$1" "checkpoint step .* queued"
+  local deadline=$((SECONDS + 300)) next=0
+  until [[ -f $run/metrics.jsonl ]] &&
+        sed -n 's/.*"step":\([0-9]*\),"ckpt_stall_ms".*/\1/p' "$run/metrics.jsonl" |
+          awk -v after="$1" '$1 > after { found = 1 } END { exit !found }'; do
+    ((SECONDS < deadline)) || fail "no checkpoint after step $1 queued within 300 s (state $(field JobState))"
+    if ((SECONDS >= next)); then # asking SLURM takes a while: once a second, the file in between
+      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before a checkpoint after step $1"
+      next=$((SECONDS + 1))
+    fi
+    sleep 0.05
+  done
   pids=$(ranks_pids "$truthgpt" "$run")
-  [[ -n $pids ]] || fail "no ranks of start $1 found (pgrep)"
+  [[ -n $pids ]] || fail "no ranks found (pgrep)"
   ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
   [[ $(field JobState) == RUNNING ]] || fail "job not running at signal time: $(field JobState)"
 }
@@ -120,7 +132,7 @@ freeze() {
 # with mpirun), not from an earlier periodic checkpoint.
 check_resumed() {
   wait_log "$1" "resumed from"
-  local saved resumed
+  local resumed
   saved=$(sed -n 's/.*"step":\([0-9]*\),"stop_saved":true.*/\1/p' "$run/metrics.jsonl" | sed -n "$1p")
   [[ -n $saved ]] || fail "stop $1 left no stop_saved record in metrics.jsonl"
   resumed=$(sed -n "/restart $1:/,\$p" "$out" | sed -n 's/.*resumed from .*step_0*\([0-9][0-9]*\)\.h5.*/\1/p' | head -n 1)
@@ -135,7 +147,7 @@ ranks_cont_on 15 $pids || fail "SIGTERM did not reach the stopped ranks within 3
 check_resumed 1
 # The time-limit path: SLURM's --signal=B:USR1 goes to the batch script, which forwards it; the
 # ranks save and exit 75; the script requeues the job itself.
-freeze 1
+freeze "$saved" # the first periodic checkpoint of restart 1
 echo "   restart 1 running, ranks $(echo $pids) stopped; USR1 to the batch script (as before a time limit)"
 scancel --batch --signal=USR1 "$job"
 ranks_cont_on 10 $pids || fail "the batch script's USR1 did not reach the stopped ranks within 300 s"
