@@ -93,35 +93,37 @@ field() { # field NAME: a field of `scontrol show job -o` for the job
 }
 
 out=$tmp/job-$job.out
-# wait_log N PATTERN: wait (bounded) until start N of the job ("restart N:" line of train.sbatch)
-# has logged PATTERN; a requeued job waits ~11 s before it runs again (cred_expire).
-wait_log() {
-  local deadline=$((SECONDS + 300)) next=0
-  until [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "$2"; do
-    ((SECONDS < deadline)) || fail "start $1 did not log '$2' within 300 s (state $(field JobState))"
-    if ((SECONDS >= next)); then # asking SLURM takes a while: once a second, the log in between
-      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before start $1 logged '$2'"
+# wait_until WHAT TEST...: wait (bounded) until TEST succeeds; fail naming WHAT after 300 s or when
+# the job ends first. Asking SLURM takes a while: once a second, TEST every 50 ms in between.
+wait_until() {
+  local what=$1 deadline=$((SECONDS + 300)) next=0
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "no $what within 300 s (state $(field JobState))"
+    if ((SECONDS >= next)); then
+      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before $what"
       next=$((SECONDS + 1))
     fi
     sleep 0.05
   done
 }
+# logged N PATTERN: start N of the job (from the "restart N:" line of train.sbatch) logged PATTERN.
+logged() { [[ -f $out ]] && sed -n "/restart $1:/,\$p" "$out" | grep -q "$2"; }
+# ckpt_queued_after STEP: metrics.jsonl has a checkpoint (ckpt_stall_ms record) of a step after STEP.
+ckpt_queued_after() {
+  [[ -f $run/metrics.jsonl ]] &&
+    sed -n 's/.*"step":\([0-9]*\),"ckpt_stall_ms".*/\1/p' "$run/metrics.jsonl" |
+      awk -v after="$1" '$1 > after { found = 1 } END { exit !found }'
+}
+# wait_log N PATTERN: wait until start N has logged PATTERN (a requeued job waits ~11 s before it
+# runs again: cred_expire).
+wait_log() { wait_until "'$2' logged by start $1" logged "$1" "$2"; }
 # freeze AFTER: once a periodic checkpoint of a step after AFTER is queued (its ckpt_stall_ms record
 # in metrics.jsonl, which rank 0 writes and flushes itself: the log reaches the job's file through
 # the launcher, sometimes later than the run's end), stop the ranks (ranks.sh), so that the signal
 # sent next meets them mid-run however fast they train; sets $pids.
 freeze() {
-  local deadline=$((SECONDS + 300)) next=0
-  until [[ -f $run/metrics.jsonl ]] &&
-        sed -n 's/.*"step":\([0-9]*\),"ckpt_stall_ms".*/\1/p' "$run/metrics.jsonl" |
-          awk -v after="$1" '$1 > after { found = 1 } END { exit !found }'; do
-    ((SECONDS < deadline)) || fail "no checkpoint after step $1 queued within 300 s (state $(field JobState))"
-    if ((SECONDS >= next)); then # asking SLURM takes a while: once a second, the file in between
-      [[ $(field JobState) =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && fail "job ended before a checkpoint after step $1"
-      next=$((SECONDS + 1))
-    fi
-    sleep 0.05
-  done
+  wait_until "checkpoint after step $1 queued" ckpt_queued_after "$1"
   pids=$(ranks_pids "$truthgpt" "$run")
   [[ -n $pids ]] || fail "no ranks found (pgrep)"
   ranks_stop $pids || fail "the ranks did not stop (SIGSTOP)"
