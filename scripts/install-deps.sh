@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CUDNN_FE_VERSION=1.32.0
 pkgs=(build-essential cmake pkg-config python3 libhdf5-dev hdf5-tools libzstd-dev
-      libopenmpi-dev openmpi-bin libpcre2-dev libjansson-dev fortunes fortunes-min
+      libopenmpi-dev openmpi-bin libpcre2-dev libsleef-dev libjansson-dev fortunes fortunes-min
       python3-h5py libprotobuf-c-dev protobuf-c-compiler
       clang libclang-rt-14-dev iproute2)
 have_nvcc=0

@@ -81,7 +81,13 @@ void tg_cpu_attention_forward(float *out, float *att, const float *qkv, int B, i
 void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                const float *att, int B, int T, int C, int NH);
 
-/* GELU, tanh approximation, over n elements. backward: d (in place) = gelu'(inp) * d. */
+/* x[i] = tanh(x[i]), i < n: SLEEF's vector tanhf (max error 1 ulp). Each element's
+ * result depends on the ISA path alone (AVX2 and AVX512 share the FMA variant, SSE its own), never
+ * on n or where x starts. */
+void tg_cpu_tanh_isa(float *x, size_t n, tg_cpu_isa isa);
+
+/* GELU, tanh approximation (tanh by tg_cpu_tanh_isa on the best path), over n elements.
+ * backward: d (in place) = gelu'(inp) * d. */
 void tg_cpu_gelu_forward(float *out, const float *inp, size_t n);
 void tg_cpu_gelu_backward(float *d, const float *inp, size_t n);
 
