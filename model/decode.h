@@ -35,7 +35,8 @@ int tg_decoder_len(const tg_decoder *d);
 
 /* Appends n >= 1 tokens (ids in [0, vocab_size)) in one forward and writes the logits of the last
  * one to logits (padded_vocab_size floats; columns >= vocab_size are meaningless). TG_ERR_ARG if the
- * cache would exceed T tokens. */
+ * cache would exceed T tokens, TG_ERR_DATA for an id out of range; nothing changes then. After
+ * any other error (CUDA) the cache length is unchanged too, but free the decoder. */
 tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *logits, tg_error *err);
 
 #endif
