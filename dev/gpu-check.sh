@@ -10,6 +10,10 @@
 #             no-fusion / each attention implementation / tuning), the grad-ready hook's timing
 #   kernels   test_cuda_kernels: the cross-entropy and LayerNorm backward kernels against
 #             double-precision host references, each timed at GPT-2 124M's shapes
+#   decode    test_cuda_decode: the KV-cache decoder against the full forward, the CPU decoder and
+#             full-recompute greedy sampling; then dev/gpu-decode.sh: tokens/s of `truthgpt sample`
+#             on GPT-2 124M at batch 1 (KV cache, 1000 tokens; and --no-cache) (~40 s: most of it
+#             the checkpoint's one CPU training step)
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
 #   torch     the PyTorch torch.compile reference, same shape (bench and torch log the SM clock and
 #             power they ran at)
@@ -60,10 +64,11 @@ TG="$BUILD/truthgpt"
 TEST="$BUILD/tests/cuda/test_cuda_model"
 ATEST="$BUILD/tests/cuda/test_cuda_attention"
 KTEST="$BUILD/tests/cuda/test_cuda_kernels"
+DTEST="$BUILD/tests/cuda/test_cuda_decode"
 # The default fits one call with room for a second (292 s on 2026-11-26, with fastest): what is
 # already measured (ab, variants, ncu, racecheck) is left to GPU_STEPS. Steps run
 # in the file's order (most needed first), whatever the order in GPU_STEPS.
-STEPS=${GPU_STEPS:-"test kernels bench torch ceiling curve attn resume bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test kernels decode bench torch ceiling curve attn resume bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -163,6 +168,11 @@ if want kernels; then
     step "test_cuda_kernels"
     run kernels 90 "$KTEST"
     kern_rc=$?
+fi
+if want decode; then
+    step "test_cuda_decode, then GPT-2 124M generation speed at batch 1 (dev/gpu-decode.sh)"
+    run decode-test 90 "$DTEST"
+    run decode 120 bash "$ROOT/dev/gpu-decode.sh" "$TG" "$ROOT" /tmp/tg-decode
 fi
 bench_rc=1
 if want bench; then

@@ -13,13 +13,15 @@ scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE
 mkdir -p gpu-data bench gpu-libs
 cp runs/demo/data/*.h5 gpu-data/
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
-for bin in build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels; do
+for bin in build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels \
+           build-gpu/tests/cuda/test_cuda_decode; do
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
     | while read -r lib; do cp -L "$lib" gpu-libs/; done
 tar -C gpu-libs -cJf gpu-libs.tar.xz .
+# (8 paths: the device tool's most)
 CARRY=(build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention
-       build-gpu/tests/cuda/test_cuda_kernels gpu-data bench gpu-libs.tar.xz)
+       build-gpu/tests/cuda/test_cuda_kernels build-gpu/tests/cuda/test_cuda_decode gpu-data bench gpu-libs.tar.xz)
 du -sh "${CARRY[@]}"
 # What travels: the tracked and untracked-not-ignored files plus the carried paths (limit 64 MiB).
 tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 cat 2>/dev/null | wc -c)

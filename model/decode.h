@@ -1,12 +1,20 @@
-/* model/decode.h — incremental decoding with a KV cache (CPU backend, fp32; GPT-2 and Llama, whose
- * cache holds its n_kv_head heads; model/cpu/cpu_decode.h): the prompt is
- * processed in one forward that fills every layer's keys and values, then each new token costs one
- * row through the network plus attention over the cached positions. Each logit is computed with
- * the same kernels and the same per-element arithmetic as tg_model_forward, so greedy decoding
- * picks the same tokens as recomputing the whole window.
+/* model/decode.h — incremental decoding with a KV cache: the prompt is processed in one forward
+ * that fills every layer's keys and values, then each new token costs one row through the network
+ * plus attention over the cached positions.
+ *
+ * Backends (model/decode_backend.h):
+ *   CPU, fp32, GPT-2 and Llama (whose cache holds its n_kv_head heads; model/cpu/cpu_decode.h):
+ *     each logit is computed with the same kernels and the same per-element arithmetic as
+ *     tg_model_forward, so greedy decoding picks the same tokens as recomputing the whole window.
+ *   CUDA, GPT-2, the model's dtype (fp32 or bf16; model/cuda/gpt2_cuda_decode.cu): the forward's
+ *     LayerNorm and matmul launchers at M = the rows appended, and its own attention of the new
+ *     rows over the cache. Matmuls of another shape may sum in another order and attention does,
+ *     so logits equal the full forward's to rounding, not bitwise.
  *
  * Positions are absolute: at most the model's T (tg_model_opts(m)->T) tokens in all. The decoder
- * reads the model's parameters when it is made (tg_decoder_init): make a new one after they change. */
+ * reads the model's parameters when it is made (tg_decoder_init): make a new one after they change.
+ * On CUDA it uses the model's stream and cuBLASLt state: do not run the model's own forward or
+ * backward between two appends of a decoder you still mean to use. */
 #ifndef TG_MODEL_DECODE_H
 #define TG_MODEL_DECODE_H
 
@@ -17,7 +25,8 @@
 
 typedef struct tg_decoder tg_decoder;
 
-/* m: a CPU model in fp32 (TG_ERR_ARG otherwise: CUDA or bf16 emulation are not supported here). */
+/* m: a CPU model in fp32 (TG_ERR_ARG for bf16 emulation) or a CUDA GPT-2 model; TG_ERR_ARG or
+ * TG_ERR_UNSUPPORTED, saying why, for the others. */
 tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err);
 void tg_decoder_free(tg_decoder *d);
 
@@ -26,7 +35,8 @@ int tg_decoder_len(const tg_decoder *d);
 
 /* Appends n >= 1 tokens (ids in [0, vocab_size)) in one forward and writes the logits of the last
  * one to logits (padded_vocab_size floats; columns >= vocab_size are meaningless). TG_ERR_ARG if the
- * cache would exceed T tokens. */
+ * cache would exceed T tokens, TG_ERR_DATA for an id out of range; nothing changes then. After
+ * any other error (CUDA) the cache length is unchanged too, but free the decoder. */
 tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *logits, tg_error *err);
 
 #endif

@@ -15,7 +15,7 @@ float *tg_cpu_dec_alloc(size_t n) {
     return p;
 }
 
-static void free_work(tg_decoder *d) {
+static void free_work(tg_cpu_decoder *d) {
     for (int i = 0; i < d->nbufs; i++) {
         free(d->buf[i]);
         d->buf[i] = NULL;
@@ -25,7 +25,7 @@ static void free_work(tg_decoder *d) {
     d->cap = 0;
 }
 
-static tg_status reserve(tg_decoder *d, int n, tg_error *err) {
+static tg_status reserve(tg_cpu_decoder *d, int n, tg_error *err) {
     if (n <= d->cap) return TG_OK;
     free_work(d);
     int ok = (d->att = tg_cpu_dec_alloc((size_t)n * d->NH * d->T)) != NULL;
@@ -38,7 +38,11 @@ static tg_status reserve(tg_decoder *d, int n, tg_error *err) {
     return TG_OK;
 }
 
-tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err) {
+static void cpu_decoder_free(void *impl);
+static tg_status cpu_decoder_append(void *impl, const int32_t *ids, int n, float *logits, tg_error *err);
+static const tg_decoder_ops cpu_decoder_ops = {"cpu", cpu_decoder_free, cpu_decoder_append};
+
+tg_status tg_cpu_decoder_init(void **out, const tg_decoder_ops **ops, tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     *out = NULL;
     const tg_model_options *o = tg_model_opts(m);
@@ -48,7 +52,7 @@ tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err) {
     const float *params = tg_model_params(m, &dt);
     if (!params) return tg_error_set(err, TG_ERR_ARG, "decoder: the parameters are sharded (ZeRO-3), not all here");
     if (dt != TG_DTYPE_F32) return tg_error_set(err, TG_ERR_ARG, "decoder: parameters must be fp32");
-    tg_decoder *d = calloc(1, sizeof *d);
+    tg_cpu_decoder *d = calloc(1, sizeof *d);
     if (!d) return tg_error_set(err, TG_ERR_NOMEM, "decoder: out of memory");
     const tg_gpt2_config *c = &tg_model_layout(m)->cfg;
     d->params = params;
@@ -63,13 +67,15 @@ tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err) {
     d->v = tg_cpu_dec_alloc((size_t)d->L * d->T * d->kvd);
     if (!d->k || !d->v) TG_FAIL(err, TG_ERR_NOMEM, "decoder: out of memory for the KV cache");
     *out = d;
+    *ops = &cpu_decoder_ops;
     d = NULL;
 cleanup:
-    tg_decoder_free(d);
+    cpu_decoder_free(d);
     return st;
 }
 
-void tg_decoder_free(tg_decoder *d) {
+static void cpu_decoder_free(void *impl) {
+    tg_cpu_decoder *d = impl;
     if (!d) return;
     free_work(d);
     free(d->k);
@@ -79,9 +85,7 @@ void tg_decoder_free(tg_decoder *d) {
     free(d);
 }
 
-int tg_decoder_len(const tg_decoder *d) { return d->len; }
-
-void tg_cpu_dec_attention(tg_decoder *d, int l, float *out, const float *q, size_t ldq, int t0, int n) {
+void tg_cpu_dec_attention(tg_cpu_decoder *d, int l, float *out, const float *q, size_t ldq, int t0, int n) {
     const int NH = d->NH, hs = d->hs, T = d->T, group = d->NH / d->NKV;
     const float scale = 1.0f / sqrtf((float)hs);
     const float *k = tg_cpu_dec_k(d, l, 0), *v = tg_cpu_dec_v(d, l, 0);
@@ -104,14 +108,9 @@ void tg_cpu_dec_attention(tg_decoder *d, int l, float *out, const float *q, size
         }
 }
 
-tg_status tg_decoder_append(tg_decoder *d, const int32_t *ids, int n, float *logits, tg_error *err) {
-    if (n < 1) return tg_error_set(err, TG_ERR_ARG, "decoder: nothing to append");
-    if (d->len + n > d->T)
-        return tg_error_set(err, TG_ERR_ARG, "decoder: %d + %d tokens exceed the model's sequence length %d", d->len,
-                            n, d->T);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= d->V)
-            return tg_error_set(err, TG_ERR_DATA, "decoder: token %d outside [0, %d)", (int)ids[i], d->V);
+/* decode.c checked n, the room left and the ids. */
+static tg_status cpu_decoder_append(void *impl, const int32_t *ids, int n, float *logits, tg_error *err) {
+    tg_cpu_decoder *d = impl;
     tg_status st = reserve(d, n, err);
     if (st != TG_OK) return st;
     d->step(d, ids, n, logits);

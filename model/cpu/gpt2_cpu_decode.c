@@ -9,7 +9,7 @@
 
 enum { X, LN, MEAN, RSTD, QKV, ATTY, PROJ, RES2, FCH, FCHG, NBUFS };
 
-static void gpt2_step(tg_decoder *d, const int32_t *ids, int n, float *logits) {
+static void gpt2_step(tg_cpu_decoder *d, const int32_t *ids, int n, float *logits) {
     const int C = d->C, L = d->L, t0 = d->len;
     const size_t C3 = 3 * (size_t)C;
     float *const *b = d->buf;
@@ -46,7 +46,7 @@ static void gpt2_step(tg_decoder *d, const int32_t *ids, int n, float *logits) {
     tg_cpu_gemm_strided(logits, (size_t)d->Vp, b[LN], (size_t)C, 1, wte, 1, (size_t)C, NULL, 1, d->Vp, C, 0);
 }
 
-tg_status tg_cpu_dec_gpt2_setup(tg_decoder *d, tg_error *err) {
+tg_status tg_cpu_dec_gpt2_setup(tg_cpu_decoder *d, tg_error *err) {
     (void)err;
     const size_t C = (size_t)d->C;
     const size_t rows[NBUFS] = {[X] = C,        [LN] = C,   [MEAN] = 1,    [RSTD] = 1,     [QKV] = 3 * C,

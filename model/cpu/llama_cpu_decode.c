@@ -12,7 +12,7 @@
 
 enum { X, LN, RSTD, Q, ATTY, PROJ, RES2, GATE, UP, H, NBUFS };
 
-static void llama_step(tg_decoder *d, const int32_t *ids, int n, float *logits) {
+static void llama_step(tg_cpu_decoder *d, const int32_t *ids, int n, float *logits) {
     const tg_gpt2_config *c = &d->lay->cfg;
     const int C = d->C, L = d->L, t0 = d->len, NH = d->NH, NKV = d->NKV, hs = d->hs, F = c->ffn_dim;
     const int KV = (int)d->kvd, half = hs / 2;
@@ -47,7 +47,7 @@ static void llama_step(tg_decoder *d, const int32_t *ids, int n, float *logits) 
     tg_llama_linear_forward(logits, (size_t)d->Vp, b[LN], tg_cpu_dec_tensor(d, tg_llama_head_index(c)), 1, C, d->Vp);
 }
 
-tg_status tg_cpu_dec_llama_setup(tg_decoder *d, tg_error *err) {
+tg_status tg_cpu_dec_llama_setup(tg_cpu_decoder *d, tg_error *err) {
     const size_t C = (size_t)d->C, F = (size_t)d->lay->cfg.ffn_dim;
     const size_t rows[NBUFS] = {[X] = C,    [LN] = C,   [RSTD] = 1, [Q] = C,  [ATTY] = C,
                                 [PROJ] = C, [RES2] = C, [GATE] = F, [UP] = F, [H] = F};
