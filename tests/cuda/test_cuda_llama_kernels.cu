@@ -1,6 +1,13 @@
 /* tests/cuda/test_cuda_llama_kernels.cu — Llama's CUDA kernels (model/cuda/llama_kernels.cu)
  * against the CPU reference functions they mirror (model/cpu/llama_kernels.c), in fp32 and bf16.
  *
+ * Two ways to run the kernels, the same cases and checks for both:
+ *   (no argument)  on the GPU, through the launchers of llama_ops.cuh (exits 77 without a GPU);
+ *   --host         their bodies (llama_kernels.cuh, __host__ __device__) on the host over the
+ *                  launchers' index spaces, warp sums emulated lane by lane: the index arithmetic,
+ *                  the layouts and the formulas checked without a GPU (what the GPU adds: the
+ *                  launch shapes, device expf/sqrtf, FMA contraction and memory behaviour).
+ *
  * Every input is drawn in fp32 and rounded to X first, so both sides read the same values; the
  * CPU reference then computes in fp32 as the backend does. What may differ:
  *  - fp32: the order of the row sums (warp trees vs a serial loop; the RMSNorm statistics and
@@ -14,19 +21,19 @@
  *    values near 0). Outputs that are a difference of larger terms (RMSNorm's dx) are checked
  *    norm-wise to 4e-3 (twice the unit roundoff 2^-9) in bf16 and 1e-5 in fp32; fp32 outputs of
  *    bf16 inputs (rstd, the weight gradient) to 1e-5 like fp32.
- * Each kernel also runs twice: the bits must not change (no atomics).
+ * Outputs start as NaN (every element must be written), and each kernel runs twice: the bits
+ * must not change (no atomics).
  *
  * Shapes: rows not a multiple of the 8-row blocks, C not a multiple of 32 (the lane loops), more
  * rows than TG_CUDA_COL_CHUNKS (several rows per column-sum chunk), a long row (C = 2048); RoPE
  * with GQA (4 query heads over 2 KV heads), MQA and MHA, head sizes 16 and 64, plain and Llama 3
- * scaled frequencies, positions row % T over several sequences.
- *
- * Without a CUDA device: prints "SKIP: no CUDA device" and exits 77. */
+ * scaled frequencies, positions row % T over several sequences. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda/llama_kernels.cuh"
 #include "model/cuda/llama_ops.cuh"
 
 extern "C" {
@@ -50,23 +57,172 @@ template <typename X> static void randn(X *hx, float *hf, size_t n, float scale,
         hf[i] = to_f32(hx[i]);
     }
 }
-
-template <typename X> static X *upload(const X *h, size_t n) {
-    X *d = NULL;
-    CU(cudaMalloc((void **)&d, (n ? n : 1) * sizeof(X)));
-    CU(cudaMemcpy(d, h, n * sizeof(X), cudaMemcpyHostToDevice));
-    return d;
+template <typename X> static X *alloc_x(size_t n) { return (X *)malloc((n ? n : 1) * sizeof(X)); }
+static float *alloc_f(size_t n) { return (float *)malloc((n ? n : 1) * sizeof(float)); }
+template <typename X> static void fill_nan(X *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = from_f32<X>(NAN);
 }
-/* device X[n] -> host fp32 */
-template <typename X> static float *download(const X *d, size_t n) {
-    X *h = (X *)malloc((n ? n : 1) * sizeof(X));
-    float *f = (float *)malloc((n ? n : 1) * sizeof(float));
-    CU(cudaDeviceSynchronize());
-    CU(cudaMemcpy(h, d, n * sizeof(X), cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < n; i++) f[i] = to_f32(h[i]);
-    free(h);
+template <typename X> static float *to_floats(const X *p, size_t n) {
+    float *f = alloc_f(n);
+    for (size_t i = 0; i < n; i++) f[i] = to_f32(p[i]);
     return f;
 }
+
+/* ---- the two ways to run a kernel: host arrays in and out ---- */
+
+static int g_host; /* --host: the kernel bodies on the host */
+static cudaStream_t g_stream;
+
+/* device copies of host arrays, and back */
+template <typename X> static X *dev(const X *h, size_t n) {
+    X *d = NULL;
+    CU(cudaMalloc((void **)&d, (n ? n : 1) * sizeof(X)));
+    if (h) CU(cudaMemcpy(d, h, n * sizeof(X), cudaMemcpyHostToDevice));
+    return d;
+}
+template <typename X> static void back(X *h, X *d, size_t n) {
+    CU(cudaStreamSynchronize(g_stream));
+    CU(cudaMemcpy(h, d, n * sizeof(X), cudaMemcpyDeviceToHost));
+    CU(cudaFree(d));
+}
+
+/* The warp sum of 32 lanes' partial values as tg_warp_sum does it (xor butterfly: every lane ends
+ * with the same bits). */
+static float warp_sum_host(float v[32]) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float t[32];
+        for (int l = 0; l < 32; l++) t[l] = v[l] + v[l ^ o];
+        memcpy(v, t, sizeof t);
+    }
+    return v[0];
+}
+
+template <typename X>
+static void run_rmsnorm_fwd(X *res, X *out, float *rstd, const X *a, const X *b, const X *w, int N, int C, float eps) {
+    tg_error err = {};
+    const size_t n = (size_t)N * C;
+    if (g_host) {
+        for (int row = 0; row < N; row++) {
+            const size_t off = (size_t)row * C;
+            float part[32];
+            for (int l = 0; l < 32; l++) part[l] = llama_rms_sumsq<X>(res, a, b, off, C, l, 32);
+            const float r = llama_rms_rstd(warp_sum_host(part), C, eps);
+            for (int l = 0; l < 32; l++) llama_rms_scale<X>(out, b ? res : a, w, off, C, r, l, 32);
+            rstd[row] = r;
+        }
+        return;
+    }
+    X *d_res = b ? dev<X>(NULL, n) : NULL, *d_out = dev<X>(NULL, n), *d_a = dev(a, n), *d_b = b ? dev(b, n) : NULL;
+    X *d_w = dev(w, C);
+    float *d_rstd = dev<float>(NULL, N);
+    CHECK_OK(tg_cuda_residual_rmsnorm_forward<X>(d_res, d_out, d_rstd, d_a, d_b, d_w, N, C, eps, g_stream, &err), &err);
+    if (b) back(res, d_res, n);
+    back(out, d_out, n);
+    back(rstd, d_rstd, N);
+    CU(cudaFree(d_a));
+    CU(cudaFree(d_b));
+    CU(cudaFree(d_w));
+}
+
+/* dx and dw accumulate into what they hold. */
+template <typename X>
+static void run_rmsnorm_bwd(X *dx, float *dw, const X *dout, const X *x, const float *rstd, const X *w, int N, int C) {
+    tg_error err = {};
+    const size_t n = (size_t)N * C;
+    if (g_host) {
+        for (int row = 0; row < N; row++) {
+            const size_t off = (size_t)row * C;
+            float part[32];
+            for (int l = 0; l < 32; l++) part[l] = llama_rms_dot<X>(dout, x, w, off, C, l, 32);
+            const float dot = warp_sum_host(part);
+            for (int l = 0; l < 32; l++) llama_rms_dx<X>(dx, dout, x, w, off, C, rstd[row], dot, l, 32);
+        }
+        int chunks = 0, rows = 0;
+        llama_rms_dw_chunks(N, &chunks, &rows);
+        CHECK(chunks <= TG_CUDA_COL_CHUNKS && (size_t)chunks * rows >= (size_t)N);
+        for (int c = 0; c < C; c++) { /* the second pass in chunk order (the finish kernel's order differs) */
+            float sum = 0.0f;
+            for (int k = 0; k < chunks; k++) sum += llama_rms_dw_part<X>(dout, x, rstd, N, C, rows, k, c);
+            dw[c] += sum;
+        }
+        return;
+    }
+    X *d_dx = dev(dx, n), *d_dout = dev(dout, n), *d_x = dev(x, n), *d_w = dev(w, C);
+    float *d_dw = dev(dw, C), *d_rstd = dev(rstd, N), *d_part = dev<float>(NULL, (size_t)TG_CUDA_COL_CHUNKS * C);
+    CHECK_OK(tg_cuda_rmsnorm_backward<X>(d_dx, d_dw, d_part, d_dout, d_x, d_rstd, d_w, N, C, g_stream, &err), &err);
+    back(dx, d_dx, n);
+    back(dw, d_dw, C);
+    CU(cudaFree(d_dout));
+    CU(cudaFree(d_x));
+    CU(cudaFree(d_w));
+    CU(cudaFree(d_rstd));
+    CU(cudaFree(d_part));
+}
+
+template <typename X>
+static void run_qkv_fwd(X *qkv, const X *raw, const float *ct, const float *st, int B, int T, int NH, int NKV, int HS) {
+    tg_error err = {};
+    const size_t n3 = (size_t)B * T * 3 * NH * HS, nraw = (size_t)B * T * (NH + 2 * NKV) * HS, nt = (size_t)T * (HS / 2);
+    if (g_host) {
+        const size_t pairs = (size_t)B * T * 3 * NH * (HS / 2);
+        for (size_t idx = 0; idx < pairs; idx++) llama_qkv_forward_at<X>(qkv, raw, ct, st, T, NH, NKV, HS, idx);
+        return;
+    }
+    X *d_qkv = dev<X>(qkv, n3), *d_raw = dev(raw, nraw); /* qkv: its NaN poison too */
+    float *d_ct = dev(ct, nt), *d_st = dev(st, nt);
+    CHECK_OK(tg_cuda_llama_qkv_forward<X>(d_qkv, d_raw, d_ct, d_st, B, T, NH, NKV, HS, g_stream, &err), &err);
+    back(qkv, d_qkv, n3);
+    CU(cudaFree(d_raw));
+    CU(cudaFree(d_ct));
+    CU(cudaFree(d_st));
+}
+
+template <typename X>
+static void run_qkv_bwd(X *draw, const X *dqkv, const float *ct, const float *st, int B, int T, int NH, int NKV, int HS) {
+    tg_error err = {};
+    const size_t n3 = (size_t)B * T * 3 * NH * HS, nraw = (size_t)B * T * (NH + 2 * NKV) * HS, nt = (size_t)T * (HS / 2);
+    if (g_host) {
+        const size_t pairs = (size_t)B * T * (NH + 2 * NKV) * (HS / 2);
+        for (size_t idx = 0; idx < pairs; idx++) llama_qkv_backward_at<X>(draw, dqkv, ct, st, T, NH, NKV, HS, idx);
+        return;
+    }
+    X *d_draw = dev<X>(draw, nraw), *d_dqkv = dev(dqkv, n3);
+    float *d_ct = dev(ct, nt), *d_st = dev(st, nt);
+    CHECK_OK(tg_cuda_llama_qkv_backward<X>(d_draw, d_dqkv, d_ct, d_st, B, T, NH, NKV, HS, g_stream, &err), &err);
+    back(draw, d_draw, nraw);
+    CU(cudaFree(d_dqkv));
+    CU(cudaFree(d_ct));
+    CU(cudaFree(d_st));
+}
+
+template <typename X> static void run_swiglu_fwd(X *h, const X *gu, int N, int F) {
+    tg_error err = {};
+    const size_t n = (size_t)N * F;
+    if (g_host) {
+        for (size_t i = 0; i < n; i++) llama_swiglu_forward_at<X>(h, gu, F, i);
+        return;
+    }
+    X *d_h = dev<X>(h, n), *d_gu = dev(gu, 2 * n);
+    CHECK_OK(tg_cuda_swiglu_forward<X>(d_h, d_gu, N, F, g_stream, &err), &err);
+    back(h, d_h, n);
+    CU(cudaFree(d_gu));
+}
+
+template <typename X> static void run_swiglu_bwd(X *dgu, const X *dh, const X *gu, int N, int F) {
+    tg_error err = {};
+    const size_t n = (size_t)N * F;
+    if (g_host) {
+        for (size_t i = 0; i < n; i++) llama_swiglu_backward_at<X>(dgu, dh, gu, F, i);
+        return;
+    }
+    X *d_dgu = dev<X>(dgu, 2 * n), *d_dh = dev(dh, n), *d_gu = dev(gu, 2 * n);
+    CHECK_OK(tg_cuda_swiglu_backward<X>(d_dgu, d_dh, d_gu, N, F, g_stream, &err), &err);
+    back(dgu, d_dgu, 2 * n);
+    CU(cudaFree(d_dh));
+    CU(cudaFree(d_gu));
+}
+
+/* ---- checks ---- */
 
 /* Largest |got - ref| - (rel |ref| + abs) over n (<= 0: within tolerance; NaN counts as over). */
 static void check_elem(const char *what, const float *got, const float *ref, size_t n, double rel, double abs_tol) {
@@ -84,7 +240,7 @@ static void check_elem(const char *what, const float *got, const float *ref, siz
     CHECKF(worst <= 0.0, "%s: outside tolerance", what);
 }
 
-/* ||got - ref|| / ||ref|| <= tol */
+/* ||got - ref|| / ||ref|| <= tol (NaN fails) */
 static void check_norm(const char *what, const float *got, const float *ref, size_t n, double tol) {
     double d = 0.0, r = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -96,27 +252,28 @@ static void check_norm(const char *what, const float *got, const float *ref, siz
     CHECKF(e <= tol, "%s: rel err %.3g > %.3g", what, e, tol);
 }
 
-static void check_same_bits(const char *what, const float *a, const float *b, size_t n) {
-    CHECKF(memcmp(a, b, n * sizeof(float)) == 0, "%s: a second run gave other bits", what);
+static void check_same_bits(const char *what, const void *a, const void *b, size_t bytes) {
+    CHECKF(memcmp(a, b, bytes) == 0, "%s: a second run gave other bits", what);
 }
 
 static const double BF16_REL = 1.0 / 128, ABS = 1e-5;
 template <typename X> static double elem_rel() { return sizeof(X) == 2 ? BF16_REL : 1e-5; }
 template <typename X> static double norm_tol() { return sizeof(X) == 2 ? 4e-3 : 1e-5; }
 
-/* RMSNorm forward (with the residual add) and backward. */
-template <typename X> static void rmsnorm_case(const char *tname, int N, int C, cudaStream_t s) {
-    tg_error err = {};
+/* ---- cases ---- */
+
+/* RMSNorm forward (with and without the residual add) and backward. */
+template <typename X> static void rmsnorm_case(const char *tname, int N, int C) {
     const float eps = 1e-5f;
     const size_t n = (size_t)N * C;
     tg_rng r;
     tg_rng_init(&r, (uint64_t)N * 131 + C);
-    X *ha = (X *)malloc(n * sizeof(X)), *hb = (X *)malloc(n * sizeof(X)), *hw = (X *)malloc(C * sizeof(X));
-    X *hdy = (X *)malloc(n * sizeof(X)), *hdx0 = (X *)malloc(n * sizeof(X)), *hx = (X *)malloc(n * sizeof(X));
-    float *fa = (float *)malloc(n * 4), *fb = (float *)malloc(n * 4), *fw = (float *)malloc(C * 4);
-    float *fdy = (float *)malloc(n * 4), *fdx = (float *)malloc(n * 4), *fx = (float *)malloc(n * 4);
-    float *ref_out = (float *)malloc(n * 4), *ref_rstd = (float *)malloc(N * 4), *ref_dw = (float *)malloc(C * 4);
-    float *dw0 = (float *)malloc(C * 4);
+    X *ha = alloc_x<X>(n), *hb = alloc_x<X>(n), *hw = alloc_x<X>(C), *hdy = alloc_x<X>(n), *hdx0 = alloc_x<X>(n);
+    X *hx = alloc_x<X>(n), *res = alloc_x<X>(n), *out = alloc_x<X>(n), *dx = alloc_x<X>(n);
+    float *fa = alloc_f(n), *fb = alloc_f(n), *fw = alloc_f(C), *fdy = alloc_f(n), *fdx = alloc_f(n), *fx = alloc_f(n);
+    float *ref_out = alloc_f(n), *ref_rstd = alloc_f(N), *ref_dw = alloc_f(C), *dw0 = alloc_f(C);
+    float *rstd = alloc_f(N), *dw = alloc_f(C);
+    float *keep[2][5] = {};
     printf("%s rmsnorm N=%d C=%d\n", tname, N, C);
     randn<X>(ha, fa, n, 1.0f, &r);
     randn<X>(hb, fb, n, 0.5f, &r);
@@ -134,69 +291,47 @@ template <typename X> static void rmsnorm_case(const char *tname, int N, int C, 
     }
     tg_llama_rmsnorm_forward(ref_out, ref_rstd, fx, fw, N, C, eps);
     tg_llama_rmsnorm_backward(fdx, ref_dw, fdy, fx, fw, ref_rstd, N, C);
-
-    X *da = upload(ha, n), *db = upload(hb, n), *dw = upload(hw, C), *ddy = upload(hdy, n), *dx = upload(hx, n);
-    X *dres, *dout, *ddx;
-    float *drstd, *dgw, *dpartial, *drstd_ref;
-    CU(cudaMalloc((void **)&dres, n * sizeof(X)));
-    CU(cudaMalloc((void **)&dout, n * sizeof(X)));
-    CU(cudaMalloc((void **)&ddx, n * sizeof(X)));
-    CU(cudaMalloc((void **)&drstd, N * 4));
-    CU(cudaMalloc((void **)&dgw, C * 4));
-    CU(cudaMalloc((void **)&dpartial, (size_t)TG_CUDA_COL_CHUNKS * C * 4));
-    drstd_ref = upload(ref_rstd, N);
-    float *got[2][5];
     for (int run = 0; run < 2; run++) {
-        CU(cudaMemcpy(ddx, hdx0, n * sizeof(X), cudaMemcpyHostToDevice));
-        CU(cudaMemcpy(dgw, dw0, C * 4, cudaMemcpyHostToDevice));
-        CHECK_OK(tg_cuda_residual_rmsnorm_forward<X>(dres, dout, drstd, da, db, dw, N, C, eps, s, &err), &err);
+        fill_nan(res, n);
+        fill_nan(out, n);
+        for (int i = 0; i < N; i++) rstd[i] = NAN;
+        memcpy(dx, hdx0, n * sizeof(X));
+        memcpy(dw, dw0, C * sizeof(float));
+        run_rmsnorm_fwd<X>(res, out, rstd, ha, hb, hw, N, C, eps);
         /* backward from the reference rstd and x: checked on its own */
-        CHECK_OK(tg_cuda_rmsnorm_backward<X>(ddx, dgw, dpartial, ddy, dx, drstd_ref, dw, N, C, s, &err), &err);
-        got[run][0] = download(dres, n);
-        got[run][1] = download(dout, n);
-        got[run][2] = download(drstd, N);
-        got[run][3] = download(ddx, n);
-        got[run][4] = download(dgw, C);
+        run_rmsnorm_bwd<X>(dx, dw, hdy, hx, ref_rstd, hw, N, C);
+        keep[run][0] = to_floats(res, n);
+        keep[run][1] = to_floats(out, n);
+        keep[run][2] = to_floats(rstd, N);
+        keep[run][3] = to_floats(dx, n);
+        keep[run][4] = to_floats(dw, C);
     }
-    check_elem("residual (a + b rounded)", got[0][0], fx, n, 0.0, 0.0);
-    check_elem("out", got[0][1], ref_out, n, elem_rel<X>(), ABS);
-    check_elem("rstd", got[0][2], ref_rstd, N, 1e-5, 0.0);
-    check_norm("dx (accumulated)", got[0][3], fdx, n, norm_tol<X>());
-    check_norm("dweight (accumulated, fp32)", got[0][4], ref_dw, C, 1e-5);
+    check_elem("residual (a + b rounded)", keep[0][0], fx, n, 0.0, 0.0);
+    check_elem("out", keep[0][1], ref_out, n, elem_rel<X>(), ABS);
+    check_elem("rstd", keep[0][2], ref_rstd, N, 1e-5, 0.0);
+    check_norm("dx (accumulated)", keep[0][3], fdx, n, norm_tol<X>());
+    check_norm("dweight (accumulated, fp32)", keep[0][4], ref_dw, C, 1e-5);
     const size_t sizes[5] = {n, n, (size_t)N, n, (size_t)C};
     for (int k = 0; k < 5; k++) {
-        check_same_bits("rmsnorm run to run", got[0][k], got[1][k], sizes[k]);
-        free(got[0][k]);
-        free(got[1][k]);
+        check_same_bits("rmsnorm run to run", keep[0][k], keep[1][k], sizes[k] * sizeof(float));
+        free(keep[0][k]);
+        free(keep[1][k]);
     }
-    {   /* without the residual (b = NULL: x = a, res untouched) */
-        CHECK_OK(tg_cuda_residual_rmsnorm_forward<X>(NULL, dout, drstd, da, NULL, dw, N, C, eps, s, &err), &err);
-        tg_llama_rmsnorm_forward(ref_out, ref_rstd, fa, fw, N, C, eps);
-        float *o = download(dout, n);
-        check_elem("out without residual", o, ref_out, n, elem_rel<X>(), ABS);
-        free(o);
-    }
-    cudaFree(da);
-    cudaFree(db);
-    cudaFree(dw);
-    cudaFree(ddy);
-    cudaFree(dx);
-    cudaFree(dres);
-    cudaFree(dout);
-    cudaFree(ddx);
-    cudaFree(drstd);
-    cudaFree(dgw);
-    cudaFree(dpartial);
-    cudaFree(drstd_ref);
-    free(ha), free(hb), free(hw), free(hdy), free(hdx0), free(hx);
+    /* without the residual (b = NULL: x = a, res not written) */
+    fill_nan(out, n);
+    run_rmsnorm_fwd<X>(NULL, out, rstd, ha, NULL, hw, N, C, eps);
+    tg_llama_rmsnorm_forward(ref_out, ref_rstd, fa, fw, N, C, eps);
+    float *o = to_floats(out, n);
+    check_elem("out without residual", o, ref_out, n, elem_rel<X>(), ABS);
+    free(o);
+    free(ha), free(hb), free(hw), free(hdy), free(hdx0), free(hx), free(res), free(out), free(dx);
     free(fa), free(fb), free(fw), free(fdy), free(fdx), free(fx);
-    free(ref_out), free(ref_rstd), free(ref_dw), free(dw0);
+    free(ref_out), free(ref_rstd), free(ref_dw), free(dw0), free(rstd), free(dw);
 }
 
 /* The q|k|v re-layout with RoPE and its adjoint, against llama_cpu.c's sequence of calls. */
 template <typename X>
-static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, double rope_factor, cudaStream_t s) {
-    tg_error err = {};
+static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, double rope_factor) {
     const int C = NH * HS, KV = NKV * HS, QKV = C + 2 * KV, N = B * T, half = HS / 2;
     tg_gpt2_config cfg = {};
     cfg.n_embd = C;
@@ -208,16 +343,16 @@ static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, 
         cfg.rope_high_freq_factor = 4.0;
         cfg.rope_original_max_pos = 64;
     }
-    float *inv = (float *)malloc(half * 4), *ct = (float *)malloc((size_t)T * half * 4),
-          *st = (float *)malloc((size_t)T * half * 4);
+    float *inv = alloc_f(half), *ct = alloc_f((size_t)T * half), *st = alloc_f((size_t)T * half);
     tg_llama_rope_inv_freq(&cfg, inv);
     tg_llama_rope_tables(ct, st, T, half, inv);
     const size_t nraw = (size_t)N * QKV, n3 = (size_t)N * 3 * C;
     tg_rng r;
     tg_rng_init(&r, (uint64_t)NH * 1000 + NKV * 10 + HS);
-    X *hraw = (X *)malloc(nraw * sizeof(X)), *hd3 = (X *)malloc(n3 * sizeof(X));
-    float *fraw = (float *)malloc(nraw * 4), *fd3 = (float *)malloc(n3 * 4);
-    float *ref3 = (float *)calloc(n3, 4), *refraw = (float *)calloc(nraw, 4), *kv = (float *)malloc((size_t)N * KV * 4);
+    X *hraw = alloc_x<X>(nraw), *hd3 = alloc_x<X>(n3), *qkv = alloc_x<X>(n3), *draw = alloc_x<X>(nraw);
+    float *fraw = alloc_f(nraw), *fd3 = alloc_f(n3), *kv = alloc_f((size_t)N * KV);
+    float *ref3 = (float *)calloc(n3, 4), *refraw = (float *)calloc(nraw, 4);
+    float *keep[2][2];
     printf("%s rope re-layout B=%d T=%d NH=%d NKV=%d HS=%d%s\n", tname, B, T, NH, NKV, HS,
            rope_factor > 0 ? " (llama3 scaling)" : "");
     randn<X>(hraw, fraw, nraw, 1.0f, &r);
@@ -237,46 +372,32 @@ static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, 
     for (int i = 0; i < N; i++) memcpy(refraw + (size_t)i * QKV + C, kv + (size_t)i * KV, (size_t)KV * 4);
     tg_llama_kv_reduce(kv, fd3 + 2 * C, 3 * (size_t)C, N, NH, NKV, HS);
     for (int i = 0; i < N; i++) memcpy(refraw + (size_t)i * QKV + C + KV, kv + (size_t)i * KV, (size_t)KV * 4);
-
-    X *draw = upload(hraw, nraw), *dd3 = upload(hd3, n3), *dqkv, *ddraw;
-    float *dct = upload(ct, (size_t)T * half), *dst = upload(st, (size_t)T * half);
-    CU(cudaMalloc((void **)&dqkv, n3 * sizeof(X)));
-    CU(cudaMalloc((void **)&ddraw, nraw * sizeof(X)));
-    /* poison: every output element must be written */
-    CU(cudaMemset(dqkv, 0xff, n3 * sizeof(X)));
-    CU(cudaMemset(ddraw, 0xff, nraw * sizeof(X)));
-    float *got[2][2];
     for (int run = 0; run < 2; run++) {
-        CHECK_OK(tg_cuda_llama_qkv_forward<X>(dqkv, draw, dct, dst, B, T, NH, NKV, HS, s, &err), &err);
-        CHECK_OK(tg_cuda_llama_qkv_backward<X>(ddraw, dd3, dct, dst, B, T, NH, NKV, HS, s, &err), &err);
-        got[run][0] = download(dqkv, n3);
-        got[run][1] = download(ddraw, nraw);
+        fill_nan(qkv, n3);
+        fill_nan(draw, nraw);
+        run_qkv_fwd<X>(qkv, hraw, ct, st, B, T, NH, NKV, HS);
+        run_qkv_bwd<X>(draw, hd3, ct, st, B, T, NH, NKV, HS);
+        keep[run][0] = to_floats(qkv, n3);
+        keep[run][1] = to_floats(draw, nraw);
     }
-    check_elem("qkv forward (rope, kv repeated)", got[0][0], ref3, n3, elem_rel<X>(), ABS);
+    check_elem("qkv forward (rope, kv repeated)", keep[0][0], ref3, n3, elem_rel<X>(), ABS);
     /* the group sums: up to NH/NKV terms of size ~1, summed in the same order as the CPU's */
-    check_elem("qkv backward (unrope, kv summed)", got[0][1], refraw, nraw, elem_rel<X>(), ABS * (NH / NKV));
-    check_same_bits("rope forward run to run", got[0][0], got[1][0], n3);
-    check_same_bits("rope backward run to run", got[0][1], got[1][1], nraw);
-    for (int k = 0; k < 2; k++) free(got[0][k]), free(got[1][k]);
-    cudaFree(draw);
-    cudaFree(dd3);
-    cudaFree(dqkv);
-    cudaFree(ddraw);
-    cudaFree(dct);
-    cudaFree(dst);
-    free(inv), free(ct), free(st), free(hraw), free(hd3), free(fraw), free(fd3), free(ref3), free(refraw), free(kv);
+    check_elem("qkv backward (unrope, kv summed)", keep[0][1], refraw, nraw, elem_rel<X>(), ABS * (NH / NKV));
+    check_same_bits("rope forward run to run", keep[0][0], keep[1][0], n3 * sizeof(float));
+    check_same_bits("rope backward run to run", keep[0][1], keep[1][1], nraw * sizeof(float));
+    for (int k = 0; k < 2; k++) free(keep[0][k]), free(keep[1][k]);
+    free(inv), free(ct), free(st), free(hraw), free(hd3), free(qkv), free(draw), free(fraw), free(fd3), free(kv);
+    free(ref3), free(refraw);
 }
 
 /* SwiGLU on the fused gate|up rows, forward and backward. */
-template <typename X> static void swiglu_case(const char *tname, int N, int F, cudaStream_t s) {
-    tg_error err = {};
+template <typename X> static void swiglu_case(const char *tname, int N, int F) {
     const size_t n = (size_t)N * F;
     tg_rng r;
     tg_rng_init(&r, (uint64_t)N * 7 + F);
-    X *hgu = (X *)malloc(2 * n * sizeof(X)), *hdh = (X *)malloc(n * sizeof(X));
-    float *fgu = (float *)malloc(2 * n * 4), *fdh = (float *)malloc(n * 4);
-    float *gate = (float *)malloc(n * 4), *up = (float *)malloc(n * 4), *h = (float *)malloc(n * 4);
-    float *dg = (float *)malloc(n * 4), *du = (float *)malloc(n * 4), *refgu = (float *)malloc(2 * n * 4);
+    X *hgu = alloc_x<X>(2 * n), *hdh = alloc_x<X>(n), *h = alloc_x<X>(n), *dgu = alloc_x<X>(2 * n);
+    float *fgu = alloc_f(2 * n), *fdh = alloc_f(n), *gate = alloc_f(n), *up = alloc_f(n), *ref_h = alloc_f(n);
+    float *dg = alloc_f(n), *du = alloc_f(n), *refgu = alloc_f(2 * n);
     printf("%s swiglu N=%d F=%d\n", tname, N, F);
     randn<X>(hgu, fgu, 2 * n, 3.0f, &r); /* gates well into both tails of the sigmoid */
     randn<X>(hdh, fdh, n, 1.0f, &r);
@@ -284,48 +405,45 @@ template <typename X> static void swiglu_case(const char *tname, int N, int F, c
         memcpy(gate + (size_t)i * F, fgu + (size_t)i * 2 * F, (size_t)F * 4);
         memcpy(up + (size_t)i * F, fgu + (size_t)i * 2 * F + F, (size_t)F * 4);
     }
-    tg_llama_swiglu_forward(h, gate, up, n);
+    tg_llama_swiglu_forward(ref_h, gate, up, n);
     tg_llama_swiglu_backward(dg, du, fdh, gate, up, n);
     for (int i = 0; i < N; i++) {
         memcpy(refgu + (size_t)i * 2 * F, dg + (size_t)i * F, (size_t)F * 4);
         memcpy(refgu + (size_t)i * 2 * F + F, du + (size_t)i * F, (size_t)F * 4);
     }
-    X *dgu = upload(hgu, 2 * n), *ddh = upload(hdh, n), *dout, *ddgu;
-    CU(cudaMalloc((void **)&dout, n * sizeof(X)));
-    CU(cudaMalloc((void **)&ddgu, 2 * n * sizeof(X)));
-    CU(cudaMemset(ddgu, 0xff, 2 * n * sizeof(X)));
-    CHECK_OK(tg_cuda_swiglu_forward<X>(dout, dgu, N, F, s, &err), &err);
-    CHECK_OK(tg_cuda_swiglu_backward<X>(ddgu, ddh, dgu, N, F, s, &err), &err);
-    float *go = download(dout, n), *gg = download(ddgu, 2 * n);
+    fill_nan(h, n);
+    fill_nan(dgu, 2 * n);
+    run_swiglu_fwd<X>(h, hgu, N, F);
+    run_swiglu_bwd<X>(dgu, hdh, hgu, N, F);
+    float *go = to_floats(h, n), *gg = to_floats(dgu, 2 * n);
     /* expf differs by an ulp or two between the libraries: relative 1e-5 in fp32 */
-    check_elem("h = silu(gate) * up", go, h, n, elem_rel<X>(), ABS);
+    check_elem("h = silu(gate) * up", go, ref_h, n, elem_rel<X>(), ABS);
     check_elem("dgate | dup", gg, refgu, 2 * n, elem_rel<X>(), ABS);
-    cudaFree(dgu);
-    cudaFree(ddh);
-    cudaFree(dout);
-    cudaFree(ddgu);
-    free(go), free(gg), free(hgu), free(hdh), free(fgu), free(fdh), free(gate), free(up), free(h), free(dg), free(du),
-        free(refgu);
+    free(go), free(gg), free(hgu), free(hdh), free(h), free(dgu), free(fgu), free(fdh), free(gate), free(up);
+    free(ref_h), free(dg), free(du), free(refgu);
 }
 
-template <typename X> static void all_cases(const char *tname, cudaStream_t s) {
-    rmsnorm_case<X>(tname, 74, 96, s);
-    rmsnorm_case<X>(tname, 3000, 200, s); /* > TG_CUDA_COL_CHUNKS rows: 3 rows per chunk */
-    rmsnorm_case<X>(tname, 37, 2048, s);
-    rope_case<X>(tname, 3, 37, 4, 2, 16, 0.0, s);  /* GQA */
-    rope_case<X>(tname, 2, 40, 4, 1, 16, 8.0, s);  /* MQA, Llama 3 scaling */
-    rope_case<X>(tname, 2, 33, 2, 2, 64, 0.0, s);  /* MHA, head size 64 */
-    rope_case<X>(tname, 1, 130, 8, 2, 64, 32.0, s); /* T past original_max_pos */
-    swiglu_case<X>(tname, 70, 160, s);
-    swiglu_case<X>(tname, 5, 4099, s);
+template <typename X> static void all_cases(const char *tname) {
+    rmsnorm_case<X>(tname, 74, 96);
+    rmsnorm_case<X>(tname, 3000, 200); /* > TG_CUDA_COL_CHUNKS rows: 3 rows per chunk */
+    rmsnorm_case<X>(tname, 37, 2048);
+    rope_case<X>(tname, 3, 37, 4, 2, 16, 0.0);   /* GQA */
+    rope_case<X>(tname, 2, 40, 4, 1, 16, 8.0);   /* MQA, Llama 3 scaling */
+    rope_case<X>(tname, 2, 33, 2, 2, 64, 0.0);   /* MHA, head size 64 */
+    rope_case<X>(tname, 1, 130, 8, 2, 64, 32.0); /* T past original_max_pos */
+    swiglu_case<X>(tname, 70, 160);
+    swiglu_case<X>(tname, 5, 4099);
 }
 
-int main(void) {
-    cudaStream_t s;
-    cuda_test_require_device();
-    CU(cudaStreamCreate(&s));
-    all_cases<float>("fp32", s);
-    all_cases<tg_bf16>("bf16", s);
-    CU(cudaStreamDestroy(s));
+int main(int argc, char **argv) {
+    g_host = argc > 1 && strcmp(argv[1], "--host") == 0;
+    if (!g_host) {
+        cuda_test_require_device();
+        CU(cudaStreamCreate(&g_stream));
+    }
+    printf("kernels run %s\n", g_host ? "as their bodies on the host (--host)" : "on the GPU");
+    all_cases<float>("fp32");
+    all_cases<tg_bf16>("bf16");
+    if (!g_host) CU(cudaStreamDestroy(g_stream));
     TEST_MAIN_END();
 }
