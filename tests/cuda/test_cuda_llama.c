@@ -6,7 +6,9 @@
  * ignored targets), then two AdamW steps on a shard that cuts through embed_tokens and
  * model.norm. Compared: logits, loss, every parameter gradient (norm-wise relative error per
  * tensor), grad_sqnorm, the AdamW update and moments, and the grad-ready hook sequence; then the
- * contract errors. The same checks as test_cuda_model.c's for GPT-2.
+ * contract errors. The same checks as test_cuda_model.c's for GPT-2. Then the grad-ready hook's
+ * timing (hook_snapshots: gradients copied on the model's stream at each hook equal the final
+ * ones), with L=3, tied and untied, each attention.
  *
  * Cases: grouped-query (4 query heads over 2 KV heads), multi-query (1 KV head) and multi-head
  * attention; tied and untied LM heads; plain and Llama 3 scaled RoPE; fp32 (always the cuBLASLt
@@ -240,6 +242,72 @@ static void run_case(const char *name, int bf16, tg_cuda_options co, int n_head,
     tg_model_free(gpu);
 }
 
+/* The grad-ready hook comes only after the gradients it names are complete on the model's stream:
+ * like the trainer's hook (which all-reduces [lo, hi) on a stream ordered after the model's), this
+ * one copies [lo, hi) of the gradients on the model's stream when called; after two micro-batches
+ * (the second partial) those copies must equal the final gradients bit for bit. */
+typedef struct {
+    tg_model *m;
+    float *snap; /* device, n_padded */
+    hook_log log;
+} snapshot_hook;
+
+static void snapshot(void *ctx, size_t lo, size_t hi) {
+    snapshot_hook *h = ctx;
+    tg_dtype dt;
+    const float *g = tg_model_grads(h->m, &dt);
+    hook(&h->log, lo, hi);
+    CHECK(cudaMemcpyAsync(h->snap + lo, g + lo, (hi - lo) * sizeof(float), cudaMemcpyDeviceToDevice,
+                          (cudaStream_t)tg_model_stream(h->m)) == cudaSuccess);
+}
+
+static void hook_snapshots(const char *name, int bf16, tg_cuda_attention attn, int tied) {
+    tg_error err = {0};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = 100, .n_layer = 3, .n_head = 4, .n_embd = 64,
+                          .arch = TG_MODEL_ARCH_LLAMA, .n_kv_head = 2, .ffn_dim = 176, .tie_embeddings = tied};
+    tg_model_options opt = {.device = TG_DEVICE_CUDA, .bf16 = bf16, .B = B, .T = T, .pad_multiple = 64,
+                            .cuda = {.attention = attn, .lmhead_rows = 32}};
+    tg_model *m = NULL;
+    snapshot_hook sh = {0};
+    int32_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
+    tg_rng r;
+    printf("case hook snapshots %s\n", name);
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    CHECK_OK(tg_model_init(&m, &cfg, &opt, &err), &err);
+    if (!m) return;
+    const tg_gpt2_layout *lay = tg_model_layout(m);
+    float *p0 = malloc(lay->n_params * sizeof(float)), *g = malloc(lay->n_params * sizeof(float));
+    float *snap = malloc(lay->n_params * sizeof(float));
+    tg_llama_params_init(lay, p0, 11);
+    tg_rng_init(&r, 5);
+    make_batch(&r, in1, tg1, cfg.vocab_size);
+    make_batch(&r, in2, tg2, cfg.vocab_size);
+    sh.m = m;
+    CHECK(cudaMalloc((void **)&sh.snap, tg_model_n_padded(m) * sizeof(float)) == cudaSuccess);
+    tg_model_set_grad_hook(m, snapshot, &sh);
+    CHECK_OK(tg_model_params_set(m, p0, &err), &err);
+    CHECK_OK(tg_model_grads_zero(m, &err), &err);
+    CHECK_OK(tg_model_forward(m, in1, tg1, B, &err), &err);
+    CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
+    CHECK_OK(tg_model_forward(m, in2, tg2, B - 1, &err), &err);
+    CHECK_OK(tg_model_backward(m, 0.5f, &err), &err);
+    if (sh.snap) {
+        size_t bad = 0;
+        CHECK_OK(tg_model_grads_get(m, g, &err), &err);
+        CHECKF(sh.log.n == 2 * (cfg.n_layer + 2), "%s: %d hook calls", name, sh.log.n);
+        CHECK(cudaMemcpy(snap, sh.snap, lay->n_params * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+        for (size_t i = 0; i < lay->n_params; i++) bad += memcmp(&g[i], &snap[i], sizeof(float)) != 0;
+        CHECKF(bad == 0, "%s: %zu of %zu gradients copied at the hooks differ from the final ones", name, bad,
+               lay->n_params);
+        printf("  %zu of %zu hook-time gradients differ from the final ones\n", bad, lay->n_params);
+        cudaFree(sh.snap);
+    }
+    free(p0);
+    free(g);
+    free(snap);
+    tg_model_free(m);
+}
+
 /* What the Llama CUDA backend refuses at init, before it touches a device. */
 static void refusals(void) {
     tg_error err = {0};
@@ -272,5 +340,8 @@ int main(void) {
     /* cuDNN SDPA serves the full first micro-batch, flash the partial second one (B_used < B) */
     run_case("bf16-cudnn-gqa-untied", 1, cudnn, 4, 2, 0, 8.0, &bf16_tol);
     run_case("bf16-cudnn-mqa-tied", 1, cudnn48, 2, 1, 1, 0.0, &bf16_tol);
+    hook_snapshots("bf16-cudnn-untied", 1, TG_CUDA_ATTN_CUDNN, 0);
+    hook_snapshots("bf16-flash-tied", 1, TG_CUDA_ATTN_FLASH, 1);
+    hook_snapshots("fp32-tied", 0, TG_CUDA_ATTN_NAIVE, 1);
     TEST_MAIN_END();
 }
