@@ -122,6 +122,7 @@ tg_status cuda_device_init(tg_model *m, cuda_impl *p, tg_error *err) {
     p->T = m->opt.T;
     p->C = cfg->n_embd;
     p->NH = cfg->n_head;
+    p->NKV = cfg->arch == TG_MODEL_ARCH_LLAMA ? cfg->n_kv_head : cfg->n_head;
     p->L = cfg->n_layer;
     p->V = cfg->vocab_size;
     p->Vp = cfg->padded_vocab_size;

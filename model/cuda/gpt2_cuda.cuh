@@ -61,6 +61,7 @@ typedef struct {
     char note[256];       /* tg_model_describe */
     size_t xs; /* sizeof(X) */
     int B, T, C, NH, L, V, Vp;
+    int NKV; /* key/value heads of the attention (Llama's n_kv_head; GPT-2: NH) */
     int head_idx; /* the tensor the LM head reads (model/gpt2.h or model/llama.h index) */
     cudaStream_t stream;
     cudaEvent_t ev_upload; /* the last input upload has been read from h_io */
@@ -149,7 +150,8 @@ size_t cuda_device_bytes(const tg_model *m);
  * that need no device into p: the matmul switches, the LM-head chunk, p->log. */
 tg_status cuda_options_apply(cuda_impl *p, const tg_model_options *opt, tg_error *err);
 /* On the current device: p->flash, p->cudnn (cuDNN's SDPA where the options and the shape allow
- * it) and the description in p->note. */
+ * it; with p->NKV key/value heads, reading q | k | v rows of (NH + 2 NKV) HS) and the description
+ * in p->note. */
 tg_status cuda_attention_init(cuda_impl *p, const tg_cuda_options *o, tg_error *err);
 
 /* ---- gpt2_cuda_profile.cu: a CUDA event before every op on the stream; the time between two

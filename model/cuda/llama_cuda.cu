@@ -14,8 +14,11 @@
  * flat buffer), and so are gate|up (2F, C); RoPE is applied while the q|k|v rows are laid out
  * for attention (llama_kernels.cu), its inverse while their gradients are laid back; the
  * residual add is fused into the RMSNorm after it. Attention is GPT-2's (cuBLASLt + softmax in
- * fp32; flash kernels or cuDNN SDPA in bf16) on n_head heads: each KV head is repeated over its
- * group of query heads in the re-layout, and backward sums the group's gradients. */
+ * fp32; flash kernels or cuDNN SDPA in bf16). cuDNN takes the n_kv_head heads as they are
+ * (grouped-query attention built into its graphs: RoPE is applied in the projection's layout, and
+ * cuDNN sums dk, dv over each group); for the MHA kernels (flash, cuBLASLt) each KV head is
+ * repeated over its group of query heads in the re-layout, and backward sums the group's
+ * gradients. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +35,9 @@ extern "C" {
 typedef struct {
     void *ln1;       /* input_layernorm output */
     float *rstd1;    /* (B,T) */
-    void *qkvr;      /* flash / cuDNN: the attention input (B,T,3C) (roped q | roped k | v, KV heads
-                      * repeated); cuBLASLt attention: q, k, v each (B,NH,T,HS) (attention.cu) */
+    void *qkvr;      /* the attention input: flash (B,T,3C) (roped q | roped k | v, KV heads repeated);
+                      * cuDNN (B,T,C+2KV) (roped q | roped k | v, NKV heads); cuBLASLt attention:
+                      * q, k, v each (B,NH,T,HS) (attention.cu) */
     void *att;       /* cuBLASLt attention: (B,NH,T,T) softmax; else NULL */
     float *lse;      /* flash / cuDNN: (B,NH,T) */
     void *atty;      /* attention output before o_proj */
@@ -148,8 +152,13 @@ static tg_status llama_init(tg_model *m, tg_error *err) {
     q->eps = (float)c->norm_eps;
     {
         const size_t k = strlen(p->note);
-        snprintf(p->note + k, sizeof p->note - k, ", llama (%d KV heads repeated over %d query heads)", q->NKV,
-                 p->NH);
+        if (p->cudnn)
+            snprintf(p->note + k, sizeof p->note - k,
+                     ", llama (cuDNN reads the %d KV heads; for the flash kernels they are repeated over %d query "
+                     "heads)", q->NKV, p->NH);
+        else
+            snprintf(p->note + k, sizeof p->note - k, ", llama (%d KV heads repeated over %d query heads)", q->NKV,
+                     p->NH);
     }
 
     q->layers = (llama_layer_acts *)calloc((size_t)p->L, sizeof(llama_layer_acts));
@@ -235,19 +244,25 @@ static tg_status forward_impl(tg_model *m, llama_impl *q, int Bu, tg_error *err)
         const auto w = [&](tg_llama_block_tensor k) { return wt<X>(m, p, tg_llama_block_index(l, k)); };
         const X *res_in = (const X *)(l == 0 ? p->encoded : q->layers[l - 1].res3);
         X *qkv3 = (X *)(p->flash ? a->qkvr : q->s_qkv3);
-        /* q|k|v = ln1 @ [Wq; Wk; Wv]^T (N, C + 2KV); RoPE, KV heads repeated: qkv3 (N, 3C) */
+        /* q|k|v = ln1 @ [Wq; Wk; Wv]^T (N, C + 2KV) */
         TG_TRY(linear_forward<X>(p, (X *)q->s_raw, (const X *)a->ln1, w(TG_LLAMA_Q), N, C, QKV, err));
-        OP(P_ELEMWISE, tg_cuda_llama_qkv_forward<X>(qkv3, (const X *)q->s_raw, q->rope_cos, q->rope_sin, Bu, T, NH,
-                                                    NKV, HS, s, err));
-        if (p->flash && p->cudnn_last)
+        if (p->flash && p->cudnn_last) {
+            /* cuDNN reads the KV heads as they are: RoPE in the projection's layout, into qkvr */
+            OP(P_ELEMWISE, tg_cuda_llama_rope<X>((X *)a->qkvr, (const X *)q->s_raw, q->rope_cos, q->rope_sin, Bu, T,
+                                                 NH, NKV, HS, 0, s, err));
             OP(P_ATTN, tg_cudnn_attn_forward(p->cudnn, (tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr, C, s,
                                              err));
-        else if (p->flash)
-            OP(P_ATTN, tg_cuda_flash_attention_forward((tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr, Bu, T,
-                                                       C, NH, s, err));
-        else
-            OP(P_ATTN, tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att, (X *)p->s_heads,
-                                                    qkv3, Bu, T, C, NH, s, err));
+        } else {
+            /* RoPE, KV heads repeated: qkv3 (N, 3C) for the MHA kernels */
+            OP(P_ELEMWISE, tg_cuda_llama_qkv_forward<X>(qkv3, (const X *)q->s_raw, q->rope_cos, q->rope_sin, Bu, T,
+                                                        NH, NKV, HS, s, err));
+            if (p->flash)
+                OP(P_ATTN, tg_cuda_flash_attention_forward((tg_bf16 *)a->atty, a->lse, (const tg_bf16 *)a->qkvr, Bu,
+                                                           T, C, NH, s, err));
+            else
+                OP(P_ATTN, tg_cuda_attention_forward<X>(bl, (X *)a->atty, (X *)a->qkvr, (X *)a->att,
+                                                        (X *)p->s_heads, qkv3, Bu, T, C, NH, s, err));
+        }
         /* res2 = res_in + atty @ Wo^T;  ln2 = RMSNorm(res2) */
         TG_TRY(linear_forward<X>(p, (X *)p->s_btc, (const X *)a->atty, w(TG_LLAMA_O), N, C, C, err));
         OP(P_LAYERNORM, tg_cuda_residual_rmsnorm_forward<X>((X *)a->res2, (X *)a->ln2, a->rstd2, res_in,
@@ -318,20 +333,25 @@ static tg_status backward_impl(tg_model *m, llama_impl *q, float loss_scale, tg_
         /* attention output projection: datty in s_btc */
         TG_TRY(linear_backward<X>(p, s_btc, g(TG_LLAMA_O), (const X *)a->atty, dres, w(TG_LLAMA_O), N, C, C, err));
         if (p->flash && p->cudnn_last) {
-            OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)dqkv3, (const tg_bf16 *)s_btc,
+            /* cuDNN writes dq | dk | dv in the projection's layout, dk and dv summed over each group;
+             * then RoPE is undone in place */
+            OP(P_ATTN, tg_cudnn_attn_backward(p->cudnn, (tg_bf16 *)q->s_raw, (const tg_bf16 *)s_btc,
                                               (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse, C, s, err));
-        } else if (p->flash) {
-            OP(P_ATTN, tg_cuda_flash_attention_backward((tg_bf16 *)dqkv3, p->s_delta, (const tg_bf16 *)s_btc,
-                                                        (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse,
-                                                        Bu, T, C, NH, s, err));
+            OP(P_ELEMWISE, tg_cuda_llama_rope<X>((X *)q->s_raw, (const X *)q->s_raw, q->rope_cos, q->rope_sin, Bu, T,
+                                                 NH, NKV, HS, 1, s, err));
         } else {
-            OP(P_ATTN, tg_cuda_attention_backward<X>(bl, dqkv3, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
-                                                     s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C, NH, s,
-                                                     err));
+            if (p->flash)
+                OP(P_ATTN, tg_cuda_flash_attention_backward((tg_bf16 *)dqkv3, p->s_delta, (const tg_bf16 *)s_btc,
+                                                            (const tg_bf16 *)a->atty, (const tg_bf16 *)a->qkvr, a->lse,
+                                                            Bu, T, C, NH, s, err));
+            else
+                OP(P_ATTN, tg_cuda_attention_backward<X>(bl, dqkv3, (X *)p->s_dqkvr, (X *)p->s_datt, (X *)p->s_heads,
+                                                         s_btc, (const X *)a->qkvr, (const X *)a->att, Bu, T, C, NH,
+                                                         s, err));
+            /* back to the projection's layout: RoPE undone, KV groups summed */
+            OP(P_ELEMWISE, tg_cuda_llama_qkv_backward<X>((X *)q->s_raw, dqkv3, q->rope_cos, q->rope_sin, Bu, T, NH,
+                                                         NKV, HS, s, err));
         }
-        /* back to the projection's layout: RoPE undone, KV groups summed */
-        OP(P_ELEMWISE, tg_cuda_llama_qkv_backward<X>((X *)q->s_raw, dqkv3, q->rope_cos, q->rope_sin, Bu, T, NH, NKV,
-                                                     HS, s, err));
         TG_TRY(linear_backward<X>(p, s_btc, g(TG_LLAMA_Q), (const X *)a->ln1, (const X *)q->s_raw, w(TG_LLAMA_Q), N,
                                   C, QKV, err));
         /* through input_layernorm plus the identity: dres becomes d(block input) */

@@ -111,6 +111,26 @@ cleanup:
     return st;
 }
 
+template <typename X>
+__global__ void llama_rope_kernel(X *out, const X *in, const float *cos_t, const float *sin_t, int T, int NH, int NKV,
+                                  int HS, int inverse, size_t n) {
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x)
+        llama_rope_raw_at<X>(out, in, cos_t, sin_t, T, NH, NKV, HS, inverse, idx);
+}
+
+template <typename X>
+tg_status tg_cuda_llama_rope(X *out, const X *in, const float *cos_t, const float *sin_t, int B, int T, int NH,
+                             int NKV, int HS, int inverse, cudaStream_t s, tg_error *err) {
+    tg_status st = TG_OK;
+    const size_t n = (size_t)B * T * (NH + 2 * NKV) * (HS / 2);
+    if (n == 0) goto cleanup;
+    llama_rope_kernel<X><<<tg_cuda_blocks(n), TG_CUDA_THREADS, 0, s>>>(out, in, cos_t, sin_t, T, NH, NKV, HS, inverse,
+                                                                       n);
+    TG_CUDA_LAUNCH_CHECK(err);
+cleanup:
+    return st;
+}
+
 /* ---- SwiGLU ---- */
 
 template <typename X> __global__ void swiglu_forward_kernel(X *h, const X *gu, int F, size_t n) {
@@ -154,6 +174,8 @@ cleanup:
                                                     int, int, cudaStream_t, tg_error *);                           \
     template tg_status tg_cuda_llama_qkv_backward<X>(X *, const X *, const float *, const float *, int, int, int,   \
                                                      int, int, cudaStream_t, tg_error *);                          \
+    template tg_status tg_cuda_llama_rope<X>(X *, const X *, const float *, const float *, int, int, int, int, int, \
+                                             int, cudaStream_t, tg_error *);                                        \
     template tg_status tg_cuda_swiglu_forward<X>(X *, const X *, int, int, cudaStream_t, tg_error *);              \
     template tg_status tg_cuda_swiglu_backward<X>(X *, const X *, const X *, int, int, cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)

@@ -129,6 +129,28 @@ TG_LLAMA_HD void llama_qkv_backward_at(X *draw, const X *dqkv, const float *cos_
     dst[i + half] = tg_from_f32<X>(b);
 }
 
+/* RoPE in the projection's own layout (B, T, C + 2 KV), for cuDNN's grouped-query attention:
+ * pair idx < B*T * (NH + 2 NKV) * HS/2 = (row, slot, i); slots [0, NH + NKV) (the q and k heads)
+ * rotated (inverse: sin -> -sin, the backward), the v slots copied. out may be in (in place). */
+template <typename X>
+TG_LLAMA_HD void llama_rope_raw_at(X *out, const X *in, const float *cos_t, const float *sin_t, int T, int NH, int NKV,
+                                   int HS, int inverse, size_t idx) {
+    const int half = HS / 2, slots = NH + 2 * NKV;
+    const int i = (int)(idx % half), slot = (int)(idx / half % slots);
+    const size_t row = idx / half / slots;
+    const int t = (int)(row % T);
+    const size_t o = row * (size_t)slots * HS + (size_t)slot * HS;
+    if (slot >= NH + NKV) {
+        out[o + i] = in[o + i];
+        out[o + i + half] = in[o + i + half];
+        return;
+    }
+    const float a = tg_to_f32(in[o + i]), b = tg_to_f32(in[o + i + half]);
+    const float c = cos_t[(size_t)t * half + i], s = inverse ? -sin_t[(size_t)t * half + i] : sin_t[(size_t)t * half + i];
+    out[o + i] = tg_from_f32<X>(a * c - b * s);
+    out[o + i + half] = tg_from_f32<X>(b * c + a * s);
+}
+
 /* ---- SwiGLU (llama_kernels.c: tg_llama_swiglu_forward / _backward) on gate|up rows (N, 2F) ---- */
 
 /* h[i] = silu(gate) * up, i < N*F. */

@@ -39,6 +39,13 @@ template <typename X>
 tg_status tg_cuda_llama_qkv_backward(X *draw, const X *dqkv, const float *cos_t, const float *sin_t, int B, int T,
                                      int NH, int NKV, int HS, cudaStream_t s, tg_error *err);
 
+/* RoPE in the projection's layout: out (B, T, C + 2 KV) = in with the q and k heads rotated
+ * (inverse = 1: rotated back, the backward) and v copied; out may be in. For cuDNN's attention,
+ * which reads the KV heads as they are. */
+template <typename X>
+tg_status tg_cuda_llama_rope(X *out, const X *in, const float *cos_t, const float *sin_t, int B, int T, int NH,
+                             int NKV, int HS, int inverse, cudaStream_t s, tg_error *err);
+
 /* h (N, F) = silu(gate) * up, from gu (N, 2F) = gate | up per row (gate_proj and up_proj are
  * adjacent in the flat buffer: one matmul makes both). */
 template <typename X>

@@ -14,7 +14,9 @@
  * attention; tied and untied LM heads; plain and Llama 3 scaled RoPE; fp32 (always the cuBLASLt
  * attention) with and without cuBLASLt's epilogue fusion; bf16 with the flash kernels (head
  * sizes 16 and 64), with the cuBLASLt attention and with cuDNN's SDPA (where cuDNN takes the
- * shape); LM head in one chunk or in chunks of 48 rows.
+ * shape: the KV heads as they are, RoPE in the projection's layout, for the full first
+ * micro-batch; the flash kernels with repeated KV heads for the partial second one); LM head in
+ * one chunk or in chunks of 48 rows.
  *
  * Tolerances, as test_cuda_model.c's: fp32 must match to 1e-4 (the backends differ only in
  * summation order and expf's last bits; the RoPE tables are the same fp32 numbers on both).

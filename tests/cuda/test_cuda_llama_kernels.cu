@@ -195,6 +195,26 @@ static void run_qkv_bwd(X *draw, const X *dqkv, const float *ct, const float *st
     CU(cudaFree(d_st));
 }
 
+/* RoPE in the projection's layout (cuDNN's path); in place when out == in. */
+template <typename X>
+static void run_rope(X *out, const X *in, const float *ct, const float *st, int B, int T, int NH, int NKV, int HS,
+                     int inverse) {
+    tg_error err = {};
+    const size_t nraw = (size_t)B * T * (NH + 2 * NKV) * HS, nt = (size_t)T * (HS / 2);
+    if (g_host) {
+        const size_t pairs = (size_t)B * T * (NH + 2 * NKV) * (HS / 2);
+        for (size_t idx = 0; idx < pairs; idx++) llama_rope_raw_at<X>(out, in, ct, st, T, NH, NKV, HS, inverse, idx);
+        return;
+    }
+    X *d_out = dev<X>(out, nraw), *d_in = out == in ? d_out : dev(in, nraw);
+    float *d_ct = dev(ct, nt), *d_st = dev(st, nt);
+    CHECK_OK(tg_cuda_llama_rope<X>(d_out, d_in, d_ct, d_st, B, T, NH, NKV, HS, inverse, g_stream, &err), &err);
+    if (d_in != d_out) CU(cudaFree(d_in));
+    back(out, d_out, nraw);
+    CU(cudaFree(d_ct));
+    CU(cudaFree(d_st));
+}
+
 template <typename X> static void run_swiglu_fwd(X *h, const X *gu, int N, int F) {
     tg_error err = {};
     const size_t n = (size_t)N * F;
@@ -386,6 +406,25 @@ static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, 
     check_same_bits("rope forward run to run", keep[0][0], keep[1][0], n3 * sizeof(float));
     check_same_bits("rope backward run to run", keep[0][1], keep[1][1], nraw * sizeof(float));
     for (int k = 0; k < 2; k++) free(keep[0][k]), free(keep[1][k]);
+    {   /* cuDNN's path: RoPE in the projection's layout, forward out of place, inverse in place */
+        float *ref_f = alloc_f(nraw), *ref_b = alloc_f(nraw);
+        X *hgrad = alloc_x<X>(nraw);
+        memcpy(ref_f, fraw, nraw * 4);
+        tg_llama_rope(ref_f, (size_t)QKV, ct, st, B, T, NH, HS, 0);
+        tg_llama_rope(ref_f + C, (size_t)QKV, ct, st, B, T, NKV, HS, 0);
+        randn<X>(hgrad, ref_b, nraw, 1.0f, &r); /* a gradient in that layout */
+        tg_llama_rope(ref_b, (size_t)QKV, ct, st, B, T, NH, HS, 1);
+        tg_llama_rope(ref_b + C, (size_t)QKV, ct, st, B, T, NKV, HS, 1);
+        fill_nan(draw, nraw);
+        run_rope<X>(draw, hraw, ct, st, B, T, NH, NKV, HS, 0);
+        float *got = to_floats(draw, nraw);
+        check_elem("rope in the projection layout", got, ref_f, nraw, elem_rel<X>(), ABS);
+        free(got);
+        run_rope<X>(hgrad, hgrad, ct, st, B, T, NH, NKV, HS, 1);
+        got = to_floats(hgrad, nraw);
+        check_elem("inverse rope in place", got, ref_b, nraw, elem_rel<X>(), ABS);
+        free(got), free(ref_f), free(ref_b), free(hgrad);
+    }
     free(inv), free(ct), free(st), free(hraw), free(hd3), free(qkv), free(draw), free(fraw), free(fd3), free(kv);
     free(ref3), free(refraw);
 }
