@@ -30,7 +30,8 @@
 #   llamacurve  tests/cuda/llama_curve.sh: 300 steps of llama-tiny, GPU fp32 within 2% of the CPU,
 #             bf16 within 5% (no bf16 CPU reference for Llama)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention,
-#             timed (needed for cuda.cudnn_tune)
+#             cuDNN's grouped-query attention (Llama) against the flash kernels, timed (needed for
+#             cuda.cudnn_tune)
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
 #             bf16 resume, also with tuned cuBLASLt algorithms (needed for cuda.cublaslt_tune)
 #   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
