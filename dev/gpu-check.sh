@@ -14,6 +14,9 @@
 #             full-recompute greedy sampling; then dev/gpu-decode.sh: tokens/s of `truthgpt sample`
 #             on GPT-2 124M at batch 1 (KV cache, 1000 tokens; and --no-cache) (~40 s: most of it
 #             the checkpoint's one CPU training step)
+#   llama     model.arch=llama on CUDA: test_cuda_llama_kernels (RMSNorm, RoPE re-layout, SwiGLU
+#             against the CPU reference kernels) and test_cuda_llama (the backend against the CPU
+#             backend: GQA / MQA / MHA, tied / untied, fp32 and bf16 with each attention)
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
 #   torch     the PyTorch torch.compile reference, same shape (bench and torch log the SM clock and
 #             power they ran at)
@@ -28,8 +31,11 @@
 #   curve     tests/cuda/curve.sh: 300 steps of tiny on real data, GPU vs CPU within 2%, and the
 #             opt-in switches at once within the same 2% (TG_CURVE_EXTRA="flash naive" adds
 #             diagnostic runs)
+#   llamacurve  tests/cuda/llama_curve.sh: 300 steps of llama-tiny, GPU fp32 within 2% of the CPU,
+#             bf16 within 5% (no bf16 CPU reference for Llama)
 #   attn      test_cuda_attention: flash and cuDNN attention against the fp32 cuBLASLt attention,
-#             timed (needed for cuda.cudnn_tune)
+#             cuDNN's grouped-query attention (Llama) against the flash kernels, timed (needed for
+#             cuda.cudnn_tune)
 #   resume    tests/cuda/resume.sh: one-rank NCCL training through the trainer (ZeRO 0 and 1), bitwise
 #             bf16 resume, also with tuned cuBLASLt algorithms (needed for cuda.cublaslt_tune)
 #   comm      (not in the default list) truthgpt bench comm --device cuda: the NCCL collectives
@@ -50,7 +56,8 @@
 # (default 560 s; give the call a timeout_s of ~590): a step that would pass it gets the time
 # left, and under 20 s left the remaining steps are skipped, so the summary and the verdict are
 # always printed. The device tool brings back at most 8 files from $OUT, hence one archive of the
-# step logs: $OUT holds gpu-check.log, steps.tgz, curves.tgz and ncu's step.ncu-rep and CSV.
+# step logs: $OUT holds gpu-check.log, steps.tgz, curves.tgz, llama-curves.tgz and ncu's step.ncu-rep
+# and CSV.
 # The script goes on after a failure and exits non-zero if any step failed.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,14 +68,18 @@ LOG="$OUT/gpu-check.log"
 exec > >(tee -a "$LOG") 2>&1
 BUILD=${GPU_BUILD:-$ROOT/build-gpu} # dev/tests/gpu_check_dry.sh points it at stand-in programs
 TG="$BUILD/truthgpt"
-TEST="$BUILD/tests/cuda/test_cuda_model"
-ATEST="$BUILD/tests/cuda/test_cuda_attention"
-KTEST="$BUILD/tests/cuda/test_cuda_kernels"
-DTEST="$BUILD/tests/cuda/test_cuda_decode"
+# the test programs: in the build folder, else in gpu-tests/ (where dev/gpu-prepare.sh puts them)
+tbin() { if [ -e "$BUILD/tests/cuda/$1" ]; then echo "$BUILD/tests/cuda/$1"; else echo "$ROOT/gpu-tests/$1"; fi; }
+TEST=$(tbin test_cuda_model)
+ATEST=$(tbin test_cuda_attention)
+KTEST=$(tbin test_cuda_kernels)
+LTEST=$(tbin test_cuda_llama)
+LKTEST=$(tbin test_cuda_llama_kernels)
+DTEST=$(tbin test_cuda_decode)
 # The default fits one call with room for a second (292 s on 2026-11-26, with fastest): what is
 # already measured (ab, variants, ncu, racecheck) is left to GPU_STEPS. Steps run
 # in the file's order (most needed first), whatever the order in GPU_STEPS.
-STEPS=${GPU_STEPS:-"test kernels decode bench torch ceiling curve attn resume bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test kernels decode llama bench torch ceiling curve llamacurve attn resume bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -145,7 +156,7 @@ if [ -f "$ROOT/gpu-libs.tar.xz" ]; then
         || echo "cannot unpack gpu-libs.tar.xz"
 fi
 for pass in 1 2 3; do
-    missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" "$LTEST" "$LKTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
     [ -z "$missing" ] && break
     mkdir -p /tmp/tglibs
     for m in $missing; do
@@ -173,6 +184,16 @@ if want decode; then
     step "test_cuda_decode, then GPT-2 124M generation speed at batch 1 (dev/gpu-decode.sh)"
     run decode-test 90 "$DTEST"
     run decode 120 bash "$ROOT/dev/gpu-decode.sh" "$TG" "$ROOT" /tmp/tg-decode
+fi
+lk_rc=0
+llama_rc=0
+if want llama; then
+    step "test_cuda_llama_kernels"
+    run llama-kernels 60 "$LKTEST"
+    lk_rc=$?
+    step "test_cuda_llama"
+    run llama 120 "$LTEST"
+    llama_rc=$?
 fi
 bench_rc=1
 if want bench; then
@@ -232,6 +253,12 @@ if want curve; then
     TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} TG_CURVE_EXTRA=${TG_CURVE_EXTRA-} \
         run curve 90 bash "$ROOT/tests/cuda/curve.sh" "$TG" "$ROOT" /tmp/tg-curve
     (cd /tmp/tg-curve && tar czf "$OUT/curves.tgz" */metrics.jsonl 2>/dev/null) || true
+fi
+if want llamacurve; then
+    step "300-step llama-tiny loss curve, GPU vs CPU (tests/cuda/llama_curve.sh)"
+    TG_CURVE_DATA=${TG_CURVE_DATA:-$ROOT/gpu-data} \
+        run llamacurve 150 bash "$ROOT/tests/cuda/llama_curve.sh" "$TG" "$ROOT" /tmp/tg-llama-curve
+    (cd /tmp/tg-llama-curve && tar czf "$OUT/llama-curves.tgz" */metrics.jsonl 2>/dev/null) || true
 fi
 attn_rc=0
 if want attn; then
@@ -301,6 +328,13 @@ if want sanitize && { { [ $kern_rc -ne 0 ] && [ $kern_rc -ne 77 ]; } || [ -n "${
     step "compute-sanitizer memcheck: test_cuda_kernels (no timing)"
     TG_KERNELS_QUICK=1 run sanitize-k 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$KTEST"
 fi
+for t in "llama:$llama_rc:$LTEST" "llama-kernels:$lk_rc:$LKTEST"; do
+    IFS=: read -r name rc bin <<< "$t"
+    if want sanitize && { { [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
+        step "compute-sanitizer memcheck: $name"
+        run "sanitize-$name" 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$bin"
+    fi
+done
 if want racecheck; then
     step "compute-sanitizer racecheck: test_cuda_kernels (no timing)"
     TG_KERNELS_QUICK=1 run racecheck 240 "$CS" --tool racecheck --error-exitcode 9 --print-limit 20 "$KTEST"

@@ -10,18 +10,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh build-gpu -DTRUTHGPT_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90
 [ -e runs/demo/data/train_000000.h5 ] || scripts/demo.sh
-mkdir -p gpu-data bench gpu-libs
+mkdir -p gpu-data bench gpu-libs gpu-tests
 cp runs/demo/data/*.h5 gpu-data/
+# the CUDA test programs in one carried folder (the device tool takes at most 8 carried paths;
+# dev/gpu-check.sh looks for them there when the build folder did not travel)
+TESTS=(test_cuda_model test_cuda_attention test_cuda_kernels test_cuda_decode test_cuda_llama test_cuda_llama_kernels)
+for t in "${TESTS[@]}"; do cp build-gpu/tests/cuda/$t gpu-tests/; done
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
-for bin in build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention build-gpu/tests/cuda/test_cuda_kernels \
-           build-gpu/tests/cuda/test_cuda_decode; do
+for bin in build-gpu/truthgpt gpu-tests/*; do
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
     | while read -r lib; do cp -L "$lib" gpu-libs/; done
 tar -C gpu-libs -cJf gpu-libs.tar.xz .
-# (8 paths: the device tool's most)
-CARRY=(build-gpu/truthgpt build-gpu/tests/cuda/test_cuda_model build-gpu/tests/cuda/test_cuda_attention
-       build-gpu/tests/cuda/test_cuda_kernels build-gpu/tests/cuda/test_cuda_decode gpu-data bench gpu-libs.tar.xz)
+CARRY=(build-gpu/truthgpt gpu-tests gpu-data bench gpu-libs.tar.xz)
 du -sh "${CARRY[@]}"
 # What travels: the tracked and untracked-not-ignored files plus the carried paths (limit 64 MiB).
 tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 cat 2>/dev/null | wc -c)

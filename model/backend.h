@@ -61,6 +61,7 @@ extern const tg_backend_ops tg_cpu_backend_ops;
 extern const tg_backend_ops tg_cpu_llama_backend_ops; /* model/cpu/llama_cpu.c */
 #ifdef TG_HAVE_CUDA
 extern const tg_backend_ops tg_cuda_backend_ops;
+extern const tg_backend_ops tg_cuda_llama_backend_ops; /* model/cuda/llama_cuda.cu */
 #endif
 
 /* Calls the grad-ready hook, if any (backends call it from backward). */

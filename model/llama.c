@@ -68,6 +68,17 @@ void tg_llama_rope_inv_freq(const tg_gpt2_config *c, float *inv) {
     }
 }
 
+void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq) {
+    for (int i = 0; i < half; i++) {
+        const float inv = inv_freq[i]; /* angle = t * inv_freq in fp32, as HF */
+        for (int t = 0; t < T; t++) {
+            const float a = (float)t * inv;
+            cos_t[(size_t)t * half + i] = (float)cos((double)a);
+            sin_t[(size_t)t * half + i] = (float)sin((double)a);
+        }
+    }
+}
+
 static void add_tensor(tg_gpt2_layout *lay, size_t *off, const char *name, int layer, int ndim, int d0, int d1) {
     tg_tensor_info *t = &lay->tensors[lay->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s", name);

@@ -69,6 +69,10 @@ tg_status tg_llama_config_check(tg_gpt2_config *cfg, tg_error *err);
  * inv = (1 - s) * inv / factor + s * inv (_compute_llama3_parameters, operation for operation). */
 void tg_llama_rope_inv_freq(const tg_gpt2_config *cfg, float *inv);
 
+/* cos/sin tables (T, half): angle t * inv_freq[i] in fp32 as HF computes it, its cosine and sine
+ * in double rounded to fp32 (every backend reads these tables, so RoPE's angles agree bitwise). */
+void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq);
+
 /* The table above (cfg finalized). Called by tg_gpt2_layout_init for arch = llama. */
 tg_status tg_llama_layout_init(tg_gpt2_layout *lay, const tg_gpt2_config *cfg, tg_error *err);
 

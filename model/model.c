@@ -43,15 +43,11 @@ tg_status tg_model_init(tg_model **out, const tg_gpt2_config *cfg, const tg_mode
     if (m->opt.pad_multiple == 0) m->opt.pad_multiple = 1;
     TG_TRY(tg_gpt2_layout_init(&m->lay, cfg, err));
     m->n_padded = (m->lay.n_params + m->opt.pad_multiple - 1) / m->opt.pad_multiple * m->opt.pad_multiple;
-    if (cfg->arch == TG_MODEL_ARCH_LLAMA) {
-        if (opt->device != TG_DEVICE_CPU)
-            TG_FAIL(err, TG_ERR_UNSUPPORTED, "model.arch=llama runs on the CPU backend only (train.device=cpu)");
-        m->ops = &tg_cpu_llama_backend_ops;
-    } else if (opt->device == TG_DEVICE_CPU) {
-        m->ops = &tg_cpu_backend_ops;
+    if (opt->device == TG_DEVICE_CPU) {
+        m->ops = cfg->arch == TG_MODEL_ARCH_LLAMA ? &tg_cpu_llama_backend_ops : &tg_cpu_backend_ops;
     } else {
 #ifdef TG_HAVE_CUDA
-        m->ops = &tg_cuda_backend_ops;
+        m->ops = cfg->arch == TG_MODEL_ARCH_LLAMA ? &tg_cuda_llama_backend_ops : &tg_cuda_backend_ops;
 #else
         TG_FAIL(err, TG_ERR_UNSUPPORTED,
                 "train.device=cuda but truthgpt was built without CUDA (configure with -DTRUTHGPT_CUDA=ON)");

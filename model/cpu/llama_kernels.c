@@ -39,17 +39,6 @@ void tg_llama_rmsnorm_backward(float *dx, float *dw, const float *dout, const fl
     }
 }
 
-void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq) {
-    for (int i = 0; i < half; i++) {
-        const float inv = inv_freq[i]; /* angle = t * inv_freq in fp32, as HF */
-        for (int t = 0; t < T; t++) {
-            const float a = (float)t * inv;
-            cos_t[(size_t)t * half + i] = (float)cos((double)a);
-            sin_t[(size_t)t * half + i] = (float)sin((double)a);
-        }
-    }
-}
-
 void tg_llama_rope(float *x, size_t ld, const float *cos_t, const float *sin_t, int B, int T, int nh, int hs,
                    int inverse) {
     const int half = hs / 2;

@@ -15,10 +15,7 @@ void tg_llama_rmsnorm_forward(float *out, float *rstd, const float *x, const flo
 void tg_llama_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                const float *rstd, int N, int C);
 
-/* cos/sin tables (T, half): angle t * inv_freq[i] in fp32 as HF computes it (inv_freq:
- * tg_llama_rope_inv_freq). */
-void tg_llama_rope_tables(float *cos_t, float *sin_t, int T, int half, const float *inv_freq);
-/* In place on x: rows of B*T positions (position = row % T), row stride ld, nh heads of hs
+/* cos/sin tables: tg_llama_rope_tables (model/llama.h). In place on x: rows of B*T positions (position = row % T), row stride ld, nh heads of hs
  * channels each starting at column 0. inverse = 0 rotates (forward); 1 rotates back, which is the
  * backward (the rotation is orthogonal). */
 void tg_llama_rope(float *x, size_t ld, const float *cos_t, const float *sin_t, int B, int T, int nh, int hs,

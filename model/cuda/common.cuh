@@ -45,12 +45,13 @@ extern "C" {
 typedef __nv_bfloat16 tg_bf16;
 
 /* Working dtype <-> fp32. Every kernel is a template over X in {float, tg_bf16}, computes in
- * fp32 and rounds to nearest-even when it stores X. */
-__device__ __forceinline__ float tg_to_f32(float x) { return x; }
-__device__ __forceinline__ float tg_to_f32(tg_bf16 x) { return __bfloat162float(x); }
-template <typename X> __device__ __forceinline__ X tg_from_f32(float x);
-template <> __device__ __forceinline__ float tg_from_f32<float>(float x) { return x; }
-template <> __device__ __forceinline__ tg_bf16 tg_from_f32<tg_bf16>(float x) {
+ * fp32 and rounds to nearest-even when it stores X. Host too, for kernel bodies that a test runs
+ * on the host (llama_kernels.cuh). */
+__host__ __device__ __forceinline__ float tg_to_f32(float x) { return x; }
+__host__ __device__ __forceinline__ float tg_to_f32(tg_bf16 x) { return __bfloat162float(x); }
+template <typename X> __host__ __device__ __forceinline__ X tg_from_f32(float x);
+template <> __host__ __device__ __forceinline__ float tg_from_f32<float>(float x) { return x; }
+template <> __host__ __device__ __forceinline__ tg_bf16 tg_from_f32<tg_bf16>(float x) {
     return __float2bfloat16_rn(x);
 }
 

@@ -5,7 +5,8 @@
  *
  * Layouts are the ones flash_attention.cu uses, described to cuDNN as strides: q, k, v read in
  * place from qkv (B, T, 3, NH, HS); y and dy (B, T, NH, HS); dq, dk, dv written into dqkv
- * (B, T, 3, NH, HS); stats (B, NH, T) fp32 (natural-log log-sum-exp: only cuDNN's backward
+ * (B, T, 3, NH, HS); with NKV < NH key/value heads (grouped-query attention), qkv and dqkv rows
+ * are q (NH, HS) | k (NKV, HS) | v (NKV, HS); stats (B, NH, T) fp32 (natural-log log-sum-exp: only cuDNN's backward
  * reads it). The graphs are built once, at init, for one (B, T, NH, HS); building is slow
  * (~1 s) and may fail where cuDNN has no engine — then init reports why and the caller falls
  * back. The backward graph asks for cuDNN's deterministic algorithm (no dQ atomics) unless
@@ -39,19 +40,21 @@ struct tg_cudnn_attn {
     int64_t ws_bytes;
     void *ws;
     float scale;
+    int64_t nkv_hs;         /* NKV * HS: v starts this far after k in a row */
     int tune_fwd, tune_bwd; /* autotune still to do on the first call (tune) */
     const tg_log *log;      /* says which plan autotuning picked */
 };
 
-/* q, k or v (B, NH, T, HS) inside qkv (B, T, 3, NH, HS) */
+/* q (B, H = NH, T, HS), or k or v (B, H = NKV, T, HS), inside qkv rows of R = (NH + 2 NKV) HS
+ * elements (3 NH HS without grouped-query attention) */
 static std::shared_ptr<fe::graph::Tensor_attributes> qkv_tensor(fe::graph::Graph &g, const char *name,
-                                                                int64_t uid, int64_t B, int64_t NH,
-                                                                int64_t T, int64_t HS) {
+                                                                int64_t uid, int64_t B, int64_t H,
+                                                                int64_t T, int64_t HS, int64_t R) {
     return g.tensor(fe::graph::Tensor_attributes()
                         .set_name(name)
                         .set_uid(uid)
-                        .set_dim({B, NH, T, HS})
-                        .set_stride({3 * NH * HS * T, HS, 3 * NH * HS, 1}));
+                        .set_dim({B, H, T, HS})
+                        .set_stride({R * T, HS, R, 1}));
 }
 
 static fe::graph::Tensor_attributes bthd(const char *name, int64_t uid, int64_t B, int64_t NH, int64_t T,
@@ -111,12 +114,19 @@ static std::string finish_graph(fe::graph::Graph &g, cudnnHandle_t h, int tune, 
 
 tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, int deterministic,
                              int tune, const tg_log *log, char *why, size_t why_n, tg_error *err) {
+    return tg_cudnn_attn_init_gqa(out, B, T, NH, NH, HS, deterministic, tune, log, why, why_n, err);
+}
+
+tg_status tg_cudnn_attn_init_gqa(tg_cudnn_attn **out, int B, int T, int NH, int NKV, int HS, int deterministic,
+                                 int tune, const tg_log *log, char *why, size_t why_n, tg_error *err) {
     tg_status st = TG_OK;
     std::string msg;
     int64_t wf = 0, wb = 0;
+    const int64_t R = (int64_t)(NH + 2 * NKV) * HS; /* elements per row of qkv and dqkv */
     tg_cudnn_attn *a = new tg_cudnn_attn();
     *out = NULL;
     a->scale = 1.0f / sqrtf((float)HS);
+    a->nkv_hs = (int64_t)NKV * HS;
     a->log = log;
     if (cudnnCreate(&a->handle) != CUDNN_STATUS_SUCCESS) {
         msg = "cudnnCreate failed (no usable cuDNN library?)";
@@ -124,9 +134,9 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
     }
     try {
         auto f = new_graph();
-        auto q = qkv_tensor(*f, "q", UID_Q, B, NH, T, HS);
-        auto k = qkv_tensor(*f, "k", UID_K, B, NH, T, HS);
-        auto v = qkv_tensor(*f, "v", UID_V, B, NH, T, HS);
+        auto q = qkv_tensor(*f, "q", UID_Q, B, NH, T, HS, R);
+        auto k = qkv_tensor(*f, "k", UID_K, B, NKV, T, HS, R);
+        auto v = qkv_tensor(*f, "v", UID_V, B, NKV, T, HS, R);
         auto opts = fe::graph::SDPA_attributes()
                         .set_name("attention")
                         .set_generate_stats(true)
@@ -146,9 +156,9 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
         }
 
         auto g = new_graph();
-        auto bq = qkv_tensor(*g, "q", UID_Q, B, NH, T, HS);
-        auto bk = qkv_tensor(*g, "k", UID_K, B, NH, T, HS);
-        auto bv = qkv_tensor(*g, "v", UID_V, B, NH, T, HS);
+        auto bq = qkv_tensor(*g, "q", UID_Q, B, NH, T, HS, R);
+        auto bk = qkv_tensor(*g, "k", UID_K, B, NKV, T, HS, R);
+        auto bv = qkv_tensor(*g, "v", UID_V, B, NKV, T, HS, R);
         auto bo = g->tensor(bthd("o", UID_O, B, NH, T, HS));
         auto bdo = g->tensor(bthd("do", UID_DO, B, NH, T, HS));
         auto bstats = g->tensor(stats_attr(B, NH, T));
@@ -158,10 +168,10 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
                          .set_attn_scale(scale_tensor(*g));
         if (deterministic) bopts.set_deterministic_algorithm(true);
         auto [dq, dk, dv] = g->sdpa_backward(bq, bk, bv, bo, bdo, bstats, bopts);
-        const std::vector<int64_t> dstride = {3 * (int64_t)NH * HS * T, HS, 3 * (int64_t)NH * HS, 1};
+        const std::vector<int64_t> dstride = {R * T, HS, R, 1};
         dq->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DQ);
-        dk->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DK);
-        dv->set_output(true).set_dim({B, NH, T, HS}).set_stride(dstride).set_uid(UID_DV);
+        dk->set_output(true).set_dim({B, NKV, T, HS}).set_stride(dstride).set_uid(UID_DK);
+        dv->set_output(true).set_dim({B, NKV, T, HS}).set_stride(dstride).set_uid(UID_DV);
         msg = finish_graph(*g, a->handle, tune, deterministic);
         if (!msg.empty()) {
             msg = "backward: " + msg;
@@ -226,7 +236,7 @@ tg_status tg_cudnn_attn_forward(tg_cudnn_attn *a, __nv_bfloat16 *y, float *stats
                                 cudaStream_t s, tg_error *err) {
     std::unordered_map<int64_t, void *> pack = {{UID_Q, (void *)qkv},
                                                 {UID_K, (void *)(qkv + C)},
-                                                {UID_V, (void *)(qkv + 2 * C)},
+                                                {UID_V, (void *)(qkv + C + a->nkv_hs)},
                                                 {UID_SCALE, &a->scale},
                                                 {UID_O, y},
                                                 {UID_STATS, stats}};
@@ -237,14 +247,14 @@ tg_status tg_cudnn_attn_backward(tg_cudnn_attn *a, __nv_bfloat16 *dqkv, const __
                                  const __nv_bfloat16 *qkv, const float *stats, int C, cudaStream_t s, tg_error *err) {
     std::unordered_map<int64_t, void *> pack = {{UID_Q, (void *)qkv},
                                                 {UID_K, (void *)(qkv + C)},
-                                                {UID_V, (void *)(qkv + 2 * C)},
+                                                {UID_V, (void *)(qkv + C + a->nkv_hs)},
                                                 {UID_SCALE, &a->scale},
                                                 {UID_O, (void *)y},
                                                 {UID_DO, (void *)dy},
                                                 {UID_STATS, (void *)stats},
                                                 {UID_DQ, dqkv},
                                                 {UID_DK, dqkv + C},
-                                                {UID_DV, dqkv + 2 * C}};
+                                                {UID_DV, dqkv + C + a->nkv_hs}};
     return run(a, *a->bwd, pack, s, "backward", &a->tune_bwd, err);
 }
 
@@ -268,6 +278,11 @@ tg_status tg_cudnn_attn_init(tg_cudnn_attn **out, int B, int T, int NH, int HS, 
     *out = NULL;
     snprintf(why, why_n, "built without cudnn-frontend (scripts/install-deps.sh fetches it)");
     return TG_OK;
+}
+tg_status tg_cudnn_attn_init_gqa(tg_cudnn_attn **out, int B, int T, int NH, int NKV, int HS, int deterministic,
+                                 int tune, const tg_log *log, char *why, size_t why_n, tg_error *err) {
+    (void)NKV;
+    return tg_cudnn_attn_init(out, B, T, NH, HS, deterministic, tune, log, why, why_n, err);
 }
 size_t tg_cudnn_attn_workspace(const tg_cudnn_attn *a) { return a ? 0 : 0; }
 void tg_cudnn_attn_set_workspace(tg_cudnn_attn *a, void *ws) { (void)a, (void)ws; }

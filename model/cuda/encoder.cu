@@ -1,7 +1,8 @@
-/* model/cuda/encoder.cu — token + position embeddings, forward and backward. */
+/* model/cuda/encoder.cu — token + position embeddings, forward and backward (wpe NULL: token
+ * embeddings only, as Llama's embed_tokens). */
 #include "model/cuda/ops.cuh"
 
-/* out[b,t,c] = wte[tok[b,t], c] + wpe[t, c]; grid-stride over B*T*C. */
+/* out[b,t,c] = wte[tok[b,t], c] (+ wpe[t, c]); grid-stride over B*T*C. */
 template <typename X>
 __global__ void encoder_forward_kernel(X *out, const int32_t *tokens, const X *wte, const X *wpe,
                                        int T, int C, size_t n) {
@@ -10,7 +11,8 @@ __global__ void encoder_forward_kernel(X *out, const int32_t *tokens, const X *w
         const size_t row = i / C;
         const int c = (int)(i % C), t = (int)(row % T);
         const int tok = tokens[row];
-        out[i] = tg_from_f32<X>(tg_to_f32(wte[(size_t)tok * C + c]) + tg_to_f32(wpe[(size_t)t * C + c]));
+        if (wpe) out[i] = tg_from_f32<X>(tg_to_f32(wte[(size_t)tok * C + c]) + tg_to_f32(wpe[(size_t)t * C + c]));
+        else out[i] = wte[(size_t)tok * C + c];
     }
 }
 
@@ -59,8 +61,10 @@ tg_status tg_cuda_encoder_backward(float *dwte, float *dwpe, const X *dout, cons
         encoder_backward_wte_kernel<X><<<n_uniq, TG_CUDA_THREADS, 0, s>>>(dwte, dout, uniq, seg, pos, C);
         TG_CUDA_LAUNCH_CHECK(err);
     }
-    encoder_backward_wpe_kernel<X><<<wpe_blocks, TG_CUDA_THREADS, 0, s>>>(dwpe, dout, B, T, C);
-    TG_CUDA_LAUNCH_CHECK(err);
+    if (dwpe) {
+        encoder_backward_wpe_kernel<X><<<wpe_blocks, TG_CUDA_THREADS, 0, s>>>(dwpe, dout, B, T, C);
+        TG_CUDA_LAUNCH_CHECK(err);
+    }
 cleanup:
     return st;
 }

@@ -8,9 +8,6 @@
 
 #include "model/cuda/gpt2_cuda.cuh"
 
-#define TG_CUDA_WORKSPACE_BYTES ((size_t)32 << 20)
-#define TG_CUDA_ALIGN 256
-
 /* Rows of one LM-head logits buffer: a chunk, or the whole batch when that is smaller. */
 static size_t head_chunk_rows(const cuda_impl *p) {
     const size_t BT = (size_t)p->B * p->T;
@@ -93,7 +90,7 @@ static size_t cuda_carve(cuda_impl *p, char *base) {
     return off;
 }
 
-static void cuda_free(tg_model *m) {
+void cuda_free(tg_model *m) {
     cuda_impl *p = (cuda_impl *)m->impl;
     if (!p) return;
     /* Errors are ignored here: there is nobody to report them to, and freeing must go on. */
@@ -114,13 +111,10 @@ static void cuda_free(tg_model *m) {
     m->impl = NULL;
 }
 
-static tg_status cuda_init(tg_model *m, tg_error *err) {
+tg_status cuda_device_init(tg_model *m, cuda_impl *p, tg_error *err) {
     tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
     const tg_gpt2_config *cfg = &m->lay.cfg;
     int n_dev = 0;
-    TG_CHECK_ALLOC(err, p);
-    m->impl = p;
     p->bf16 = m->opt.bf16 != 0;
     p->recompute = m->opt.recompute;
     p->xs = p->bf16 ? sizeof(tg_bf16) : sizeof(float);
@@ -128,11 +122,11 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     p->T = m->opt.T;
     p->C = cfg->n_embd;
     p->NH = cfg->n_head;
+    p->NKV = cfg->arch == TG_MODEL_ARCH_LLAMA ? cfg->n_kv_head : cfg->n_head;
     p->L = cfg->n_layer;
     p->V = cfg->vocab_size;
     p->Vp = cfg->padded_vocab_size;
-    if (p->recompute < 0 || p->recompute > 2)
-        TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)", p->recompute);
+    p->head_idx = TG_GPT2_WTE;
     TG_TRY(cuda_options_apply(p, &m->opt, err));
 
     TG_CUDA_CHECK(err, cudaGetDeviceCount(&n_dev));
@@ -149,6 +143,19 @@ static tg_status cuda_init(tg_model *m, tg_error *err) {
     TG_CUDA_CHECK(err, cudaMalloc(&p->grads, m->n_padded * sizeof(float)));
     TG_CUDA_CHECK(err, cudaMemsetAsync(p->params, 0, m->n_padded * p->xs, p->stream));
     TG_CUDA_CHECK(err, cudaMemsetAsync(p->grads, 0, m->n_padded * sizeof(float), p->stream));
+cleanup:
+    return st;
+}
+
+static tg_status cuda_init(tg_model *m, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)calloc(1, sizeof(cuda_impl));
+    TG_CHECK_ALLOC(err, p);
+    m->impl = p;
+    if (m->opt.recompute < 0 || m->opt.recompute > 2)
+        TG_FAIL(err, TG_ERR_ARG, "cuda: recompute=%d: expected 0, 1 (LayerNorm) or 2 (LayerNorm + GELU)",
+                m->opt.recompute);
+    TG_TRY(cuda_device_init(m, p, err));
 
     p->layers = (cuda_layer_acts *)calloc((size_t)p->L, sizeof(cuda_layer_acts));
     TG_CHECK_ALLOC(err, p->layers);
@@ -165,20 +172,20 @@ cleanup:
     return st;
 }
 
-static void *cuda_params_ptr(tg_model *m, tg_dtype *dtype) {
+void *cuda_params_ptr(tg_model *m, tg_dtype *dtype) {
     cuda_impl *p = (cuda_impl *)m->impl;
     if (dtype) *dtype = p->bf16 ? TG_DTYPE_BF16 : TG_DTYPE_F32;
     return p->params;
 }
 
-static void *cuda_grads_ptr(tg_model *m, tg_dtype *dtype) {
+void *cuda_grads_ptr(tg_model *m, tg_dtype *dtype) {
     if (dtype) *dtype = TG_DTYPE_F32;
     return ((cuda_impl *)m->impl)->grads;
 }
 
-static void *cuda_stream(tg_model *m) { return (void *)((cuda_impl *)m->impl)->stream; }
+void *cuda_stream(tg_model *m) { return (void *)((cuda_impl *)m->impl)->stream; }
 
-static tg_status cuda_grads_zero(tg_model *m, tg_error *err) {
+tg_status cuda_grads_zero(tg_model *m, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     TG_CUDA_CHECK(err, cudaMemsetAsync(p->grads, 0, m->n_padded * sizeof(float), p->stream));
@@ -282,12 +289,13 @@ static tg_status forward_impl(tg_model *m, cuda_impl *p, int Bu, tg_error *err) 
                                                     wt<X>(m, p, lnf_b), N, err));
         }
     }
-    /* The LM head waits for tg_model_loss, tg_model_backward or tg_model_logits_get (lmhead_impl). */
+    /* The LM head waits for tg_model_loss, tg_model_backward or tg_model_logits_get (cuda_lmhead). */
 cleanup:
     return st;
 }
 
-/* The tied LM head and the loss over the last forward's N rows, in chunks of head_rows rows, so
+/* The LM head (weight p->head_idx, (Vp, C): GPT-2's tied wte; Llama's lm_head or its tied
+ * embed_tokens) and the loss over the last forward's N rows, in chunks of head_rows rows, so
  * that logits exist for one chunk at a time. Deferred from forward because only the caller's next
  * call says what is needed:
  *   HEAD_LOSS    the per-row losses (an evaluation, or tg_model_loss before backward)
@@ -295,15 +303,14 @@ cleanup:
  *                dscale * (softmax - onehot) in place, dwte += dlogits^T @ lnf (fp32, chunks
  *                added in order), dlnf = dlogits @ wte into s_btc.
  *   HEAD_LOGITS  the logits, downloaded into host (N, Vp) fp32 (synchronises) */
-enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
 template <typename X>
-static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, float *host, tg_error *err) {
+tg_status cuda_lmhead(tg_model *m, cuda_impl *p, int mode, float dscale, float *host, tg_error *err) {
     tg_status st = TG_OK;
     const int C = p->C, V = p->V, Vp = p->Vp, N = p->B_used * p->T;
     const cudaStream_t s = p->stream;
     const tg_cuda_blas *bl = &p->blas;
     const int32_t *d_targets = p->d_io + (size_t)p->B * p->T;
-    const X *wte = wt<X>(m, p, TG_GPT2_WTE);
+    const X *wte = wt<X>(m, p, p->head_idx);
     X *logits = (X *)p->logits;
     for (int r0 = 0; r0 < N; r0 += p->head_rows) {
         const int rows = N - r0 < p->head_rows ? N - r0 : p->head_rows;
@@ -324,7 +331,7 @@ static tg_status lmhead_impl(tg_model *m, cuda_impl *p, int mode, float dscale, 
             OP(P_XENT, tg_cuda_crossentropy_backward<X>(logits, p->lse, d_targets + r0, dscale, rows, V, Vp, s,
                                                         err));
             /* dwte (Vp, C) += dlogits^T @ lnf;  dlnf (rows, C) = dlogits @ wte */
-            OP(P_LMHEAD, tg_cuda_matmul_backward_weight<X>(bl, gr(m, p, TG_GPT2_WTE), logits, lnf, rows, Vp, C, s,
+            OP(P_LMHEAD, tg_cuda_matmul_backward_weight<X>(bl, gr(m, p, p->head_idx), logits, lnf, rows, Vp, C, s,
                                                            err));
             OP(P_LMHEAD, tg_cuda_matmul_forward<X>(bl, (X *)p->s_btc + (size_t)r0 * C, logits, wte, NULL, rows, Vp,
                                                    C, s, err));
@@ -370,7 +377,7 @@ static tg_status backward_impl(tg_model *m, cuda_impl *p, float loss_scale, tg_e
     prof_mark(p, P_ELEMWISE);
     TG_CUDA_CHECK(err, cudaMemsetAsync(dres, 0, (size_t)N * C * sizeof(X), s));
     /* LM head and loss, forward and backward: dlnf lands in s_btc */
-    TG_TRY(lmhead_impl<X>(m, p, HEAD_TRAIN, dscale, NULL, err));
+    TG_TRY(cuda_lmhead<X>(m, p, HEAD_TRAIN, dscale, NULL, err));
     p->logits_valid = 0;
     /* Every LayerNorm backward below also sums the residual gradient it leaves in dres over the
      * rows: that is the bias gradient of the projection (c_proj) whose output was added into
@@ -465,7 +472,7 @@ cleanup:
     return st;
 }
 
-static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
+tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     const int N = p->B_used * p->T;
@@ -473,8 +480,8 @@ static tg_status cuda_loss(tg_model *m, float *loss, tg_error *err) {
     if (!p->B_used || !p->has_targets)
         TG_FAIL(err, TG_ERR_ARG, "model: loss needs a forward with targets first");
     if (!p->losses_ready) {
-        if (p->bf16) TG_TRY(lmhead_impl<tg_bf16>(m, p, HEAD_LOSS, 0.0f, NULL, err));
-        else TG_TRY(lmhead_impl<float>(m, p, HEAD_LOSS, 0.0f, NULL, err));
+        if (p->bf16) TG_TRY(cuda_lmhead<tg_bf16>(m, p, HEAD_LOSS, 0.0f, NULL, err));
+        else TG_TRY(cuda_lmhead<float>(m, p, HEAD_LOSS, 0.0f, NULL, err));
     }
     prof_mark(p, P_OTHER);
     TG_CUDA_CHECK(err, cudaMemcpyAsync(p->h_losses, p->losses, (size_t)N * sizeof(float),
@@ -487,14 +494,14 @@ cleanup:
     return st;
 }
 
-static tg_status cuda_logits_get(tg_model *m, float *host, tg_error *err) {
+tg_status cuda_logits_get(tg_model *m, float *host, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     if (!p->logits_valid)
         TG_FAIL(err, TG_ERR_ARG, "model: logits_get needs a forward (and no backward since: on CUDA "
                                  "backward overwrites the logits with their gradient)");
-    if (p->bf16) TG_TRY(lmhead_impl<tg_bf16>(m, p, HEAD_LOGITS, 0.0f, host, err));
-    else TG_TRY(lmhead_impl<float>(m, p, HEAD_LOGITS, 0.0f, host, err));
+    if (p->bf16) TG_TRY(cuda_lmhead<tg_bf16>(m, p, HEAD_LOGITS, 0.0f, host, err));
+    else TG_TRY(cuda_lmhead<float>(m, p, HEAD_LOGITS, 0.0f, host, err));
 cleanup:
     return st;
 }
@@ -512,7 +519,7 @@ cleanup:
     return st;
 }
 
-static tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
+tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     double sum = 0.0;
@@ -551,7 +558,7 @@ static int adamw_chunks(const tg_gpt2_layout *lay, size_t lo, size_t hi, tg_cuda
     return n;
 }
 
-static tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
+tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     const size_t n = hi - lo, nbuf = p->bf16 ? 3 : 2;
@@ -590,14 +597,14 @@ cleanup:
     return st;
 }
 
-static size_t cuda_opt_bytes(const tg_model *m) {
+size_t cuda_opt_bytes(const tg_model *m) {
     const cuda_impl *p = (const cuda_impl *)m->impl;
     return p->opt_ready ? (p->bf16 ? 3 : 2) * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
 }
 
 
 
-static tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
     tg_cuda_adamw_hp hp;
@@ -626,16 +633,16 @@ cleanup:
     return st;
 }
 
-static const char *cuda_describe(const tg_model *m) { return ((const cuda_impl *)m->impl)->note; }
+const char *cuda_describe(const tg_model *m) { return ((const cuda_impl *)m->impl)->note; }
 
-static tg_status cuda_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err) {
+tg_status cuda_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err) {
     return tg_cuda_blas_tuning_get(&((cuda_impl *)m->impl)->blas, blob, len, err);
 }
-static tg_status cuda_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err) {
+tg_status cuda_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err) {
     return tg_cuda_blas_tuning_set(&((cuda_impl *)m->impl)->blas, blob, len, err);
 }
 
-static size_t cuda_device_bytes(const tg_model *m) {
+size_t cuda_device_bytes(const tg_model *m) {
     const cuda_impl *p = (const cuda_impl *)m->impl;
     return m->n_padded * (p->xs + sizeof(float)) + p->act_bytes + cuda_opt_bytes(m);
 }
@@ -673,3 +680,6 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     NULL, /* muon_apply */
     NULL, /* memory: model.c derives it */
 };
+
+template tg_status cuda_lmhead<float>(tg_model *, cuda_impl *, int, float, float *, tg_error *);
+template tg_status cuda_lmhead<tg_bf16>(tg_model *, cuda_impl *, int, float, float *, tg_error *);

@@ -26,6 +26,8 @@ extern "C" {
 }
 
 #define TG_CUDA_CHUNK_ELEMS ((size_t)1 << 22) /* host<->device conversion chunk */
+#define TG_CUDA_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLASLt workspace */
+#define TG_CUDA_ALIGN 256 /* of every buffer carved from act_mem */
 
 /* Activations of one transformer block; (B,T,C) unless noted, X unless fp32. With
  * opt.recompute >= 1, ln1 and ln2 point to one shared buffer each; with 2, att and fch_gelu too. */
@@ -59,6 +61,8 @@ typedef struct {
     char note[256];       /* tg_model_describe */
     size_t xs; /* sizeof(X) */
     int B, T, C, NH, L, V, Vp;
+    int NKV; /* key/value heads of the attention (Llama's n_kv_head; GPT-2: NH) */
+    int head_idx; /* the tensor the LM head reads (model/gpt2.h or model/llama.h index) */
     cudaStream_t stream;
     cudaEvent_t ev_upload; /* the last input upload has been read from h_io */
     tg_cuda_blas blas;
@@ -108,13 +112,46 @@ typedef struct {
     const tg_log *log;  /* opt.log */
 } cuda_impl;
 
+/* ---- gpt2_cuda.cu: what llama_cuda.cu (tg_cuda_llama_backend_ops) shares with GPT-2. A Llama
+ * model's impl is a cuda_impl followed by its own state (its first member), so these take it
+ * as they are; everything they touch is architecture-neutral (the flat buffers, the layout's
+ * tensor table, the LM head at p->head_idx, the staging). ---- */
+
+/* The fields of p from m (shapes, options, head_idx = GPT-2's wte), then the device: stream,
+ * upload event, cuBLASLt, profiling, attention (cuda_attention_init), params and grads (zeroed).
+ * The caller checks opt.recompute, carves act_mem and calls cuda_staging_init. */
+tg_status cuda_device_init(tg_model *m, cuda_impl *p, tg_error *err);
+/* Frees everything cuda_device_init, the carve and the staging made, and m->impl itself. */
+void cuda_free(tg_model *m);
+/* The LM head and the loss over the last forward's rows (gpt2_cuda.cu tells the modes):
+ * HEAD_LOSS, HEAD_TRAIN (dlnf lands in s_btc; dhead accumulated) or HEAD_LOGITS (to host). */
+enum { HEAD_LOSS, HEAD_TRAIN, HEAD_LOGITS };
+template <typename X>
+tg_status cuda_lmhead(tg_model *m, cuda_impl *p, int mode, float dscale, float *host, tg_error *err);
+/* The backend ops of these names in model/backend.h. */
+void *cuda_params_ptr(tg_model *m, tg_dtype *dtype);
+void *cuda_grads_ptr(tg_model *m, tg_dtype *dtype);
+void *cuda_stream(tg_model *m);
+tg_status cuda_grads_zero(tg_model *m, tg_error *err);
+tg_status cuda_loss(tg_model *m, float *loss, tg_error *err);
+tg_status cuda_logits_get(tg_model *m, float *host, tg_error *err);
+tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_error *err);
+tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err);
+size_t cuda_opt_bytes(const tg_model *m);
+tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err);
+const char *cuda_describe(const tg_model *m);
+tg_status cuda_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err);
+tg_status cuda_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err);
+size_t cuda_device_bytes(const tg_model *m);
+
 /* ---- gpt2_cuda_options.cu ---- */
 
 /* Checks opt->cuda (TG_ERR_ARG naming the option and the accepted values) and sets the choices
  * that need no device into p: the matmul switches, the LM-head chunk, p->log. */
 tg_status cuda_options_apply(cuda_impl *p, const tg_model_options *opt, tg_error *err);
 /* On the current device: p->flash, p->cudnn (cuDNN's SDPA where the options and the shape allow
- * it) and the description in p->note. */
+ * it; with p->NKV key/value heads, reading q | k | v rows of (NH + 2 NKV) HS) and the description
+ * in p->note. */
 tg_status cuda_attention_init(cuda_impl *p, const tg_cuda_options *o, tg_error *err);
 
 /* ---- gpt2_cuda_profile.cu: a CUDA event before every op on the stream; the time between two

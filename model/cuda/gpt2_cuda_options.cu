@@ -40,15 +40,16 @@ cleanup:
 
 /* fp32 always takes the cuBLASLt + softmax path ("naive"): it is the exact reference. cuDNN serves
  * full batches; a partial batch (B_used < B) and any shape cuDNN refuses run on the flash
- * kernels. */
+ * kernels. cuDNN takes NKV key/value heads as they are (grouped-query attention); the flash and
+ * cuBLASLt paths need them repeated to NH (llama_cuda.cu does that). */
 tg_status cuda_attention_init(cuda_impl *p, const tg_cuda_options *o, tg_error *err) {
     tg_status st = TG_OK;
     const int deterministic = !o->cudnn_atomics, tune = o->cudnn_tune;
     char why[200] = "";
     p->flash = p->bf16 && tg_cuda_flash_supported(p->C / p->NH) && o->attention != TG_CUDA_ATTN_NAIVE;
     if (p->flash && o->attention == TG_CUDA_ATTN_CUDNN)
-        TG_TRY(tg_cudnn_attn_init(&p->cudnn, p->B, p->T, p->NH, p->C / p->NH, deterministic, tune, p->log, why,
-                                  sizeof why, err));
+        TG_TRY(tg_cudnn_attn_init_gqa(&p->cudnn, p->B, p->T, p->NH, p->NKV, p->C / p->NH, deterministic, tune,
+                                      p->log, why, sizeof why, err));
     if (p->cudnn) {
         const size_t v = tg_cudnn_version();
         snprintf(p->note, sizeof p->note,

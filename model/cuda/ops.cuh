@@ -97,11 +97,11 @@ tg_status tg_cuda_column_sum_finish(float *const outs[3], const float *partial, 
 
 /* ---- encoder.cu ---- */
 
-/* out (B,T,C) = wte[tokens] + wpe[t] */
+/* out (B,T,C) = wte[tokens] + wpe[t] (wpe NULL: wte[tokens] alone) */
 template <typename X>
 tg_status tg_cuda_encoder_forward(X *out, const int32_t *tokens, const X *wte, const X *wpe,
                                   int B, int T, int C, cudaStream_t s, tg_error *err);
-/* dwpe[t] += sum_b dout[b,t];  dwte[tok] += sum of dout over the positions holding tok.
+/* dwpe[t] += sum_b dout[b,t] (unless dwpe is NULL);  dwte[tok] += sum of dout over the positions holding tok.
  * The positions are pre-bucketed on the host: uniq[k] is a token, its positions are
  * pos[seg[k] .. seg[k+1]) (ascending), k < n_uniq. Deterministic, no atomics. */
 template <typename X>

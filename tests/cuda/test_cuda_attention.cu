@@ -10,7 +10,8 @@
  * never written fails; the pipelined (cp.async) and plain kernels must give identical bits.
  * cuDNN runs twice per shape (bitwise equal) with its heuristic plan, and at GPT-2's shape also
  * with every candidate plan timed and the fastest kept (cuda.cudnn_tune's path).
- * Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64), cuDNN
+ * Then cuDNN's grouped-query attention (gqa_case) against the flash kernels with the KV heads
+ * repeated. Last it times forward and backward at GPT-2 124M's shape (B=64, NH=12, T=1024, HS=64), cuDNN
  * also with its plans autotuned.
  * Without a CUDA device: prints "SKIP: no CUDA device" and exits 77. */
 #include <math.h>
@@ -308,6 +309,105 @@ static void time_gpt2(cudaStream_t s, int impl) {
     cudaFree(ws);
 }
 
+/* cuDNN's grouped-query attention (tg_cudnn_attn_init_gqa: NKV key/value heads read as they are,
+ * q | k | v rows of (NH + 2 NKV) HS, dk and dv summed over each group by cuDNN, as
+ * model/cuda/llama_cuda.cu uses it) against the flash kernels on the same values with each KV
+ * head repeated over its group (the MHA path llama_cuda.cu takes otherwise), their dk and dv then
+ * summed over the group in fp32 on the host. Both are bf16 fused attentions with errors ~3e-3
+ * against exact arithmetic (run_case's tolerance argument); their difference is held to 2e-2
+ * norm-wise, while a wrong head mapping gives errors of order 1. Where cuDNN refuses the shape
+ * the case says why and checks nothing (llama_cuda.cu then takes the flash kernels). */
+static void gqa_case(cudaStream_t s, int B, int T, int NH, int NKV, int HS) {
+    tg_error err = {};
+    const int C = NH * HS, KV = NKV * HS, R = C + 2 * KV, group = NH / NKV;
+    const size_t N = (size_t)B * T, nraw = N * R, n3 = N * 3 * C, nc = N * C;
+    char why[256] = "";
+    tg_cudnn_attn *cd = NULL;
+    void *ws = NULL;
+    tg_rng r;
+    tg_rng_init(&r, (uint64_t)NH * 100 + NKV * 10 + HS);
+    printf("cudnn gqa B=%d T=%d NH=%d NKV=%d HS=%d\n", B, T, NH, NKV, HS);
+    CHECK_OK(tg_cudnn_attn_init_gqa(&cd, B, T, NH, NKV, HS, 1, 0, NULL, why, sizeof why, &err), &err);
+    if (!cd) {
+        printf("  cuDNN refuses this shape (%s): not checked\n", why);
+        return;
+    }
+    float *f = (float *)malloc(nraw * 4), *fd = (float *)malloc(nc * 4);
+    tg_bf16 *h_raw = (tg_bf16 *)malloc(nraw * 2), *h3 = (tg_bf16 *)malloc(n3 * 2), *h_dy = (tg_bf16 *)malloc(nc * 2);
+    float *y_c = (float *)malloc(nc * 4), *y_f = (float *)malloc(nc * 4), *d_c = (float *)malloc(nraw * 4);
+    float *d_c2 = (float *)malloc(nraw * 4), *d3 = (float *)malloc(n3 * 4), *d_f = (float *)malloc(nraw * 4);
+    tg_bf16 *raw, *qkv3, *dy, *yc, *yf, *draw, *dqkv3, *hb = (tg_bf16 *)malloc(n3 * 2);
+    float *lse_c, *lse_f, *delta;
+    for (size_t i = 0; i < nraw; i++) f[i] = tg_rng_normal(&r);
+    for (size_t i = 0; i < nc; i++) fd[i] = tg_rng_normal(&r);
+    to_bf16(h_raw, f, f, nraw);
+    to_bf16(h_dy, fd, fd, nc);
+    for (size_t n = 0; n < N; n++) /* expanded: q, then k and v of KV head h / group for head h */
+        for (int part = 0; part < 3; part++)
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < HS; i++) {
+                    const size_t src = part == 0 ? (size_t)h * HS : (size_t)C + (part == 2 ? KV : 0) + (size_t)(h / group) * HS;
+                    h3[n * 3 * C + (size_t)part * C + (size_t)h * HS + i] = h_raw[n * R + src + i];
+                }
+    CU(cudaMalloc(&raw, nraw * 2));
+    CU(cudaMalloc(&qkv3, n3 * 2));
+    CU(cudaMalloc(&dy, nc * 2));
+    CU(cudaMalloc(&yc, nc * 2));
+    CU(cudaMalloc(&yf, nc * 2));
+    CU(cudaMalloc(&draw, nraw * 2));
+    CU(cudaMalloc(&dqkv3, n3 * 2));
+    CU(cudaMalloc(&lse_c, (size_t)B * NH * T * 4));
+    CU(cudaMalloc(&lse_f, (size_t)B * NH * T * 4));
+    CU(cudaMalloc(&delta, (size_t)B * NH * T * 4));
+    CU(cudaMalloc(&ws, tg_cudnn_attn_workspace(cd) + 1));
+    tg_cudnn_attn_set_workspace(cd, ws);
+    CU(cudaMemcpy(raw, h_raw, nraw * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(qkv3, h3, n3 * 2, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(dy, h_dy, nc * 2, cudaMemcpyHostToDevice));
+    for (int run = 0; run < 2; run++) {
+        CU(cudaMemset(yc, 0xff, nc * 2));
+        CU(cudaMemset(draw, 0xff, nraw * 2));
+        CHECK_OK(tg_cudnn_attn_forward(cd, yc, lse_c, raw, C, s, &err), &err);
+        CHECK_OK(tg_cudnn_attn_backward(cd, draw, dy, yc, raw, lse_c, C, s, &err), &err);
+        CU(cudaStreamSynchronize(s));
+        CU(cudaMemcpy(hb, draw, nraw * 2, cudaMemcpyDeviceToHost));
+        from_bf16(run ? d_c2 : d_c, hb, nraw);
+    }
+    CHECKF(memcmp(d_c, d_c2, nraw * 4) == 0, "cudnn gqa backward: a second run gave other bits");
+    CU(cudaMemcpy(hb, yc, nc * 2, cudaMemcpyDeviceToHost));
+    from_bf16(y_c, hb, nc);
+    CU(cudaMemset(dqkv3, 0xff, n3 * 2));
+    CHECK_OK(tg_cuda_flash_attention_forward(yf, lse_f, qkv3, B, T, C, NH, s, &err), &err);
+    CHECK_OK(tg_cuda_flash_attention_backward(dqkv3, delta, dy, yf, qkv3, lse_f, B, T, C, NH, s, &err), &err);
+    CU(cudaStreamSynchronize(s));
+    CU(cudaMemcpy(hb, yf, nc * 2, cudaMemcpyDeviceToHost));
+    from_bf16(y_f, hb, nc);
+    CU(cudaMemcpy(hb, dqkv3, n3 * 2, cudaMemcpyDeviceToHost));
+    from_bf16(d3, hb, n3);
+    for (size_t n = 0; n < N; n++) { /* flash's gradients in the projection layout: dk, dv summed per group */
+        for (int c = 0; c < C; c++) d_f[n * R + c] = d3[n * 3 * C + c];
+        for (int part = 1; part < 3; part++)
+            for (int k = 0; k < NKV; k++)
+                for (int i = 0; i < HS; i++) {
+                    float sum = 0.0f;
+                    for (int g = 0; g < group; g++) sum += d3[n * 3 * C + (size_t)part * C + (size_t)(k * group + g) * HS + i];
+                    d_f[n * R + C + (part == 2 ? KV : 0) + (size_t)k * HS + i] = sum;
+                }
+    }
+    const double ey = rel_err(y_c, y_f, nc), eq = rel_err_cols(d_c, d_f, N, R, 0, C);
+    const double ek = rel_err_cols(d_c, d_f, N, R, C, KV), ev = rel_err_cols(d_c, d_f, N, R, C + KV, KV);
+    printf("  cudnn gqa vs flash (repeated kv): y %.2e, dq %.2e, dk %.2e, dv %.2e\n", ey, eq, ek, ev);
+    CHECK(ey < 2e-2);
+    CHECK(eq < 2e-2);
+    CHECK(ek < 2e-2);
+    CHECK(ev < 2e-2);
+    cudaFree(raw), cudaFree(qkv3), cudaFree(dy), cudaFree(yc), cudaFree(yf), cudaFree(draw), cudaFree(dqkv3);
+    cudaFree(lse_c), cudaFree(lse_f), cudaFree(delta), cudaFree(ws);
+    free(f), free(fd), free(h_raw), free(h3), free(h_dy), free(y_c), free(y_f), free(d_c), free(d_c2);
+    free(d3), free(d_f), free(hb);
+    tg_cudnn_attn_free(cd);
+}
+
 int main(void) {
     cuda_test_require_device();
     cudaStream_t s;
@@ -327,6 +427,9 @@ int main(void) {
     run_case(s, &bl, 2, 77, 2, 32, 1.0f, 0);
     run_case(s, &bl, 3, 50, 4, 16, 1.0f, 0);
     run_case(s, &bl, 1, 64, 1, 64, 3.0f, 0);
+    gqa_case(s, 2, 100, 4, 2, 32); /* GQA */
+    gqa_case(s, 1, 130, 4, 1, 64); /* MQA */
+    gqa_case(s, 2, 64, 6, 3, 16);
     if (!quick) {
         for (int impl = 0; impl < 5; impl++) time_gpt2(s, impl);
     }
