@@ -42,6 +42,8 @@
 #             table (one rank)
 #   bench350 / torch350   (not in the default list; measured 2026-11-26) the same for GPT-2 350M
 #             at B=$B350 (default 32)
+#   llamabench / llamatorch   (not in the default list) truthgpt bench at the smollm-135m shape
+#             (B=16, T=2048) against bench/torch_llama_bench.py (torch.compile) at the same shape
 #   fastest   (not in the default list) 124M with cuDNN's non-deterministic backward and tuned plans
 #   ncu       Nsight Compute over every kernel of one bench step (time, DRAM bytes and % of peak,
 #             SM % of peak), summarised per kernel by dev/ncu-summary.py; $OUT/step.ncu-rep
@@ -287,6 +289,20 @@ if want torch350 && [ -f "$ROOT/bench/torch_gpt2_bench.py" ] && [ $bench350_rc -
     clk_start torch350
     run torch350 150 python3 "$ROOT/bench/torch_gpt2_bench.py" --compile 1 --B "$B350" --layers 24 --heads 16 --dim 1024
     clk_stop torch350
+fi
+llamabench_rc=1
+if want llamabench; then
+    step "bench Llama at the smollm-135m shape, B=16, T=2048"
+    clk_start llamabench
+    run llamabench 90 "$TG" bench --config "$ROOT/configs/smollm-135m.ini" --batch 16 --seq-len 2048 --steps 20
+    llamabench_rc=$?
+    clk_stop llamabench
+fi
+if want llamatorch && [ -f "$ROOT/bench/torch_llama_bench.py" ] && [ $llamabench_rc -eq 0 ]; then
+    step "PyTorch reference benchmark, Llama smollm-135m shape, B=16, T=2048"
+    clk_start llamatorch
+    run llamatorch 150 python3 "$ROOT/bench/torch_llama_bench.py" --preset smollm-135m --compile 1 --B 16
+    clk_stop llamatorch
 fi
 if want variants; then
     step "bench 124M, cuDNN backward with atomics (cuda.cudnn_deterministic=0)"

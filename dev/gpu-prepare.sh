@@ -17,6 +17,7 @@ cp runs/demo/data/*.h5 gpu-data/
 TESTS=(test_cuda_model test_cuda_attention test_cuda_kernels test_cuda_decode test_cuda_llama test_cuda_llama_kernels)
 for t in "${TESTS[@]}"; do cp build-gpu/tests/cuda/$t gpu-tests/; done
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
+[ -f ../shared/bench/torch_llama_bench.py ] && cp ../shared/bench/torch_llama_bench.py bench/
 for bin in build-gpu/truthgpt gpu-tests/*; do
     ldd "$bin" | awk '$3 ~ /^\// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libpthread|libdl|librt|libstdc\+\+|libgcc_s|libcublasLt|libcublas|libcudart|libnccl|libnvrtc[a-z-]*|libcudnn[a-z_]*)\.so' \
