@@ -140,7 +140,8 @@ tg_status tg_model_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, t
 /* Allocates AdamW m, v (and fp32 master weights where the working copy is not fp32) for the
  * shard [lo, hi); zero moments. Call once after params_set. */
 tg_status tg_model_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err);
-/* Bytes of optimizer state this model holds (m, v, master). */
+/* Bytes of optimizer state this model holds (m, v, master; CUDA: also Muon's Newton-Schulz
+ * scratch). */
 size_t tg_model_opt_bytes(const tg_model *m);
 /* Optimizer state of the shard to/from host (for checkpoints): m, v, master, each hi-lo fp32.
  * master may be NULL on get when the working copy is fp32 (then it equals the params). */

@@ -54,7 +54,7 @@ static const key_spec KEYS[] = {
     {"train", "schedule", K_ENUM, F(schedule), 0, 0, "cosine|linear|constant|wsd", "cosine", "decay after warmup; wsd = warmup, stable, decay"},
     {"train", "decay_frac", K_F64, F(decay_frac), 0, 1, NULL, "0.2", "wsd: share of max_steps spent decaying to min_lr"},
     {"train", "decay_shape", K_ENUM, F(decay_shape), 0, 0, "linear|cosine|sqrt", "linear", "wsd: decay curve (sqrt = 1-sqrt(progress))"},
-    {"train", "optimizer", K_ENUM, F(optimizer), 0, 0, "adamw|muon", "adamw", "adamw, or muon: Muon for the blocks' 2-D weight matrices and AdamW (lr, weight_decay, betas) for embeddings, head, norms and biases (CPU; zero_stage 0 or 1)"},
+    {"train", "optimizer", K_ENUM, F(optimizer), 0, 0, "adamw|muon", "adamw", "adamw, or muon: Muon for the blocks' 2-D weight matrices and AdamW (lr, weight_decay, betas) for embeddings, head, norms and biases (zero_stage 0 or 1)"},
     {"train", "muon_lr", K_F64, F(muon_lr), 0, 10, NULL, "0.02", "muon: peak learning rate of the Muon matrices (follows train.schedule: scaled by the AdamW lr's factor)"},
     {"train", "muon_momentum", K_F64, F(muon_momentum), 0, 0.999999, NULL, "0.95", "muon: momentum (EMA of the gradients)"},
     {"train", "muon_nesterov", K_INT, F(muon_nesterov), 0, 1, NULL, "1", "muon: 1 = Nesterov momentum"},
@@ -365,9 +365,6 @@ tg_status tg_config_validate(const tg_config *c, tg_error *err) {
                             "train.optimizer=muon needs train.zero_stage 0 or 1 (got %d): Muon orthogonalises whole "
                             "matrices from the full gradient buffer, which stages 2 and 3 shard",
                             c->zero_stage);
-    if (c->optimizer == TG_OPTIMIZER_MUON && c->device == TG_DEVICE_PICK_CUDA)
-        return tg_error_set(err, TG_ERR_CONFIG,
-                            "train.optimizer=muon runs on the CPU backend only for now (train.device=cpu)");
     if (!c->out_dir[0]) return tg_error_set(err, TG_ERR_CONFIG, "run.out_dir must not be empty");
     if (!c->train[0]) return tg_error_set(err, TG_ERR_CONFIG, "data.train must not be empty");
     return TG_OK;

@@ -262,7 +262,14 @@ static tg_status dp_optim_muon(tg_dp_optim *o, const tg_adamw_args *aw, tg_error
     }
     const size_t lo = o->muon_cut[o->rank], hi = o->muon_cut[o->rank + 1];
     TG_TRY(tg_model_muon_orth(o->model, lo, hi, o->opts.muon_ns_steps, err));
-    if (o->world > 1) {
+    if (o->world > 1 && tg_model_stream(o->model)) {
+        /* Device buffers (NCCL, or MPI staged through the host): the uneven all-gather is
+         * host-only, so each owner broadcasts its range; the same bytes land everywhere. */
+        for (int r = 0; r < o->world; r++)
+            if (o->counts[r] > 0)
+                TG_TRY(tg_comm_broadcast(o->comm, g + o->muon_cut[r], o->counts[r], TG_COMM_F32, r, err));
+        TG_TRY(tg_comm_sync(o->comm, err));
+    } else if (o->world > 1) {
         TG_TRY(tg_comm_all_gather_v(o->comm, g + lo, g, o->counts, TG_COMM_F32, err));
         TG_TRY(tg_comm_sync(o->comm, err));
     }

@@ -30,7 +30,8 @@
  * for the other tensors, Muon's momentum and the update U over the gradients; the momentum
  * lives in the AdamW m slot, so checkpoints and their slicing are unchanged); at stage 1 an
  * all-gather of U; each owner orthogonalises its matrices in place; an all-gather-v of the
- * owners' ranges; the shard's Muon update; the usual parameter gather. Every matrix is
+ * owners' ranges (on device buffers, one broadcast per owner: NCCL has no uneven all-gather);
+ * the shard's Muon update; the usual parameter gather. Every matrix is
  * computed by the same code on the same input whatever the stage and world size, so the
  * results are bitwise those of one rank. state_gather and state_load go through this module at every stage,
  * so checkpoints keep their gathered form and load at any stage and world size.

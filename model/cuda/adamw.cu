@@ -1,8 +1,9 @@
 /* model/cuda/adamw.cu — one fused AdamW kernel over the optimizer shard: fp32 moments, fp32
  * master weights (bf16 working copy) or the fp32 working copy itself as master, decoupled
- * weight decay only for tensors with decay=1 (the shard comes as per-tensor chunks). Same
- * arithmetic as the CPU reference (model/cpu/gpt2_cpu.c). Rounding of the bf16 working copy is
- * to nearest-even (deterministic; llm.c uses stochastic rounding — a possible later change). */
+ * weight decay only for tensors with decay=1 (the shard comes as per-tensor chunks); with Muon,
+ * its momentum phase on the chunks of Muon matrices. Same arithmetic as the CPU reference
+ * (model/cpu/cpu_optim.c). Rounding of the bf16 working copy is to nearest-even (deterministic;
+ * llm.c uses stochastic rounding — a possible later change). */
 #include "model/cuda/ops.cuh"
 
 /* Block b updates chunk b: elements [start, start + len) of one tensor (so one decay flag per
@@ -10,11 +11,24 @@
  * flight. Elementwise, so the result does not depend on the chunking. */
 template <typename X>
 __global__ void __launch_bounds__(TG_CUDA_THREADS)
-adamw_kernel(X *__restrict__ params, float *__restrict__ master, const float *__restrict__ grads,
+adamw_kernel(X *__restrict__ params, float *__restrict__ master, float *__restrict__ grads,
              float *__restrict__ m, float *__restrict__ v, size_t lo,
              const tg_cuda_adamw_chunk *__restrict__ chunks, tg_cuda_adamw_hp hp) {
     const tg_cuda_adamw_chunk c = chunks[blockIdx.x];
     const float wd = c.decay ? hp.weight_decay : 0.0f;
+    if (hp.muon && c.muon) {
+        /* Muon's momentum; the explicit _rn operations keep nvcc from fusing them into FMAs, so
+         * the bits are the CPU's (muon_momentum in cpu_optim.c) for the same inputs. */
+        const float mu = hp.momentum, omu = 1.0f - hp.momentum;
+        for (unsigned int t = threadIdx.x; t < c.len; t += blockDim.x) {
+            const size_t i = (size_t)c.start + t, j = i - lo;
+            const float g = __fmul_rn(grads[i], hp.grad_scale);
+            const float mi = __fadd_rn(__fmul_rn(mu, m[j]), __fmul_rn(omu, g));
+            m[j] = mi;
+            grads[i] = hp.nesterov ? __fadd_rn(__fmul_rn(omu, g), __fmul_rn(mu, mi)) : mi;
+        }
+        return;
+    }
 #pragma unroll 4
     for (unsigned int t = threadIdx.x; t < c.len; t += blockDim.x) {
         const size_t i = (size_t)c.start + t, j = i - lo;
@@ -38,7 +52,7 @@ template <typename X> __global__ void to_f32_kernel(float *dst, const X *src, si
 }
 
 template <typename X>
-tg_status tg_cuda_adamw(X *params, float *master, const float *grads, float *m, float *v,
+tg_status tg_cuda_adamw(X *params, float *master, float *grads, float *m, float *v,
                         size_t lo, const tg_cuda_adamw_chunk *chunks, int n_chunks,
                         const tg_cuda_adamw_hp *hp, cudaStream_t s, tg_error *err) {
     tg_status st = TG_OK;
@@ -60,7 +74,7 @@ cleanup:
 }
 
 #define TG_INSTANTIATE(X)                                                                      \
-    template tg_status tg_cuda_adamw<X>(X *, float *, const float *, float *, float *, size_t,  \
+    template tg_status tg_cuda_adamw<X>(X *, float *, float *, float *, float *, size_t,        \
                                         const tg_cuda_adamw_chunk *, int,                        \
                                         const tg_cuda_adamw_hp *, cudaStream_t, tg_error *);     \
     template tg_status tg_cuda_to_f32<X>(float *, const X *, size_t, cudaStream_t, tg_error *);

@@ -101,6 +101,7 @@ void cuda_free(tg_model *m) {
     cudaFree(p->grads);
     cudaFree(p->opt_mem);
     cudaFree(p->opt_chunks);
+    cudaFree(p->ns_mem);
     cudaFree(p->act_mem);
     cuda_staging_free(p);
     tg_cuda_blas_free(&p->blas);
@@ -538,24 +539,54 @@ cleanup:
 
 /* The shard [lo, hi) as AdamW chunks (out NULL: only counts them). Tensor k spans
  * [offset_k, offset_{k+1}), the last one up to n_params; the padding from n_params on does not
- * decay. */
+ * decay and is no Muon matrix. */
 static int adamw_chunks(const tg_gpt2_layout *lay, size_t lo, size_t hi, tg_cuda_adamw_chunk *out) {
     int n = 0;
     for (int k = 0; k <= lay->n_tensors; k++) {
         const size_t a0 = k == 0 ? 0 : k < lay->n_tensors ? lay->tensors[k].offset : lay->n_params;
         const size_t a1 = k + 1 < lay->n_tensors ? lay->tensors[k + 1].offset : k < lay->n_tensors ? lay->n_params : hi;
         const int decay = k < lay->n_tensors ? lay->tensors[k].decay : 0;
+        const int muon = k < lay->n_tensors ? tg_model_muon_tensor(&lay->tensors[k]) : 0;
         const size_t e = a1 < hi ? a1 : hi;
         for (size_t b = a0 > lo ? a0 : lo; b < e; b += TG_CUDA_ADAMW_CHUNK) {
             if (out) {
                 out[n].start = b;
                 out[n].len = (unsigned int)(e - b < TG_CUDA_ADAMW_CHUNK ? e - b : TG_CUDA_ADAMW_CHUNK);
                 out[n].decay = decay;
+                out[n].muon = muon;
             }
             n++;
         }
     }
     return n;
+}
+
+/* Muon's Newton-Schulz scratch for the largest Muon matrix of the model (any rank may be dealt
+ * any matrix, whatever its optimizer shard), carved into the pieces of tg_cuda_ns_scratch, each
+ * at a multiple of TG_CUDA_ALIGN bytes. base NULL: only the size. */
+static size_t ns_carve(const tg_gpt2_layout *lay, tg_cuda_ns_scratch *ns, char *base) {
+    size_t nk = 0, nn = 0, off = 0;
+    for (int k = 0; k < lay->n_tensors; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        if (!tg_model_muon_tensor(t)) continue;
+        const size_t a = (size_t)t->shape[0], b = (size_t)t->shape[1], small = a < b ? a : b;
+        if (a * b > nk) nk = a * b;
+        if (small * small > nn) nn = small * small;
+    }
+    if (nk == 0) return 0;
+#define NS_CARVE(ptr, bytes)                                                                   \
+    do {                                                                                       \
+        if (base) (ptr) = (decltype(ptr))(base + off);                                         \
+        off += ((bytes) + TG_CUDA_ALIGN - 1) / TG_CUDA_ALIGN * TG_CUDA_ALIGN;                  \
+    } while (0)
+    NS_CARVE(ns->partial, (size_t)TG_CUDA_NORM_BLOCKS * sizeof(double));
+    NS_CARVE(ns->inv, sizeof(float));
+    NS_CARVE(ns->X, nk * sizeof(float));
+    NS_CARVE(ns->Y, nk * sizeof(float));
+    NS_CARVE(ns->A, nn * sizeof(float));
+    NS_CARVE(ns->B, nn * sizeof(float));
+#undef NS_CARVE
+    return off;
 }
 
 tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
@@ -566,10 +597,20 @@ tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err) {
     TG_CUDA_CHECK(err, cudaStreamSynchronize(p->stream));
     TG_CUDA_CHECK(err, cudaFree(p->opt_mem));
     TG_CUDA_CHECK(err, cudaFree(p->opt_chunks));
+    TG_CUDA_CHECK(err, cudaFree(p->ns_mem));
     p->opt_mem = p->opt_m = p->opt_v = p->master = NULL;
     p->opt_chunks = NULL;
     p->n_opt_chunks = 0;
     p->opt_ready = 0;
+    p->ns_mem = NULL;
+    p->ns_bytes = 0;
+    memset(&p->ns, 0, sizeof p->ns);
+    /* Allocated here, not in the step, like every other device buffer. */
+    p->ns_bytes = ns_carve(&m->lay, &p->ns, NULL);
+    if (p->ns_bytes) {
+        TG_CUDA_CHECK(err, cudaMalloc(&p->ns_mem, p->ns_bytes));
+        ns_carve(&m->lay, &p->ns, (char *)p->ns_mem);
+    }
     if (n > 0) {
         const int nc = adamw_chunks(&m->lay, lo, hi, NULL);
         chunks = (tg_cuda_adamw_chunk *)malloc((size_t)nc * sizeof *chunks);
@@ -599,7 +640,7 @@ cleanup:
 
 size_t cuda_opt_bytes(const tg_model *m) {
     const cuda_impl *p = (const cuda_impl *)m->impl;
-    return p->opt_ready ? (p->bf16 ? 3 : 2) * (p->opt_hi - p->opt_lo) * sizeof(float) : 0;
+    return p->opt_ready ? (p->bf16 ? 3 : 2) * (p->opt_hi - p->opt_lo) * sizeof(float) + p->ns_bytes : 0;
 }
 
 
@@ -620,6 +661,9 @@ tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
     hp.grad_scale = a->grad_scale;
     hp.bc1 = (float)(1.0 - pow((double)a->beta1, a->t)); /* as the CPU reference */
     hp.bc2 = (float)(1.0 - pow((double)a->beta2, a->t));
+    hp.muon = a->muon != NULL;
+    hp.momentum = a->muon ? a->muon->momentum : 0.0f;
+    hp.nesterov = a->muon ? a->muon->nesterov : 0;
     prof_mark(p, P_OPTIM);
     if (p->bf16)
         TG_TRY(tg_cuda_adamw<tg_bf16>((tg_bf16 *)p->params, p->master, p->grads, p->opt_m, p->opt_v,
@@ -629,6 +673,46 @@ tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err) {
         TG_TRY(tg_cuda_adamw<float>((float *)p->params, NULL, p->grads, p->opt_m, p->opt_v, a->lo,
                                     p->opt_chunks, p->n_opt_chunks, &hp,
                                     p->stream, err));
+cleanup:
+    return st;
+}
+
+/* Each Muon matrix starting in [lo, hi), whole, on the full gradient buffer (the CUDA backend
+ * has no sharded storage): grads = sqrt(max(1, fan_out / fan_in)) * NS(U). */
+tg_status cuda_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    const tg_gpt2_layout *lay = &m->lay;
+    if (!p->opt_ready) TG_FAIL(err, TG_ERR_ARG, "model: muon_orth before opt_init");
+    prof_mark(p, P_OPTIM);
+    for (int k = 0; k < lay->n_tensors; k++) {
+        const tg_tensor_info *t = &lay->tensors[k];
+        if (!tg_model_muon_tensor(t) || t->offset < lo || t->offset >= hi) continue;
+        /* GPT-2 stores weights (in, out) (HF Conv1D), Llama (out, in) (nn.Linear); the scale is
+         * computed on the host exactly as the CPU backend computes it. */
+        const int llama = lay->cfg.arch == TG_MODEL_ARCH_LLAMA;
+        const int fan_out = llama ? t->shape[0] : t->shape[1], fan_in = llama ? t->shape[1] : t->shape[0];
+        const float scale = fan_out > fan_in ? sqrtf((float)fan_out / (float)fan_in) : 1.0f;
+        TG_TRY(tg_cuda_newton_schulz(&p->blas, p->grads + t->offset, t->shape[0], t->shape[1], ns_steps, scale,
+                                     &p->ns, p->stream, err));
+    }
+cleanup:
+    return st;
+}
+
+tg_status cuda_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    if (!p->opt_ready || a->lo != p->opt_lo || a->hi != p->opt_hi)
+        TG_FAIL(err, TG_ERR_ARG, "model: muon shard [%zu, %zu) != opt_init shard [%zu, %zu)", a->lo, a->hi,
+                p->opt_lo, p->opt_hi);
+    prof_mark(p, P_OPTIM);
+    if (p->bf16)
+        TG_TRY(tg_cuda_muon_apply<tg_bf16>((tg_bf16 *)p->params, p->master, p->grads, a->lo, p->opt_chunks,
+                                           p->n_opt_chunks, a->muon->lr, a->muon->weight_decay, p->stream, err));
+    else
+        TG_TRY(tg_cuda_muon_apply<float>((float *)p->params, NULL, p->grads, a->lo, p->opt_chunks,
+                                         p->n_opt_chunks, a->muon->lr, a->muon->weight_decay, p->stream, err));
 cleanup:
     return st;
 }
@@ -676,8 +760,8 @@ extern "C" const tg_backend_ops tg_cuda_backend_ops = {
     NULL, /* shard_storage: ZeRO-2/3 are the CPU backends' (tg_model_shard_storage refuses) */
     NULL,
     NULL,
-    NULL, /* muon_orth: no Muon on CUDA yet (tg_model_has_muon is 0; train refuses it) */
-    NULL, /* muon_apply */
+    cuda_muon_orth,
+    cuda_muon_apply,
     NULL, /* memory: model.c derives it */
 };
 

@@ -8,6 +8,9 @@
  *   params   n_padded working weights, X = bf16 (opt.bf16) or fp32
  *   grads    n_padded fp32 (accumulated across micro-batches, reduced by the trainer)
  *   opt      m, v (+ fp32 master weights when X = bf16) for the shard [opt_lo, opt_hi)
+ *   ns       Muon's Newton-Schulz scratch, sized for the largest Muon matrix (made at opt_init
+ *            whatever the optimizer, since opt_init is not told it: 2 (n k + n^2) + ~2k floats
+ *            for the largest n x k matrix, n <= k, e.g. 22.5 MiB for GPT-2 124M)
  *   acts     every activation kept for backward, the backward scratch buffers, the cuBLASLt
  *            workspace, the uploaded token/target/bucket arrays and small tables.
  * Pinned host memory holds the upload staging area and the loss/norm read-backs.
@@ -74,6 +77,9 @@ typedef struct {
     tg_cuda_adamw_chunk *opt_chunks; /* the shard in per-tensor pieces (device) */
     int n_opt_chunks;
     int opt_ready;
+    tg_cuda_ns_scratch ns; /* carved from ns_mem (NULL when the model has no Muon matrix) */
+    void *ns_mem;
+    size_t ns_bytes;
 
     char *act_mem;
     size_t act_bytes;
@@ -139,6 +145,8 @@ tg_status cuda_grad_sqnorm(tg_model *m, size_t lo, size_t hi, double *out, tg_er
 tg_status cuda_opt_init(tg_model *m, size_t lo, size_t hi, tg_error *err);
 size_t cuda_opt_bytes(const tg_model *m);
 tg_status cuda_adamw(tg_model *m, const tg_adamw_args *a, tg_error *err);
+tg_status cuda_muon_orth(tg_model *m, size_t lo, size_t hi, int ns_steps, tg_error *err);
+tg_status cuda_muon_apply(tg_model *m, const tg_adamw_args *a, tg_error *err);
 const char *cuda_describe(const tg_model *m);
 tg_status cuda_tuning_get(tg_model *m, void **blob, size_t *len, tg_error *err);
 tg_status cuda_tuning_set(tg_model *m, const void *blob, size_t len, tg_error *err);

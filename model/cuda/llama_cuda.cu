@@ -435,7 +435,7 @@ extern "C" const tg_backend_ops tg_cuda_llama_backend_ops = {
     NULL, /* shard_storage: ZeRO-2/3 are the CPU backends' (tg_model_shard_storage refuses) */
     NULL,
     NULL,
-    NULL, /* muon_orth: no Muon on CUDA (train refuses it) */
-    NULL, /* muon_apply */
+    cuda_muon_orth, /* gpt2_cuda.cu's, shared: the shape scale follows lay.cfg.arch */
+    cuda_muon_apply,
     NULL, /* memory: model.c derives it */
 };

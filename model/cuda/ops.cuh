@@ -193,24 +193,59 @@ tg_status tg_cuda_crossentropy_backward(X *logits, const float *lse, const int32
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay, grad_scale;
     float bc1, bc2; /* 1 - beta^t */
+    int muon;       /* 1: chunks with muon set get Muon's momentum phase instead (model.h) */
+    float momentum; /* Muon's */
+    int nesterov;
 } tg_cuda_adamw_hp;
 
 /* A piece of the optimizer shard inside one tensor: elements [start, start + len) of the flat
- * buffers, len <= TG_CUDA_ADAMW_CHUNK, decay = the tensor's decay flag (0 for the padding). */
+ * buffers, len <= TG_CUDA_ADAMW_CHUNK, decay = the tensor's decay flag (0 for the padding),
+ * muon = the tensor is a Muon matrix (tg_model_muon_tensor). */
 typedef struct {
     unsigned long long start;
     unsigned int len;
     int decay;
+    int muon;
 } tg_cuda_adamw_chunk;
 #define TG_CUDA_ADAMW_CHUNK 4096
 
 /* Over the shard [lo, hi) of the flat buffers, given as chunks that cover it once: params (X,
  * full), grads (fp32, full), m, v, master (fp32, hi-lo, indexed i - lo; master NULL when X is
- * float: params are the master). Decoupled weight decay where the chunk's decay is 1. */
+ * float: params are the master). Decoupled weight decay where the chunk's decay is 1. With
+ * hp->muon, a chunk of a Muon matrix instead gets Muon's first phase, the CPU's arithmetic
+ * operation for operation (no contraction into FMAs, so the same bits from the same inputs):
+ * g' = g * grad_scale, m = momentum * m + (1 - momentum) * g', and the update written over its
+ * gradients, (1 - momentum) * g' + momentum * m with Nesterov, else m; params and v untouched. */
 template <typename X>
-tg_status tg_cuda_adamw(X *params, float *master, const float *grads, float *m, float *v,
+tg_status tg_cuda_adamw(X *params, float *master, float *grads, float *m, float *v,
                         size_t lo, const tg_cuda_adamw_chunk *chunks, int n_chunks,
                         const tg_cuda_adamw_hp *hp, cudaStream_t s, tg_error *err);
+
+/* ---- muon.cu: Muon's orthogonalisation and update ---- */
+
+/* Device scratch of the Newton-Schulz iteration, sized for the largest matrix it is given:
+ * partial TG_CUDA_NORM_BLOCKS doubles, inv one float, X and Y n*k floats, A and B n*n floats
+ * (n <= k the matrix's sides). */
+typedef struct {
+    double *partial;
+    float *inv;
+    float *X, *Y, *A, *B;
+} tg_cuda_ns_scratch;
+
+/* G (rows x cols fp32, row-major, device) <- scale * NS(G / (|G|_F + 1e-7)) in place: the
+ * quintic Newton-Schulz iteration (a, b, c) = (3.4445, -4.7750, 2.0315), `steps` times, in fp32
+ * (cuBLASLt matmuls with fp32 accumulation, no TF32), on the transpose when rows > cols so that
+ * the Gram matrix is the smaller one. The CPU's algorithm (tg_cpu_newton_schulz) step for step;
+ * only the summation orders of the norm and the matmuls differ. Enqueued on s, no host sync. */
+tg_status tg_cuda_newton_schulz(const tg_cuda_blas *bl, float *G, int rows, int cols, int steps, float scale,
+                                const tg_cuda_ns_scratch *ns, cudaStream_t s, tg_error *err);
+/* Muon's last phase over the chunks of Muon matrices (others are skipped): p -= lr * (grads +
+ * wd * p) on the master (or the fp32 params when master is NULL) and the working copy, the
+ * CPU's arithmetic operation for operation. Layout as tg_cuda_adamw. */
+template <typename X>
+tg_status tg_cuda_muon_apply(X *params, float *master, const float *grads, size_t lo,
+                             const tg_cuda_adamw_chunk *chunks, int n_chunks, float lr, float wd,
+                             cudaStream_t s, tg_error *err);
 /* dst[i] = (float)src[i] */
 template <typename X>
 tg_status tg_cuda_to_f32(float *dst, const X *src, size_t n, cudaStream_t s, tg_error *err);
