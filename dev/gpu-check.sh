@@ -17,6 +17,10 @@
 #   llama     model.arch=llama on CUDA: test_cuda_llama_kernels (RMSNorm, RoPE re-layout, SwiGLU
 #             against the CPU reference kernels) and test_cuda_llama (the backend against the CPU
 #             backend: GQA / MQA / MHA, tied / untied, fp32 and bf16 with each attention)
+#   muon      train.optimizer=muon on CUDA: test_cuda_muon (Muon's three phases on GPT-2 and Llama
+#             against the CPU backends: bitwise momentum, Newton-Schulz within 5e-4, singular
+#             values in the quintic's band, owner ranges) and tests/cuda/muon.sh (the trainer:
+#             fp32 within 1% of the CPU, bitwise fp32/bf16 resume, ZeRO-1, Llama, 2 ranks on the GPU)
 #   bench     truthgpt bench, GPT-2 124M, B=64, T=1024: default and the per-phase profile
 #   torch     the PyTorch torch.compile reference, same shape (bench and torch log the SM clock and
 #             power they ran at)
@@ -78,10 +82,11 @@ KTEST=$(tbin test_cuda_kernels)
 LTEST=$(tbin test_cuda_llama)
 LKTEST=$(tbin test_cuda_llama_kernels)
 DTEST=$(tbin test_cuda_decode)
+MTEST=$(tbin test_cuda_muon)
 # The default fits one call with room for a second (292 s on 2026-11-26, with fastest): what is
 # already measured (ab, variants, ncu, racecheck) is left to GPU_STEPS. Steps run
 # in the file's order (most needed first), whatever the order in GPU_STEPS.
-STEPS=${GPU_STEPS:-"test kernels decode llama bench torch ceiling curve llamacurve attn resume bench350 torch350 sanitize"}
+STEPS=${GPU_STEPS:-"test kernels decode llama muon bench torch ceiling curve llamacurve attn resume bench350 torch350 sanitize"}
 B350=${B350:-32}
 export PYTHONUNBUFFERED=1
 fails=0
@@ -158,7 +163,7 @@ if [ -f "$ROOT/gpu-libs.tar.xz" ]; then
         || echo "cannot unpack gpu-libs.tar.xz"
 fi
 for pass in 1 2 3; do
-    missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" "$LTEST" "$LKTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+    missing=$(ldd "$TG" "$TEST" "$ATEST" "$KTEST" "$LTEST" "$LKTEST" "$MTEST" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
     [ -z "$missing" ] && break
     mkdir -p /tmp/tglibs
     for m in $missing; do
@@ -196,6 +201,13 @@ if want llama; then
     step "test_cuda_llama"
     run llama 120 "$LTEST"
     llama_rc=$?
+fi
+muon_rc=0
+if want muon; then
+    step "test_cuda_muon, then train.optimizer=muon through the trainer (tests/cuda/muon.sh)"
+    run muon-test 60 "$MTEST"
+    muon_rc=$?
+    run muon 150 bash "$ROOT/tests/cuda/muon.sh" "$TG" "$ROOT" /tmp/tg-muon
 fi
 bench_rc=1
 if want bench; then
@@ -344,7 +356,7 @@ if want sanitize && { { [ $kern_rc -ne 0 ] && [ $kern_rc -ne 77 ]; } || [ -n "${
     step "compute-sanitizer memcheck: test_cuda_kernels (no timing)"
     TG_KERNELS_QUICK=1 run sanitize-k 90 "$CS" --tool memcheck --error-exitcode 9 --print-limit 20 "$KTEST"
 fi
-for t in "llama:$llama_rc:$LTEST" "llama-kernels:$lk_rc:$LKTEST"; do
+for t in "llama:$llama_rc:$LTEST" "llama-kernels:$lk_rc:$LKTEST" "muon:$muon_rc:$MTEST"; do
     IFS=: read -r name rc bin <<< "$t"
     if want sanitize && { { [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; } || [ -n "${GPU_SANITIZE_ALWAYS:-}" ]; }; then
         step "compute-sanitizer memcheck: $name"

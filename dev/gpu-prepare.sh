@@ -14,7 +14,8 @@ mkdir -p gpu-data bench gpu-libs gpu-tests
 cp runs/demo/data/*.h5 gpu-data/
 # the CUDA test programs in one carried folder (the device tool takes at most 8 carried paths;
 # dev/gpu-check.sh looks for them there when the build folder did not travel)
-TESTS=(test_cuda_model test_cuda_attention test_cuda_kernels test_cuda_decode test_cuda_llama test_cuda_llama_kernels)
+TESTS=(test_cuda_model test_cuda_attention test_cuda_kernels test_cuda_decode test_cuda_llama test_cuda_llama_kernels
+       test_cuda_muon)
 for t in "${TESTS[@]}"; do cp build-gpu/tests/cuda/$t gpu-tests/; done
 [ -f ../shared/bench/torch_gpt2_bench.py ] && cp ../shared/bench/torch_gpt2_bench.py bench/
 [ -f ../shared/bench/torch_llama_bench.py ] && cp ../shared/bench/torch_llama_bench.py bench/
