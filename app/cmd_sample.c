@@ -26,7 +26,7 @@ static void sample_usage(void) {
             "  Generates N tokens after TEXT with the checkpoint's weights. temperature 0 is greedy\n"
             "  (default 1.0); top-k 0 keeps the whole vocabulary (default 40); top-p (nucleus, default 1\n"
             "  = off); --stop-at-eot ends at the end-of-text token; seed default 1337.\n"
-            "  A KV cache (CPU; CUDA for GPT-2) makes each token cost the same whatever its position;\n"
+            "  A KV cache (CPU and CUDA) makes each token cost the same whatever its position;\n"
             "  prompt + N must then fit the model's seq_len. --no-cache recomputes the whole window per\n"
             "  token instead, sliding it past seq_len (no top-p / stop there).\n"
             "  The tokenizer defaults to the file recorded in the checkpoint.\n");
@@ -138,8 +138,8 @@ int tg_cmd_sample(int argc, char **argv) {
     if (ids.n == 0) TG_TRY(tg_tokens_push(&ids, (uint32_t)tg_tokenizer_eot_id(tok), &err));
     /* The context a forward sees is at most T tokens; a shorter model T saves time. */
     size_t want = ids.n + (size_t)n_tokens;
-    /* the KV cache: model/decode.h (CPU, and GPT-2 on CUDA) */
-    const int cached = !o.no_cache && (strcmp(device, "cpu") == 0 || cfg->arch == TG_MODEL_ARCH_GPT2);
+    /* the KV cache: model/decode.h (GPT-2 and Llama, CPU and CUDA) */
+    const int cached = !o.no_cache;
     if (cached && want > (size_t)cfg->max_seq_len)
         TG_FAIL(&err, TG_ERR_ARG,
                 "--tokens %ld after a %zu-token prompt exceeds the model's seq_len %d (at most %ld new tokens; "

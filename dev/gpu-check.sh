@@ -10,8 +10,9 @@
 #             no-fusion / each attention implementation / tuning), the grad-ready hook's timing
 #   kernels   test_cuda_kernels: the cross-entropy and LayerNorm backward kernels against
 #             double-precision host references, each timed at GPT-2 124M's shapes
-#   decode    test_cuda_decode: the KV-cache decoder against the full forward, the CPU decoder and
-#             full-recompute greedy sampling; then dev/gpu-decode.sh: tokens/s of `truthgpt sample`
+#   decode    test_cuda_decode: the KV-cache decoder (GPT-2; Llama GQA / MQA / MHA, tied / untied,
+#             Llama 3 RoPE) against the full forward, the CPU decoder and full-recompute greedy
+#             sampling; then dev/gpu-decode.sh: tokens/s of `truthgpt sample`
 #             on GPT-2 124M at batch 1 (KV cache, 1000 tokens; and --no-cache) (~40 s: most of it
 #             the checkpoint's one CPU training step)
 #   llama     model.arch=llama on CUDA: test_cuda_llama_kernels (RMSNorm, RoPE re-layout, SwiGLU
@@ -188,8 +189,8 @@ if want kernels; then
     kern_rc=$?
 fi
 if want decode; then
-    step "test_cuda_decode, then GPT-2 124M generation speed at batch 1 (dev/gpu-decode.sh)"
-    run decode-test 90 "$DTEST"
+    step "test_cuda_decode (GPT-2 and Llama), then GPT-2 124M generation speed at batch 1 (dev/gpu-decode.sh)"
+    run decode-test 150 "$DTEST"
     run decode 120 bash "$ROOT/dev/gpu-decode.sh" "$TG" "$ROOT" /tmp/tg-decode
 fi
 lk_rc=0

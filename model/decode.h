@@ -6,10 +6,11 @@
  *   CPU, fp32, GPT-2 and Llama (whose cache holds its n_kv_head heads; model/cpu/cpu_decode.h):
  *     each logit is computed with the same kernels and the same per-element arithmetic as
  *     tg_model_forward, so greedy decoding picks the same tokens as recomputing the whole window.
- *   CUDA, GPT-2, the model's dtype (fp32 or bf16; model/cuda/gpt2_cuda_decode.cu): the forward's
- *     LayerNorm and matmul launchers at M = the rows appended, and its own attention of the new
- *     rows over the cache. Matmuls of another shape may sum in another order and attention does,
- *     so logits equal the full forward's to rounding, not bitwise.
+ *   CUDA, GPT-2 and Llama, the model's dtype (fp32 or bf16; model/cuda/cuda_decode.cu): the
+ *     forward's norm, matmul, RoPE and SwiGLU launchers at M = the rows appended, and its own
+ *     attention of the new rows over the cache (n_kv_head heads for Llama, as on the CPU).
+ *     Matmuls of another shape may sum in another order and attention does, so logits equal the
+ *     full forward's to rounding, not bitwise.
  *
  * Positions are absolute: at most the model's T (tg_model_opts(m)->T) tokens in all. The decoder
  * reads the model's parameters when it is made (tg_decoder_init): make a new one after they change.
@@ -25,8 +26,8 @@
 
 typedef struct tg_decoder tg_decoder;
 
-/* m: a CPU model in fp32 (TG_ERR_ARG for bf16 emulation) or a CUDA GPT-2 model; TG_ERR_ARG or
- * TG_ERR_UNSUPPORTED, saying why, for the others. */
+/* m: a CPU model in fp32 (TG_ERR_ARG for bf16 emulation) or a CUDA model (GPT-2 or Llama);
+ * TG_ERR_ARG or TG_ERR_UNSUPPORTED, saying why, for the others. */
 tg_status tg_decoder_init(tg_decoder **out, tg_model *m, tg_error *err);
 void tg_decoder_free(tg_decoder *d);
 

@@ -1,7 +1,7 @@
 /* model/decode_backend.h — internal: what a KV-cache decoder implements behind model/decode.h.
  * model/decode.c owns the cache length and the checks every append needs (row count, room left
  * up to T, token range) and forwards each call to the decoder made for the model's backend:
- * cpu/cpu_decode.c (GPT-2 and Llama, fp32) or cuda/gpt2_cuda_decode.cu (GPT-2, fp32 or bf16). */
+ * cpu/cpu_decode.c (GPT-2 and Llama, fp32) or cuda/cuda_decode.cu (GPT-2 and Llama, fp32 or bf16). */
 #ifndef TG_MODEL_DECODE_BACKEND_H
 #define TG_MODEL_DECODE_BACKEND_H
 

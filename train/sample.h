@@ -33,7 +33,7 @@ int tg_sample_pick(const float *logits, int V, float temperature, int top_k, flo
 tg_status tg_sample_generate(tg_model *m, tg_tokens *ids, const tg_sample_options *o, tg_rng *rng,
                              tg_sample_emit_fn emit, void *ctx, tg_error *err);
 
-/* The same extension with a KV cache (model/decode.h: CPU fp32 models, GPT-2 on CUDA): the prompt
+/* The same extension with a KV cache (model/decode.h: CPU fp32 models, CUDA models): the prompt
  * in one forward, then one row per token, so a token's cost does not grow with the window.
  * ids->n + o->n_tokens must not exceed the model's T (TG_ERR_ARG otherwise). With temperature 0
  * on the CPU it picks exactly the tokens tg_sample_generate picks (on CUDA the logits agree to

@@ -131,6 +131,27 @@ cleanup:
     return st;
 }
 
+template <typename X>
+__global__ void llama_rope_at_kernel(X *out, const X *in, const float *cos_t, const float *sin_t, const int32_t *pos,
+                                     int NH, int NKV, int HS, size_t n) {
+    const int t0 = pos[0];
+    for (size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x; idx < n; idx += (size_t)gridDim.x * blockDim.x)
+        llama_rope_pos_at<X>(out, in, cos_t, sin_t, t0, NH, NKV, HS, idx);
+}
+
+template <typename X>
+tg_status tg_cuda_llama_rope_at(X *out, const X *in, const float *cos_t, const float *sin_t, const int32_t *pos, int n,
+                                int NH, int NKV, int HS, cudaStream_t s, tg_error *err) {
+    tg_status st = TG_OK;
+    const size_t pairs = (size_t)n * (NH + 2 * NKV) * (HS / 2);
+    if (pairs == 0) goto cleanup;
+    llama_rope_at_kernel<X><<<tg_cuda_blocks(pairs), TG_CUDA_THREADS, 0, s>>>(out, in, cos_t, sin_t, pos, NH, NKV, HS,
+                                                                              pairs);
+    TG_CUDA_LAUNCH_CHECK(err);
+cleanup:
+    return st;
+}
+
 /* ---- SwiGLU ---- */
 
 template <typename X> __global__ void swiglu_forward_kernel(X *h, const X *gu, int F, size_t n) {
@@ -176,6 +197,8 @@ cleanup:
                                                      int, int, cudaStream_t, tg_error *);                          \
     template tg_status tg_cuda_llama_rope<X>(X *, const X *, const float *, const float *, int, int, int, int, int, \
                                              int, cudaStream_t, tg_error *);                                        \
+    template tg_status tg_cuda_llama_rope_at<X>(X *, const X *, const float *, const float *, const int32_t *, int, \
+                                                int, int, int, cudaStream_t, tg_error *);                          \
     template tg_status tg_cuda_swiglu_forward<X>(X *, const X *, int, int, cudaStream_t, tg_error *);              \
     template tg_status tg_cuda_swiglu_backward<X>(X *, const X *, const X *, int, int, cudaStream_t, tg_error *);
 TG_INSTANTIATE(float)

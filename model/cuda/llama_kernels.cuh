@@ -129,16 +129,13 @@ TG_LLAMA_HD void llama_qkv_backward_at(X *draw, const X *dqkv, const float *cos_
     dst[i + half] = tg_from_f32<X>(b);
 }
 
-/* RoPE in the projection's own layout (B, T, C + 2 KV), for cuDNN's grouped-query attention:
- * pair idx < B*T * (NH + 2 NKV) * HS/2 = (row, slot, i); slots [0, NH + NKV) (the q and k heads)
+/* RoPE in the projection's own layout (rows of C + 2 KV), for cuDNN's grouped-query attention and
+ * the KV-cache decoder: pair (row, slot, i) at position t; slots [0, NH + NKV) (the q and k heads)
  * rotated (inverse: sin -> -sin, the backward), the v slots copied. out may be in (in place). */
 template <typename X>
-TG_LLAMA_HD void llama_rope_raw_at(X *out, const X *in, const float *cos_t, const float *sin_t, int T, int NH, int NKV,
-                                   int HS, int inverse, size_t idx) {
+TG_LLAMA_HD void llama_rope_raw_pair(X *out, const X *in, const float *cos_t, const float *sin_t, int t, int NH,
+                                     int NKV, int HS, int inverse, size_t row, int slot, int i) {
     const int half = HS / 2, slots = NH + 2 * NKV;
-    const int i = (int)(idx % half), slot = (int)(idx / half % slots);
-    const size_t row = idx / half / slots;
-    const int t = (int)(row % T);
     const size_t o = row * (size_t)slots * HS + (size_t)slot * HS;
     if (slot >= NH + NKV) {
         out[o + i] = in[o + i];
@@ -149,6 +146,26 @@ TG_LLAMA_HD void llama_rope_raw_at(X *out, const X *in, const float *cos_t, cons
     const float c = cos_t[(size_t)t * half + i], s = inverse ? -sin_t[(size_t)t * half + i] : sin_t[(size_t)t * half + i];
     out[o + i] = tg_from_f32<X>(a * c - b * s);
     out[o + i + half] = tg_from_f32<X>(b * c + a * s);
+}
+/* The training forward/backward over (B, T, C + 2 KV): pair idx < B*T * (NH + 2 NKV) * HS/2 =
+ * (row, slot, i), row at position row % T. */
+template <typename X>
+TG_LLAMA_HD void llama_rope_raw_at(X *out, const X *in, const float *cos_t, const float *sin_t, int T, int NH, int NKV,
+                                   int HS, int inverse, size_t idx) {
+    const int half = HS / 2, slots = NH + 2 * NKV;
+    const int i = (int)(idx % half), slot = (int)(idx / half % slots);
+    const size_t row = idx / half / slots;
+    llama_rope_raw_pair<X>(out, in, cos_t, sin_t, (int)(row % T), NH, NKV, HS, inverse, row, slot, i);
+}
+/* The KV-cache decoder's new rows (n, C + 2 KV), forward only: row r is position t0 + r (its
+ * absolute position in the sequence), the same rotation as llama_rope_raw_at's at that position. */
+template <typename X>
+TG_LLAMA_HD void llama_rope_pos_at(X *out, const X *in, const float *cos_t, const float *sin_t, int t0, int NH,
+                                   int NKV, int HS, size_t idx) {
+    const int half = HS / 2, slots = NH + 2 * NKV;
+    const int i = (int)(idx % half), slot = (int)(idx / half % slots);
+    const size_t row = idx / half / slots;
+    llama_rope_raw_pair<X>(out, in, cos_t, sin_t, t0 + (int)row, NH, NKV, HS, 0, row, slot, i);
 }
 
 /* ---- SwiGLU (llama_kernels.c: tg_llama_swiglu_forward / _backward) on gate|up rows (N, 2F) ---- */

@@ -46,6 +46,13 @@ template <typename X>
 tg_status tg_cuda_llama_rope(X *out, const X *in, const float *cos_t, const float *sin_t, int B, int T, int NH,
                              int NKV, int HS, int inverse, cudaStream_t s, tg_error *err);
 
+/* RoPE for the KV-cache decoder's n new rows: out (n, C + 2 KV) = in with the q and k heads of row
+ * r rotated at position pos[0] + r, v copied; out may be in. pos is device memory read by the
+ * kernel, so the launch is the same at every position (a CUDA graph can replay it). */
+template <typename X>
+tg_status tg_cuda_llama_rope_at(X *out, const X *in, const float *cos_t, const float *sin_t, const int32_t *pos, int n,
+                                int NH, int NKV, int HS, cudaStream_t s, tg_error *err);
+
 /* h (N, F) = silu(gate) * up, from gu (N, 2F) = gate | up per row (gate_proj and up_proj are
  * adjacent in the flat buffer: one matmul makes both). */
 template <typename X>

@@ -1,13 +1,25 @@
-/* tests/cuda/test_cuda_decode.c — the CUDA KV-cache decoder for GPT-2 (model/decode.h,
- * model/cuda/gpt2_cuda_decode.cu) against the CUDA full forward, the CPU decoder and the
- * full-recompute sampler.
+/* tests/cuda/test_cuda_decode.c — the CUDA KV-cache decoder (model/decode.h,
+ * model/cuda/cuda_decode.cu) for GPT-2 and Llama against the CUDA full forward, the CPU decoder
+ * and the full-recompute sampler.
  *
- * A small GPT-2 (L=2, V=97, T=40), head sizes 16 and 64, fp32 and bf16, with GPT-2's init plus
- * noise on every bias and LayerNorm parameter, scaled up for peaked, position-dependent
- * predictions: in fp32 every tensor by 8 (as tests/train/test_sample_cache.c; attention is then
- * nearly one-hot), in bf16 only wte and wpe (logits with a spread of a few units, attention
- * smooth: with every tensor scaled, scores of ~100 would turn bf16's rounding of q and k, which
- * differs between two matmul shapes in the last bit, into different attention winners). Per case:
+ * GPT-2 (L=2, V=97, T=40), head sizes 16 and 64, fp32 and bf16, with GPT-2's init plus noise on
+ * every bias and LayerNorm parameter, scaled up for peaked, position-dependent predictions: in
+ * fp32 every tensor by 8 (as tests/train/test_sample_cache.c; attention is then nearly one-hot),
+ * in bf16 the matrices and wpe by 8, wte (the tied LM head too) by 4, the 1-D tensors not at all:
+ * attention scores of order 1 (with every tensor scaled, scores of ~100 would turn bf16's
+ * rounding of q and k, which differs between two matmul shapes in the last bit, into different
+ * attention winners), block outputs that outweigh the token's own embedding (with only wte and
+ * wpe scaled, or wte by 16, the tied head's greedy choice repeats the input token: 0 or 1
+ * changes in 37 tokens, measured with this file's cases on the CPU backend; with these gains 26
+ * and 32).
+ * Llama (L=2, V=97, T=40, F = 2C + 48, rope_theta 500): grouped-query (4 query heads over 2 KV
+ * heads, 8 over 2), multi-query (4 over 1, 2 over 1) and multi-head attention, head sizes 16 and
+ * 64, tied and untied LM heads, plain and Llama 3 scaled RoPE (original context 16 < T, so all
+ * three frequency bands occur), fp32 and bf16; Llama's init plus noise on the RMSNorm weights,
+ * matrices x8 and the embedding and LM head x16 (run_llama_case says why), in both dtypes. The
+ * greedy sequences change token 24 to 36 times in 37 (measured with these parameters on the CPU
+ * backend; the one configuration that repeated its token, MQA 4/1 tied at C=64, is not used).
+ * Per case:
  *  (a) logits at every position: a prompt of 5 tokens in one append (the many-row path), then
  *      one token per append (the first one-row append runs plainly, the second captures the CUDA
  *      graph, the rest replay it), against the logits of one CUDA full forward over the same
@@ -23,10 +35,12 @@
  *     of sums (cuBLASLt may choose another algorithm for M = 1 than for M = T, and the decoder's
  *     attention kernel sums in its own order) and in expf implementations, which gives ~1e-6;
  *     a wrong kernel (a wrong position, head, cache row) gives O(1).
- *   bf16 2e-2: as test_cuda_model's bf16 logits: activations are stored in bf16 (8 significant
- *     bits) some ten times along the path, and the two paths round different values wherever
- *     their sums run in another order (matmuls at another M; attention: flash or cuDNN round the
- *     probabilities to bf16, the decoder keeps them in fp32), so a few 1e-3 are expected.
+ *   bf16 2e-2: as test_cuda_model's and test_cuda_llama's bf16 logits: activations are stored in
+ *     bf16 (8 significant bits) some ten times along the path, and the two paths round different
+ *     values wherever their sums run in another order (matmuls at another M; attention: flash or
+ *     cuDNN round the probabilities to bf16, the decoder keeps them in fp32), so a few 1e-3 are
+ *     expected. Llama's RoPE adds no difference of its own: both paths rotate their q|k|v
+ *     projection with the same fp32 tables and the same arithmetic (llama_rope_raw_pair).
  * Greedy ties: where the two paths' logits differ by e with ||e|| <= tol * ||row|| (what (a)
  * checks on its tokens), they can only pick different ids whose logits are within
  * 2 * tol * ||row|| of each other (|e_i| + |e_j| <= 2 ||e||). The
@@ -43,6 +57,7 @@
 #include "core/rng.h"
 #include "cuda_test.h"
 #include "model/decode.h"
+#include "model/llama.h"
 #include "tg_test.h"
 #include "train/sample.h"
 
@@ -166,32 +181,14 @@ done:
     free(logits);
 }
 
-static void run_case(const char *name, int bf16, int n_head, int n_embd) {
+/* (a)-(d) for one model: cfg finalized, p its parameters, in T tokens. */
+static void check_model(const char *name, const tg_gpt2_config *cfg, const float *p, const int32_t *in, int bf16) {
     tg_error err = {0};
-    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = n_head, .n_embd = n_embd};
-    printf("case %s\n", name);
-    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
-    tg_gpt2_layout lay;
-    CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
-    const int Vp = cfg.padded_vocab_size;
+    const int Vp = cfg->padded_vocab_size;
     const double tol = bf16 ? 2e-2 : 1e-4;
-    float *p = malloc(lay.n_params * sizeof *p);
     float *full = malloc((size_t)T * Vp * sizeof *full), *dec = malloc((size_t)T * Vp * sizeof *dec);
     float *cpu_dec = malloc((size_t)T * Vp * sizeof *cpu_dec);
-    int32_t in[T];
-    tg_rng r;
-    tg_rng_init(&r, 99);
-    tg_gpt2_params_init(&lay, p, 7);
-    for (int k = 0; k < lay.n_tensors; k++) {
-        const tg_tensor_info *ti = &lay.tensors[k];
-        const float gain = !bf16 || k == TG_GPT2_WTE || k == TG_GPT2_WPE ? 8.0f : 1.0f;
-        for (size_t i = 0; i < ti->numel; i++) {
-            if (ti->ndim == 1) p[ti->offset + i] += 0.1f * tg_rng_normal(&r);
-            p[ti->offset + i] *= gain;
-        }
-    }
-    for (int t = 0; t < T; t++) in[t] = (int32_t)tg_rng_below(&r, V);
-    tg_model *m = make_model(&cfg, p, TG_DEVICE_CUDA, bf16);
+    tg_model *m = make_model(cfg, p, TG_DEVICE_CUDA, bf16);
     if (!m) goto done;
     printf("  backend: %s\n", tg_model_describe(m));
 
@@ -220,7 +217,7 @@ static void run_case(const char *name, int bf16, int n_head, int n_embd) {
 
     /* (b) */
     if (!bf16) {
-        tg_model *cpu = make_model(&cfg, p, TG_DEVICE_CPU, 0);
+        tg_model *cpu = make_model(cfg, p, TG_DEVICE_CPU, 0);
         if (cpu) {
             decode_all(cpu, in, cpu_dec, Vp);
             e = max_row_err(dec, cpu_dec, Vp, tol);
@@ -235,15 +232,89 @@ static void run_case(const char *name, int bf16, int n_head, int n_embd) {
     check_limits(m, in, Vp);
 done:
     tg_model_free(m);
+    free(full), free(dec), free(cpu_dec);
+}
+
+static void run_gpt2_case(const char *name, int bf16, int n_head, int n_embd) {
+    tg_error err = {0};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = n_head, .n_embd = n_embd};
+    printf("case gpt2, %s\n", name);
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    tg_gpt2_layout lay;
+    CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
+    float *p = malloc(lay.n_params * sizeof *p);
+    int32_t in[T];
+    tg_rng r;
+    tg_rng_init(&r, 99);
+    tg_gpt2_params_init(&lay, p, 7);
+    for (int k = 0; k < lay.n_tensors; k++) {
+        const tg_tensor_info *ti = &lay.tensors[k];
+        const float gain = !bf16 ? 8.0f : k == TG_GPT2_WTE ? 4.0f : ti->ndim == 2 ? 8.0f : 1.0f;
+        for (size_t i = 0; i < ti->numel; i++) {
+            if (ti->ndim == 1) p[ti->offset + i] += 0.1f * tg_rng_normal(&r);
+            p[ti->offset + i] *= gain;
+        }
+    }
+    for (int t = 0; t < T; t++) in[t] = (int32_t)tg_rng_below(&r, V);
+    check_model(name, &cfg, p, in, bf16);
     tg_gpt2_layout_free(&lay);
-    free(p), free(full), free(dec), free(cpu_dec);
+    free(p);
+}
+
+/* Llama: n_head query heads over n_kv KV heads, tied or untied LM head, Llama 3 RoPE scaling when
+ * rope_factor > 0 (original context 16 < T: all three frequency bands occur). */
+static void run_llama_case(const char *name, int bf16, int n_head, int n_kv, int n_embd, int tied,
+                           double rope_factor) {
+    tg_error err = {0};
+    tg_gpt2_config cfg = {.max_seq_len = T, .vocab_size = V, .n_layer = L, .n_head = n_head, .n_embd = n_embd,
+                          .arch = TG_MODEL_ARCH_LLAMA, .n_kv_head = n_kv, .ffn_dim = 2 * n_embd + 48,
+                          .rope_theta = 500.0, .tie_embeddings = tied};
+    if (rope_factor > 0) {
+        cfg.rope_factor = rope_factor;
+        cfg.rope_low_freq_factor = 1.0;
+        cfg.rope_high_freq_factor = 4.0;
+        cfg.rope_original_max_pos = 16;
+    }
+    printf("case llama, %s\n", name);
+    CHECK_OK(tg_gpt2_config_finalize(&cfg, &err), &err);
+    tg_gpt2_layout lay;
+    CHECK_OK(tg_gpt2_layout_init(&lay, &cfg, &err), &err);
+    float *p = malloc(lay.n_params * sizeof *p);
+    const int head = tg_llama_head_index(&cfg);
+    int32_t in[T];
+    tg_rng r;
+    tg_rng_init(&r, 99);
+    tg_llama_params_init(&lay, p, 7);
+    for (int k = 0; k < lay.n_tensors; k++) {
+        const tg_tensor_info *ti = &lay.tensors[k];
+        /* matrices x8: attention scores with a standard deviation of ~1.5 (head size 16) to ~3
+         * (64), estimated from the init's scales (peaked, not one-hot), and block outputs that
+         * outweigh the embedding, so every position's prediction depends on its context; the
+         * embedding and the LM head x16: logits with a spread of a few units */
+        const float gain = ti->ndim == 1 ? 1.0f : k == TG_LLAMA_EMBED || k == head ? 16.0f : 8.0f;
+        for (size_t i = 0; i < ti->numel; i++) {
+            if (ti->ndim == 1) p[ti->offset + i] += 0.1f * tg_rng_normal(&r); /* RMSNorm weights */
+            p[ti->offset + i] *= gain;
+        }
+    }
+    for (int t = 0; t < T; t++) in[t] = (int32_t)tg_rng_below(&r, V);
+    check_model(name, &cfg, p, in, bf16);
+    tg_gpt2_layout_free(&lay);
+    free(p);
 }
 
 int main(void) {
     cuda_test_require_device();
-    run_case("fp32, head size 16", 0, 4, 64);
-    run_case("fp32, head size 64", 0, 2, 128);
-    run_case("bf16, head size 16", 1, 4, 64);
-    run_case("bf16, head size 64", 1, 2, 128);
+    run_gpt2_case("fp32, head size 16", 0, 4, 64);
+    run_gpt2_case("fp32, head size 64", 0, 2, 128);
+    run_gpt2_case("bf16, head size 16", 1, 4, 64);
+    run_gpt2_case("bf16, head size 64", 1, 2, 128);
+    /* name, bf16, n_head, n_kv_head, n_embd, tied, rope_factor */
+    run_llama_case("fp32, GQA 4/2, head size 16, untied, llama3 rope", 0, 4, 2, 64, 0, 8.0);
+    run_llama_case("fp32, MQA 4/1, head size 16, untied", 0, 4, 1, 64, 0, 0.0);
+    run_llama_case("fp32, MHA 2/2, head size 64, untied", 0, 2, 2, 128, 0, 0.0);
+    run_llama_case("fp32, GQA 8/2, head size 16, tied, llama3 rope", 0, 8, 2, 128, 1, 8.0);
+    run_llama_case("bf16, GQA 4/2, head size 16, untied, llama3 rope", 1, 4, 2, 64, 0, 8.0);
+    run_llama_case("bf16, MQA 2/1, head size 64, tied", 1, 2, 1, 128, 1, 0.0);
     TEST_MAIN_END();
 }

@@ -27,7 +27,8 @@
  * Shapes: rows not a multiple of the 8-row blocks, C not a multiple of 32 (the lane loops), more
  * rows than TG_CUDA_COL_CHUNKS (several rows per column-sum chunk), a long row (C = 2048); RoPE
  * with GQA (4 query heads over 2 KV heads), MQA and MHA, head sizes 16 and 64, plain and Llama 3
- * scaled frequencies, positions row % T over several sequences. */
+ * scaled frequencies, positions row % T over several sequences, and the KV-cache decoder's rows at
+ * absolute positions t0 + r. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +214,28 @@ static void run_rope(X *out, const X *in, const float *ct, const float *st, int 
     back(out, d_out, nraw);
     CU(cudaFree(d_ct));
     CU(cudaFree(d_st));
+}
+
+/* RoPE of the KV-cache decoder's n rows at positions t0 + r (t0 read from device memory). */
+template <typename X>
+static void run_rope_at(X *out, const X *in, const float *ct, const float *st, int t0, int T, int n, int NH, int NKV,
+                        int HS) {
+    tg_error err = {};
+    const size_t nraw = (size_t)n * (NH + 2 * NKV) * HS, nt = (size_t)T * (HS / 2);
+    if (g_host) {
+        const size_t pairs = (size_t)n * (NH + 2 * NKV) * (HS / 2);
+        for (size_t idx = 0; idx < pairs; idx++) llama_rope_pos_at<X>(out, in, ct, st, t0, NH, NKV, HS, idx);
+        return;
+    }
+    X *d_out = dev<X>(out, nraw), *d_in = out == in ? d_out : dev(in, nraw);
+    float *d_ct = dev(ct, nt), *d_st = dev(st, nt);
+    int32_t *d_pos = dev(&t0, 1);
+    CHECK_OK(tg_cuda_llama_rope_at<X>(d_out, d_in, d_ct, d_st, d_pos, n, NH, NKV, HS, g_stream, &err), &err);
+    if (d_in != d_out) CU(cudaFree(d_in));
+    back(out, d_out, nraw);
+    CU(cudaFree(d_ct));
+    CU(cudaFree(d_st));
+    CU(cudaFree(d_pos));
 }
 
 template <typename X> static void run_swiglu_fwd(X *h, const X *gu, int N, int F) {
@@ -424,6 +447,25 @@ static void rope_case(const char *tname, int B, int T, int NH, int NKV, int HS, 
         got = to_floats(hgrad, nraw);
         check_elem("inverse rope in place", got, ref_b, nraw, elem_rel<X>(), ABS);
         free(got), free(ref_f), free(ref_b), free(hgrad);
+    }
+    {   /* the KV-cache decoder's rows: n rows of one sequence from position t0 (the last rows of
+         * the tables), out of place and in place, against the CPU decoder's calls (tables from t0) */
+        const int n = T < 5 ? T : 5, t0 = T - n;
+        const size_t nr = (size_t)n * QKV;
+        float *ref = alloc_f(nr);
+        X *out = alloc_x<X>(nr), *inpl = alloc_x<X>(nr);
+        memcpy(ref, fraw, nr * 4);
+        tg_llama_rope(ref, (size_t)QKV, ct + (size_t)t0 * half, st + (size_t)t0 * half, 1, n, NH, HS, 0);
+        tg_llama_rope(ref + C, (size_t)QKV, ct + (size_t)t0 * half, st + (size_t)t0 * half, 1, n, NKV, HS, 0);
+        fill_nan(out, nr);
+        run_rope_at<X>(out, hraw, ct, st, t0, T, n, NH, NKV, HS);
+        float *got = to_floats(out, nr);
+        check_elem("rope at positions t0 + r", got, ref, nr, elem_rel<X>(), ABS);
+        memcpy(inpl, hraw, nr * sizeof(X));
+        run_rope_at<X>(inpl, inpl, ct, st, t0, T, n, NH, NKV, HS);
+        float *got_in = to_floats(inpl, nr);
+        check_same_bits("rope at positions, in place", got_in, got, nr * sizeof(float));
+        free(got), free(got_in), free(ref), free(out), free(inpl);
     }
     free(inv), free(ct), free(st), free(hraw), free(hd3), free(qkv), free(draw), free(fraw), free(fd3), free(kv);
     free(ref3), free(refraw);
