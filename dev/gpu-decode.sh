@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # dev/gpu-decode.sh TRUTHGPT SRC DIR — generation speed of GPT-2 124M at batch 1 with the KV cache
-# (issue 22's goal on a GPU: >= 1,000 tokens/s), on DEVICE (default cuda; cpu works too).
+# (the aim on a GPU: >= 1,000 tokens/s), on DEVICE (default cuda; cpu works too).
 #
 # Makes docs/performance.md's "Generation" checkpoint in DIR unless it is there: a 300-token BPE
 # learnt from SRC's README and docs, and GPT-2 124M after one fp32 step on synthetic data (on the
