@@ -257,24 +257,25 @@ void tg_cpu_attention_backward(float *dqkv, float *scratch, const float *dout, c
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
 #define GELU_BLOCK 256                    /* elements whose tanh arguments sit in one stack buffer */
 
-/* out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) over one block of n <= GELU_BLOCK. */
-static void gelu_forward_block(float *out, const float *inp, size_t n, tg_cpu_isa isa) {
-    float th[GELU_BLOCK];
+/* th = tanh(sqrt(2/pi) (x + 0.044715 x^3)) over one block of n <= GELU_BLOCK. */
+static void gelu_tanh_block(float *th, const float *inp, size_t n, tg_cpu_isa isa) {
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i];
         th[i] = GELU_SCALE * (x + 0.044715f * x * x * x);
     }
     tg_cpu_tanh_isa(th, n, isa);
+}
+
+/* out = 0.5 x (1 + th) over one block. */
+static void gelu_forward_block(float *out, const float *inp, size_t n, tg_cpu_isa isa) {
+    float th[GELU_BLOCK];
+    gelu_tanh_block(th, inp, n, isa);
     for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + th[i]);
 }
 
 static void gelu_backward_block(float *d, const float *inp, size_t n, tg_cpu_isa isa) {
     float th[GELU_BLOCK];
-    for (size_t i = 0; i < n; i++) {
-        const float x = inp[i];
-        th[i] = GELU_SCALE * (x + 0.044715f * x * x * x);
-    }
-    tg_cpu_tanh_isa(th, n, isa);
+    gelu_tanh_block(th, inp, n, isa);
     for (size_t i = 0; i < n; i++) {
         const float x = inp[i], t = th[i];
         const float sech2 = 1.0f - t * t;
