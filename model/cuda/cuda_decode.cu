@@ -160,9 +160,7 @@ __global__ void __launch_bounds__(DEC_THREADS)
 
 /* ---- the step ---- */
 
-template <typename X> static const X *dec_w(const cuda_decoder *d, int idx) {
-    return (const X *)d->p->params + d->m->lay.tensors[idx].offset;
-}
+template <typename X> static const X *dec_w(const cuda_decoder *d, int idx) { return wt<X>(d->m, d->p, idx); }
 
 /* Layer l's cache of keys and of values. */
 template <typename X> static X *dec_k(const cuda_decoder *d, int l) { return (X *)d->k + (size_t)l * d->T * d->KV; }

@@ -194,27 +194,13 @@ cleanup:
     return st;
 }
 
-/* The working weights and the fp32 gradients of tensor idx (model/gpt2.h's indices), and of
- * tensor k of block l. */
-template <typename X> static const X *wt(const tg_model *m, const cuda_impl *p, int idx) {
-    return (const X *)p->params + m->lay.tensors[idx].offset;
-}
-static float *gr(const tg_model *m, const cuda_impl *p, int idx) {
-    return p->grads + m->lay.tensors[idx].offset;
-}
+/* The working weights and the fp32 gradients of tensor k of block l (model/gpt2.h's indices). */
 template <typename X> static const X *bwt(const tg_model *m, const cuda_impl *p, int l, tg_gpt2_block_tensor k) {
     return wt<X>(m, p, tg_gpt2_block_index(l, k));
 }
 static float *bgr(const tg_model *m, const cuda_impl *p, int l, tg_gpt2_block_tensor k) {
     return gr(m, p, tg_gpt2_block_index(l, k));
 }
-
-/* One op of the flat forward/backward lists: marks its profile category, then runs it. */
-#define OP(cat, call)                                                                          \
-    do {                                                                                       \
-        prof_mark(p, cat);                                                                     \
-        TG_TRY(call);                                                                          \
-    } while (0)
 
 /* res = res_in + inp (N, K) @ w (K, C) + bias, then out = LN(res) * lw + lb (mean, rstd kept):
  * an output projection and the residual add and LayerNorm after it. The projection goes to
@@ -450,10 +436,9 @@ cleanup:
     return st;
 }
 
-static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t *targets,
-                              int B_used, tg_error *err) {
+tg_status cuda_forward_begin(cuda_impl *p, const int32_t *inputs, const int32_t *targets, int B_used,
+                             tg_error *err) {
     tg_status st = TG_OK;
-    cuda_impl *p = (cuda_impl *)m->impl;
     const int N = B_used * p->T;
     TG_TRY(cuda_inputs_check(p, inputs, targets, N, err));
     p->B_used = 0; /* invalid until this forward is enqueued */
@@ -463,12 +448,35 @@ static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t 
     TG_TRY(cuda_stage_inputs(p, inputs, targets, N, err));
     prof_phase(p, 0);
     p->cudnn_last = p->cudnn != NULL && B_used == p->B;
-    if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, err));
-    else TG_TRY(forward_impl<float>(m, p, B_used, err));
+cleanup:
+    return st;
+}
+
+void cuda_forward_end(cuda_impl *p, const int32_t *targets, int B_used) {
     p->B_used = B_used;
     p->has_targets = targets != NULL;
     p->logits_valid = 1;
     p->backward_ready = targets != NULL;
+}
+
+tg_status cuda_backward_begin(cuda_impl *p, tg_error *err) {
+    tg_status st = TG_OK;
+    if (!p->backward_ready)
+        TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
+    p->backward_ready = 0;
+    prof_phase(p, 1);
+cleanup:
+    return st;
+}
+
+static tg_status cuda_forward(tg_model *m, const int32_t *inputs, const int32_t *targets,
+                              int B_used, tg_error *err) {
+    tg_status st = TG_OK;
+    cuda_impl *p = (cuda_impl *)m->impl;
+    TG_TRY(cuda_forward_begin(p, inputs, targets, B_used, err));
+    if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, p, B_used, err));
+    else TG_TRY(forward_impl<float>(m, p, B_used, err));
+    cuda_forward_end(p, targets, B_used);
 cleanup:
     return st;
 }
@@ -510,10 +518,7 @@ cleanup:
 static tg_status cuda_backward(tg_model *m, float loss_scale, tg_error *err) {
     tg_status st = TG_OK;
     cuda_impl *p = (cuda_impl *)m->impl;
-    if (!p->backward_ready)
-        TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
-    p->backward_ready = 0;
-    prof_phase(p, 1);
+    TG_TRY(cuda_backward_begin(p, err));
     if (p->bf16) TG_TRY(backward_impl<tg_bf16>(m, p, loss_scale, err));
     else TG_TRY(backward_impl<float>(m, p, loss_scale, err));
 cleanup:

@@ -184,6 +184,32 @@ static inline void prof_phase(cuda_impl *p, int phase) {
     if (p->prof) cuda_prof_phase(p->prof, phase);
 }
 
+/* The working weights and the fp32 gradients of tensor idx of the model's layout. */
+template <typename X> static inline const X *wt(const tg_model *m, const cuda_impl *p, int idx) {
+    return (const X *)p->params + m->lay.tensors[idx].offset;
+}
+static inline float *gr(const tg_model *m, const cuda_impl *p, int idx) {
+    return p->grads + m->lay.tensors[idx].offset;
+}
+
+/* One op of the flat forward/backward lists: marks its profile category, then runs it (needs
+ * p, st and a cleanup label in scope). */
+#define OP(cat, call)                                                                          \
+    do {                                                                                       \
+        prof_mark(p, cat);                                                                     \
+        TG_TRY(call);                                                                          \
+    } while (0)
+
+/* The bookkeeping around an architecture's forward and backward, shared by gpt2_cuda.cu and
+ * llama_cuda.cu. cuda_forward_begin checks and uploads the inputs, invalidates the last
+ * forward's state and picks the attention path (cudnn_last); cuda_forward_end records the
+ * forward once it is enqueued. cuda_backward_begin refuses a backward without a forward with
+ * targets (one per forward). */
+tg_status cuda_forward_begin(cuda_impl *p, const int32_t *inputs, const int32_t *targets, int B_used,
+                             tg_error *err);
+void cuda_forward_end(cuda_impl *p, const int32_t *targets, int B_used);
+tg_status cuda_backward_begin(cuda_impl *p, tg_error *err);
+
 /* ---- gpt2_cuda_staging.cu: host <-> device (outside the step, these synchronise; except
  * cuda_stage_inputs, which enqueues) ---- */
 

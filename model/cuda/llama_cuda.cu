@@ -188,19 +188,6 @@ cleanup:
     return st;
 }
 
-/* The working weights and fp32 gradients of tensor idx (model/llama.h's indices). */
-template <typename X> static const X *wt(const tg_model *m, const cuda_impl *p, int idx) {
-    return (const X *)p->params + m->lay.tensors[idx].offset;
-}
-static float *gr(const tg_model *m, const cuda_impl *p, int idx) { return p->grads + m->lay.tensors[idx].offset; }
-
-/* One op of the flat forward/backward lists: marks its profile category, then runs it. */
-#define OP(cat, call)                                                                          \
-    do {                                                                                       \
-        prof_mark(p, cat);                                                                     \
-        TG_TRY(call);                                                                          \
-    } while (0)
-
 /* out (N, OUT) = inp (N, IN) @ W^T for W (OUT, IN) as nn.Linear stores it: matmul.cu's
  * input-gradient form for an (IN', OUT') = (OUT, IN) weight, as GPT-2's tied LM head uses it. */
 template <typename X>
@@ -373,21 +360,10 @@ static tg_status llama_forward(tg_model *m, const int32_t *inputs, const int32_t
     tg_status st = TG_OK;
     llama_impl *q = (llama_impl *)m->impl;
     cuda_impl *p = &q->base;
-    const int N = B_used * p->T;
-    TG_TRY(cuda_inputs_check(p, inputs, targets, N, err));
-    p->B_used = 0; /* invalid until this forward is enqueued */
-    p->logits_valid = 0;
-    p->losses_ready = 0;
-    p->backward_ready = 0;
-    TG_TRY(cuda_stage_inputs(p, inputs, targets, N, err));
-    prof_phase(p, 0);
-    p->cudnn_last = p->cudnn != NULL && B_used == p->B;
+    TG_TRY(cuda_forward_begin(p, inputs, targets, B_used, err));
     if (p->bf16) TG_TRY(forward_impl<tg_bf16>(m, q, B_used, err));
     else TG_TRY(forward_impl<float>(m, q, B_used, err));
-    p->B_used = B_used;
-    p->has_targets = targets != NULL;
-    p->logits_valid = 1;
-    p->backward_ready = targets != NULL;
+    cuda_forward_end(p, targets, B_used);
 cleanup:
     return st;
 }
@@ -396,10 +372,7 @@ static tg_status llama_backward(tg_model *m, float loss_scale, tg_error *err) {
     tg_status st = TG_OK;
     llama_impl *q = (llama_impl *)m->impl;
     cuda_impl *p = &q->base;
-    if (!p->backward_ready)
-        TG_FAIL(err, TG_ERR_ARG, "model: backward needs a forward with targets first (once per forward)");
-    p->backward_ready = 0;
-    prof_phase(p, 1);
+    TG_TRY(cuda_backward_begin(p, err));
     if (p->bf16) TG_TRY(backward_impl<tg_bf16>(m, q, loss_scale, err));
     else TG_TRY(backward_impl<float>(m, q, loss_scale, err));
 cleanup:
