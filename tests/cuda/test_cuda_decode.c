@@ -58,21 +58,11 @@
 #include "cuda_test.h"
 #include "model/decode.h"
 #include "model/llama.h"
+#include "cuda_model_test.h"
 #include "tg_test.h"
 #include "train/sample.h"
 
 enum { T = 40, V = 97, L = 2, PROMPT = 5 };
-
-/* ||a - b|| / ||b|| over n (0 when both are zero) */
-static double rel_err(const float *a, const float *b, int n) {
-    double d = 0.0, r = 0.0;
-    for (int i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    if (r == 0.0) return d == 0.0 ? 0.0 : INFINITY;
-    return sqrt(d / r);
-}
 
 static double norm(const float *a, int n) {
     double r = 0.0;

@@ -32,6 +32,7 @@
 
 #include "core/rng.h"
 #include "model/model.h"
+#include "cuda_model_test.h"
 #include "cuda_test.h"
 #include "tg_test.h"
 
@@ -48,37 +49,7 @@ typedef struct {
 static const tolerances fp32_tol = {1e-4f, 1e-4f, 1e-4f, 1e-4f, 1e-3f, 1e-4f, 1e-4f};
 static const tolerances bf16_tol = {1e-2f, 2e-2f, 5e-2f, 1e-1f, 1e-1f, 1e-1f, 1e-2f};
 
-/* ||a - b|| / ||b|| (0 when both are zero) */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double d = 0.0, r = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    if (r == 0.0) return d == 0.0 ? 0.0 : INFINITY;
-    return sqrt(d / r);
-}
-
-typedef struct {
-    int n;
-    size_t lo[64], hi[64];
-} hook_log;
-
-static void hook(void *ctx, size_t lo, size_t hi) {
-    hook_log *h = ctx;
-    if (h->n < 64) {
-        h->lo[h->n] = lo;
-        h->hi[h->n] = hi;
-    }
-    h->n++;
-}
-
-static void make_batch(tg_rng *r, int32_t *in, int32_t *tgt, int V) {
-    for (int i = 0; i < B * T; i++) {
-        in[i] = (int32_t)tg_rng_below(r, (uint64_t)V);
-        tgt[i] = tg_rng_f32(r) < 0.1f ? -1 : (int32_t)tg_rng_below(r, (uint64_t)V);
-    }
-}
+static void make_batch(tg_rng *r, int32_t *in, int32_t *tgt, int V) { make_batch_n(r, in, tgt, B * T, V); }
 
 /* co: the CUDA options (attention cudnn, flash or naive = cuBLASLt + softmax; LM-head rows...);
  * n_head sets the head size 64 / n_head (4 -> 16, 1 -> 64 as in every GPT-2 size). */

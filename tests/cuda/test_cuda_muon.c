@@ -42,6 +42,7 @@
 #include "core/rng.h"
 #include "model/llama.h"
 #include "model/model.h"
+#include "cuda_model_test.h"
 #include "cuda_test.h"
 #include "tg_test.h"
 
@@ -50,17 +51,6 @@ enum { B = 2, T = 16 };
 #define TOL_NS 5e-4   /* orthogonalised matrices and Muon updates */
 #define TOL_ADAMW 1e-4 /* AdamW updates */
 #define TOL_MOM 1e-6  /* AdamW moments */
-
-/* ||a - b|| / ||b|| over n elements (0 when both are zero) */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double d = 0.0, r = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    if (r == 0.0) return d == 0.0 ? 0.0 : INFINITY;
-    return sqrt(d / r);
-}
 
 /* The model's whole gradient buffer (n_padded fp32) <- host. */
 static void grads_put(tg_model *m, const float *host, size_t n_padded) {
