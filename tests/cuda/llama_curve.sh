@@ -10,15 +10,7 @@
 # Skips (77) without a GPU or without data.
 # Data: $TG_CURVE_DATA (a folder with train_*.h5 / val_*.h5), else prepared here from Debian's fortunes.
 source "$(dirname "$0")/../train/lib.sh"
-if ! nvidia-smi -L >/dev/null 2>&1; then echo "SKIP: no CUDA device"; exit 77; fi
-DATA=${TG_CURVE_DATA:-}
-if [ -z "$DATA" ]; then
-    mapfile -t inputs < <(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.*' 2>/dev/null | sort)
-    if [ ${#inputs[@]} -eq 0 ]; then echo "SKIP: no TG_CURVE_DATA and no fortunes corpus"; exit 77; fi
-    "$TG" tokenizer train --vocab-size 1024 --split-on-percent --out "$TMP/tok.tiktoken" "${inputs[@]}" >/dev/null 2>&1
-    "$TG" prepare --tokenizer "$TMP/tok.tiktoken" --out "$TMP/data" --split-on-percent "${inputs[@]}" >/dev/null 2>&1
-    DATA="$TMP/data"
-fi
+source "$(dirname "$0")/curve_data.sh"
 ARGS=("$SRC/configs/llama-tiny.ini" data.train="$DATA/train_*.h5" data.val="$DATA/val_*.h5" train.max_steps=300
       checkpoint.every=0 train.resume=none)
 for v in "cpu cpu fp32" "fp32 cuda fp32" "bf16 cuda bf16"; do
