@@ -44,6 +44,7 @@
 #include "model/model.h"
 #include "cuda_model_test.h"
 #include "cuda_test.h"
+#include "tg_jacobi.h"
 #include "tg_test.h"
 
 enum { B = 2, T = 16 };
@@ -73,35 +74,6 @@ static uint16_t bf16_rn(float x) {
     memcpy(&u, &x, 4);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
-}
-
-/* Eigenvalues of the symmetric n x n S (destroyed) into ev, by cyclic Jacobi rotations. */
-static void jacobi_eig(double *S, int n, double *ev) {
-    for (int sweep = 0; sweep < 60; sweep++) {
-        double off = 0;
-        for (int p = 0; p < n; p++)
-            for (int q = p + 1; q < n; q++) off += S[p * n + q] * S[p * n + q];
-        if (off < 1e-22) break;
-        for (int p = 0; p < n; p++)
-            for (int q = p + 1; q < n; q++) {
-                const double apq = S[p * n + q];
-                if (fabs(apq) < 1e-300) continue;
-                const double th = (S[q * n + q] - S[p * n + p]) / (2 * apq);
-                const double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
-                const double cs = 1 / sqrt(t * t + 1), sn = t * cs;
-                for (int k = 0; k < n; k++) {
-                    const double x = S[k * n + p], y = S[k * n + q];
-                    S[k * n + p] = cs * x - sn * y;
-                    S[k * n + q] = sn * x + cs * y;
-                }
-                for (int k = 0; k < n; k++) {
-                    const double x = S[p * n + k], y = S[q * n + k];
-                    S[p * n + k] = cs * x - sn * y;
-                    S[q * n + k] = sn * x + cs * y;
-                }
-            }
-    }
-    for (int i = 0; i < n; i++) ev[i] = S[i * n + i];
 }
 
 /* Smallest and largest singular value of R / scale (rows x cols). */
