@@ -13,17 +13,21 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_mpi_yield_when_idle=1
 t0=$(date +%s)
 PASSED=0 SKIPPED=0 RUN=0
+# count_ctest LOG: adds the counts of a ctest output to the totals.
+count_ctest() {
+    local n s
+    n=$(grep -o "tests failed out of [0-9]*" "$1" | grep -o "[0-9]*$" || echo 0)
+    s=$(grep -c "\*\*\*Skipped" "$1" || true)
+    RUN=$((RUN + n)); SKIPPED=$((SKIPPED + s)); PASSED=$((PASSED + n - s))
+}
 # run_ctest ARGS...: ctest with its output shown, and its counts added to the totals.
 run_ctest() {
     local log
     log=$(mktemp)
     ctest "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
-    local n s
-    n=$(grep -o "tests failed out of [0-9]*" "$log" | grep -o "[0-9]*$" || echo 0)
-    s=$(grep -c "\*\*\*Skipped" "$log" || true)
+    count_ctest "$log"
     rm -f "$log"
-    RUN=$((RUN + n)); SKIPPED=$((SKIPPED + s)); PASSED=$((PASSED + n - s))
     return "$rc"
 }
 
@@ -73,10 +77,7 @@ if [ -n "$slurm_pid" ]; then
     wait "$slurm_pid" || rc=$?
     slurm_pid=
     cat "$slurm_log"
-    # the background run's counts (its run_ctest added them in the subshell)
-    n=$(grep -o "tests failed out of [0-9]*" "$slurm_log" | grep -o "[0-9]*$" || echo 0)
-    sk=$(grep -c "\*\*\*Skipped" "$slurm_log" || true)
-    RUN=$((RUN + n)); SKIPPED=$((SKIPPED + sk)); PASSED=$((PASSED + n - sk))
+    count_ctest "$slurm_log" # the background run's run_ctest counted in its own subshell
     rm -f "$slurm_log"
     [ "$rc" = 0 ] || exit "$rc"
 fi
